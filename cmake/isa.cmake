@@ -1,0 +1,39 @@
+# Per-ISA translation units (one ISA per TU, flags set per file; see docs/ARCHITECTURE.md).
+#
+# The baseline (runtime, drivers, bindings, scalar kernels) is compiled for plain x86-64 / armv8-a with
+# -fno-tree-vectorize on the scalar kernels so they stay a genuinely scalar reference. Only files under
+# csrc/kernels/x86_* get -m flags. Never -march=native or -ffast-math by default.
+
+set(SIMKERN_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+set(SIMKERN_ISA_SOURCES "")
+set(SIMKERN_ISA_DEFINES "")
+set(SIMKERN_BASELINE_FLAGS "")
+
+if(SIMKERN_NATIVE)
+  message(WARNING "SIMKERN_NATIVE=ON: baseline tuned for this CPU; the result is not portable")
+  list(APPEND SIMKERN_BASELINE_FLAGS -mtune=native)
+endif()
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  set(SIMKERN_AVX2_SOURCES
+    csrc/kernels/x86_avx2/maxsim.cpp)
+  set(SIMKERN_AVX512_SOURCES
+    csrc/kernels/x86_avx512/maxsim.cpp)
+  set(SIMKERN_AVX512_BF16_SOURCES
+    csrc/kernels/x86_avx512_bf16/maxsim.cpp)
+  list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_AVX2_SOURCES} ${SIMKERN_AVX512_SOURCES} ${SIMKERN_AVX512_BF16_SOURCES})
+  list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_X86_KERNELS=1)
+endif()
+
+set(SIMKERN_AVX2_FLAGS -mavx2 -mfma -mf16c)
+set(SIMKERN_AVX512_FLAGS ${SIMKERN_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512dq -mavx512vl)
+set(SIMKERN_AVX512_BF16_FLAGS ${SIMKERN_AVX512_FLAGS} -mavx512bf16)
+
+function(simkern_apply_isa_flags)
+  set_source_files_properties(csrc/kernels/scalar/maxsim.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
+  if(SIMKERN_AVX2_SOURCES)
+    set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
+    set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")
+    set_source_files_properties(${SIMKERN_AVX512_BF16_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_BF16_FLAGS}")
+  endif()
+endfunction()

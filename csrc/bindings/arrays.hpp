@@ -1,0 +1,71 @@
+// Helpers shared by the bind_*.cpp files: argument checks with messages that name the argument.
+// Bindings take `py::array_t<T, py::array::c_style>` with .noconvert(): the Python layer decides whether to
+// convert and says so in its docs; nothing here copies.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <sstream>
+#include <string>
+
+#include "simkern/common.hpp"
+
+namespace simkern::bind {
+
+namespace py = pybind11;
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i) << (a.ndim() == 1 ? "," : "");
+  s << ")";
+  return s.str();
+}
+
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw py::value_error(message);
+}
+
+inline void require_ndim(const py::array& a, int ndim, const char* name) {
+  if (a.ndim() != ndim) {
+    std::ostringstream s;
+    s << name << " must be " << ndim << "-D, got shape " << shape_str(a);
+    throw py::value_error(s.str());
+  }
+}
+
+// CSR offsets: 1-D, length n + 1, offsets[0] == 0, non-decreasing, offsets[n] == total_rows.
+inline i64 check_offsets(const CArray<i64>& offsets, i64 total_rows, const char* name) {
+  require_ndim(offsets, 1, name);
+  const i64 len = offsets.shape(0);
+  require(len >= 1, std::string(name) + " must have at least one entry (offsets[0] == 0)");
+  const i64* o = offsets.data();
+  require(o[0] == 0, std::string(name) + "[0] must be 0, got " + std::to_string(o[0]));
+  for (i64 i = 0; i + 1 < len; ++i) {
+    if (o[i + 1] < o[i]) {
+      throw py::value_error(std::string(name) + " must be non-decreasing, but " + name + "[" + std::to_string(i + 1) +
+                            "] = " + std::to_string(o[i + 1]) + " < " + std::to_string(o[i]));
+    }
+  }
+  require(o[len - 1] == total_rows, std::string(name) + "[-1] must equal the number of token rows (" +
+                                        std::to_string(total_rows) + "), got " + std::to_string(o[len - 1]));
+  return len - 1;
+}
+
+// Every id in [0, n) (or -1 when allow_padding).
+inline void check_ids(const i64* ids, i64 count, i64 n, const char* name, bool allow_padding) {
+  for (i64 i = 0; i < count; ++i) {
+    const i64 id = ids[i];
+    if (id >= n || id < (allow_padding ? -1 : 0)) {
+      throw py::value_error(std::string(name) + " contains " + std::to_string(id) + " at position " +
+                            std::to_string(i) + "; valid ids are 0.." + std::to_string(n - 1) +
+                            (allow_padding ? " (or -1 for padding)" : ""));
+    }
+  }
+}
+
+}  // namespace simkern::bind

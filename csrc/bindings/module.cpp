@@ -1,0 +1,15 @@
+// The compiled module simkern._core: only calls the per-family bind functions.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace simkern::bind {
+void bind_runtime(py::module_& m);
+void bind_maxsim(py::module_& m);
+}  // namespace simkern::bind
+
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+  m.doc() = R"(simkern._core: compiled kernels. Use the Python API in `simkern`, which validates arguments.)";
+  simkern::bind::bind_runtime(m);
+  simkern::bind::bind_maxsim(m);
+}

@@ -1,0 +1,27 @@
+// simkern/dispatch.hpp - the kernel table: one function-pointer set per ISA level.
+//
+// Each ISA translation unit exports `fill_<family>(...)` inside `namespace simkern::<isa>`; dispatch.cpp calls
+// them only for levels the CPU supports (their bodies may contain that ISA's instructions) and builds one
+// immutable KernelTable per level at first use. kernels() returns the table of the active level.
+// To add a kernel family: add its struct here, a fill_ function per ISA TU, and a line in dispatch.cpp.
+#pragma once
+
+#include "simkern/isa.hpp"
+#include "simkern/maxsim.hpp"
+
+namespace simkern {
+
+struct KernelTable {
+  Isa isa = Isa::scalar;
+  MaxSimKernel maxsim[kNumDocDTypes];
+};
+
+const KernelTable& kernels();             // active level
+const KernelTable& kernels_for(Isa isa);  // isa must be supported
+
+namespace scalar { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
+namespace avx2 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
+namespace avx512 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
+namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
+
+}  // namespace simkern

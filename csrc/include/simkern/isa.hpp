@@ -1,0 +1,36 @@
+// simkern/isa.hpp - CPU feature detection and the active instruction-set level.
+//
+// Levels are ordered: scalar < avx2 < avx512. `avx2` means AVX2 + FMA + F16C; `avx512` means
+// F + BW + DQ + VL (Skylake-X / Zen 4 baseline). Sub-features (bf16, vbmi, vnni) are not levels: kernels of
+// the avx512 level pick a variant when the CPU has them (see dispatch.cpp).
+// The active level is min(best supported, SIMKERN_MAX_ISA env cap, set_max_isa()); it is an atomic so tests
+// can lower it while other threads read it.
+#pragma once
+
+#include <string>
+
+namespace simkern {
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
+constexpr int kNumIsas = 3;
+
+struct CpuFeatures {
+  bool x86_64 = false, aarch64 = false;
+  bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false, avx512cd = false;
+  bool avx512_bf16 = false, avx512_vbmi = false, avx512_vnni = false, avx512_fp16 = false;
+  bool os_avx = false, os_avx512 = false;  // the OS saves the ymm / zmm+k state (XCR0)
+  bool neon = false;
+};
+
+const CpuFeatures& cpu_features();     // detected once, thread-safe
+bool isa_supported(Isa isa);            // CPU and OS both support the level
+bool isa_compiled(Isa isa);             // this build contains kernels for the level
+Isa best_isa();                         // highest level that is compiled and supported
+Isa active_isa();                       // min(best, env cap, set_max_isa cap)
+// Caps the active level (clamped to best_isa()); returns the level now active.
+Isa set_max_isa(Isa cap);
+const char* isa_name(Isa isa);
+bool parse_isa(const std::string& name, Isa* out);  // "scalar" | "avx2" | "avx512" (case-insensitive)
+
+}  // namespace simkern

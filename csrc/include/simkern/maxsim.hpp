@@ -1,0 +1,91 @@
+// simkern/maxsim.hpp - ColBERT late-interaction (MaxSim) scoring.
+//
+//   score(Q, D) = sum_i max_j <q_i, d_j>         q_i: query tokens, d_j: document tokens, both `dim` wide
+//
+// Shapes and layout
+//   Queries: float32, flat (total_query_tokens, dim) row-major + int64 offsets (n_queries + 1), CSR style.
+//   Docs:    float32 | float16 | bfloat16, flat (total_doc_tokens, dim) row-major + int64 offsets (n_docs + 1).
+//   Packed queries (built once per call by the kernel's `pack`): each query is cut into groups of `lanes`
+//   tokens; group g stores dim x lanes floats as [k][lane] (coordinate k of every token of the group is one
+//   SIMD vector), padding lanes are zero. The bf16 dot-product variant stores [k/2][lane][2] bfloat16 pairs,
+//   dim padded to even. A query owns groups [group_begin[q], group_begin[q+1]); queries never share a group,
+//   so any contiguous range of queries is itself a valid stacked "query" (multi-query batching).
+//
+// Semantics (tested in tests/test_maxsim.py)
+//   empty doc (no tokens) and non-empty query -> -inf; empty query -> 0 (for any doc).
+//   A non-finite dot product (NaN/inf input or float32 overflow) makes `score` return false; the driver then
+//   throws NonFiniteError. Detection is fused into the kernel: every accumulator is folded into a check
+//   register as acc * 0 (0 for finite, NaN otherwise), ~1/dim extra work.
+//
+// Precision policy
+//   float32 accumulation; float16/bfloat16 doc tokens are widened exactly to float32 before the FMA, so
+//   f16/bf16 results equal float32 scoring of the widened values. The AVX512-BF16 variant is the exception:
+//   it rounds the query to bfloat16 (round to nearest even) and uses vdpbf16ps, so each token dot has a
+//   relative error up to 2^-8 of sum_k |q_k d_k|; its kernel name ends in "_dpbf16".
+#pragma once
+
+#include "simkern/common.hpp"
+
+namespace simkern {
+
+struct PackedQueries {
+  const void* data = nullptr;          // groups, each `group_elems` elements (float or uint16)
+  i64 group_elems = 0;
+  int lanes = 0;
+  i64 dim = 0;
+  const i64* group_begin = nullptr;    // n_queries + 1
+  const i64* lengths = nullptr;        // n_queries
+};
+
+struct DocTokens {
+  const void* tokens = nullptr;        // (total_tokens, dim) elements of `dtype`
+  DocDType dtype = DocDType::f32;
+  i64 dim = 0;
+  const i64* offsets = nullptr;        // n_docs + 1
+  i64 n_docs = 0;
+};
+
+// Score queries [q_begin, q_end) stacked against a list of docs:
+//   out[(q - q_begin) * out_query_stride + i] = score(query q, doc doc_at(i)),  i in [0, n_docs)
+// with doc_at(i) = doc_ids ? doc_ids[i] : doc_begin + i.
+struct ScoreJob {
+  i64 q_begin = 0, q_end = 0;
+  const i64* doc_ids = nullptr;
+  i64 doc_begin = 0;
+  i64 n_docs = 0;
+  float* out = nullptr;
+  i64 out_query_stride = 0;
+};
+
+// One kernel variant: (ISA, doc dtype). Filled by the ISA translation units, chosen in dispatch.cpp.
+struct MaxSimKernel {
+  const char* name = nullptr;
+  int lanes = 0;                                       // query tokens per packed group
+  bool packs_bf16 = false;                             // packed groups hold bf16 pairs
+  i64 (*group_elems)(i64 dim) = nullptr;               // elements per packed group
+  void (*pack)(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) = nullptr;  // one query -> its groups
+  i64 (*scratch_floats)(i64 dim, i64 n_groups) = nullptr;  // per-thread scratch `score` needs
+  bool (*score)(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) = nullptr;
+};
+
+struct QueryTokens {
+  const float* tokens = nullptr;       // (total_tokens, dim)
+  const i64* offsets = nullptr;        // n_queries + 1
+  i64 n_queries = 0;
+  i64 dim = 0;
+};
+
+// Drivers (csrc/runtime/maxsim_driver.cpp): pack, split into tasks, run on the pool, select top-k.
+// Inputs are assumed validated (offsets monotone and in range, ids in range); they throw NonFiniteError.
+void maxsim_dense(const QueryTokens& q, const DocTokens& d, float* out /* n_queries x n_docs */, int threads);
+void maxsim_pairs(const QueryTokens& q, const DocTokens& d, const i64* query_ids, const i64* doc_ids,
+                  i64 n_pairs, float* out /* n_pairs */, int threads);
+// Top-k, best first; ties broken by smaller doc id; missing slots get id -1 and score -inf.
+// cand_offsets == nullptr: every doc is a candidate. Otherwise query q's candidates are
+// cand_ids[cand_offsets[q] .. cand_offsets[q+1]) (entries < 0 are skipped).
+void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* cand_ids, const i64* cand_offsets,
+                 float* out_scores /* n_queries x k */, i64* out_ids /* n_queries x k */, int threads);
+
+const MaxSimKernel& maxsim_kernel(DocDType dtype);  // for the active ISA
+
+}  // namespace simkern

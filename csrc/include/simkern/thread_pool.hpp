@@ -1,0 +1,24 @@
+// simkern/thread_pool.hpp - the library's own persistent thread pool (no OpenMP).
+//
+// parallel_for(n_tasks, n_threads, fn) runs fn(task, thread_index) for every task in [0, n_tasks) on up to
+// n_threads threads (the caller is thread 0 and always takes part). Tasks are handed out dynamically from an
+// atomic counter, so kernels must make each task's result independent of which thread runs it.
+// - The first exception thrown by any task stops the hand-out and is rethrown in the caller.
+// - Workers are created lazily and kept; the pool grows to the largest thread count asked for.
+// - fork(): the child drops the parent's pool (its threads do not exist there) and builds a new one on use.
+// - Concurrent callers: one job owns the pool at a time; a caller that finds it busy (another Python thread,
+//   or a task calling parallel_for) runs its tasks inline on its own thread. Results are the same.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace simkern {
+
+int default_num_threads();           // SIMKERN_NUM_THREADS, else hardware concurrency
+void set_default_num_threads(int n); // n >= 1
+int resolve_threads(int requested);  // requested <= 0 -> default
+
+void parallel_for(std::int64_t n_tasks, int n_threads, const std::function<void(std::int64_t, int)>& fn);
+
+}  // namespace simkern

@@ -1,0 +1,228 @@
+// Generic MaxSim body, compiled once per ISA: each x86_* TU includes this inside its own
+// `namespace simkern::<isa> { namespace { ... } }` after defining a vector-primitive struct `V`
+// (see x86_avx2/maxsim.cpp); FloatOps<V> below turns it into the tile operations, and
+// fill_float_kernels<V>() into the three MaxSimKernel entries (f32 / f16 / bf16 docs).
+// A TU with a different inner product (the AVX512-BF16 one) writes its own Ops and reuses detail::score:
+//
+//   Ops::lanes, Ops::query_regs (QR), Ops::doc_tile (ND)   register tile: QR*lanes query tokens x ND doc tokens
+//   Ops::reg, Ops::QElem, Ops::TileElem                     vector type, packed-query element, doc-tile element
+//   Ops::tile<QR, ND>(q, group_elems, d, dim, rmax, chk)     dot products of one tile, folded into rmax
+//   Ops::prepare<DT>(tokens, row, nd, dim, buf)              pointer to nd doc rows as TileElem (widened into buf
+//                                                            when the storage type differs)
+//   Ops::prefetch(p), Ops::zero(), Ops::store_neg_inf(p, n), Ops::any_nonfinite(chk)
+//
+// Loop order, per doc: rmax[all stacked query lanes] = -inf; for each tile of ND doc rows: prepare it once,
+// prefetch the next tile, then run every block of QR query groups over it (the doc tile stays in L1 while the
+// packed queries stream from L1/L2). The horizontal step happens once per doc: each query's score is the sum of
+// its rmax entries in token order, so the result does not depend on the tiling, the thread count or the batch.
+#pragma once
+
+// Needs <cstdint>, <limits>, generic/half.hpp and simkern/maxsim.hpp included at file scope first.
+
+namespace detail {
+
+template <class Ops, int QR, int ND>
+static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d, i64 dim,
+                            float* rmax, typename Ops::reg& chk) {
+  Ops::template tile<QR, ND>(q, group_elems, d, dim, rmax, chk);
+}
+
+// Runtime nd in [1, Ops::doc_tile] -> compile-time tile.
+template <class Ops, int QR, int ND = 1>
+static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
+                               const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk) {
+  if constexpr (ND <= Ops::doc_tile) {
+    if (nd == ND) {
+      run_tile<Ops, QR, ND>(q, group_elems, d, dim, rmax, chk);
+      return;
+    }
+    run_tile_nd<Ops, QR, ND + 1>(nd, q, group_elems, d, dim, rmax, chk);
+  }
+}
+
+// Remaining 1..QR-1 groups of a stack.
+template <class Ops, int QR = Ops::query_regs - 1>
+static inline void run_group_tail(i64 groups_left, int nd, const typename Ops::QElem* q, i64 group_elems,
+                                  const typename Ops::TileElem* d, i64 dim, float* rmax,
+                                  typename Ops::reg& chk) {
+  if constexpr (QR >= 1) {
+    if (groups_left == QR) {
+      run_tile_nd<Ops, QR>(nd, q, group_elems, d, dim, rmax, chk);
+      return;
+    }
+    run_group_tail<Ops, QR - 1>(groups_left, nd, q, group_elems, d, dim, rmax, chk);
+  }
+}
+
+#ifndef SIMKERN_PF_TILES
+#define SIMKERN_PF_TILES 2
+#endif
+constexpr i64 kPrefetchTiles = SIMKERN_PF_TILES;
+
+template <class Ops, DocDType DT>
+static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) {
+  constexpr int L = Ops::lanes;
+  constexpr int QR = Ops::query_regs;
+  constexpr int ND = Ops::doc_tile;
+  constexpr i64 doc_elem_bytes = DT == DocDType::f32 ? 4 : 2;
+  const i64 dim = q.dim;
+  const i64 group_elems = q.group_elems;
+  const i64 g_first = q.group_begin[job.q_begin];
+  const i64 n_groups = q.group_begin[job.q_end] - g_first;
+  const typename Ops::QElem* packed = static_cast<const typename Ops::QElem*>(q.data) + g_first * group_elems;
+  float* rmax = scratch;                    // n_groups * L running maxima
+  float* tile_buf = scratch + n_groups * L;  // ND * dim widened doc rows
+  const char* doc_bytes = static_cast<const char*>(d.tokens);
+  typename Ops::reg chk = Ops::zero();
+  bool sums_finite = true;
+
+  for (i64 i = 0; i < job.n_docs; ++i) {
+    const i64 doc = job.doc_ids ? job.doc_ids[i] : job.doc_begin + i;
+    const i64 row_begin = d.offsets[doc], row_end = d.offsets[doc + 1];
+    i64 next_doc_row = -1;  // where the tile after this doc's last one starts (for the prefetch)
+    if (i + 1 < job.n_docs) next_doc_row = d.offsets[job.doc_ids ? job.doc_ids[i + 1] : doc + 1];
+    Ops::store_neg_inf(rmax, n_groups * L);
+    if (n_groups > 0) {
+      for (i64 row = row_begin; row < row_end; row += ND) {
+        const int nd = static_cast<int>(row_end - row < ND ? row_end - row : ND);
+        const typename Ops::TileElem* tile = Ops::template prepare<DT>(d.tokens, row, nd, dim, tile_buf);
+        // Prefetch the ND rows that start kPrefetchTiles tiles ahead, continuing into the next doc.
+        i64 next_row = row + kPrefetchTiles * ND;
+        if (next_row >= row_end) next_row = next_doc_row >= 0 ? next_doc_row + (next_row - row_end) : -1;
+        if (next_row >= 0) {
+          const char* next = doc_bytes + next_row * dim * doc_elem_bytes;
+          const i64 bytes = ND * dim * doc_elem_bytes;
+          for (i64 off = 0; off < bytes; off += 64) Ops::prefetch(next + off);
+        }
+        i64 g = 0;
+        for (; g + QR <= n_groups; g += QR)
+          run_tile_nd<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
+        if (g < n_groups)
+          run_group_tail<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
+      }
+    }
+    for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
+      const float* m = rmax + (q.group_begin[qi] - g_first) * L;
+      float total = 0.0f;
+      for (i64 t = 0; t < q.lengths[qi]; ++t) total += m[t];
+      if (!__builtin_isfinite(total) && row_end > row_begin) sums_finite = false;
+      job.out[(qi - job.q_begin) * job.out_query_stride + i] = total;
+    }
+  }
+  return sums_finite && !Ops::any_nonfinite(chk);
+}
+
+}  // namespace detail
+
+// Tile operations over float32 packed queries and float32 doc tiles, from the primitives of V:
+//   V::reg, V::lanes, V::query_regs, V::doc_tile, zero, set1, load, store, fma(a, b, c) = a*b + c, max,
+//   any_nan, widen_f16 / widen_bf16 (V::lanes values, exact), prefetch.
+template <class V>
+struct FloatOps {
+  using reg = typename V::reg;
+  using QElem = float;
+  using TileElem = float;
+  static constexpr int lanes = V::lanes;
+  static constexpr int query_regs = V::query_regs;
+  static constexpr int doc_tile = V::doc_tile;
+
+  static inline reg zero() { return V::zero(); }
+  static inline void prefetch(const char* p) { V::prefetch(p); }
+  static inline bool any_nonfinite(reg chk) { return V::any_nan(chk); }
+  static inline void store_neg_inf(float* p, i64 n) {  // n is a multiple of lanes
+    const reg v = V::set1(-std::numeric_limits<float>::infinity());
+    for (i64 i = 0; i < n; i += lanes) V::store(p + i, v);
+  }
+
+  template <int QR, int ND>
+  static inline void tile(const float* q, i64 group_elems, const float* d, i64 dim, float* rmax, reg& chk) {
+    reg acc[ND][QR];
+#pragma GCC unroll 16
+    for (int t = 0; t < ND; ++t)
+#pragma GCC unroll 4
+      for (int r = 0; r < QR; ++r) acc[t][r] = V::zero();
+    for (i64 k = 0; k < dim; ++k) {
+      reg qv[QR];
+#pragma GCC unroll 4
+      for (int r = 0; r < QR; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);
+#pragma GCC unroll 16
+      for (int t = 0; t < ND; ++t) {
+        const reg b = V::set1(d[t * dim + k]);
+#pragma GCC unroll 4
+        for (int r = 0; r < QR; ++r) acc[t][r] = V::fma(qv[r], b, acc[t][r]);
+      }
+    }
+    // Fold: running max per query lane, and a finiteness check (acc * 0 is 0 for finite acc, NaN otherwise)
+    // accumulated in two independent chains so the tile epilogue stays short.
+    const reg zero_v = V::zero();
+    reg chk_even = chk, chk_odd = V::zero();
+#pragma GCC unroll 4
+    for (int r = 0; r < QR; ++r) {
+      reg m = V::load(rmax + r * lanes);
+#pragma GCC unroll 16
+      for (int t = 0; t < ND; ++t) {
+        if (t % 2 == 0) chk_even = V::fma(acc[t][r], zero_v, chk_even);
+        else chk_odd = V::fma(acc[t][r], zero_v, chk_odd);
+        m = V::max(m, acc[t][r]);
+      }
+      V::store(rmax + r * lanes, m);
+    }
+    chk = V::fma(chk_odd, zero_v, chk_even);
+  }
+
+  template <DocDType DT>
+  static inline const float* prepare(const void* tokens, i64 row, int nd, i64 dim, float* buf) {
+    const i64 first = row * dim, n = nd * dim;
+    if constexpr (DT == DocDType::f32) {
+      const float* src = static_cast<const float*>(tokens) + first;
+      i64 i = 0;
+      for (; i + lanes <= n; i += lanes) V::store(buf + i, V::load(src + i));
+      for (; i < n; ++i) buf[i] = src[i];
+      return buf;
+    } else {
+      const std::uint16_t* src = static_cast<const std::uint16_t*>(tokens) + first;
+      i64 i = 0;
+      for (; i + lanes <= n; i += lanes) {
+        if constexpr (DT == DocDType::f16) V::widen_f16(src + i, buf + i);
+        else V::widen_bf16(src + i, buf + i);
+      }
+      for (; i < n; ++i) buf[i] = DT == DocDType::f16 ? f16_to_float(src[i]) : bf16_to_float(src[i]);
+      return buf;
+    }
+  }
+};
+
+// Packing for FloatOps: group g of a query holds dim x lanes floats as [k][lane]; missing tokens are zero.
+template <int Lanes>
+static void pack_float_groups(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
+  float* out = static_cast<float*>(dst);
+  const i64 n_groups = (n_tokens + Lanes - 1) / Lanes;
+  for (i64 g = 0; g < n_groups; ++g)
+    for (i64 k = 0; k < dim; ++k)
+      for (int l = 0; l < Lanes; ++l) {
+        const i64 token = g * Lanes + l;
+        out[(g * dim + k) * Lanes + l] = token < n_tokens ? q_tokens[token * dim + k] : 0.0f;
+      }
+}
+
+template <int Lanes>
+static i64 float_group_elems(i64 dim) { return dim * Lanes; }
+
+template <int Lanes, int DocTile>
+static i64 float_scratch_floats(i64 dim, i64 n_groups) { return n_groups * Lanes + DocTile * dim; }
+
+template <class V>
+static void fill_float_kernels(MaxSimKernel out[kNumDocDTypes], const char* const names[kNumDocDTypes]) {
+  using O = FloatOps<V>;
+  for (int t = 0; t < kNumDocDTypes; ++t) {
+    out[t].name = names[t];
+    out[t].lanes = V::lanes;
+    out[t].packs_bf16 = false;
+    out[t].group_elems = float_group_elems<V::lanes>;
+    out[t].pack = pack_float_groups<V::lanes>;
+    out[t].scratch_floats = float_scratch_floats<V::lanes, V::doc_tile>;
+  }
+  out[static_cast<int>(DocDType::f32)].score = detail::score<O, DocDType::f32>;
+  out[static_cast<int>(DocDType::f16)].score = detail::score<O, DocDType::f16>;
+  out[static_cast<int>(DocDType::bf16)].score = detail::score<O, DocDType::bf16>;
+}

@@ -1,0 +1,43 @@
+// Builds one KernelTable per supported ISA level at first use and hands out the active one.
+#include "simkern/dispatch.hpp"
+
+#include <mutex>
+#include <stdexcept>
+
+namespace simkern {
+namespace {
+
+KernelTable g_tables[kNumIsas];
+std::once_flag g_tables_once;
+
+void build_tables() {
+  // Fill functions run only for supported levels: their bodies may use that level's instructions.
+  g_tables[0].isa = Isa::scalar;
+  scalar::fill_maxsim(g_tables[0].maxsim);
+#if defined(SIMKERN_HAVE_X86_KERNELS)
+  if (isa_supported(Isa::avx2)) {
+    g_tables[1].isa = Isa::avx2;
+    avx2::fill_maxsim(g_tables[1].maxsim);
+  }
+  if (isa_supported(Isa::avx512)) {
+    g_tables[2].isa = Isa::avx512;
+    avx512::fill_maxsim(g_tables[2].maxsim);
+    // Sub-feature variant: bf16 docs scored with vdpbf16ps when the CPU has AVX512_BF16.
+    if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
+  }
+#endif
+}
+
+}  // namespace
+
+const KernelTable& kernels_for(Isa isa) {
+  std::call_once(g_tables_once, build_tables);
+  if (!isa_compiled(isa) || !isa_supported(isa)) throw std::invalid_argument("ISA level not available on this CPU");
+  return g_tables[static_cast<int>(isa)];
+}
+
+const KernelTable& kernels() { return kernels_for(active_isa()); }
+
+const MaxSimKernel& maxsim_kernel(DocDType dtype) { return kernels().maxsim[static_cast<int>(dtype)]; }
+
+}  // namespace simkern

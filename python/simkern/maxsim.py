@@ -1,0 +1,130 @@
+"""MaxSim (ColBERT late interaction): ``score(Q, D) = sum_i max_j <q_i, d_j>``.
+
+Inputs are multi-vector sets: a :class:`simkern.Ragged`, a list of 2-D arrays (concatenated once, one copy), a
+single 2-D array (one set) or a 3-D array ``(n, L, dim)`` (n sets of L tokens). Query tokens must be float32;
+doc tokens float32, float16 or bfloat16 (``ml_dtypes.bfloat16``). Nothing else is converted: other dtypes raise
+``TypeError``. Accumulation is float32.
+
+Semantics: an empty doc scores ``-inf`` against a non-empty query; an empty query scores ``0``; NaN/inf in the
+tokens that are scored raises ``ValueError`` (as does a float32 overflow).
+
+Precision: float16/bfloat16 docs are widened exactly, so scores equal float32 scoring of the widened values,
+except on CPUs with AVX512-BF16, where bfloat16 docs are scored with ``vdpbf16ps`` and the query is rounded to
+bfloat16 (each token dot within ``2**-8 * sum_k |q_k d_k|``); ``simkern.kernel_names()`` tells which runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _core
+from ._validate import BFLOAT16, int64_vector, positive_int, threads_arg
+from .ragged import Ragged, as_ragged
+
+__all__ = ["maxsim", "maxsim_pairs", "maxsim_topk"]
+
+_DOC_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+if BFLOAT16 is not None:
+    _DOC_DTYPE_CODES[BFLOAT16] = 2
+
+
+def _queries(queries) -> Ragged:
+    q = as_ragged(queries, "queries")
+    if q.dtype != np.float32:
+        raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
+    return q
+
+
+def _docs(docs) -> tuple[Ragged, np.ndarray, int]:
+    d = as_ragged(docs, "docs")
+    code = _DOC_DTYPE_CODES.get(d.dtype)
+    if code is None:
+        raise TypeError(f"docs must be float32, float16 or bfloat16, got {d.dtype}")
+    tokens = d.tokens if code == 0 else d.tokens.view(np.uint16)  # zero-copy bit view for 16-bit types
+    return d, tokens, code
+
+
+def _check_dims(q: Ragged, d: Ragged) -> None:
+    if q.dim != d.dim:
+        raise ValueError(f"docs must have dim == {q.dim} (the queries' dim), got dim {d.dim}")
+
+
+def maxsim(queries, docs, *, threads: int | None = None) -> np.ndarray:
+    """Score every query against every doc.
+
+    Returns float32 ``(n_queries, n_docs)``. Runs on ``threads`` threads (default: ``simkern.get_num_threads()``)
+    with the GIL released.
+    """
+    q, (d, tokens, code) = _queries(queries), _docs(docs)
+    _check_dims(q, d)
+    return _core._maxsim_dense(q.tokens, q.offsets, tokens, code, d.offsets, threads_arg(threads))
+
+
+def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = None) -> np.ndarray:
+    """Score only the given ``(query_ids[p], doc_ids[p])`` pairs; returns float32 ``(P,)``.
+
+    ``query_ids`` / ``doc_ids`` are 1-D integer arrays of equal length (converted to int64 if needed).
+    """
+    q, (d, tokens, code) = _queries(queries), _docs(docs)
+    _check_dims(q, d)
+    qi, di = int64_vector(query_ids, "query_ids"), int64_vector(doc_ids, "doc_ids")
+    return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads))
+
+
+def maxsim_topk(queries, docs, k: int, *, candidates=None, threads: int | None = None):
+    """The ``k`` best docs per query, best first (ties: smaller doc id first).
+
+    Parameters
+    ----------
+    candidates : None, 2-D int array ``(n_queries, c)``, or a list of 1-D int arrays (one per query)
+        Restrict each query to these doc ids. They are scored in place (no copy of doc tokens); ``-1`` entries
+        are padding and skipped; an id listed twice for one query raises ``ValueError``.
+
+    Returns
+    -------
+    scores : float32 ``(n_queries, k)``
+    ids : int64 ``(n_queries, k)``
+        When fewer than ``k`` docs are available, the tail is padded with id ``-1`` and score ``-inf``.
+    """
+    q, (d, tokens, code) = _queries(queries), _docs(docs)
+    _check_dims(q, d)
+    k = positive_int(k, "k")
+    cand_ids = cand_offsets = None
+    if candidates is not None:
+        cand_ids, cand_offsets = _candidates(candidates, len(q), len(d))
+    return _core._maxsim_topk(q.tokens, q.offsets, tokens, code, d.offsets, k, cand_ids, cand_offsets,
+                              threads_arg(threads))
+
+
+def _candidates(candidates, n_queries: int, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(candidates, np.ndarray) and candidates.ndim == 2:
+        if candidates.shape[0] != n_queries:
+            raise ValueError(f"candidates must have one row per query ({n_queries}), got shape {candidates.shape}")
+        if candidates.dtype == np.bool_ or not np.issubdtype(candidates.dtype, np.integer):
+            raise TypeError(f"candidates must hold integer doc ids, got dtype {candidates.dtype}")
+        flat = np.ascontiguousarray(candidates, dtype=np.int64).reshape(-1)
+        offsets = np.arange(n_queries + 1, dtype=np.int64) * candidates.shape[1]
+    elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):
+        if len(candidates) != n_queries:
+            raise ValueError(f"candidates must have one list per query ({n_queries}), got {len(candidates)}")
+        rows = [int64_vector(c, f"candidates[{i}]") for i, c in enumerate(candidates)]
+        offsets = np.zeros(n_queries + 1, dtype=np.int64)
+        np.cumsum([r.shape[0] for r in rows], out=offsets[1:])
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    else:
+        raise TypeError("candidates must be a 2-D integer array (n_queries, c) or a list of 1-D integer arrays")
+    if flat.size:
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo < -1 or hi >= n_docs:
+            bad = lo if lo < -1 else hi
+            raise ValueError(f"candidates contain doc id {bad}; valid ids are 0..{n_docs - 1} (or -1 for padding)")
+        owner = np.repeat(np.arange(n_queries, dtype=np.int64), np.diff(offsets))
+        valid = flat >= 0
+        keys = np.sort(owner[valid] * (n_docs + 1) + flat[valid])
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if dup.size:
+            key = int(keys[dup[0]])
+            raise ValueError(f"candidates for query {key // (n_docs + 1)} list doc id {key % (n_docs + 1)} twice")
+    return flat, offsets
