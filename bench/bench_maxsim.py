@@ -1,0 +1,637 @@
+#!/usr/bin/env python3
+"""MaxSim throughput: simkern against maxsim-cpu, NumPy and PyLate-style torch, side by side.
+
+    python bench/bench_maxsim.py                 # full run (a few minutes on 2 cores)
+    python bench/bench_maxsim.py --quick         # smoke test: fewer docs, queries and rounds
+    python bench/bench_maxsim.py --json out.json --threads 1,2
+
+score(Q, D) = sum_i max_j <q_i, d_j>. Every case is timed once per thread configuration (default: 1 thread and
+all CPUs of this process). Each configuration runs in its own child process of this script, started with the
+thread variables set *before* anything is imported, because maxsim-cpu sizes its rayon pool (and libxsmm its
+OpenMP pool) once per process from RAYON_NUM_THREADS / OMP_NUM_THREADS, and OpenBLAS reads
+OPENBLAS_NUM_THREADS at load time. Inside a child every method runs with the same thread count:
+
+    simkern       threads=T argument (and SIMKERN_NUM_THREADS=T)
+    maxsim-cpu    RAYON_NUM_THREADS=T and OMP_NUM_THREADS=T in the child's environment
+    NumPy         OPENBLAS_NUM_THREADS=T (also OMP/MKL_NUM_THREADS); OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+                  removed from the child's environment (see --keep-openblas-env), and the OpenBLAS core it
+                  then runs is recorded (threadpoolctl if installed, else OpenBLAS's own get_corename)
+    torch         torch.set_num_threads(T), torch.set_num_interop_threads(1), OMP/MKL_NUM_THREADS=T
+
+Within a child, methods are warmed up, checked once against simkern's float32 scores, then timed in >= 7
+interleaved rounds (the order rotates every round); the table shows median and best. The sgemm peak (NumPy
+2048^3 float32 matmul) is measured in the same run, in the 1-thread child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "dev"))
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS",
+               "SIMKERN_NUM_THREADS")
+OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+RTOL = 1e-3            # agreement required with simkern's float32 scores
+TORCH_CHUNK_BYTES = 256 << 20   # bound on the (a, b, s, t) einsum intermediate
+SLEEP_BETWEEN = 0.01   # let spinning OpenMP/OpenBLAS workers of the previous method go idle
+
+CASES = ("uniform", "variable", "batch", "real")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def n_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def parse_threads(spec: str) -> list[int]:
+    out = []
+    for part in spec.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        n = n_cpus() if part in ("all", "max") else int(part)
+        if n < 1:
+            raise SystemExit(f"--threads: bad value {part!r}")
+        if n not in out:
+            out.append(n)
+    return sorted(out)
+
+
+# ------------------------------------------------------------------------------------------ BLAS info
+
+def _openblas_ctypes_info() -> list[dict]:
+    """Fallback when threadpoolctl is missing: ask each loaded OpenBLAS for its core name and thread count."""
+    import ctypes
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if "/" in line else ""
+                if "openblas" in os.path.basename(path).lower() and path not in libs:
+                    libs.append(path)
+    except OSError:
+        return []
+    out = []
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        info = {"filepath": path, "internal_api": "openblas", "source": "ctypes"}
+        for prefix, suffix in (("openblas_", ""), ("scipy_openblas_", "64_"), ("openblas_", "64_")):
+            try:
+                core = getattr(lib, f"{prefix}get_corename{suffix}")
+                nthr = getattr(lib, f"{prefix}get_num_threads{suffix}")
+            except AttributeError:
+                continue
+            core.restype = ctypes.c_char_p
+            info["architecture"] = core().decode()
+            info["num_threads"] = int(nthr())
+            try:
+                cfg = getattr(lib, f"{prefix}get_config{suffix}")
+                cfg.restype = ctypes.c_char_p
+                info["version"] = cfg().decode().strip()
+            except AttributeError:
+                pass
+            break
+        out.append(info)
+    return out
+
+
+def blas_info() -> list[dict]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return _openblas_ctypes_info()
+    keep = ("internal_api", "num_threads", "architecture", "version", "filepath", "user_api")
+    return [{k: d.get(k) for k in keep if d.get(k) is not None} | {"source": "threadpoolctl"}
+            for d in threadpool_info()]
+
+
+# -------------------------------------------------------------------------------------------- worker
+
+def make_cases(args, np, simkern, bf16):
+    """Build every case's inputs once (nothing here is timed)."""
+    rng = np.random.default_rng(args.seed)
+    dim = 128
+
+    def unit(shape):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=-1, keepdims=True)
+        return x
+
+    n_docs = 200 if args.quick else 1000
+    n_batch = 4 if args.quick else 16
+    wanted = args.cases
+    cases = []
+
+    uniform_docs = None
+    if "uniform" in wanted or "batch" in wanted:
+        uniform_docs = unit((n_docs, 180, dim))
+    offs_u = np.arange(n_docs + 1, dtype=np.int64) * 180
+    if "uniform" in wanted:
+        cases.append(dict(key="uniform", title=f"synthetic uniform: 1 query (Lq=32) x {n_docs} docs x 180 tokens, "
+                                                f"dim {dim}, L2-normalised",
+                          queries=[unit((32, dim))], doc_tokens=uniform_docs.reshape(-1, dim), doc_offsets=offs_u,
+                          uniform=True))
+    if "variable" in wanted:
+        lens = rng.integers(50, 301, size=n_docs)
+        offs = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(lens, out=offs[1:])
+        cases.append(dict(key="variable", title=f"synthetic variable: 1 query (Lq=32) x {n_docs} docs, Ld uniform "
+                                                 f"in [50, 300] (mean {lens.mean():.0f}), dim {dim}",
+                          queries=[unit((32, dim))], doc_tokens=unit((int(offs[-1]), dim)), doc_offsets=offs,
+                          uniform=False))
+    if "batch" in wanted:
+        cases.append(dict(key="batch", title=f"synthetic batch: {n_batch} queries (Lq=32) x {n_docs} docs x 180 "
+                                              f"tokens, dim {dim}",
+                          queries=[unit((32, dim)) for _ in range(n_batch)], doc_tokens=uniform_docs.reshape(-1, dim),
+                          doc_offsets=offs_u, uniform=True))
+    if "real" in wanted:
+        d = args.data
+        need = ["mv_doc_tokens.npy", "mv_doc_offsets.npy", "mv_query_tokens.npy", "mv_query_offsets.npy"]
+        if d and all(os.path.exists(os.path.join(d, f)) for f in need):
+            dt = np.load(os.path.join(d, "mv_doc_tokens.npy"))
+            do = np.load(os.path.join(d, "mv_doc_offsets.npy")).astype(np.int64)
+            qt = np.load(os.path.join(d, "mv_query_tokens.npy"))
+            qo = np.load(os.path.join(d, "mv_query_offsets.npy")).astype(np.int64)
+            nq = min(args.real_queries if not args.quick else min(args.real_queries, 8), len(qo) - 1)
+            nd = len(do) - 1 if not args.quick else min(500, len(do) - 1)
+            do = do[:nd + 1]
+            queries = [np.ascontiguousarray(qt[qo[i]:qo[i + 1]], dtype=np.float32) for i in range(nq)]
+            lens = np.diff(do)
+            cases.append(dict(key="real", title=f"real ({os.path.basename(d)}): first {nq} queries (Lq "
+                                                 f"{min(len(q) for q in queries)}..{max(len(q) for q in queries)}) "
+                                                 f"x {nd} docs (Ld {lens.min()}..{lens.max()}, mean {lens.mean():.1f}),"
+                                                 f" dim {dt.shape[1]}, stored float16",
+                              queries=queries, doc_tokens=np.ascontiguousarray(dt[:do[-1]]).astype(np.float32),
+                              doc_tokens_f16=np.ascontiguousarray(dt[:do[-1]]), doc_offsets=do, uniform=False))
+        else:
+            log(f"note: real case skipped: no mv_*.npy files in {d!r} (use --data DIR)")
+    return cases
+
+
+def build_methods(case, T, np, simkern, bf16, peers, notes):
+    """Return [(name, dtype, fn)] where fn() -> float32/float64 scores (n_queries, n_docs)."""
+    qs = case["queries"]
+    tokens, offs = case["doc_tokens"], case["doc_offsets"]
+    n_docs, dim = len(offs) - 1, tokens.shape[1]
+    lens = np.diff(offs)
+    Q = simkern.Ragged(np.ascontiguousarray(np.concatenate(qs)),
+                       np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64))
+    D32 = simkern.Ragged(tokens, offs)
+    f16_tokens = case.get("doc_tokens_f16")
+    if f16_tokens is None:
+        f16_tokens = tokens.astype(np.float16)
+    D16 = simkern.Ragged(f16_tokens, offs)
+    methods = [
+        ("simkern", "f32", lambda: simkern.maxsim(Q, D32, threads=T)),
+        ("simkern", "f16", lambda: simkern.maxsim(Q, D16, threads=T)),
+    ]
+    if bf16 is not None:
+        Dbf = simkern.Ragged(tokens.astype(bf16), offs)
+        methods.append(("simkern", "bf16", lambda: simkern.maxsim(Q, Dbf, threads=T)))
+    else:
+        notes.add("simkern bf16 row skipped: ml_dtypes not importable")
+    k = min(10, n_docs)
+    methods.append((f"simkern top{k}", "f32", lambda: simkern.maxsim_topk(Q, D32, k, threads=T)))
+
+    # Padded copy for the padded peers: pad each doc with copies of its own last token, which leaves every
+    # max_j <q_i, d_j> unchanged (no mask needed, exact).
+    lmax = int(lens.max())
+    if case["uniform"]:
+        padded = tokens.reshape(n_docs, lmax, dim)
+    else:
+        idx = np.minimum(np.arange(lmax)[None, :], lens[:, None] - 1) + offs[:-1, None]
+        padded = tokens[idx]                      # (n_docs, lmax, dim), one copy
+    doc_list = [tokens[offs[i]:offs[i + 1]] for i in range(n_docs)]   # contiguous row views, no copy
+
+    mc = peers.get("maxsim_cpu")
+    if mc is not None:
+        if case["uniform"]:
+            methods.append(("maxsim-cpu", "f32", lambda: np.stack([mc.maxsim_scores(q, padded) for q in qs])))
+        else:
+            methods.append(("maxsim-cpu", "f32",
+                            lambda: np.stack([mc.maxsim_scores_variable(q, doc_list) for q in qs])))
+
+    def np_batched():
+        return np.stack([(padded @ q.T).max(axis=1).sum(axis=1) for q in qs])
+
+    starts = offs[:-1]
+
+    def np_flat():
+        return np.stack([np.maximum.reduceat(tokens @ q.T, starts, axis=0).sum(axis=1) for q in qs])
+
+    methods.append(("numpy batched", "f32", np_batched))
+    if (lens > 0).all():
+        methods.append(("numpy flat+reduceat", "f32", np_flat))
+
+    torch = peers.get("torch")
+    if torch is not None:
+        lq = max(len(q) for q in qs)
+        qpad = np.zeros((len(qs), lq, dim), np.float32)     # zero query rows add max_j 0 = 0: exact
+        for i, q in enumerate(qs):
+            qpad[i, :len(q)] = q
+        tq, td = torch.from_numpy(qpad), torch.from_numpy(np.ascontiguousarray(padded))
+        chunk = max(1, TORCH_CHUNK_BYTES // (len(qs) * lq * lmax * 4))
+
+        def pylate():
+            with torch.inference_mode():
+                parts = [torch.einsum("ash,bth->abst", tq, td[b:b + chunk]).max(axis=3).values.sum(axis=2)
+                         for b in range(0, n_docs, chunk)]
+                return torch.cat(parts, dim=1).numpy()
+        methods.append(("torch einsum (PyLate)", "f32", pylate))
+    return methods
+
+
+def verify(case, name, dtype, out, ref32, refs_lowp, np):
+    """Max relative error vs simkern's float32 scores (per element, relative to max(|ref|, 1))."""
+    if name.startswith("simkern top"):
+        scores, ids = out
+        k = scores.shape[1]
+        want = -np.sort(-ref32, axis=1)[:, :k]
+        got_at_ids = np.take_along_axis(ref32, ids, axis=1)
+        err = max(np.max(np.abs(scores - want) / np.maximum(np.abs(want), 1)),
+                  np.max(np.abs(got_at_ids - scores) / np.maximum(np.abs(scores), 1)))
+        return float(err)
+    ref = refs_lowp.get(dtype, ref32)
+    out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
+    return float(np.max(np.abs(out - ref) / np.maximum(np.abs(ref), 1)))
+
+
+def time_case(case, methods, T, rounds, target, np, simkern, bf16, interleave_ref=None):
+    """Warm up + verify each method, then interleave all methods for `rounds` rounds."""
+    qs, tokens, offs = case["queries"], case["doc_tokens"], case["doc_offsets"]
+    ref32 = None
+    refs_lowp = {}
+    results = []
+    for name, dtype, fn in methods:
+        t0 = time.perf_counter()
+        out = fn()
+        t_warm = time.perf_counter() - t0
+        if ref32 is None:                       # methods[0] is simkern f32
+            ref32 = np.asarray(out, dtype=np.float64)
+            Q = simkern.Ragged(np.concatenate(qs), np.concatenate([[0], np.cumsum([len(q) for q in qs])]))
+            f16 = case.get("doc_tokens_f16")
+            f16 = tokens.astype(np.float16) if f16 is None else f16
+            refs_lowp["f16"] = simkern.maxsim(Q, simkern.Ragged(f16.astype(np.float32), offs)).astype(np.float64)
+            if bf16 is not None:
+                refs_lowp["bf16"] = simkern.maxsim(
+                    Q, simkern.Ragged(tokens.astype(bf16).astype(np.float32), offs)).astype(np.float64)
+        t0 = time.perf_counter()
+        fn()                                    # second warm-up call, used for calibration
+        t_warm = min(t_warm, time.perf_counter() - t0)
+        err = verify(case, name, dtype, out, ref32, refs_lowp, np)
+        reps = max(1, int(round(target / max(t_warm, 1e-6))))
+        results.append(dict(method=name, dtype=dtype, threads=T, reps=reps, max_rel_err=err, ok=err <= RTOL,
+                            samples=[]))
+    order = list(range(len(methods)))
+    for r in range(rounds):
+        rot = order[r % len(order):] + order[:r % len(order)]
+        for i in rot:
+            fn, res = methods[i][2], results[i]
+            time.sleep(SLEEP_BETWEEN)
+            t0 = time.perf_counter()
+            for _ in range(res["reps"]):
+                fn()
+            res["samples"].append((time.perf_counter() - t0) / res["reps"])
+    for res in results:
+        s = sorted(res["samples"])
+        res["median_s"] = s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
+        res["best_s"] = s[0]
+    return results
+
+
+def sgemm_gflops(np, reps: int) -> float:
+    n = 2048
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=c)
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def worker(args) -> None:
+    T = args.worker
+    for v in ("RAYON_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if os.environ.get(v) != str(T):
+            log(f"warning: worker for {T} thread(s) started with {v}={os.environ.get(v)!r}; "
+                f"run the script without --worker so the children get the right environment")
+    import numpy as np
+    import simkern
+    try:
+        import ml_dtypes
+        bf16 = ml_dtypes.bfloat16
+    except ImportError:
+        bf16 = None
+    notes = set()
+    peers = {}
+    try:
+        import maxsim_cpu
+        peers["maxsim_cpu"] = maxsim_cpu
+    except ImportError as e:
+        notes.add(f"maxsim-cpu skipped (ImportError: {e}); pip install maxsim-cpu")
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(T)
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:
+                pass
+            peers["torch"] = torch
+        except ImportError as e:
+            notes.add(f"torch einsum (PyLate-style) skipped (ImportError: {e})")
+
+    out = dict(threads=T, notes=[], cases={}, env={v: os.environ.get(v) for v in THREAD_VARS + OPENBLAS_TUNING_VARS})
+    out["sgemm_gflops"] = sgemm_gflops(np, 3 if args.quick else 5)
+    out["blas"] = blas_info()
+    if "torch" in peers:
+        out["torch"] = dict(version=peers["torch"].__version__, num_threads=peers["torch"].get_num_threads())
+    if "maxsim_cpu" in peers:
+        try:
+            from importlib.metadata import version
+            out["maxsim_cpu_version"] = version("maxsim-cpu")
+        except Exception:
+            pass
+    if args.peak_only:
+        out["notes"] = sorted(notes)
+        with open(args.worker_out, "w") as f:
+            json.dump(out, f)
+        return
+    out["simkern_kernels"] = simkern.kernel_names()
+    out["simkern_isa"] = simkern.active_isa()
+    rounds = args.rounds if args.rounds else (3 if args.quick else 7)
+    target = 0.02 if args.quick else 0.05
+    for case in make_cases(args, np, simkern, bf16):
+        log(f"[{T} thread(s)] {case['key']}: building inputs")
+        methods = build_methods(case, T, np, simkern, bf16, peers, notes)
+        log(f"[{T} thread(s)] {case['key']}: warm-up, check, {rounds} interleaved rounds of {len(methods)} methods")
+        t0 = time.perf_counter()
+        res = time_case(case, methods, T, rounds, target, np, simkern, bf16)
+        lq_sum = sum(len(q) for q in case["queries"])
+        ld_sum = int(case["doc_offsets"][-1])
+        dim = case["doc_tokens"].shape[1]
+        meta = dict(title=case["title"], n_queries=len(case["queries"]), n_docs=len(case["doc_offsets"]) - 1,
+                    pairs=len(case["queries"]) * (len(case["doc_offsets"]) - 1),
+                    flops=2.0 * dim * lq_sum * ld_sum, rounds=rounds)
+        # Thread scaling of simkern measured in-process: threads=1 interleaved with threads=T.
+        if T > 1:
+            qs, tokens, offs = case["queries"], case["doc_tokens"], case["doc_offsets"]
+            Q = simkern.Ragged(np.concatenate(qs), np.concatenate([[0], np.cumsum([len(q) for q in qs])]))
+            D = simkern.Ragged(tokens, offs)
+            pair = [("simkern", "f32", lambda: simkern.maxsim(Q, D, threads=1)),
+                    ("simkern", "f32", lambda: simkern.maxsim(Q, D, threads=T))]
+            r2 = time_case(case, pair, T, rounds, target, np, simkern, bf16)
+            meta["simkern_inprocess_speedup"] = r2[0]["median_s"] / r2[1]["median_s"]
+        log(f"[{T} thread(s)] {case['key']}: done in {time.perf_counter() - t0:.1f} s")
+        out["cases"][case["key"]] = dict(meta=meta, results=res)
+    out["notes"] = sorted(notes)
+    with open(args.worker_out, "w") as f:
+        json.dump(out, f)
+
+
+# ------------------------------------------------------------------------------------------ orchestrator
+
+def child_env(T: int, keep_openblas_env: bool) -> tuple[dict, list[str]]:
+    env = os.environ.copy()
+    for v in THREAD_VARS:
+        env[v] = str(T)
+    removed = []
+    if not keep_openblas_env:
+        for v in OPENBLAS_TUNING_VARS:
+            if v in env:
+                removed.append(f"{v}={env.pop(v)}")
+    return env, removed
+
+
+def run_child(T: int, args, peak_only: bool = False) -> dict:
+    env, removed = child_env(T, args.keep_openblas_env)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        path = tmp.name
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(T), "--worker-out", path,
+           "--seed", str(args.seed), "--real-queries", str(args.real_queries), "--cases", ",".join(args.cases),
+           "--data", args.data or ""]
+    if args.quick:
+        cmd.append("--quick")
+    if args.rounds:
+        cmd += ["--rounds", str(args.rounds)]
+    if args.no_torch:
+        cmd.append("--no-torch")
+    if peak_only:
+        cmd.append("--peak-only")
+    try:
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"worker for {T} thread(s) failed with exit code {proc.returncode}")
+        with open(path) as f:
+            res = json.load(f)
+    finally:
+        os.unlink(path)
+    res["removed_env"] = removed
+    return res
+
+
+def fmt_rate(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def fmt_ms(s: float) -> str:
+    ms = s * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def print_table(rows: list[list[str]], header: list[str], left: int = 2) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join((h.ljust(w) if i < left else h.rjust(w)) for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join((str(c).ljust(w) if i < left else str(c).rjust(w))
+                        for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def report(workers: dict[int, dict], peak1: float) -> dict:
+    """Print one table per case and return the derived numbers (also stored in --json)."""
+    summary = {}
+    keys = []
+    for w in workers.values():
+        for k in w["cases"]:
+            if k not in keys:
+                keys.append(k)
+    for key in keys:
+        meta = next(w["cases"][key]["meta"] for w in workers.values() if key in w["cases"])
+        print()
+        print(f"== {key}: {meta['title']}")
+        print(f"   {meta['pairs']} (query, doc) pairs, {meta['flops'] / 1e9:.3g} GFLOP useful work per pass, "
+              f"{meta['rounds']} rounds")
+        rows, derived = [], []
+        by_thr = {T: {(r["method"], r["dtype"]): r for r in w["cases"][key]["results"]}
+                  for T, w in workers.items() if key in w["cases"]}
+        base_T = min(by_thr)
+        for T, w in sorted(workers.items()):
+            if key not in w["cases"]:
+                continue
+            res = w["cases"][key]["results"]
+            mc = by_thr[T].get(("maxsim-cpu", "f32"))
+            nps = [r["median_s"] for r in res if r["method"].startswith("numpy")]
+            np_best = min(nps) if nps else None
+            for r in res:
+                med, best = r["median_s"], r["best_s"]
+                gflops = meta["flops"] / med / 1e9
+                d = dict(method=r["method"], dtype=r["dtype"], threads=T, median_ms=med * 1e3, best_ms=best * 1e3,
+                         pairs_per_s=meta["pairs"] / med, gflops=gflops,
+                         pct_peak=100 * gflops / (peak1 * T) if peak1 else None,
+                         vs_maxsim_cpu=mc["median_s"] / med if mc else None,
+                         vs_numpy=np_best / med if np_best else None,
+                         speedup_vs_base=None, max_rel_err=r["max_rel_err"], ok=r["ok"])
+                b = by_thr[base_T].get((r["method"], r["dtype"]))
+                if T != base_T and b:
+                    d["speedup_vs_base"] = b["median_s"] / med
+                derived.append(d)
+                rows.append([r["method"], r["dtype"], T, fmt_ms(med), fmt_ms(best), fmt_rate(d["pairs_per_s"]),
+                             f"{gflops:.1f}", f"{d['pct_peak']:.0f}%" if d["pct_peak"] is not None else "-",
+                             f"{d['vs_maxsim_cpu']:.2f}x" if d["vs_maxsim_cpu"] else "-",
+                             f"{d['vs_numpy']:.2f}x" if d["vs_numpy"] else "-",
+                             f"{d['speedup_vs_base']:.2f}x" if d["speedup_vs_base"] else "-",
+                             f"ok {r['max_rel_err']:.0e}" if r["ok"] else f"WARN {r['max_rel_err']:.1e}"])
+        print_table(rows, ["method", "dtype", "thr", "med ms", "best ms", "pairs/s", "GFLOP/s", "%peak",
+                           "vs mxcpu", "vs numpy", f"vs {base_T}T", "check"])
+        bad = [d for d in derived if not d["ok"]]
+        for d in bad:
+            print(f"   WARNING: {d['method']} {d['dtype']} ({d['threads']}T) disagrees with simkern float32: max "
+                  f"relative error {d['max_rel_err']:.2e} > {RTOL:g}")
+        for T, w in sorted(workers.items()):
+            sp = w["cases"].get(key, {}).get("meta", {}).get("simkern_inprocess_speedup")
+            if sp:
+                print(f"   simkern f32 {T}T vs 1T, interleaved in one process: {sp:.2f}x")
+        summary[key] = dict(meta=meta, rows=derived)
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: fewer docs/queries, 3 rounds")
+    ap.add_argument("--threads", default="1,all", help="comma list of thread counts, 'all' = CPUs of this "
+                                                      "process (default: 1,all)")
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved timing rounds (default 7, --quick 3)")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
+    ap.add_argument("--data", default=DEFAULT_DATA, help="folder with mv_*.npy for the real case "
+                                                        "(default: ../shared/data/dev from the repo root)")
+    ap.add_argument("--real-queries", type=int, default=16, help="queries of the real case (default 16)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-torch", action="store_true", help="skip the torch einsum peer")
+    ap.add_argument("--keep-openblas-env", action="store_true",
+                    help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the children (default: unset them)")
+    ap.add_argument("--json", metavar="PATH", help="also write raw samples and derived numbers as JSON")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    for c in args.cases:
+        if c not in CASES:
+            raise SystemExit(f"--cases: unknown case {c!r} (choose from {', '.join(CASES)})")
+    if args.rounds and args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    if args.worker is not None:
+        worker(args)
+        return
+
+    threads = parse_threads(args.threads)
+    import numpy as np
+    import simkern
+
+    print(f"CPU       : {cpu_model()} ({n_cpus()} CPUs usable by this process, {os.cpu_count()} online)")
+    print(f"Python    : {platform.python_version()}, NumPy {np.__version__}, threads timed: "
+          f"{', '.join(map(str, threads))}")
+    simkern.show_runtime()
+    sys.stdout.flush()
+
+    workers = {}
+    for T in threads:
+        log(f"--- child process with {T} thread(s)")
+        workers[T] = run_child(T, args)
+    if 1 in workers:
+        peak1 = workers[1]["sgemm_gflops"]
+    else:
+        log("--- child process for the 1-thread sgemm peak")
+        peak1 = run_child(1, args, peak_only=True)["sgemm_gflops"]
+
+    print()
+    print(f"sgemm peak (NumPy float32 2048^3 matmul, best of {3 if args.quick else 5}): 1 thread {peak1:.1f} GFLOP/s"
+          + "".join(f"; {T} threads {w['sgemm_gflops']:.1f} GFLOP/s" for T, w in workers.items() if T != 1))
+    w0 = next(iter(workers.values()))
+    if w0.get("removed_env"):
+        print(f"OpenBLAS  : unset in the children: {', '.join(w0['removed_env'])}")
+    else:
+        print("OpenBLAS  : OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE "
+              + ("kept (--keep-openblas-env)" if args.keep_openblas_env else "were not set"))
+    for T, w in workers.items():
+        for b in w.get("blas", []):
+            print(f"BLAS ({T}T) : {b.get('internal_api')} {b.get('version', '')} core={b.get('architecture')} "
+                  f"threads={b.get('num_threads')} [{b.get('source')}] {os.path.basename(b.get('filepath', ''))}")
+    if "torch" in w0:
+        print(f"torch     : {w0['torch']['version']}, set_num_threads(T) per child")
+    if "maxsim_cpu_version" in w0:
+        print(f"maxsim-cpu: {w0['maxsim_cpu_version']}, RAYON_NUM_THREADS=OMP_NUM_THREADS=T per child")
+    for n in sorted({n for w in workers.values() for n in w["notes"]}):
+        print(f"note      : {n}")
+    print("Columns: median/best ms per call; pairs/s = (query, doc) pairs per second at the median (= docs/s for "
+          "one query);\n  GFLOP/s = 2*Lq*Ld*dim per pair (real tokens only, padding not counted) / median; "
+          "%peak = GFLOP/s / (threads x 1-thread sgemm);\n  vs mxcpu / vs numpy = that peer's median / this "
+          "row's median at the same thread count (>1: this row is faster; numpy = faster of the two NumPy "
+          "variants);\n  vs 1T = the same method's 1-thread median / this median; check = max relative error vs "
+          "simkern float32 (f16/bf16 rows: vs float32 scoring of the same rounded docs).")
+    summary = report(workers, peak1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(cpu=cpu_model(), cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
+                           simkern=simkern.__version__, threads=threads, sgemm_peak_1t_gflops=peak1,
+                           quick=args.quick, workers={str(k): v for k, v in workers.items()}, summary=summary),
+                      f, indent=1)
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

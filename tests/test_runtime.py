@@ -1,0 +1,81 @@
+"""Runtime: CPU features, ISA caps (API and env var), thread defaults, show_runtime."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+import simkern
+
+
+def _run(code: str, **env) -> str:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SIMKERN_")}
+    full_env.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_capabilities_and_levels():
+    caps = simkern.capabilities()
+    assert all(isinstance(v, bool) for v in caps.values())
+    for key in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16", "avx512_vbmi",
+                "avx512_vnni"):
+        assert key in caps
+    levels = simkern.available_isas()
+    assert levels[0] == "scalar"
+    assert ("avx2" in levels) == (caps["avx2"] and caps["fma"] and caps["f16c"])
+    assert ("avx512" in levels) == all(caps[k] for k in ("avx512f", "avx512bw", "avx512dq", "avx512vl"))
+    assert simkern.active_isa() in levels
+
+
+def test_set_max_isa_caps_and_restores():
+    best = simkern.available_isas()[-1]
+    assert simkern.set_max_isa("scalar") == "scalar"
+    assert simkern.active_isa() == "scalar"
+    assert simkern.kernel_names()["maxsim"]["float32"] == "maxsim_f32_scalar"
+    assert simkern.set_max_isa("AVX512") == best  # case-insensitive, clamped to the CPU
+    with simkern.max_isa("scalar"):
+        assert simkern.active_isa() == "scalar"
+    assert simkern.active_isa() == best
+    with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
+        simkern.set_max_isa("sse9")
+    with pytest.raises(TypeError, match="name must be a str"):
+        simkern.set_max_isa(2)
+
+
+def test_env_var_caps_the_level():
+    assert _run("import simkern; print(simkern.active_isa())", SIMKERN_MAX_ISA="scalar") == "scalar"
+    best = simkern.available_isas()[-1]
+    assert _run("import simkern; print(simkern.active_isa())", SIMKERN_MAX_ISA="avx512") == best
+
+
+def test_env_var_sets_default_threads():
+    assert _run("import simkern; print(simkern.get_num_threads())", SIMKERN_NUM_THREADS="3") == "3"
+
+
+def test_set_num_threads():
+    before = simkern.get_num_threads()
+    try:
+        simkern.set_num_threads(5)
+        assert simkern.get_num_threads() == 5
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            simkern.set_num_threads(0)
+        with pytest.raises(TypeError, match="n must be an int"):
+            simkern.set_num_threads(2.0)
+    finally:
+        simkern.set_num_threads(before)
+
+
+def test_show_runtime_reports_kernels_and_build():
+    buf = io.StringIO()
+    simkern.show_runtime(file=buf)
+    text = buf.getvalue()
+    assert f"simkern {simkern.__version__}" in text
+    assert f"active={simkern.active_isa()}" in text
+    assert simkern.kernel_names()["maxsim"]["float32"] in text
+    assert "-march=native" not in text and "fast-math" not in text

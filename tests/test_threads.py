@@ -1,0 +1,79 @@
+"""The thread pool: exceptions, concurrency from Python threads (GIL released), fork safety."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+
+import numpy as np
+import pytest
+from strategies import make_tokens
+
+import simkern
+from simkern import _core
+
+
+def test_every_task_runs_once_on_a_valid_thread():
+    owners = _core._pool_probe(200, 4, -1, 0.05)
+    assert len(owners) == 200
+    assert set(owners) <= {0, 1, 2, 3}
+    assert min(owners) >= 0
+    assert set(_core._pool_probe(20, 1, -1, 0.0)) == {0}
+
+
+def test_worker_exception_is_raised_in_the_caller():
+    for fail_at in (0, 7, 99):
+        with pytest.raises(RuntimeError, match=f"task {fail_at} failed"):
+            _core._pool_probe(100, 3, fail_at, 0.0)
+    assert len(_core._pool_probe(10, 3, -1, 0.0)) == 10  # the pool still works afterwards
+
+
+def _workload():
+    rng = np.random.default_rng(11)
+    queries = [make_tokens(rng, int(n), 64, "normal") for n in rng.integers(1, 33, 8)]
+    docs = [make_tokens(rng, int(n), 64, "normal") for n in rng.integers(1, 120, 300)]
+    return simkern.Ragged.from_list(queries), simkern.Ragged.from_list(docs)
+
+
+def test_concurrent_python_threads_get_correct_results():
+    q, d = _workload()
+    want = simkern.maxsim(q, d, threads=1)
+    results, errors = [], []
+
+    def worker():
+        try:
+            for _ in range(5):
+                results.append(simkern.maxsim(q, d, threads=2))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    assert len(results) == 20
+    for r in results:
+        np.testing.assert_array_equal(r, want)
+
+
+def _child(conn):
+    q, d = _workload()
+    conn.send(simkern.maxsim(q, d, threads=2))
+    conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+ warns about fork() with threads
+def test_pool_works_in_a_forked_child():
+    q, d = _workload()
+    want = simkern.maxsim(q, d, threads=2)  # the parent's pool has running workers now
+    ctx = mp.get_context("fork")
+    parent_conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child_conn,))
+    proc.start()
+    assert parent_conn.poll(120), "forked child did not answer (pool deadlock after fork?)"
+    got = parent_conn.recv()
+    proc.join(30)
+    assert proc.exitcode == 0
+    np.testing.assert_array_equal(got, want)
