@@ -73,6 +73,14 @@ def n_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def loadavg() -> float | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def parse_threads(spec: str) -> list[int]:
     out = []
     for part in spec.split(","):
@@ -314,7 +322,7 @@ def time_case(case, methods, T, rounds, target, np, simkern, bf16, interleave_re
         err = verify(case, name, dtype, out, ref32, refs_lowp, np)
         reps = max(1, int(round(target / max(t_warm, 1e-6))))
         results.append(dict(method=name, dtype=dtype, threads=T, reps=reps, max_rel_err=err, ok=err <= RTOL,
-                            samples=[]))
+                            ref=not results, samples=[]))
     order = list(range(len(methods)))
     for r in range(rounds):
         rot = order[r % len(order):] + order[:r % len(order)]
@@ -533,6 +541,7 @@ def report(workers: dict[int, dict], peak1: float) -> dict:
                              f"{d['vs_maxsim_cpu']:.2f}x" if d["vs_maxsim_cpu"] else "-",
                              f"{d['vs_numpy']:.2f}x" if d["vs_numpy"] else "-",
                              f"{d['speedup_vs_base']:.2f}x" if d["speedup_vs_base"] else "-",
+                             "ref" if r.get("ref") else
                              f"ok {r['max_rel_err']:.0e}" if r["ok"] else f"WARN {r['max_rel_err']:.1e}"])
         print_table(rows, ["method", "dtype", "thr", "med ms", "best ms", "pairs/s", "GFLOP/s", "%peak",
                            "vs mxcpu", "vs numpy", f"vs {base_T}T", "check"])
@@ -586,6 +595,12 @@ def main() -> None:
     print(f"Python    : {platform.python_version()}, NumPy {np.__version__}, threads timed: "
           f"{', '.join(map(str, threads))}")
     simkern.show_runtime()
+    load0 = loadavg()
+    if load0 is not None:
+        print(f"load avg  : {load0:.2f} (1 min) before the run")
+        if load0 >= 0.5:
+            print(f"WARNING   : something else is using the CPU (1-min load {load0:.2f}); timings, multi-thread ones "
+                  "above all, will be unreliable: rerun on an idle machine")
     sys.stdout.flush()
 
     workers = {}
@@ -624,9 +639,12 @@ def main() -> None:
           "variants);\n  vs 1T = the same method's 1-thread median / this median; check = max relative error vs "
           "simkern float32 (f16/bf16 rows: vs float32 scoring of the same rounded docs).")
     summary = report(workers, peak1)
+    load1 = loadavg()
+    if load1 is not None:
+        print(f"\nload avg after the run: {load1:.2f} (1 min; the benchmark itself adds about 1 per busy thread)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(cpu=cpu_model(), cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
+            json.dump(dict(cpu=cpu_model(), loadavg_before=load0, loadavg_after=load1, cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
                            simkern=simkern.__version__, threads=threads, sgemm_peak_1t_gflops=peak1,
                            quick=args.quick, workers={str(k): v for k, v in workers.items()}, summary=summary),
                       f, indent=1)

@@ -24,6 +24,7 @@ namespace {
 
 constexpr i64 kStackBytes = 96 * 1024;  // packed query bytes per stacked job: fits L2 beside the doc tiles
 constexpr i64 kMaxDocChunk = 256;       // docs per task
+constexpr i64 kChunkBytes = 512 * 1024;  // doc token bytes per task (L2-sized)
 constexpr i64 kTasksPerThread = 4;      // load balance for ragged docs
 
 struct FreeDeleter {
@@ -85,11 +86,6 @@ std::vector<i64> query_stacks(const Packed& p, i64 n_queries) {
   return bounds;
 }
 
-i64 doc_chunk_size(i64 n_docs, int threads) {
-  const i64 per = (n_docs + threads * kTasksPerThread - 1) / (threads * kTasksPerThread);
-  return std::max<i64>(1, std::min(per, kMaxDocChunk));
-}
-
 // Per-thread scratch for kernel.score, sized for the largest job.
 struct Scratch {
   std::vector<AlignedPtr> buffers;
@@ -98,6 +94,60 @@ struct Scratch {
   }
   float* get(int thread) { return static_cast<float*>(buffers[thread].get()); }
 };
+
+// Doc chunks for tasks: consecutive docs holding at most kChunkBytes of tokens (so a chunk stays in L2 while
+// every query stack is scored against it), at most kMaxDocChunk docs, and small enough that each thread gets
+// about kTasksPerThread chunks. Returns the chunk boundaries (doc indices).
+std::vector<i64> doc_chunks(const DocTokens& d, int threads) {
+  const i64 row_bytes = d.dim * (d.dtype == DocDType::f32 ? 4 : 2);
+  const i64 balance = (d.n_docs + threads * kTasksPerThread - 1) / (threads * kTasksPerThread);
+  const i64 max_docs = std::max<i64>(1, std::min(balance, kMaxDocChunk));
+  std::vector<i64> bounds{0};
+  i64 start = 0;
+  for (i64 doc = 0; doc < d.n_docs; ++doc) {
+    const i64 bytes = (d.offsets[doc + 1] - d.offsets[start]) * row_bytes;
+    if (doc > start && (bytes > kChunkBytes || doc - start >= max_docs)) {
+      bounds.push_back(doc);
+      start = doc;
+    }
+  }
+  if (d.n_docs > 0) bounds.push_back(d.n_docs);
+  return bounds;
+}
+
+// Scores every query stack against every doc chunk. A task is one chunk: it loops over the stacks, so the
+// chunk's tokens are read from memory once and then hit L2. `emit(stack, job, thread)` consumes each job's
+// scores; `target(stack, chunk_begin, n_docs, thread, &job)` points job.out somewhere.
+template <class Target, class Emit>
+void score_stacks_by_chunk(const MaxSimKernel& kernel, const Packed& packed, const std::vector<i64>& stacks,
+                           const DocTokens& d, int threads, i64 max_groups, i64 extra_floats,
+                           std::atomic<bool>& finite, Target target, Emit emit) {
+  const std::vector<i64> chunks = doc_chunks(d, threads);
+  const i64 n_chunks = static_cast<i64>(chunks.size()) - 1;
+  const i64 n_stacks = static_cast<i64>(stacks.size()) - 1;
+  const i64 kernel_floats = kernel.scratch_floats(d.dim, max_groups);
+  Scratch scratch(threads, kernel_floats + extra_floats);
+  parallel_for(n_chunks, threads, [&](i64 c, int thread) {
+    float* buf = scratch.get(thread);
+    for (i64 s = 0; s < n_stacks; ++s) {
+      ScoreJob job;
+      job.q_begin = stacks[s];
+      job.q_end = stacks[s + 1];
+      job.doc_begin = chunks[c];
+      job.n_docs = chunks[c + 1] - chunks[c];
+      target(job, buf + kernel_floats);
+      if (!kernel.score(packed.view, d, job, buf)) finite.store(false);
+      emit(job, thread);
+    }
+  });
+}
+
+i64 max_stack_groups(const Packed& packed, const std::vector<i64>& stacks) {
+  i64 most = 0;
+  for (std::size_t s = 0; s + 1 < stacks.size(); ++s)
+    most = std::max(most, packed.group_begin[stacks[s + 1]] - packed.group_begin[stacks[s]]);
+  return most;
+}
 
 struct ScoredId {
   float score;
@@ -172,25 +222,14 @@ void maxsim_dense(const QueryTokens& q, const DocTokens& d, float* out, int thre
   const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
   Packed packed = pack_queries(kernel, q, threads);
   const std::vector<i64> stacks = query_stacks(packed, q.n_queries);
-  const i64 n_stacks = static_cast<i64>(stacks.size()) - 1;
-  i64 max_groups = 0;
-  for (i64 s = 0; s < n_stacks; ++s)
-    max_groups = std::max(max_groups, packed.group_begin[stacks[s + 1]] - packed.group_begin[stacks[s]]);
-  const i64 chunk = doc_chunk_size(d.n_docs, threads);
-  const i64 n_chunks = (d.n_docs + chunk - 1) / chunk;
-  Scratch scratch(threads, kernel.scratch_floats(q.dim, max_groups));
   std::atomic<bool> finite{true};
-  parallel_for(n_stacks * n_chunks, threads, [&](i64 task, int thread) {
-    const i64 s = task / n_chunks, c = task % n_chunks;
-    ScoreJob job;
-    job.q_begin = stacks[s];
-    job.q_end = stacks[s + 1];
-    job.doc_begin = c * chunk;
-    job.n_docs = std::min(chunk, d.n_docs - job.doc_begin);
-    job.out = out + job.q_begin * d.n_docs + job.doc_begin;
-    job.out_query_stride = d.n_docs;
-    if (!kernel.score(packed.view, d, job, scratch.get(thread))) finite.store(false);
-  });
+  score_stacks_by_chunk(
+      kernel, packed, stacks, d, threads, max_stack_groups(packed, stacks), 0, finite,
+      [&](ScoreJob& job, float*) {
+        job.out = out + job.q_begin * d.n_docs + job.doc_begin;  // straight into the result matrix
+        job.out_query_stride = d.n_docs;
+      },
+      [](const ScoreJob&, int) {});
   if (!finite.load()) raise_nonfinite();
 }
 
@@ -256,31 +295,19 @@ void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* can
 
   if (!cand_offsets) {
     const std::vector<i64> stacks = query_stacks(packed, q.n_queries);
-    const i64 n_stacks = static_cast<i64>(stacks.size()) - 1;
-    i64 max_groups = 0, max_stack = 0;
-    for (i64 s = 0; s < n_stacks; ++s) {
-      max_groups = std::max(max_groups, packed.group_begin[stacks[s + 1]] - packed.group_begin[stacks[s]]);
-      max_stack = std::max(max_stack, stacks[s + 1] - stacks[s]);
-    }
-    const i64 chunk = doc_chunk_size(d.n_docs, threads);
-    const i64 n_chunks = (d.n_docs + chunk - 1) / chunk;
-    const i64 kernel_floats = kernel.scratch_floats(q.dim, max_groups);
-    Scratch scratch(threads, kernel_floats + max_stack * chunk);
-    parallel_for(n_stacks * n_chunks, threads, [&](i64 task, int thread) {
-      const i64 s = task / n_chunks, c = task % n_chunks;
-      float* buf = scratch.get(thread);
-      ScoreJob job;
-      job.q_begin = stacks[s];
-      job.q_end = stacks[s + 1];
-      job.doc_begin = c * chunk;
-      job.n_docs = std::min(chunk, d.n_docs - job.doc_begin);
-      job.out = buf + kernel_floats;
-      job.out_query_stride = job.n_docs;
-      if (!kernel.score(packed.view, d, job, buf)) finite.store(false);
-      for (i64 qi = job.q_begin; qi < job.q_end; ++qi)
-        for (i64 i = 0; i < job.n_docs; ++i)
-          heaps.push(thread, qi, job.out[(qi - job.q_begin) * job.n_docs + i], job.doc_begin + i);
-    });
+    i64 max_stack = 0;
+    for (std::size_t st = 0; st + 1 < stacks.size(); ++st) max_stack = std::max(max_stack, stacks[st + 1] - stacks[st]);
+    score_stacks_by_chunk(
+        kernel, packed, stacks, d, threads, max_stack_groups(packed, stacks), max_stack * kMaxDocChunk, finite,
+        [](ScoreJob& job, float* spare) {
+          job.out = spare;  // per-thread buffer, then into the heaps
+          job.out_query_stride = job.n_docs;
+        },
+        [&](const ScoreJob& job, int thread) {
+          for (i64 qi = job.q_begin; qi < job.q_end; ++qi)
+            for (i64 i = 0; i < job.n_docs; ++i)
+              heaps.push(thread, qi, job.out[(qi - job.q_begin) * job.n_docs + i], job.doc_begin + i);
+        });
   } else {
     // Compact each query's candidate list (drop negative padding ids); ids only, no token copies.
     std::vector<i64> compact_offsets(static_cast<std::size_t>(q.n_queries) + 1, 0), compact;

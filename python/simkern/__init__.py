@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from . import datasets
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .ragged import Ragged
 from .runtime import (
@@ -32,6 +33,7 @@ __all__ = [
     "Ragged",
     "__version__",
     "active_isa",
+    "datasets",
     "available_isas",
     "capabilities",
     "get_num_threads",

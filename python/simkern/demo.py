@@ -1,0 +1,124 @@
+"""``python -m simkern demo``: run each kernel family on the embedded dataset and print a table.
+
+For every kernel: ISA, dtype, threads, time (best of several runs), throughput, the NumPy baseline time, the
+speed ratio, and an accuracy check against a float64 NumPy reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import ml_dtypes
+import numpy as np
+
+from . import maxsim, maxsim_topk, runtime
+from .datasets import load_demo_tokens
+from .ragged import Ragged
+
+
+def _best_time(fn, repeats: int, warmup: bool = True) -> float:
+    if warmup:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _tile(r: Ragged, copies: int) -> Ragged:
+    """The same sets repeated `copies` times (a bigger collection for timing)."""
+    tokens = np.concatenate([r.tokens] * copies)
+    lengths = np.tile(r.lengths, copies)
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Ragged(tokens, offsets)
+
+
+def _numpy_maxsim(q: Ragged, d: Ragged) -> np.ndarray:
+    """NumPy baseline: one flat GEMM per query, then a segmented max (maximum.reduceat) and a sum."""
+    starts = d.offsets[:-1]
+    out = np.empty((len(q), len(d)), np.float32)
+    for i in range(len(q)):
+        sim = d.tokens @ q[i].T  # (total_doc_tokens, Lq)
+        out[i] = np.maximum.reduceat(sim, starts, axis=0).sum(axis=1)
+    return out
+
+
+def _reference(q: Ragged, d: Ragged) -> np.ndarray:
+    d64 = d.tokens.astype(np.float64)
+    starts = d.offsets[:-1]
+    return np.stack([np.maximum.reduceat(d64 @ q[i].astype(np.float64).T, starts, axis=0).sum(axis=1)
+                     for i in range(len(q))])
+
+
+def run_maxsim_rows(repeats: int, copies: int, threads: int) -> list[dict]:
+    data = load_demo_tokens()
+    q = Ragged(data["queries"].tokens.astype(np.float32), data["queries"].offsets)
+    docs16 = _tile(data["docs"], copies)
+    docs32 = Ragged(docs16.tokens.astype(np.float32), docs16.offsets)
+    docs_bf16 = Ragged(docs32.tokens.astype(ml_dtypes.bfloat16), docs32.offsets)
+    ref = _reference(q, docs32)
+    ref_top10 = np.argsort(-ref, axis=1, kind="stable")[:, :10]
+    pairs = len(q) * len(docs32)
+    flops = 2.0 * float((q.lengths[:, None] * docs32.lengths[None, :]).sum()) * q.dim
+    t_numpy = _best_time(lambda: _numpy_maxsim(q, docs32), repeats)
+
+    rows = []
+    variants = [("float32", docs32), ("float16", docs16), ("bfloat16", docs_bf16)]
+    for isa in runtime.available_isas():
+        with runtime.max_isa(isa):
+            # The scalar level is the portable reference path: one row, timed once, to keep the demo short.
+            scalar = isa == "scalar"
+            for dtype_name, docs in variants[:1] if scalar else variants:
+                for n_threads in [threads] if scalar else sorted({1, threads}):
+                    got = maxsim(q, docs, threads=n_threads)
+                    t = _best_time(lambda: maxsim(q, docs, threads=n_threads), 1 if scalar else repeats, warmup=False)
+                    # Rounding of the doc dtype is part of the data, so compare with its widened float64 values.
+                    exact = ref if dtype_name == "float32" else _reference(q, Ragged(docs.tokens.astype(np.float64),
+                                                                                      docs.offsets))
+                    rel = float(np.max(np.abs(got - exact) / np.maximum(np.abs(exact), 1.0)))
+                    rows.append(dict(kernel="maxsim", isa=isa, dtype=dtype_name, threads=n_threads, seconds=t,
+                                     rate=f"{pairs / t / 1e3:8.1f}k pairs/s", gflops=flops / t / 1e9,
+                                     numpy_ratio=t_numpy / t, check=f"rel err {rel:.1e}"))
+            if scalar:
+                continue
+            _, ids = maxsim_topk(q, docs32, 10, threads=threads)
+            t = _best_time(lambda: maxsim_topk(q, docs32, 10, threads=threads), repeats)
+            agree = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref_top10)]))
+            rows.append(dict(kernel="maxsim_topk k=10", isa=isa, dtype="float32", threads=threads, seconds=t,
+                             rate=f"{pairs / t / 1e3:8.1f}k pairs/s", gflops=flops / t / 1e9,
+                             numpy_ratio=t_numpy / t, check=f"top10 = ref {agree:.0%}"))
+    rows.insert(0, dict(kernel="numpy GEMM+reduceat", isa="(BLAS)", dtype="float32", threads=0, seconds=t_numpy,
+                        rate=f"{pairs / t_numpy / 1e3:8.1f}k pairs/s", gflops=flops / t_numpy / 1e9, numpy_ratio=1.0,
+                        check="baseline"))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"{'kernel':<20} {'isa':<7} {'dtype':<9} {'thr':>3} {'time ms':>9} {'throughput':>20} {'GFLOP/s':>8} " \
+             f"{'vs numpy':>8}  check"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        threads = "-" if r["threads"] == 0 else str(r["threads"])
+        print(f"{r['kernel']:<20} {r['isa']:<7} {r['dtype']:<9} {threads:>3} {r['seconds'] * 1e3:9.2f} {r['rate']:>20} "
+              f"{r['gflops']:8.1f} {r['numpy_ratio']:7.2f}x  {r['check']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simkern demo", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (best is reported)")
+    parser.add_argument("--copies", type=int, default=8, help="repeat the 128 demo docs this many times")
+    parser.add_argument("--threads", type=int, default=runtime.get_num_threads(), help="threads for the batch rows")
+    args = parser.parse_args(argv)
+    runtime.show_runtime()
+    data = load_demo_tokens()
+    print(f"\nDemo data: {len(data['queries'])} queries, {len(data['docs'])} docs x {args.copies} copies, "
+          f"dim {data['docs'].dim} (all-MiniLM-L6-v2 token vectors, PCA to 128-d)\n")
+    print_table(run_maxsim_rows(args.repeats, args.copies, args.threads))
+    print("\nNumPy baseline: per query one float32 GEMM over all doc tokens + maximum.reduceat (OpenBLAS threads as "
+          "configured). Ratios > 1 mean simkern is faster. Full peer comparisons: bench/bench_maxsim.py.")
+    return 0

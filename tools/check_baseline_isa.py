@@ -1,0 +1,41 @@
+"""Fail if baseline object files contain ymm/zmm instructions (STYLE.md dispatch rule 2).
+
+Only files under csrc/kernels/x86_* may be compiled with -m flags; an AVX instruction anywhere else would crash
+older CPUs. Reads the object files of the newest build folder under build/ (scikit-build-core's build-dir).
+Skips with a message (exit 0) when there is no build folder or no objdump.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WIDE = re.compile(r"\b[yz]mm\d+\b")
+
+
+def main() -> int:
+    objdump = shutil.which("objdump")
+    objects = sorted(ROOT.glob("build/*/CMakeFiles/**/*.o"), key=lambda p: p.stat().st_mtime)
+    if not objdump or not objects:
+        print("check_baseline_isa: no objdump or no build objects; skipped")
+        return 0
+    baseline = [p for p in objects if "/kernels/x86_" not in p.as_posix()]
+    bad = []
+    for obj in baseline:
+        text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True,
+                              check=True).stdout
+        hits = [line.strip() for line in text.splitlines() if WIDE.search(line)]
+        if hits:
+            bad.append((obj, hits[:3]))
+    for obj, hits in bad:
+        print(f"{obj.relative_to(ROOT)}: wide-vector instructions in a baseline object, e.g. {hits}")
+    print(f"check_baseline_isa: {len(baseline)} baseline objects checked, {len(bad)} with ymm/zmm code")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
