@@ -44,7 +44,11 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RA
 OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 RTOL = 1e-3            # agreement required with simkern's float32 scores
 TORCH_CHUNK_BYTES = 256 << 20   # bound on the (a, b, s, t) einsum intermediate
-SLEEP_BETWEEN = 0.01   # let spinning OpenMP/OpenBLAS workers of the previous method go idle
+SLEEP_BETWEEN = 0.01   # pause before each sample: spinning OpenMP / rayon workers of the previous method go idle
+# OpenBLAS worker threads keep spinning (sched_yield) for 2**28 cycles (~0.1 s) after each call unless
+# OPENBLAS_THREAD_TIMEOUT says otherwise; on 2 cores that slowed the method timed next (torch) up to 5x. So with
+# more than one thread, a NumPy sample is followed by a longer pause instead of changing OpenBLAS's settings.
+OPENBLAS_SETTLE = 0.25
 
 CASES = ("uniform", "variable", "batch", "real")
 
@@ -73,12 +77,34 @@ def n_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def loadavg() -> float | None:
+def proc_stat() -> list[int] | None:
     try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_fraction(a: list[int] | None, b: list[int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two /proc/stat snapshots."""
+    if not a or not b or len(a) < 8 or len(b) < 8:
+        return None
+    return (b[7] - a[7]) / max(sum(b) - sum(a), 1)
+
+
+def cpu_busy(interval: float = 1.0) -> float | None:
+    """CPUs' worth of work done by *other* processes over `interval` s (this one sleeps), from /proc/stat."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)   # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(interval)
+        t1, i1 = snap()
     except (OSError, ValueError, IndexError):
         return None
+    return (1.0 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
 
 
 def parse_threads(spec: str) -> list[int]:
@@ -304,6 +330,8 @@ def time_case(case, methods, T, rounds, target, np, simkern, bf16, interleave_re
     refs_lowp = {}
     results = []
     for name, dtype, fn in methods:
+        time.sleep(OPENBLAS_SETTLE if T > 1 and results and results[-1]["method"].startswith("numpy")
+                   else SLEEP_BETWEEN)
         t0 = time.perf_counter()
         out = fn()
         t_warm = time.perf_counter() - t0
@@ -333,6 +361,8 @@ def time_case(case, methods, T, rounds, target, np, simkern, bf16, interleave_re
             for _ in range(res["reps"]):
                 fn()
             res["samples"].append((time.perf_counter() - t0) / res["reps"])
+            if T > 1 and res["method"].startswith("numpy"):
+                time.sleep(OPENBLAS_SETTLE)
     for res in results:
         s = sorted(res["samples"])
         res["median_s"] = s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
@@ -424,10 +454,11 @@ def worker(args) -> None:
             qs, tokens, offs = case["queries"], case["doc_tokens"], case["doc_offsets"]
             Q = simkern.Ragged(np.concatenate(qs), np.concatenate([[0], np.cumsum([len(q) for q in qs])]))
             D = simkern.Ragged(tokens, offs)
-            pair = [("simkern", "f32", lambda: simkern.maxsim(Q, D, threads=1)),
-                    ("simkern", "f32", lambda: simkern.maxsim(Q, D, threads=T))]
+            pair = [("simkern", "f32", lambda Q=Q, D=D: simkern.maxsim(Q, D, threads=1)),
+                    ("simkern", "f32", lambda Q=Q, D=D: simkern.maxsim(Q, D, threads=T))]
             r2 = time_case(case, pair, T, rounds, target, np, simkern, bf16)
             meta["simkern_inprocess_speedup"] = r2[0]["median_s"] / r2[1]["median_s"]
+            meta["simkern_inprocess_samples_s"] = {"1": r2[0]["samples"], str(T): r2[1]["samples"]}
         log(f"[{T} thread(s)] {case['key']}: done in {time.perf_counter() - t0:.1f} s")
         out["cases"][case["key"]] = dict(meta=meta, results=res)
     out["notes"] = sorted(notes)
@@ -465,7 +496,9 @@ def run_child(T: int, args, peak_only: bool = False) -> dict:
     if peak_only:
         cmd.append("--peak-only")
     try:
+        st0 = proc_stat()
         proc = subprocess.run(cmd, env=env)
+        steal = steal_fraction(st0, proc_stat())
         if proc.returncode != 0:
             raise SystemExit(f"worker for {T} thread(s) failed with exit code {proc.returncode}")
         with open(path) as f:
@@ -473,6 +506,7 @@ def run_child(T: int, args, peak_only: bool = False) -> dict:
     finally:
         os.unlink(path)
     res["removed_env"] = removed
+    res["steal"] = steal
     return res
 
 
@@ -490,12 +524,13 @@ def fmt_ms(s: float) -> str:
 
 def print_table(rows: list[list[str]], header: list[str], left: int = 2) -> None:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join((h.ljust(w) if i < left else h.rjust(w)) for i, (h, w) in enumerate(zip(header, widths)))
+    line = "  ".join((h.ljust(w) if i < left else h.rjust(w))
+                     for i, (h, w) in enumerate(zip(header, widths, strict=True)))
     print(line)
     print("-" * len(line))
     for r in rows:
         print("  ".join((str(c).ljust(w) if i < left else str(c).rjust(w))
-                        for i, (c, w) in enumerate(zip(r, widths))))
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))
 
 
 def report(workers: dict[int, dict], peak1: float) -> dict:
@@ -595,17 +630,13 @@ def main() -> None:
     print(f"Python    : {platform.python_version()}, NumPy {np.__version__}, threads timed: "
           f"{', '.join(map(str, threads))}")
     simkern.show_runtime()
-    load0 = loadavg()
-    if load0 is not None:
-        print(f"load avg  : {load0:.2f} (1 min) before the run")
-        if load0 >= 0.5:
-            print(f"WARNING   : something else is using the CPU (1-min load {load0:.2f}); timings, multi-thread ones "
-                  "above all, will be unreliable: rerun on an idle machine")
     sys.stdout.flush()
 
-    workers = {}
+    workers, busy = {}, {}
     for T in threads:
-        log(f"--- child process with {T} thread(s)")
+        busy[T] = cpu_busy()
+        log(f"--- child process with {T} thread(s) (other processes busy: "
+            f"{'?' if busy[T] is None else f'{busy[T]:.2f}'} CPUs)")
         workers[T] = run_child(T, args)
     if 1 in workers:
         peak1 = workers[1]["sgemm_gflops"]
@@ -638,15 +669,26 @@ def main() -> None:
           "row's median at the same thread count (>1: this row is faster; numpy = faster of the two NumPy "
           "variants);\n  vs 1T = the same method's 1-thread median / this median; check = max relative error vs "
           "simkern float32 (f16/bf16 rows: vs float32 scoring of the same rounded docs).")
+    known = {T: b for T, b in busy.items() if b is not None}
+    if known:
+        print("other load: " + ", ".join(f"{b:.2f} CPUs busy just before the {T}T child" for T, b in known.items())
+              + " (1 s sample of /proc/stat)")
+    steals = {T: w["steal"] for T, w in workers.items() if w.get("steal") is not None}
+    if steals:
+        print("steal     : " + ", ".join(f"{100 * v:.1f}% of CPU time during the {T}T child" for T, v in steals.items())
+              + " (time the hypervisor gave to other guests)")
+    if max(known.values(), default=0) >= 0.2 or max(steals.values(), default=0) >= 0.05:
+        print("WARNING   : other processes or guests were using the CPU; timings, multi-thread ones above all, are "
+              "unreliable: rerun on an idle machine")
     summary = report(workers, peak1)
-    load1 = loadavg()
-    if load1 is not None:
-        print(f"\nload avg after the run: {load1:.2f} (1 min; the benchmark itself adds about 1 per busy thread)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(cpu=cpu_model(), loadavg_before=load0, loadavg_after=load1, cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
-                           simkern=simkern.__version__, threads=threads, sgemm_peak_1t_gflops=peak1,
-                           quick=args.quick, workers={str(k): v for k, v in workers.items()}, summary=summary),
+            json.dump(dict(cpu=cpu_model(), cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
+                           simkern=simkern.__version__, threads=threads, quick=args.quick,
+                           sgemm_peak_1t_gflops=peak1,
+                           other_cpu_busy_before_child={str(k): v for k, v in busy.items()},
+                           steal_during_child={str(k): w.get("steal") for k, w in workers.items()},
+                           workers={str(k): v for k, v in workers.items()}, summary=summary),
                       f, indent=1)
         print(f"\nwrote {args.json}")
 

@@ -79,3 +79,16 @@ def test_show_runtime_reports_kernels_and_build():
     assert f"active={simkern.active_isa()}" in text
     assert simkern.kernel_names()["maxsim"]["float32"] in text
     assert "-march=native" not in text and "fast-math" not in text
+
+
+def test_stub_file_lists_every_compiled_function():
+    import ast
+    import pathlib
+
+    from simkern import _core
+
+    stub = pathlib.Path(simkern.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    stubbed = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    compiled = {name for name in dir(_core) if not name.startswith("__") and callable(getattr(_core, name))}
+    assert stubbed == compiled

@@ -1,0 +1,46 @@
+"""Type stubs for the compiled module simkern._core (hand-written; tests/test_runtime.py checks they match)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def capabilities() -> dict[str, bool]: ...
+def available_isas() -> list[str]: ...
+def best_isa() -> str: ...
+def active_isa() -> str: ...
+def set_max_isa(name: str) -> str: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def kernel_names() -> dict[str, dict[str, str]]: ...
+def build_info() -> dict[str, Any]: ...
+def _pool_probe(n_tasks: int, threads: int, fail_at: int = -1, sleep_ms: float = 0.0) -> list[int]: ...
+def _maxsim_dense(
+    q_tokens: npt.NDArray[np.float32],
+    q_offsets: npt.NDArray[np.int64],
+    d_tokens: npt.NDArray[Any],
+    d_dtype: int,
+    d_offsets: npt.NDArray[np.int64],
+    threads: int,
+) -> npt.NDArray[np.float32]: ...
+def _maxsim_pairs(
+    q_tokens: npt.NDArray[np.float32],
+    q_offsets: npt.NDArray[np.int64],
+    d_tokens: npt.NDArray[Any],
+    d_dtype: int,
+    d_offsets: npt.NDArray[np.int64],
+    query_ids: npt.NDArray[np.int64],
+    doc_ids: npt.NDArray[np.int64],
+    threads: int,
+) -> npt.NDArray[np.float32]: ...
+def _maxsim_topk(
+    q_tokens: npt.NDArray[np.float32],
+    q_offsets: npt.NDArray[np.int64],
+    d_tokens: npt.NDArray[Any],
+    d_dtype: int,
+    d_offsets: npt.NDArray[np.int64],
+    k: int,
+    cand_ids: npt.NDArray[np.int64] | None,
+    cand_offsets: npt.NDArray[np.int64] | None,
+    threads: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
