@@ -28,7 +28,7 @@ struct Ops {
   static constexpr int doc_tile = 12;
 
   static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
+  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
   static inline bool any_nonfinite(reg chk) { return _mm512_cmp_ps_mask(chk, chk, _CMP_UNORD_Q) != 0; }
   static inline void store_neg_inf(float* p, i64 n) {
     const reg v = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
