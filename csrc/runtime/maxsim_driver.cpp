@@ -39,51 +39,59 @@ AlignedPtr aligned_bytes(i64 bytes) {
   return AlignedPtr(p);
 }
 
+// Packed queries plus the stacks they were packed in: stack s = queries [stacks[s], stacks[s+1]), packed densely
+// from a group boundary (see maxsim.hpp).
 struct Packed {
   AlignedPtr data;
-  std::vector<i64> group_begin, lengths;
+  std::vector<i64> lane_begin, lengths, stacks;
   PackedQueries view;
-  i64 group_bytes = 0;
+  i64 max_stack_groups = 0;
 };
 
-Packed pack_queries(const MaxSimKernel& kernel, const QueryTokens& q, int threads) {
+// stack_queries: consecutive queries share a stack while its packed bytes fit kStackBytes (dense and top-k
+// scans: each doc tile is then loaded once for many queries). Otherwise every query is its own stack (candidate
+// and pair scoring run one query per job).
+Packed pack_queries(const MaxSimKernel& kernel, const QueryTokens& q, int threads, bool stack_queries) {
   Packed p;
-  p.group_begin.resize(static_cast<std::size_t>(q.n_queries) + 1, 0);
-  p.lengths.resize(static_cast<std::size_t>(q.n_queries), 0);
-  for (i64 qi = 0; qi < q.n_queries; ++qi) {
-    const i64 len = q.offsets[qi + 1] - q.offsets[qi];
-    p.lengths[qi] = len;
-    p.group_begin[qi + 1] = p.group_begin[qi] + (len + kernel.lanes - 1) / kernel.lanes;
-  }
+  const i64 lanes = kernel.lanes;
   const i64 group_elems = kernel.group_elems(q.dim);
-  p.group_bytes = group_elems * (kernel.packs_bf16 ? 2 : 4);
-  p.data = aligned_bytes(p.group_begin.back() * p.group_bytes);
+  const i64 group_bytes = group_elems * (kernel.packs_bf16 ? 2 : 4);
+  const auto groups_for = [lanes](i64 tokens) { return (tokens + lanes - 1) / lanes; };
+  p.lane_begin.resize(static_cast<std::size_t>(q.n_queries));
+  p.lengths.resize(static_cast<std::size_t>(q.n_queries));
+  p.stacks.push_back(0);
+  std::vector<i64> stack_group{0};  // first group of each stack, then the total
+  for (i64 qi = 0; qi < q.n_queries; ++qi) {
+    const i64 first = p.stacks.back();
+    const i64 grown = groups_for(q.offsets[qi + 1] - q.offsets[first]);
+    if (qi > first && (!stack_queries || grown * group_bytes > kStackBytes)) {
+      stack_group.push_back(stack_group.back() + groups_for(q.offsets[qi] - q.offsets[first]));
+      p.stacks.push_back(qi);
+    }
+    const i64 start = p.stacks.back();
+    p.lengths[qi] = q.offsets[qi + 1] - q.offsets[qi];
+    p.lane_begin[qi] = stack_group.back() * lanes + (q.offsets[qi] - q.offsets[start]);
+  }
+  const i64 last_first = p.stacks.back();
+  stack_group.push_back(stack_group.back() + groups_for(q.offsets[q.n_queries] - q.offsets[last_first]));
+  p.stacks.push_back(q.n_queries);
+  const i64 n_stacks = static_cast<i64>(p.stacks.size()) - 1;
+  for (i64 st = 0; st < n_stacks; ++st) p.max_stack_groups = std::max(p.max_stack_groups, stack_group[st + 1] - stack_group[st]);
+
+  p.data = aligned_bytes(stack_group.back() * group_bytes);
   char* base = static_cast<char*>(p.data.get());
-  parallel_for(q.n_queries, q.n_queries >= 64 ? threads : 1, [&](i64 qi, int) {
-    kernel.pack(q.tokens + q.offsets[qi] * q.dim, p.lengths[qi], q.dim, base + p.group_begin[qi] * p.group_bytes);
+  parallel_for(n_stacks, n_stacks >= 64 ? threads : 1, [&](i64 st, int) {
+    const i64 first = p.stacks[st], end = p.stacks[st + 1];
+    kernel.pack(q.tokens + q.offsets[first] * q.dim, q.offsets[end] - q.offsets[first], q.dim,
+                base + stack_group[st] * group_bytes);
   });
   p.view.data = p.data.get();
   p.view.group_elems = group_elems;
   p.view.lanes = kernel.lanes;
   p.view.dim = q.dim;
-  p.view.group_begin = p.group_begin.data();
+  p.view.lane_begin = p.lane_begin.data();
   p.view.lengths = p.lengths.data();
   return p;
-}
-
-// Consecutive query ranges whose packed size fits kStackBytes (at least one query each): bounds[s]..bounds[s+1].
-std::vector<i64> query_stacks(const Packed& p, i64 n_queries) {
-  std::vector<i64> bounds{0};
-  i64 start = 0;
-  for (i64 qi = 0; qi < n_queries; ++qi) {
-    const i64 bytes = (p.group_begin[qi + 1] - p.group_begin[start]) * p.group_bytes;
-    if (bytes > kStackBytes && qi > start) {
-      bounds.push_back(qi);
-      start = qi;
-    }
-  }
-  bounds.push_back(n_queries);
-  return bounds;
 }
 
 // Per-thread scratch for kernel.score, sized for the largest job.
@@ -119,13 +127,13 @@ std::vector<i64> doc_chunks(const DocTokens& d, int threads) {
 // chunk's tokens are read from memory once and then hit L2. `emit(stack, job, thread)` consumes each job's
 // scores; `target(stack, chunk_begin, n_docs, thread, &job)` points job.out somewhere.
 template <class Target, class Emit>
-void score_stacks_by_chunk(const MaxSimKernel& kernel, const Packed& packed, const std::vector<i64>& stacks,
-                           const DocTokens& d, int threads, i64 max_groups, i64 extra_floats,
-                           std::atomic<bool>& finite, Target target, Emit emit) {
+void score_stacks_by_chunk(const MaxSimKernel& kernel, const Packed& packed, const DocTokens& d, int threads,
+                           i64 extra_floats, std::atomic<bool>& finite, Target target, Emit emit) {
+  const std::vector<i64>& stacks = packed.stacks;
   const std::vector<i64> chunks = doc_chunks(d, threads);
   const i64 n_chunks = static_cast<i64>(chunks.size()) - 1;
   const i64 n_stacks = static_cast<i64>(stacks.size()) - 1;
-  const i64 kernel_floats = kernel.scratch_floats(d.dim, max_groups);
+  const i64 kernel_floats = kernel.scratch_floats(d.dim, packed.max_stack_groups);
   Scratch scratch(threads, kernel_floats + extra_floats);
   parallel_for(n_chunks, threads, [&](i64 c, int thread) {
     float* buf = scratch.get(thread);
@@ -140,13 +148,6 @@ void score_stacks_by_chunk(const MaxSimKernel& kernel, const Packed& packed, con
       emit(job, thread);
     }
   });
-}
-
-i64 max_stack_groups(const Packed& packed, const std::vector<i64>& stacks) {
-  i64 most = 0;
-  for (std::size_t s = 0; s + 1 < stacks.size(); ++s)
-    most = std::max(most, packed.group_begin[stacks[s + 1]] - packed.group_begin[stacks[s]]);
-  return most;
 }
 
 struct ScoredId {
@@ -209,10 +210,34 @@ void raise_nonfinite() {
   throw NonFiniteError("MaxSim saw a non-finite token dot product (NaN/inf input or float32 overflow)");
 }
 
-// A run of one query against a slice of an id list.
-struct IdTask {
-  i64 query, begin, count;
-};
+// Scores each query against its own doc id list ids[seg[q] .. seg[q+1]) (one query per stack), in tasks of at
+// most kMaxDocChunk ids. emit(query, first, count, scores, thread) receives each task's scores
+// (scores[i] belongs to ids[first + i]).
+template <class Emit>
+void score_id_lists(const MaxSimKernel& kernel, const Packed& packed, const DocTokens& d, const i64* ids,
+                    const std::vector<i64>& seg, int threads, std::atomic<bool>& finite, Emit emit) {
+  struct Task {
+    i64 query, first, count;
+  };
+  std::vector<Task> tasks;
+  for (i64 qi = 0; qi + 1 < static_cast<i64>(seg.size()); ++qi)
+    for (i64 b = seg[qi]; b < seg[qi + 1]; b += kMaxDocChunk) tasks.push_back({qi, b, std::min(kMaxDocChunk, seg[qi + 1] - b)});
+  const i64 kernel_floats = kernel.scratch_floats(d.dim, packed.max_stack_groups);
+  Scratch scratch(threads, kernel_floats + kMaxDocChunk);
+  parallel_for(static_cast<i64>(tasks.size()), threads, [&](i64 task, int thread) {
+    const Task& t = tasks[task];
+    float* buf = scratch.get(thread);
+    ScoreJob job;
+    job.q_begin = t.query;
+    job.q_end = t.query + 1;
+    job.doc_ids = ids + t.first;
+    job.n_docs = t.count;
+    job.out = buf + kernel_floats;
+    job.out_query_stride = t.count;
+    if (!kernel.score(packed.view, d, job, buf)) finite.store(false);
+    emit(t.query, t.first, t.count, job.out, thread);
+  });
+}
 
 }  // namespace
 
@@ -220,11 +245,10 @@ void maxsim_dense(const QueryTokens& q, const DocTokens& d, float* out, int thre
   if (q.n_queries == 0 || d.n_docs == 0) return;
   threads = resolve_threads(threads);
   const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
-  Packed packed = pack_queries(kernel, q, threads);
-  const std::vector<i64> stacks = query_stacks(packed, q.n_queries);
+  const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/true);
   std::atomic<bool> finite{true};
   score_stacks_by_chunk(
-      kernel, packed, stacks, d, threads, max_stack_groups(packed, stacks), 0, finite,
+      kernel, packed, d, threads, 0, finite,
       [&](ScoreJob& job, float*) {
         job.out = out + job.q_begin * d.n_docs + job.doc_begin;  // straight into the result matrix
         job.out_query_stride = d.n_docs;
@@ -238,43 +262,23 @@ void maxsim_pairs(const QueryTokens& q, const DocTokens& d, const i64* query_ids
   if (n_pairs == 0) return;
   threads = resolve_threads(threads);
   const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
-  Packed packed = pack_queries(kernel, q, threads);
+  const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/false);
   // Counting sort of the pairs by query; within a query the doc ids keep their input order.
   std::vector<i64> seg(static_cast<std::size_t>(q.n_queries) + 1, 0);
   for (i64 p = 0; p < n_pairs; ++p) ++seg[query_ids[p] + 1];
   for (i64 qi = 0; qi < q.n_queries; ++qi) seg[qi + 1] += seg[qi];
   std::vector<i64> order(static_cast<std::size_t>(n_pairs)), sorted_docs(static_cast<std::size_t>(n_pairs));
-  {
-    std::vector<i64> fill(seg.begin(), seg.end() - 1);
-    for (i64 p = 0; p < n_pairs; ++p) {
-      const i64 slot = fill[query_ids[p]]++;
-      order[slot] = p;
-      sorted_docs[slot] = doc_ids[p];
-    }
+  std::vector<i64> fill(seg.begin(), seg.end() - 1);
+  for (i64 p = 0; p < n_pairs; ++p) {
+    const i64 slot = fill[query_ids[p]]++;
+    order[slot] = p;
+    sorted_docs[slot] = doc_ids[p];
   }
-  std::vector<IdTask> tasks;
-  i64 max_groups = 0;
-  for (i64 qi = 0; qi < q.n_queries; ++qi) {
-    max_groups = std::max(max_groups, packed.group_begin[qi + 1] - packed.group_begin[qi]);
-    for (i64 b = seg[qi]; b < seg[qi + 1]; b += kMaxDocChunk)
-      tasks.push_back({qi, b, std::min(kMaxDocChunk, seg[qi + 1] - b)});
-  }
-  Scratch scratch(threads, kernel.scratch_floats(q.dim, max_groups) + kMaxDocChunk);
   std::atomic<bool> finite{true};
-  parallel_for(static_cast<i64>(tasks.size()), threads, [&](i64 task, int thread) {
-    const IdTask& t = tasks[task];
-    float* buf = scratch.get(thread);
-    float* scores = buf + kernel.scratch_floats(q.dim, max_groups);
-    ScoreJob job;
-    job.q_begin = t.query;
-    job.q_end = t.query + 1;
-    job.doc_ids = sorted_docs.data() + t.begin;
-    job.n_docs = t.count;
-    job.out = scores;
-    job.out_query_stride = t.count;
-    if (!kernel.score(packed.view, d, job, buf)) finite.store(false);
-    for (i64 i = 0; i < t.count; ++i) out[order[t.begin + i]] = scores[i];
-  });
+  score_id_lists(kernel, packed, d, sorted_docs.data(), seg, threads, finite,
+                 [&](i64, i64 first, i64 count, const float* scores, int) {
+                   for (i64 i = 0; i < count; ++i) out[order[first + i]] = scores[i];
+                 });
   if (!finite.load()) raise_nonfinite();
 }
 
@@ -283,22 +287,16 @@ void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* can
   if (q.n_queries == 0) return;
   threads = resolve_threads(threads);
   const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
-  Packed packed = pack_queries(kernel, q, threads);
-  i64 most_candidates = d.n_docs;
-  if (cand_offsets) {
-    most_candidates = 0;
-    for (i64 qi = 0; qi < q.n_queries; ++qi)
-      most_candidates = std::max(most_candidates, cand_offsets[qi + 1] - cand_offsets[qi]);
-  }
-  TopK heaps(threads, q.n_queries, std::min(k, most_candidates), k);
   std::atomic<bool> finite{true};
 
   if (!cand_offsets) {
-    const std::vector<i64> stacks = query_stacks(packed, q.n_queries);
+    const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/true);
+    TopK heaps(threads, q.n_queries, std::min(k, d.n_docs), k);
     i64 max_stack = 0;
-    for (std::size_t st = 0; st + 1 < stacks.size(); ++st) max_stack = std::max(max_stack, stacks[st + 1] - stacks[st]);
+    for (std::size_t st = 0; st + 1 < packed.stacks.size(); ++st)
+      max_stack = std::max(max_stack, packed.stacks[st + 1] - packed.stacks[st]);
     score_stacks_by_chunk(
-        kernel, packed, stacks, d, threads, max_stack_groups(packed, stacks), max_stack * kMaxDocChunk, finite,
+        kernel, packed, d, threads, max_stack * kMaxDocChunk, finite,
         [](ScoreJob& job, float* spare) {
           job.out = spare;  // per-thread buffer, then into the heaps
           job.out_query_stride = job.n_docs;
@@ -308,38 +306,26 @@ void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* can
             for (i64 i = 0; i < job.n_docs; ++i)
               heaps.push(thread, qi, job.out[(qi - job.q_begin) * job.n_docs + i], job.doc_begin + i);
         });
-  } else {
-    // Compact each query's candidate list (drop negative padding ids); ids only, no token copies.
-    std::vector<i64> compact_offsets(static_cast<std::size_t>(q.n_queries) + 1, 0), compact;
-    compact.reserve(static_cast<std::size_t>(cand_offsets[q.n_queries]));
-    for (i64 qi = 0; qi < q.n_queries; ++qi) {
-      for (i64 c = cand_offsets[qi]; c < cand_offsets[qi + 1]; ++c)
-        if (cand_ids[c] >= 0) compact.push_back(cand_ids[c]);
-      compact_offsets[qi + 1] = static_cast<i64>(compact.size());
-    }
-    std::vector<IdTask> tasks;
-    i64 max_groups = 0;
-    for (i64 qi = 0; qi < q.n_queries; ++qi) {
-      max_groups = std::max(max_groups, packed.group_begin[qi + 1] - packed.group_begin[qi]);
-      for (i64 b = compact_offsets[qi]; b < compact_offsets[qi + 1]; b += kMaxDocChunk)
-        tasks.push_back({qi, b, std::min(kMaxDocChunk, compact_offsets[qi + 1] - b)});
-    }
-    const i64 kernel_floats = kernel.scratch_floats(q.dim, max_groups);
-    Scratch scratch(threads, kernel_floats + kMaxDocChunk);
-    parallel_for(static_cast<i64>(tasks.size()), threads, [&](i64 task, int thread) {
-      const IdTask& t = tasks[task];
-      float* buf = scratch.get(thread);
-      ScoreJob job;
-      job.q_begin = t.query;
-      job.q_end = t.query + 1;
-      job.doc_ids = compact.data() + t.begin;
-      job.n_docs = t.count;
-      job.out = buf + kernel_floats;
-      job.out_query_stride = t.count;
-      if (!kernel.score(packed.view, d, job, buf)) finite.store(false);
-      for (i64 i = 0; i < t.count; ++i) heaps.push(thread, t.query, job.out[i], job.doc_ids[i]);
-    });
+    if (!finite.load()) raise_nonfinite();
+    heaps.merge(threads, out_scores, out_ids);
+    return;
   }
+  // Candidate lists: compact each (drop -1 padding); ids only, no token copies.
+  const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/false);
+  std::vector<i64> seg(static_cast<std::size_t>(q.n_queries) + 1, 0), compact;
+  compact.reserve(static_cast<std::size_t>(cand_offsets[q.n_queries]));
+  i64 most_candidates = 0;
+  for (i64 qi = 0; qi < q.n_queries; ++qi) {
+    for (i64 c = cand_offsets[qi]; c < cand_offsets[qi + 1]; ++c)
+      if (cand_ids[c] >= 0) compact.push_back(cand_ids[c]);
+    seg[qi + 1] = static_cast<i64>(compact.size());
+    most_candidates = std::max(most_candidates, seg[qi + 1] - seg[qi]);
+  }
+  TopK heaps(threads, q.n_queries, std::min(k, most_candidates), k);
+  score_id_lists(kernel, packed, d, compact.data(), seg, threads, finite,
+                 [&](i64 query, i64 first, i64 count, const float* scores, int thread) {
+                   for (i64 i = 0; i < count; ++i) heaps.push(thread, query, scores[i], compact[first + i]);
+                 });
   if (!finite.load()) raise_nonfinite();
   heaps.merge(threads, out_scores, out_ids);
 }

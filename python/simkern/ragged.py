@@ -60,6 +60,14 @@ class Ragged:
 
     # -- constructors -------------------------------------------------------------------------------------
     @classmethod
+    def _trusted(cls, tokens: np.ndarray, offsets: np.ndarray) -> Ragged:
+        """Internal: wrap arrays this module built itself (C-contiguous 2-D tokens, valid int64 offsets)."""
+        r = cls.__new__(cls)
+        r._tokens = tokens
+        r._offsets = offsets
+        return r
+
+    @classmethod
     def from_list(cls, arrays: Sequence[np.ndarray], *, dim: int | None = None, dtype=None) -> Ragged:
         """Concatenate 2-D ``(n_i, dim)`` arrays into one flat buffer (one copy).
 
@@ -150,7 +158,7 @@ class Ragged:
                 raise ValueError("Ragged slices must have step 1")
             stop = max(start, stop)
             lo, hi = self._offsets[start], self._offsets[stop]
-            return Ragged(self._tokens[lo:hi], self._offsets[start : stop + 1] - lo)
+            return Ragged._trusted(self._tokens[lo:hi], self._offsets[start : stop + 1] - lo)
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"Ragged indices must be integers or slices, got {type(index).__name__}")
         i = int(index)
@@ -181,11 +189,11 @@ def as_ragged(x, name: str) -> Ragged:
         return x
     if isinstance(x, np.ndarray):
         if x.ndim == 2:
-            return Ragged(_contiguous(x, name), np.array([0, x.shape[0]], dtype=np.int64))
+            return Ragged._trusted(_contiguous(x, name), np.array([0, x.shape[0]], dtype=np.int64))
         if x.ndim == 3:
             n, length, dim = x.shape
             flat = _contiguous(x, name).reshape(n * length, dim)
-            return Ragged(flat, np.arange(n + 1, dtype=np.int64) * length)
+            return Ragged._trusted(flat, np.arange(n + 1, dtype=np.int64) * length)
         raise ValueError(f"{name} must be a Ragged, a list of 2-D arrays or a 2-D/3-D array, got shape {x.shape}")
     if isinstance(x, (list, tuple)):
         try:

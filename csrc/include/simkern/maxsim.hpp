@@ -5,11 +5,13 @@
 // Shapes and layout
 //   Queries: float32, flat (total_query_tokens, dim) row-major + int64 offsets (n_queries + 1), CSR style.
 //   Docs:    float32 | float16 | bfloat16, flat (total_doc_tokens, dim) row-major + int64 offsets (n_docs + 1).
-//   Packed queries (built once per call by the kernel's `pack`): each query is cut into groups of `lanes`
-//   tokens; group g stores dim x lanes floats as [k][lane] (coordinate k of every token of the group is one
-//   SIMD vector), padding lanes are zero. The bf16 dot-product variant stores [k/2][lane][2] bfloat16 pairs,
-//   dim padded to even. A query owns groups [group_begin[q], group_begin[q+1]); queries never share a group,
-//   so any contiguous range of queries is itself a valid stacked "query" (multi-query batching).
+//   Packed queries (built once per call by the kernel's `pack`): the driver cuts the queries into stacks of
+//   consecutive queries and packs each stack's token rows (contiguous in the flat buffer) densely into groups
+//   of `lanes` tokens; group g stores dim x lanes floats as [k][lane] (coordinate k of every token of the group
+//   is one SIMD vector), padding lanes are zero. The bf16 dot-product variant stores [k/2][lane][2] bfloat16
+//   pairs, dim padded to even. Token i of query q sits at global lane lane_begin[q] + i (lane = group * lanes +
+//   lane in group); a stack starts at a group boundary, so queries of one stack may share a group (no padding
+//   between them) and a job covering whole stacks never computes lanes it does not use.
 //
 // Semantics (tested in tests/test_maxsim.py)
 //   empty doc (no tokens) and non-empty query -> -inf; empty query -> 0 (for any doc).
@@ -33,8 +35,8 @@ struct PackedQueries {
   i64 group_elems = 0;
   int lanes = 0;
   i64 dim = 0;
-  const i64* group_begin = nullptr;    // n_queries + 1
-  const i64* lengths = nullptr;        // n_queries
+  const i64* lane_begin = nullptr;     // n_queries: global lane of each query's first token
+  const i64* lengths = nullptr;        // n_queries: tokens per query
 };
 
 struct DocTokens {
@@ -45,7 +47,7 @@ struct DocTokens {
   i64 n_docs = 0;
 };
 
-// Score queries [q_begin, q_end) stacked against a list of docs:
+// Score queries [q_begin, q_end) (one or more whole stacks) against a list of docs:
 //   out[(q - q_begin) * out_query_stride + i] = score(query q, doc doc_at(i)),  i in [0, n_docs)
 // with doc_at(i) = doc_ids ? doc_ids[i] : doc_begin + i.
 struct ScoreJob {
@@ -63,7 +65,7 @@ struct MaxSimKernel {
   int lanes = 0;                                       // query tokens per packed group
   bool packs_bf16 = false;                             // packed groups hold bf16 pairs
   i64 (*group_elems)(i64 dim) = nullptr;               // elements per packed group
-  void (*pack)(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) = nullptr;  // one query -> its groups
+  void (*pack)(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) = nullptr;  // token rows -> groups
   i64 (*scratch_floats)(i64 dim, i64 n_groups) = nullptr;  // per-thread scratch `score` needs
   bool (*score)(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) = nullptr;
 };

@@ -69,8 +69,9 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
   constexpr i64 doc_elem_bytes = DT == DocDType::f32 ? 4 : 2;
   const i64 dim = q.dim;
   const i64 group_elems = q.group_elems;
-  const i64 g_first = q.group_begin[job.q_begin];
-  const i64 n_groups = q.group_begin[job.q_end] - g_first;
+  const i64 g_first = q.lane_begin[job.q_begin] / L;
+  const i64 lane_end = q.lane_begin[job.q_end - 1] + q.lengths[job.q_end - 1];
+  const i64 n_groups = (lane_end + L - 1) / L - g_first;
   const typename Ops::QElem* packed = static_cast<const typename Ops::QElem*>(q.data) + g_first * group_elems;
   float* rmax = scratch;                    // n_groups * L running maxima
   float* tile_buf = scratch + n_groups * L;  // ND * dim widened doc rows
@@ -103,7 +104,7 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
       }
     }
     for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
-      const float* m = rmax + (q.group_begin[qi] - g_first) * L;
+      const float* m = rmax + (q.lane_begin[qi] - g_first * L);
       float total = 0.0f;
       for (i64 t = 0; t < q.lengths[qi]; ++t) total += m[t];
       if (!__builtin_isfinite(total) && row_end > row_begin) sums_finite = false;

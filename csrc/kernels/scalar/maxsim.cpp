@@ -1,6 +1,6 @@
 // MaxSim, scalar reference path (no intrinsics; compiled with -fno-tree-vectorize).
 //
-// Packing: lanes = 1, so a "group" is one query token and the packed buffer is the query's rows copied as is.
+// Packing: lanes = 1, so a "group" is one query token and the packed buffer is the token rows copied as is.
 // For each doc, each query token i: m_i = max_j dot(q_i, d_j) with the dot summed in float32 in k order;
 // score = sum_i m_i in i order. Doc tokens are widened to float32 one value at a time.
 #include <cstring>
@@ -42,8 +42,8 @@ bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, floa
     const i64 t_begin = d.offsets[doc], t_end = d.offsets[doc + 1];
     for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
       float total = 0.0f;
-      for (i64 g = q.group_begin[qi]; g < q.group_begin[qi + 1]; ++g) {
-        const float* q_row = packed + g * dim;
+      for (i64 lane = q.lane_begin[qi]; lane < q.lane_begin[qi] + q.lengths[qi]; ++lane) {
+        const float* q_row = packed + lane * dim;
         float best = -std::numeric_limits<float>::infinity();
         for (i64 t = t_begin; t < t_end; ++t) {
           float dot = 0.0f;
