@@ -318,3 +318,32 @@ def test_bad_multivector_arguments():
         simkern.maxsim(q[0], d)
     with pytest.raises(ValueError, match=r"docs: arrays\[1\] has dim 4, expected 8"):
         simkern.maxsim(q, [d[0], d[1][:, :4].copy()])
+
+
+def test_out_argument_is_written_in_place(isa):
+    q, d = _simple()
+    want = simkern.maxsim(q, d)
+    out = np.full((1, 3), 7.0, np.float32)
+    assert simkern.maxsim(q, d, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    pairs_out = np.empty(2, np.float32)
+    assert simkern.maxsim_pairs(q, d, [0, 0], [2, 1], out=pairs_out) is pairs_out
+    np.testing.assert_array_equal(pairs_out, want[0, [2, 1]])
+
+
+def test_bad_out_and_dim_zero():
+    q, d = _simple()
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 3\), got \(3, 1\)"):
+        simkern.maxsim(q, d, out=np.empty((3, 1), np.float32))
+    with pytest.raises(TypeError, match="out must be a float32"):
+        simkern.maxsim(q, d, out=np.empty((1, 3), np.float64))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        simkern.maxsim(q, d, out=np.empty((1, 6), np.float32)[:, ::2])
+    readonly = np.empty((1, 3), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        simkern.maxsim(q, d, out=readonly)
+    with pytest.raises(ValueError, match=r"out must have shape \(2,\)"):
+        simkern.maxsim_pairs(q, d, [0, 0], [2, 1], out=np.empty(3, np.float32))
+    with pytest.raises(ValueError, match="dim >= 1"):
+        simkern.maxsim(np.zeros((2, 0), np.float32), np.zeros((2, 0), np.float32))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -77,3 +78,32 @@ def test_pool_works_in_a_forked_child():
     proc.join(30)
     assert proc.exitcode == 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_batch_calls_release_the_gil():
+    # The main thread keeps looping (and time-stamping) while a worker thread runs a long single-threaded maxsim.
+    # Were the GIL held during the call, the main loop would stall for the whole call: one gap as long as the
+    # call. With the GIL released, the gaps stay at the scale of the interpreter's switch interval.
+    rng = np.random.default_rng(3)
+    q = simkern.Ragged(make_tokens(rng, 32 * 32, 128, "normal"), np.arange(33, dtype=np.int64) * 32)
+    docs = simkern.Ragged(make_tokens(rng, 400 * 150, 128, "normal"), np.arange(401, dtype=np.int64) * 150)
+    finished = threading.Event()
+    call = {}
+
+    def worker():
+        call["start"] = time.perf_counter()
+        simkern.maxsim(q, docs, threads=1)
+        call["end"] = time.perf_counter()
+        finished.set()
+
+    stamps = [time.perf_counter()]
+    t = threading.Thread(target=worker)
+    t.start()
+    while not finished.is_set():
+        stamps.append(time.perf_counter())
+    t.join(60)
+    seconds = call["end"] - call["start"]
+    inside = [call["start"]] + [s for s in stamps if call["start"] < s < call["end"]] + [call["end"]]
+    largest_gap = float(np.max(np.diff(inside)))
+    assert seconds > 0.05, "workload too small to tell"
+    assert largest_gap < 0.5 * seconds, (largest_gap, seconds)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
+#include <vector>
 
 #include "arrays.hpp"
 #include "simkern/maxsim.hpp"
@@ -80,6 +81,23 @@ i64 set_of_row(const i64* offsets, i64 n_sets, i64 row) {
   throw py::value_error("MaxSim scores overflowed float32: the token values are too large");
 }
 
+// The result array: a new one, or the caller's `out` after checking dtype, layout, shape and writability.
+py::array_t<float> result_array(const py::object& out, std::vector<py::ssize_t> shape) {
+  if (out.is_none()) return py::array_t<float>(shape);
+  if (!py::isinstance<py::array_t<float>>(out)) throw py::type_error("out must be a float32 numpy array");
+  py::array_t<float> arr = py::reinterpret_borrow<py::array_t<float>>(out);
+  std::ostringstream want;
+  want << "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) want << (i ? ", " : "") << shape[i] << (shape.size() == 1 ? "," : "");
+  want << ")";
+  bool same = arr.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (std::size_t i = 0; same && i < shape.size(); ++i) same = arr.shape(i) == shape[i];
+  if (!same) throw py::value_error("out must have shape " + want.str() + ", got " + shape_str(arr));
+  if (!(arr.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+  if (!arr.writeable()) throw py::value_error("out must be writeable");
+  return arr;
+}
+
 int threads_arg(int threads) {
   if (threads < 0) throw py::value_error("threads must be >= 1 (or None for the default), got " + std::to_string(threads));
   return threads;  // 0 = default
@@ -87,10 +105,10 @@ int threads_arg(int threads) {
 
 py::array_t<float> maxsim_dense_py(const CArray<float>& q_tokens, const CArray<i64>& q_offsets,
                                    const py::array& d_tokens, int d_dtype, const CArray<i64>& d_offsets,
-                                   int threads) {
+                                   int threads, const py::object& out_obj) {
   const Inputs in = parse_inputs(q_tokens, q_offsets, d_tokens, d_dtype, d_offsets);
   threads = threads_arg(threads);
-  py::array_t<float> out({in.q.n_queries, in.d.n_docs});
+  py::array_t<float> out = result_array(out_obj, {in.q.n_queries, in.d.n_docs});
   float* out_ptr = out.mutable_data();
   try {
     py::gil_scoped_release release;
@@ -103,7 +121,8 @@ py::array_t<float> maxsim_dense_py(const CArray<float>& q_tokens, const CArray<i
 
 py::array_t<float> maxsim_pairs_py(const CArray<float>& q_tokens, const CArray<i64>& q_offsets,
                                    const py::array& d_tokens, int d_dtype, const CArray<i64>& d_offsets,
-                                   const CArray<i64>& query_ids, const CArray<i64>& doc_ids, int threads) {
+                                   const CArray<i64>& query_ids, const CArray<i64>& doc_ids, int threads,
+                                   const py::object& out_obj) {
   const Inputs in = parse_inputs(q_tokens, q_offsets, d_tokens, d_dtype, d_offsets);
   threads = threads_arg(threads);
   require_ndim(query_ids, 1, "query_ids");
@@ -113,7 +132,7 @@ py::array_t<float> maxsim_pairs_py(const CArray<float>& q_tokens, const CArray<i
                                            std::to_string(n_pairs) + " and " + std::to_string(doc_ids.shape(0)));
   check_ids(query_ids.data(), n_pairs, in.q.n_queries, "query_ids", false);
   check_ids(doc_ids.data(), n_pairs, in.d.n_docs, "doc_ids", false);
-  py::array_t<float> out(n_pairs);
+  py::array_t<float> out = result_array(out_obj, {n_pairs});
   float* out_ptr = out.mutable_data();
   try {
     py::gil_scoped_release release;
@@ -162,11 +181,12 @@ py::tuple maxsim_topk_py(const CArray<float>& q_tokens, const CArray<i64>& q_off
 void bind_maxsim(py::module_& m) {
   m.def("_maxsim_dense", &maxsim_dense_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
         py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("threads"),
-        R"(_maxsim_dense(q_tokens f32 (Tq, dim), q_offsets i64 (nq+1,), d_tokens (Td, dim), d_dtype, d_offsets i64 (nd+1,), threads) -> f32 (nq, nd))");
+        py::arg("out") = py::none(),
+        R"(_maxsim_dense(q_tokens f32 (Tq, dim), q_offsets i64 (nq+1,), d_tokens (Td, dim), d_dtype, d_offsets i64 (nd+1,), threads, out=None) -> f32 (nq, nd))");
   m.def("_maxsim_pairs", &maxsim_pairs_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
         py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("query_ids").noconvert(),
-        py::arg("doc_ids").noconvert(), py::arg("threads"),
-        R"(_maxsim_pairs(..., query_ids i64 (P,), doc_ids i64 (P,), threads) -> f32 (P,))");
+        py::arg("doc_ids").noconvert(), py::arg("threads"), py::arg("out") = py::none(),
+        R"(_maxsim_pairs(..., query_ids i64 (P,), doc_ids i64 (P,), threads, out=None) -> f32 (P,))");
   m.def("_maxsim_topk", &maxsim_topk_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
         py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("k"),
         py::arg("cand_ids"), py::arg("cand_offsets"), py::arg("threads"),

@@ -22,6 +22,7 @@ def _maxsim_dense(
     d_dtype: int,
     d_offsets: npt.NDArray[np.int64],
     threads: int,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def _maxsim_pairs(
     q_tokens: npt.NDArray[np.float32],
@@ -32,6 +33,7 @@ def _maxsim_pairs(
     query_ids: npt.NDArray[np.int64],
     doc_ids: npt.NDArray[np.int64],
     threads: int,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def _maxsim_topk(
     q_tokens: npt.NDArray[np.float32],

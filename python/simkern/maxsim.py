@@ -47,30 +47,33 @@ def _docs(docs) -> tuple[Ragged, np.ndarray, int]:
 
 
 def _check_dims(q: Ragged, d: Ragged) -> None:
+    if q.dim < 1:
+        raise ValueError("queries must have dim >= 1, got dim 0")
     if q.dim != d.dim:
         raise ValueError(f"docs must have dim == {q.dim} (the queries' dim), got dim {d.dim}")
 
 
-def maxsim(queries, docs, *, threads: int | None = None) -> np.ndarray:
+def maxsim(queries, docs, *, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Score every query against every doc.
 
-    Returns float32 ``(n_queries, n_docs)``. Runs on ``threads`` threads (default: ``simkern.get_num_threads()``)
-    with the GIL released.
+    Returns float32 ``(n_queries, n_docs)``: ``out`` itself when given (float32, C-contiguous, that shape).
+    Runs on ``threads`` threads (default: ``simkern.get_num_threads()``) with the GIL released.
     """
     q, (d, tokens, code) = _queries(queries), _docs(docs)
     _check_dims(q, d)
-    return _core._maxsim_dense(q.tokens, q.offsets, tokens, code, d.offsets, threads_arg(threads))
+    return _core._maxsim_dense(q.tokens, q.offsets, tokens, code, d.offsets, threads_arg(threads), out)
 
 
-def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = None) -> np.ndarray:
-    """Score only the given ``(query_ids[p], doc_ids[p])`` pairs; returns float32 ``(P,)``.
+def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Score only the given ``(query_ids[p], doc_ids[p])`` pairs; returns float32 ``(P,)`` (``out`` if given).
 
     ``query_ids`` / ``doc_ids`` are 1-D integer arrays of equal length (converted to int64 if needed).
     """
     q, (d, tokens, code) = _queries(queries), _docs(docs)
     _check_dims(q, d)
     qi, di = int64_vector(query_ids, "query_ids"), int64_vector(doc_ids, "doc_ids")
-    return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads))
+    return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads), out)
 
 
 def maxsim_topk(queries, docs, k: int, *, candidates=None, threads: int | None = None):
