@@ -107,3 +107,37 @@ def test_batch_calls_release_the_gil():
     largest_gap = float(np.max(np.diff(inside)))
     assert seconds > 0.05, "workload too small to tell"
     assert largest_gap < 0.5 * seconds, (largest_gap, seconds)
+
+
+_INTERRUPT_SCRIPT = r"""
+import os, signal, threading, time
+import numpy as np
+import simkern
+rng = np.random.default_rng(0)
+q = simkern.Ragged(rng.standard_normal((64 * 32, 128)).astype(np.float32), np.arange(65) * 32)
+docs = simkern.Ragged(rng.standard_normal((400 * 150, 128)).astype(np.float32), np.arange(401) * 150)
+t0 = time.perf_counter()
+simkern.maxsim(q, docs, threads=2)
+full = time.perf_counter() - t0
+threading.Timer(0.1 * full, os.kill, (os.getpid(), signal.SIGINT)).start()
+t0 = time.perf_counter()
+try:
+    simkern.maxsim(q, docs, threads=2)
+    print("NOT INTERRUPTED", full)
+except KeyboardInterrupt:
+    print("INTERRUPTED", full, time.perf_counter() - t0)
+simkern.maxsim(q[:1], docs[:3], threads=2)  # the pool still works
+print("OK")
+"""
+
+
+def test_ctrl_c_interrupts_a_long_batch_call():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _INTERRUPT_SCRIPT], capture_output=True, text=True, timeout=300,
+                         check=True).stdout.split()
+    assert out[0] == "INTERRUPTED", out
+    full, interrupted_after = float(out[1]), float(out[2])
+    assert interrupted_after < 0.6 * full, (interrupted_after, full)
+    assert out[-1] == "OK"

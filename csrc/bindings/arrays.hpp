@@ -10,6 +10,7 @@
 #include <string>
 
 #include "simkern/common.hpp"
+#include "simkern/thread_pool.hpp"
 
 namespace simkern::bind {
 
@@ -65,6 +66,30 @@ inline void check_ids(const i64* ids, i64 count, i64 n, const char* name, bool a
                             std::to_string(i) + "; valid ids are 0.." + std::to_string(n - 1) +
                             (allow_padding ? " (or -1 for padding)" : ""));
     }
+  }
+}
+
+// Runs a driver with the GIL released. Ctrl-C stays live: between tasks the calling thread briefly takes the GIL
+// back to let Python look at pending signals (every 50 ms at most); a KeyboardInterrupt stops the remaining
+// tasks and is raised here.
+// Python runs signal handlers on its main thread only, so only calls made there poll (others never pay for the
+// GIL round trip). The main thread's id is read from the threading module when _core is imported.
+inline unsigned long main_thread_ident = 0;
+
+inline bool python_signal_pending() {
+  py::gil_scoped_acquire acquire;
+  return PyErr_CheckSignals() != 0;
+}
+
+template <class Fn>
+void run_without_gil(Fn&& fn) {
+  try {
+    const bool on_main_thread = PyThread_get_thread_ident() == main_thread_ident;
+    InterruptScope interrupt(on_main_thread ? python_signal_pending : nullptr);
+    py::gil_scoped_release release;
+    fn();
+  } catch (const Interrupted&) {
+    throw py::error_already_set();  // the exception PyErr_CheckSignals set (KeyboardInterrupt or the handler's)
   }
 }
 

@@ -111,8 +111,7 @@ py::array_t<float> maxsim_dense_py(const CArray<float>& q_tokens, const CArray<i
   py::array_t<float> out = result_array(out_obj, {in.q.n_queries, in.d.n_docs});
   float* out_ptr = out.mutable_data();
   try {
-    py::gil_scoped_release release;
-    maxsim_dense(in.q, in.d, out_ptr, threads);
+    run_without_gil([&] { maxsim_dense(in.q, in.d, out_ptr, threads); });
   } catch (const NonFiniteError&) {
     raise_located(in);
   }
@@ -135,8 +134,7 @@ py::array_t<float> maxsim_pairs_py(const CArray<float>& q_tokens, const CArray<i
   py::array_t<float> out = result_array(out_obj, {n_pairs});
   float* out_ptr = out.mutable_data();
   try {
-    py::gil_scoped_release release;
-    maxsim_pairs(in.q, in.d, query_ids.data(), doc_ids.data(), n_pairs, out_ptr, threads);
+    run_without_gil([&] { maxsim_pairs(in.q, in.d, query_ids.data(), doc_ids.data(), n_pairs, out_ptr, threads); });
   } catch (const NonFiniteError&) {
     raise_located(in);
   }
@@ -168,8 +166,7 @@ py::tuple maxsim_topk_py(const CArray<float>& q_tokens, const CArray<i64>& q_off
   float* s_ptr = scores.mutable_data();
   i64* i_ptr = ids.mutable_data();
   try {
-    py::gil_scoped_release release;
-    maxsim_topk(in.q, in.d, k, cand_ids, cand_offsets, s_ptr, i_ptr, threads);
+    run_without_gil([&] { maxsim_topk(in.q, in.d, k, cand_ids, cand_offsets, s_ptr, i_ptr, threads); });
   } catch (const NonFiniteError&) {
     raise_located(in);
   }

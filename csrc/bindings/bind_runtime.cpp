@@ -83,14 +83,13 @@ py::dict build_info() {
 // Test hook: runs n_tasks tasks on the pool; task `fail_at` throws. Returns the thread index of every task.
 std::vector<int> pool_probe(i64 n_tasks, int threads, i64 fail_at, double sleep_ms) {
   std::vector<int> owner(static_cast<std::size_t>(n_tasks), -1);
-  {
-    py::gil_scoped_release release;
+  run_without_gil([&] {
     parallel_for(n_tasks, resolve_threads(threads), [&](i64 task, int thread) {
       if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
       if (task == fail_at) throw std::runtime_error("pool_probe: task " + std::to_string(task) + " failed");
       owner[task] = thread;
     });
-  }
+  });
   return owner;
 }
 

@@ -1,5 +1,5 @@
 // The compiled module simkern._core: only calls the per-family bind functions.
-#include <pybind11/pybind11.h>
+#include "arrays.hpp"
 
 namespace py = pybind11;
 
@@ -10,6 +10,8 @@ void bind_maxsim(py::module_& m);
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = R"(simkern._core: compiled kernels. Use the Python API in `simkern`, which validates arguments.)";
+  simkern::bind::main_thread_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   simkern::bind::bind_runtime(m);
   simkern::bind::bind_maxsim(m);
 }

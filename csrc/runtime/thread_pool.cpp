@@ -2,6 +2,7 @@
 #include "simkern/thread_pool.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -19,6 +20,26 @@ namespace simkern {
 namespace {
 
 constexpr int kMaxThreads = 1024;
+constexpr int kInterruptCheckMs = 50;
+
+thread_local bool (*t_interrupt_check)() = nullptr;  // installed by InterruptScope on the calling thread
+
+// Runs the interrupt checker at most every kInterruptCheckMs (only on the thread that installed it).
+class InterruptPoller {
+ public:
+  InterruptPoller() : check_(t_interrupt_check), last_(std::chrono::steady_clock::now()) {}
+  bool interrupted() {
+    if (!check_) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(kInterruptCheckMs)) return false;
+    last_ = now;
+    return check_();
+  }
+
+ private:
+  bool (*check_)();
+  std::chrono::steady_clock::time_point last_;
+};
 
 class Pool {
  public:
@@ -66,8 +87,14 @@ class Pool {
 
  private:
   void run_tasks(int thread_index) {
+    InterruptPoller poller;  // has a checker only on the calling thread (index 0)
     for (;;) {
       if (failed_.load(std::memory_order_relaxed)) return;
+      if (thread_index == 0 && poller.interrupted()) {
+        std::lock_guard<std::mutex> lk(error_m_);
+        if (!failed_.exchange(true)) error_ = std::make_exception_ptr(Interrupted());
+        return;
+      }
       const std::int64_t task = next_.fetch_add(1, std::memory_order_relaxed);
       if (task >= n_tasks_) return;
       try {
@@ -155,6 +182,9 @@ int env_threads() {
 
 }  // namespace
 
+InterruptScope::InterruptScope(bool (*check)()) : previous_(t_interrupt_check) { t_interrupt_check = check; }
+InterruptScope::~InterruptScope() { t_interrupt_check = previous_; }
+
 int default_num_threads() {
   int n = g_default_threads.load();
   if (n > 0) return n;
@@ -180,7 +210,11 @@ void parallel_for(std::int64_t n_tasks, int n_threads, const std::function<void(
   if (n_tasks <= 0) return;
   if (n_threads > n_tasks) n_threads = static_cast<int>(n_tasks);
   if (n_threads > 1 && get_pool()->try_run(n_tasks, n_threads, fn)) return;
-  for (std::int64_t task = 0; task < n_tasks; ++task) fn(task, 0);  // single thread, or the pool is busy
+  InterruptPoller poller;  // single thread, or the pool is busy: run inline
+  for (std::int64_t task = 0; task < n_tasks; ++task) {
+    if (poller.interrupted()) throw Interrupted();
+    fn(task, 0);
+  }
 }
 
 }  // namespace simkern

@@ -8,12 +8,33 @@
 // - fork(): the child drops the parent's pool (its threads do not exist there) and builds a new one on use.
 // - Concurrent callers: one job owns the pool at a time; a caller that finds it busy (another Python thread,
 //   or a task calling parallel_for) runs its tasks inline on its own thread. Results are the same.
+// - Interruption (Ctrl-C): a binding installs a checker for the duration of a call (InterruptScope). The calling
+//   thread runs it between tasks, at most every kInterruptCheckMs; when it returns true no further task starts and
+//   parallel_for throws Interrupted once the tasks already running have finished.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 
 namespace simkern {
+
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+// Installs `check` for parallel_for calls made by this thread while the scope lives (scopes nest).
+class InterruptScope {
+ public:
+  explicit InterruptScope(bool (*check)());
+  ~InterruptScope();
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  bool (*previous_)();
+};
 
 int default_num_threads();           // SIMKERN_NUM_THREADS, else hardware concurrency
 void set_default_num_threads(int n); // n >= 1
