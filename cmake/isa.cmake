@@ -25,6 +25,14 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_X86_KERNELS=1)
 endif()
 
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
+  # Advanced SIMD is part of the armv8-a baseline: these files need no extra flags.
+  set(SIMKERN_NEON_SOURCES
+    csrc/kernels/arm_neon/maxsim.cpp)
+  list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_NEON_SOURCES})
+  list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_NEON_KERNELS=1)
+endif()
+
 set(SIMKERN_AVX2_FLAGS -mavx2 -mfma -mf16c)
 set(SIMKERN_AVX512_FLAGS ${SIMKERN_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512dq -mavx512vl)
 set(SIMKERN_AVX512_BF16_FLAGS ${SIMKERN_AVX512_FLAGS} -mavx512bf16)

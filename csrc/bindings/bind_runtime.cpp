@@ -41,7 +41,7 @@ py::dict capabilities() {
 
 Isa isa_from_name(const std::string& name) {
   Isa isa;
-  if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA '" + name + "'; expected one of 'scalar', 'avx2', 'avx512'");
+  if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA '" + name + "'; expected one of 'scalar', 'avx2', 'avx512', 'neon'");
   return isa;
 }
 

@@ -26,6 +26,12 @@ void build_tables() {
     if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
   }
 #endif
+#if defined(SIMKERN_HAVE_NEON_KERNELS)
+  if (isa_supported(Isa::neon)) {
+    g_tables[3].isa = Isa::neon;
+    neon::fill_maxsim(g_tables[3].maxsim);
+  }
+#endif
 }
 
 }  // namespace

@@ -80,20 +80,41 @@ Isa env_cap() {
   return cap;
 }
 
+bool available(Isa isa) { return isa_compiled(isa) && isa_supported(isa); }
+
+// The highest available level whose rank does not exceed the cap's.
+Isa highest_within(Isa cap) {
+  Isa chosen = Isa::scalar;
+  for (int level = 0; level < kNumIsas; ++level) {
+    const Isa isa = static_cast<Isa>(level);
+    if (available(isa) && isa_rank(isa) <= isa_rank(cap) && isa_rank(isa) > isa_rank(chosen)) chosen = isa;
+  }
+  return chosen;
+}
+
 std::atomic<int> g_active{-1};
 std::once_flag g_active_once;
 
-void init_active() {
-  int best = static_cast<int>(best_isa());
-  int cap = static_cast<int>(env_cap());
-  g_active.store(best < cap ? best : cap);
-}
+void init_active() { g_active.store(static_cast<int>(highest_within(env_cap()))); }
 
 }  // namespace
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = detect();
   return features;
+}
+
+int isa_rank(Isa isa) {
+  switch (isa) {
+    case Isa::scalar:
+      return 0;
+    case Isa::avx2:
+    case Isa::neon:
+      return 1;
+    case Isa::avx512:
+      return 2;
+  }
+  return 0;
 }
 
 bool isa_compiled(Isa isa) {
@@ -103,6 +124,12 @@ bool isa_compiled(Isa isa) {
     case Isa::avx2:
     case Isa::avx512:
 #if defined(SIMKERN_HAVE_X86_KERNELS)
+      return true;
+#else
+      return false;
+#endif
+    case Isa::neon:
+#if defined(SIMKERN_HAVE_NEON_KERNELS)
       return true;
 #else
       return false;
@@ -120,17 +147,13 @@ bool isa_supported(Isa isa) {
       return f.avx2 && f.fma && f.f16c;
     case Isa::avx512:
       return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl;
+    case Isa::neon:
+      return f.neon;
   }
   return false;
 }
 
-Isa best_isa() {
-  for (int level = kNumIsas - 1; level > 0; --level) {
-    const Isa isa = static_cast<Isa>(level);
-    if (isa_compiled(isa) && isa_supported(isa)) return isa;
-  }
-  return Isa::scalar;
-}
+Isa best_isa() { return highest_within(Isa::avx512); }
 
 Isa active_isa() {
   std::call_once(g_active_once, init_active);
@@ -139,10 +162,9 @@ Isa active_isa() {
 
 Isa set_max_isa(Isa cap) {
   std::call_once(g_active_once, init_active);
-  const int best = static_cast<int>(best_isa());
-  const int level = static_cast<int>(cap) < best ? static_cast<int>(cap) : best;
-  g_active.store(level);
-  return static_cast<Isa>(level);
+  const Isa level = highest_within(cap);
+  g_active.store(static_cast<int>(level));
+  return level;
 }
 
 const char* isa_name(Isa isa) {
@@ -153,6 +175,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::avx512:
       return "avx512";
+    case Isa::neon:
+      return "neon";
   }
   return "unknown";
 }

@@ -38,9 +38,11 @@ def active_isa() -> str:
 
 
 def set_max_isa(name: str) -> str:
-    """Cap the ISA level (``"scalar"``, ``"avx2"`` or ``"avx512"``); replaces the ``SIMKERN_MAX_ISA`` cap.
+    """Cap the ISA level (``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``); replaces ``SIMKERN_MAX_ISA``.
 
-    A cap above what the CPU has is clamped. Returns the level now active.
+    The active level becomes the highest available one whose rank is within the cap (ranks: scalar 0,
+    avx2 = neon 1, avx512 2), so a cap above what the CPU has is clamped and ``"avx2"`` means NEON on aarch64.
+    Returns the level now active.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")

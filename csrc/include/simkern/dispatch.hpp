@@ -23,5 +23,6 @@ namespace scalar { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
 namespace avx2 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
 namespace avx512 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
+namespace neon { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
 
 }  // namespace simkern

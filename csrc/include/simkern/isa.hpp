@@ -1,18 +1,20 @@
 // simkern/isa.hpp - CPU feature detection and the active instruction-set level.
 //
-// Levels are ordered: scalar < avx2 < avx512. `avx2` means AVX2 + FMA + F16C; `avx512` means
-// F + BW + DQ + VL (Skylake-X / Zen 4 baseline). Sub-features (bf16, vbmi, vnni) are not levels: kernels of
+// Levels: scalar; on x86-64 avx2 (AVX2 + FMA + F16C) and avx512 (F + BW + DQ + VL, the Skylake-X / Zen 4
+// baseline); on aarch64 neon (Advanced SIMD, part of armv8-a). Caps compare ranks, which hold across
+// architectures: scalar 0 < avx2 = neon 1 < avx512 2. Sub-features (bf16, vbmi, vnni) are not levels: kernels of
 // the avx512 level pick a variant when the CPU has them (see dispatch.cpp).
-// The active level is min(best supported, SIMKERN_MAX_ISA env cap, set_max_isa()); it is an atomic so tests
-// can lower it while other threads read it.
+// The active level is the highest available level whose rank is <= the cap (SIMKERN_MAX_ISA, or set_max_isa());
+// it is an atomic so tests can lower it while other threads read it.
 #pragma once
 
 #include <string>
 
 namespace simkern {
 
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
-constexpr int kNumIsas = 3;
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+constexpr int kNumIsas = 4;
+int isa_rank(Isa isa);                  // scalar 0, avx2 / neon 1, avx512 2
 
 struct CpuFeatures {
   bool x86_64 = false, aarch64 = false;
@@ -27,10 +29,10 @@ const CpuFeatures& cpu_features();     // detected once, thread-safe
 bool isa_supported(Isa isa);            // CPU and OS both support the level
 bool isa_compiled(Isa isa);             // this build contains kernels for the level
 Isa best_isa();                         // highest level that is compiled and supported
-Isa active_isa();                       // min(best, env cap, set_max_isa cap)
-// Caps the active level (clamped to best_isa()); returns the level now active.
+Isa active_isa();                       // highest available level within the cap
+// Caps the active level (the highest available level of rank <= rank(cap)); returns the level now active.
 Isa set_max_isa(Isa cap);
 const char* isa_name(Isa isa);
-bool parse_isa(const std::string& name, Isa* out);  // "scalar" | "avx2" | "avx512" (case-insensitive)
+bool parse_isa(const std::string& name, Isa* out);  // "scalar" | "avx2" | "avx512" | "neon" (any case)
 
 }  // namespace simkern

@@ -1,0 +1,208 @@
+// Stand-alone check of the MaxSim kernels and drivers at every ISA level the CPU has, without Python.
+//
+// Built and run by tools/cross_check/run.sh, mainly to test the NEON kernels under qemu-aarch64 (no aarch64
+// machine here); it also runs natively. For seeded random ragged cases (dims and token counts at SIMD edges,
+// value kinds that make all similarities negative) it compares maxsim_dense at each level with a float64
+// reference written here (same tolerance rule as tests/reference.py), checks that threads 1 and 3 give identical
+// bits, that top-k equals the sorted dense scores, and that pairs equal dense entries. Exit status 0 = all passed.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "simkern/dispatch.hpp"
+#include "simkern/isa.hpp"
+#include "simkern/maxsim.hpp"
+
+using simkern::i64;
+
+namespace {
+
+const int kDims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 96, 127, 128, 129};
+const int kCounts[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 49};
+
+struct Ragged {
+  std::vector<float> tokens;
+  std::vector<i64> offsets{0};
+  i64 size() const { return static_cast<i64>(offsets.size()) - 1; }
+};
+
+std::uint16_t to_half_bits(float value, int kind) {  // kind 1: binary16 (RNE via the compiler), 2: bfloat16
+  if (kind == 2) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &value, 4);
+    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  }
+  // binary16 by hand for values in range (the generator stays well inside): round to nearest even.
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const std::uint32_t sign = (bits >> 16) & 0x8000u;
+  const int exponent = static_cast<int>((bits >> 23) & 0xff) - 127 + 15;
+  std::uint32_t mantissa = bits & 0x7fffffu;
+  if (exponent <= 0) {  // subnormal or zero in binary16
+    if (exponent < -10) return static_cast<std::uint16_t>(sign);
+    mantissa |= 0x800000u;
+    const int shift = 14 - exponent;
+    std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = (static_cast<std::uint32_t>(exponent) << 10) | (mantissa >> 13);
+  const std::uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+float from_half_bits(std::uint16_t h, int kind) {
+  if (kind == 2) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  }
+  const int exponent = (h >> 10) & 0x1f;
+  const int mantissa = h & 0x3ff;
+  const float sign = (h & 0x8000u) ? -1.0f : 1.0f;
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
+  return sign * std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
+}
+
+Ragged make_sets(std::mt19937_64& rng, int n_sets, int dim, int kind, bool negate) {
+  Ragged r;
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(sizeof kCounts / sizeof kCounts[0]) - 1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> positive(0.1f, 1.0f);
+  for (int s = 0; s < n_sets; ++s) {
+    const int n = kCounts[pick(rng)];
+    for (int t = 0; t < n * dim; ++t) {
+      float v = kind == 0 ? normal(rng) : positive(rng);
+      r.tokens.push_back(negate ? -v : v);
+    }
+    r.offsets.push_back(r.offsets.back() + n);
+  }
+  return r;
+}
+
+// Float64 reference and the tolerance of tests/reference.py (2 (dim + Lq + 4) 2^-24 * magnitude).
+void reference(const Ragged& q, const std::vector<float>& doc_values, const Ragged& d, int dim,
+               std::vector<double>& want, std::vector<double>& tol) {
+  want.assign(q.size() * d.size(), 0.0);
+  tol.assign(q.size() * d.size(), 0.0);
+  for (i64 a = 0; a < q.size(); ++a) {
+    const i64 lq = q.offsets[a + 1] - q.offsets[a];
+    for (i64 b = 0; b < d.size(); ++b) {
+      double total = 0.0, magnitude = 0.0;
+      for (i64 i = q.offsets[a]; i < q.offsets[a + 1]; ++i) {
+        double best = -std::numeric_limits<double>::infinity(), best_mag = 0.0;
+        for (i64 j = d.offsets[b]; j < d.offsets[b + 1]; ++j) {
+          double dot = 0.0, mag = 0.0;
+          for (int k = 0; k < dim; ++k) {
+            dot += static_cast<double>(q.tokens[i * dim + k]) * doc_values[j * dim + k];
+            mag += std::fabs(static_cast<double>(q.tokens[i * dim + k]) * doc_values[j * dim + k]);
+          }
+          best = std::max(best, dot);
+          best_mag = std::max(best_mag, mag);
+        }
+        total += best;
+        magnitude += best_mag;
+      }
+      want[a * d.size() + b] = lq == 0 ? 0.0 : total;
+      tol[a * d.size() + b] = 2.0 * (dim + lq + 4) * std::ldexp(1.0, -24) * magnitude + 1e-30;
+    }
+  }
+}
+
+int g_failures = 0;
+void fail(const char* what, const char* isa, int dim, int dtype) {
+  if (++g_failures <= 20) std::printf("FAIL %s isa=%s dim=%d dtype=%d\n", what, isa, dim, dtype);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937_64 rng(20261128);
+  int cases = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int dim : kDims) {
+      const int kind = (round + dim) % 2;  // 0: normal values, 1: positive (negated queries -> all sims negative)
+      Ragged q = make_sets(rng, 1 + static_cast<int>(rng() % 5), dim, kind, kind == 1);
+      Ragged d = make_sets(rng, static_cast<int>(rng() % 11), dim, kind, false);
+      for (int dtype = 0; dtype < simkern::kNumDocDTypes; ++dtype) {
+        std::vector<std::uint16_t> bits(d.tokens.size());
+        std::vector<float> values(d.tokens);
+        if (dtype != 0)
+          for (std::size_t t = 0; t < bits.size(); ++t) values[t] = from_half_bits(bits[t] = to_half_bits(d.tokens[t], dtype), dtype);
+        std::vector<double> want, tol;
+        reference(q, values, d, dim, want, tol);
+        simkern::QueryTokens qt{q.tokens.data(), q.offsets.data(), q.size(), dim};
+        simkern::DocTokens dt;
+        dt.tokens = dtype == 0 ? static_cast<const void*>(d.tokens.data()) : static_cast<const void*>(bits.data());
+        dt.dtype = static_cast<simkern::DocDType>(dtype);
+        dt.dim = dim;
+        dt.offsets = d.offsets.data();
+        dt.n_docs = d.size();
+        for (int level = 0; level < simkern::kNumIsas; ++level) {
+          const simkern::Isa isa = static_cast<simkern::Isa>(level);
+          if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+          simkern::set_max_isa(isa);
+          if (simkern::active_isa() != isa) continue;
+          const char* name = simkern::isa_name(isa);
+          const bool rounds_query = std::strstr(simkern::maxsim_kernel(dt.dtype).name, "_dpbf16") != nullptr;
+          std::vector<float> one(want.size()), three(want.size());
+          ++cases;
+          try {
+            simkern::maxsim_dense(qt, dt, one.data(), 1);
+            simkern::maxsim_dense(qt, dt, three.data(), 3);
+          } catch (const std::exception& e) {
+            fail(e.what(), name, dim, dtype);
+            continue;
+          }
+          if (std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) != 0) fail("threads 1 vs 3", name, dim, dtype);
+          for (std::size_t x = 0; x < want.size(); ++x) {
+            const double limit = tol[x] + (rounds_query ? std::ldexp(std::fabs(want[x]) + tol[x] * 1e7, -8) : 0.0);
+            const bool both_neg_inf = std::isinf(want[x]) && want[x] < 0 && std::isinf(one[x]) && one[x] < 0;
+            if (!both_neg_inf && !(std::fabs(one[x] - want[x]) <= limit)) {
+              fail("dense vs float64 reference", name, dim, dtype);
+              break;
+            }
+          }
+          const i64 k = 4;
+          std::vector<float> top_s(q.size() * k);
+          std::vector<i64> top_i(q.size() * k);
+          simkern::maxsim_topk(qt, dt, k, nullptr, nullptr, top_s.data(), top_i.data(), 3);
+          for (i64 a = 0; a < q.size(); ++a) {
+            std::vector<i64> order(d.size());
+            for (i64 b = 0; b < d.size(); ++b) order[b] = b;
+            std::sort(order.begin(), order.end(), [&](i64 x, i64 y) {
+              const float sx = one[a * d.size() + x], sy = one[a * d.size() + y];
+              return sx > sy || (sx == sy && x < y);
+            });
+            for (i64 j = 0; j < k; ++j) {
+              const i64 expect = j < d.size() ? order[j] : -1;
+              if (top_i[a * k + j] != expect) fail("top-k vs sorted dense", name, dim, dtype);
+            }
+          }
+          if (q.size() > 0 && d.size() > 0) {
+            std::vector<i64> qi, di;
+            for (int p = 0; p < 12; ++p) {
+              qi.push_back(static_cast<i64>(rng() % q.size()));
+              di.push_back(static_cast<i64>(rng() % d.size()));
+            }
+            std::vector<float> pairs(qi.size());
+            simkern::maxsim_pairs(qt, dt, qi.data(), di.data(), static_cast<i64>(qi.size()), pairs.data(), 2);
+            for (std::size_t p = 0; p < qi.size(); ++p)
+              if (std::memcmp(&pairs[p], &one[qi[p] * d.size() + di[p]], sizeof(float)) != 0) fail("pairs vs dense", name, dim, dtype);
+          }
+        }
+      }
+    }
+  }
+  std::printf("maxsim_check: best isa %s, %d kernel runs, %d failures\n", simkern::isa_name(simkern::best_isa()), cases,
+              g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

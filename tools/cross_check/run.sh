@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds tools/cross_check/maxsim_check.cpp with the kernel sources and runs it.
+#   tools/cross_check/run.sh            aarch64 cross build (aarch64-linux-gnu-g++), run under qemu-aarch64:
+#                                       tests the NEON kernels on an x86 machine
+#   tools/cross_check/run.sh --native   host build (x86-64: scalar, AVX2, AVX-512 TUs with their own flags)
+# Needs (Debian): g++-aarch64-linux-gnu qemu-user. Not part of CI (the CI machine has no cross toolchain).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mode=${1:-cross}
+out=build/cross_check/$mode
+mkdir -p "$out"
+common=(-std=c++17 -O2 -Wall -Wextra -Wno-unused-parameter -Icsrc/include -Icsrc/kernels)
+if [ "$mode" = "--native" ]; then
+  cxx=${CXX:-g++}
+  defs=(-DSIMKERN_HAVE_X86_KERNELS=1)
+  isa_objs=(
+    "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx512/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
+    "csrc/kernels/x86_avx512_bf16/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16"
+  )
+  link=(-pthread)
+  runner=()
+else
+  cxx=${CXX:-aarch64-linux-gnu-g++}
+  defs=(-DSIMKERN_HAVE_NEON_KERNELS=1)
+  isa_objs=("csrc/kernels/arm_neon/maxsim.cpp:")
+  link=(-static -pthread)
+  runner=(qemu-aarch64)
+fi
+objs=()
+compile() {  # source, extra flags
+  local obj="$out/$(echo "$1" | tr '/' '_').o"
+  # shellcheck disable=SC2086
+  "$cxx" "${common[@]}" "${defs[@]}" $2 -c "$1" -o "$obj"
+  objs+=("$obj")
+}
+for src in csrc/runtime/isa_detect.cpp csrc/runtime/dispatch.cpp csrc/runtime/thread_pool.cpp \
+           csrc/runtime/maxsim_driver.cpp tools/cross_check/maxsim_check.cpp; do
+  compile "$src" ""
+done
+compile csrc/kernels/scalar/maxsim.cpp "-fno-tree-vectorize"
+for entry in "${isa_objs[@]}"; do compile "${entry%%:*}" "${entry#*:}"; done
+"$cxx" "${objs[@]}" "${link[@]}" -o "$out/maxsim_check"
+"${runner[@]}" "$out/maxsim_check"
