@@ -64,6 +64,10 @@ CpuFeatures detect() {
     f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512cd = false;
     f.avx512_bf16 = f.avx512_vbmi = f.avx512_vnni = f.avx512_fp16 = false;
   }
+#if defined(SIMKERN_TEST_EMULATE_AVX512)
+  // tools/cross_check only: the AVX-512 files were compiled against a scalar emulation of their intrinsics.
+  f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512_bf16 = f.os_avx512 = true;
+#endif
 #elif defined(__aarch64__)
   f.aarch64 = true;
   f.neon = true;  // Advanced SIMD is part of the armv8-a baseline

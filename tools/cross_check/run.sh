@@ -3,14 +3,29 @@
 #   tools/cross_check/run.sh            aarch64 cross build (aarch64-linux-gnu-g++), run under qemu-aarch64:
 #                                       tests the NEON kernels on an x86 machine
 #   tools/cross_check/run.sh --native   host build (x86-64: scalar, AVX2, AVX-512 TUs with their own flags)
+#   tools/cross_check/run.sh --emulate-avx512
+#                                       host build whose AVX-512 and AVX512-BF16 files are compiled against
+#                                       emu_avx512/immintrin.h (scalar emulation), so their loop logic, packing and
+#                                       vdpbf16ps path are checked on a CPU without AVX-512
 # Needs (Debian): g++-aarch64-linux-gnu qemu-user. Not part of CI (the CI machine has no cross toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-cross}
-out=build/cross_check/$mode
+out=build/cross_check/${mode#--}
 mkdir -p "$out"
 common=(-std=c++17 -O2 -Wall -Wextra -Wno-unused-parameter -Icsrc/include -Icsrc/kernels)
-if [ "$mode" = "--native" ]; then
+emu="-Itools/cross_check/emu_avx512 -DSIMKERN_TEST_EMULATE_AVX512=1"
+if [ "$mode" = "--emulate-avx512" ]; then
+  cxx=${CXX:-g++}
+  defs=(-DSIMKERN_HAVE_X86_KERNELS=1 -DSIMKERN_TEST_EMULATE_AVX512=1)
+  isa_objs=(
+    "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx512/maxsim.cpp:$emu"
+    "csrc/kernels/x86_avx512_bf16/maxsim.cpp:$emu"
+  )
+  link=(-pthread)
+  runner=()
+elif [ "$mode" = "--native" ]; then
   cxx=${CXX:-g++}
   defs=(-DSIMKERN_HAVE_X86_KERNELS=1)
   isa_objs=(

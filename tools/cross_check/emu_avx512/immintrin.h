@@ -1,0 +1,86 @@
+// Test shim, not the system header: a scalar emulation of the few AVX-512 / AVX512-BF16 intrinsics that
+// csrc/kernels/x86_avx512*/maxsim.cpp use, so that those files can be compiled and checked on a CPU without
+// AVX-512 (tools/cross_check/run.sh --emulate-avx512 puts this folder first on their include path only).
+// Each function follows the pseudo-code of Intel's Intrinsics Guide lane by lane; fmadd is fused (std::fma),
+// max returns the second operand unless the first is greater (MAXPS NaN rule), vdpbf16ps adds the odd then the
+// even product with float rounding after each step.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#define _MM_HINT_T0 3
+#define _MM_HINT_T1 2
+#define _CMP_UNORD_Q 3
+
+struct __m512 { float v[16]; };
+struct __m512i { std::uint8_t b[64]; };
+struct __m256i { std::uint8_t b[32]; };
+struct __m512bh {
+  std::uint16_t h[32];
+  __m512bh() = default;
+  __m512bh(const __m512i& x) { std::memcpy(h, x.b, 64); }  // the (__m512bh) casts in the kernels
+};
+typedef std::uint16_t __mmask16;
+
+static inline void _mm_prefetch(const char*, int) {}
+static inline __m512 _mm512_setzero_ps() { __m512 r; for (float& x : r.v) x = 0.0f; return r; }
+static inline __m512 _mm512_set1_ps(float a) { __m512 r; for (float& x : r.v) x = a; return r; }
+static inline __m512 _mm512_loadu_ps(const float* p) { __m512 r; std::memcpy(r.v, p, 64); return r; }
+static inline void _mm512_storeu_ps(float* p, __m512 a) { std::memcpy(p, a.v, 64); }
+static inline __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c) {
+  __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = std::fma(a.v[i], b.v[i], c.v[i]); return r;
+}
+static inline __m512 _mm512_max_ps(__m512 a, __m512 b) {
+  __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i]; return r;
+}
+static inline __mmask16 _mm512_cmp_ps_mask(__m512 a, __m512 b, int) {  // only _CMP_UNORD_Q is used
+  __mmask16 m = 0;
+  for (int i = 0; i < 16; ++i) if (a.v[i] != a.v[i] || b.v[i] != b.v[i]) m |= static_cast<__mmask16>(1u << i);
+  return m;
+}
+static inline __m256i _mm256_loadu_si256(const __m256i* p) { __m256i r; std::memcpy(r.b, p, 32); return r; }
+static inline __m512i _mm512_loadu_si512(const void* p) { __m512i r; std::memcpy(r.b, p, 64); return r; }
+static inline __m512i _mm512_set1_epi32(int a) { __m512i r; for (int i = 0; i < 16; ++i) std::memcpy(r.b + 4 * i, &a, 4); return r; }
+static inline __m512i _mm512_cvtepu16_epi32(__m256i a) {
+  __m512i r;
+  for (int i = 0; i < 16; ++i) {
+    std::uint16_t h; std::memcpy(&h, a.b + 2 * i, 2);
+    const std::uint32_t w = h; std::memcpy(r.b + 4 * i, &w, 4);
+  }
+  return r;
+}
+static inline __m512i _mm512_slli_epi32(__m512i a, unsigned int n) {
+  __m512i r;
+  for (int i = 0; i < 16; ++i) {
+    std::uint32_t w; std::memcpy(&w, a.b + 4 * i, 4);
+    w = n > 31 ? 0 : w << n; std::memcpy(r.b + 4 * i, &w, 4);
+  }
+  return r;
+}
+static inline __m512 _mm512_castsi512_ps(__m512i a) { __m512 r; std::memcpy(r.v, a.b, 64); return r; }
+static inline float emu_bf16_to_float(std::uint16_t h) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16; float f; std::memcpy(&f, &bits, 4); return f;
+}
+static inline float emu_f16_to_float(std::uint16_t h) {
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff; const float s = (h & 0x8000) ? -1.0f : 1.0f;
+  if (e == 31) return m ? NAN : s * INFINITY;
+  if (e == 0) return s * std::ldexp(static_cast<float>(m), -24);
+  return s * std::ldexp(static_cast<float>(m | 0x400), e - 25);
+}
+static inline __m512 _mm512_cvtph_ps(__m256i a) {
+  __m512 r;
+  for (int i = 0; i < 16; ++i) { std::uint16_t h; std::memcpy(&h, a.b + 2 * i, 2); r.v[i] = emu_f16_to_float(h); }
+  return r;
+}
+static inline __m512 _mm512_dpbf16_ps(__m512 src, __m512bh a, __m512bh b) {
+  __m512 r;
+  for (int i = 0; i < 16; ++i) {
+    float acc = src.v[i];
+    acc += emu_bf16_to_float(a.h[2 * i + 1]) * emu_bf16_to_float(b.h[2 * i + 1]);
+    acc += emu_bf16_to_float(a.h[2 * i]) * emu_bf16_to_float(b.h[2 * i]);
+    r.v[i] = acc;
+  }
+  return r;
+}
