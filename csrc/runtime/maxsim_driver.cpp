@@ -1,10 +1,12 @@
 // MaxSim drivers: pack the queries once, split the work into tasks, run them on the pool, select top-k.
 //
 // Work split (see docs/ARCHITECTURE.md):
-//   - Queries are packed once per call (kernel.pack), each query into its own groups of `lanes` tokens.
-//   - Dense scoring stacks consecutive queries into one job while their packed bytes fit kStackBytes (each doc
-//     tile is then loaded once for many queries) and splits the docs into chunks; a task = (stack, doc chunk).
-//   - Candidate / pair scoring runs one query per job over an id list (no gather copy of the doc tokens).
+//   - Queries are packed once per call (kernel.pack) in stacks of consecutive queries, each stack densely.
+//   - Dense and top-k scans stack queries while their packed bytes fit kStackBytes (each doc tile is then loaded
+//     once for many queries) and split the docs into chunks of at most kChunkBytes; a task is one chunk, scored
+//     against every stack in turn.
+//   - Candidate / pair scoring packs one query per stack and runs it over an id list (no gather copy of the doc
+//     tokens).
 //   - Top-k: each thread keeps a bounded heap per query; heaps are merged at the end under the total order
 //     (score descending, doc id ascending), so the result is the same for any thread count.
 #include <algorithm>
