@@ -221,9 +221,13 @@ void score_id_lists(const MaxSimKernel& kernel, const Packed& packed, const DocT
   struct Task {
     i64 query, first, count;
   };
+  // Split the lists finely enough that every thread gets about kTasksPerThread tasks (one query with 100
+  // candidates still runs on all threads), in pieces of at most kMaxDocChunk ids.
+  const i64 total = seg.back();
+  const i64 piece = std::max<i64>(1, std::min(kMaxDocChunk, (total + threads * kTasksPerThread - 1) / (threads * kTasksPerThread)));
   std::vector<Task> tasks;
   for (i64 qi = 0; qi + 1 < static_cast<i64>(seg.size()); ++qi)
-    for (i64 b = seg[qi]; b < seg[qi + 1]; b += kMaxDocChunk) tasks.push_back({qi, b, std::min(kMaxDocChunk, seg[qi + 1] - b)});
+    for (i64 b = seg[qi]; b < seg[qi + 1]; b += piece) tasks.push_back({qi, b, std::min(piece, seg[qi + 1] - b)});
   const i64 kernel_floats = kernel.scratch_floats(d.dim, packed.max_stack_groups);
   Scratch scratch(threads, kernel_floats + kMaxDocChunk);
   parallel_for(static_cast<i64>(tasks.size()), threads, [&](i64 task, int thread) {

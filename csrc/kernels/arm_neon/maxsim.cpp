@@ -1,9 +1,9 @@
 // MaxSim, aarch64 Advanced SIMD (NEON) path; armv8-a baseline, no extra flags. The loop lives in
 // generic/maxsim-inl.hpp; this file only supplies the vector primitives.
 //
-// Register tile: 4 q-registers of query tokens (16 tokens, 4 per register) x 6 doc tokens = 24 accumulators,
-// plus 4 query loads and 1 broadcast: 29 of the 32 vector registers. Per coordinate k: 4 loads, 6 broadcasts,
-// 24 FMAs. f16 docs are widened with fcvtl, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
+// Register tiles of 24 accumulators: 4 q-registers of query tokens (16 tokens, 4 per register) x 6 doc tokens,
+// plus 4 query loads and 1 broadcast (29 of the 32 vector registers; per coordinate k: 4 loads, 6 broadcasts,
+// 24 FMAs); the last block of a stack may be 3 x 8, 2 x 12 or 1 x 24. f16 docs are widened with fcvtl, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
 // Tested under qemu-aarch64 by tools/cross_check (no aarch64 machine in CI).
 #include <arm_neon.h>
 
@@ -21,7 +21,9 @@ struct V {
   using reg = float32x4_t;
   static constexpr int lanes = 4;
   static constexpr int query_regs = 4;
-  static constexpr int doc_tile = 6;
+  static constexpr int max_query_regs = 4;
+  static constexpr int acc_budget = 24;
+  static constexpr int doc_tile = 24;
   static inline reg zero() { return vdupq_n_f32(0.0f); }
   static inline reg set1(float x) { return vdupq_n_f32(x); }
   static inline reg load(const float* p) { return vld1q_f32(p); }

@@ -4,7 +4,9 @@
 // fill_float_kernels<V>() into the three MaxSimKernel entries (f32 / f16 / bf16 docs).
 // A TU with a different inner product (the AVX512-BF16 one) writes its own Ops and reuses detail::score:
 //
-//   Ops::lanes, Ops::query_regs (QR), Ops::doc_tile (ND)   register tile: QR*lanes query tokens x ND doc tokens
+//   Ops::lanes, Ops::acc_budget                              query tokens per register, accumulators per tile
+//   Ops::query_regs, Ops::max_query_regs                     preferred / largest block of query groups (QR)
+//   Ops::doc_tile                                            doc rows prepared at once (multiple of each ND(QR))
 //   Ops::reg, Ops::QElem, Ops::TileElem                     vector type, packed-query element, doc-tile element
 //   Ops::tile<QR, ND>(q, group_elems, d, dim, rmax, chk)     dot products of one tile, folded into rmax
 //   Ops::prepare<DT>(tokens, row, nd, dim, buf)              pointer to nd doc rows as TileElem (widened into buf
@@ -28,11 +30,18 @@ static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const
   Ops::template tile<QR, ND>(q, group_elems, d, dim, rmax, chk);
 }
 
-// Runtime nd in [1, Ops::doc_tile] -> compile-time tile.
+// Register blocking. A block of QR query groups keeps QR x ND(QR) accumulators, ND(QR) = Ops::acc_budget / QR
+// doc rows at a time, so every block shape fills the same register budget (12 ymm on AVX2, 24 on AVX-512 and
+// NEON) and no tail block runs latency-bound on a few accumulators. Ops::doc_tile (rows prepared at once) is a
+// multiple of every ND(QR).
+template <class Ops, int QR>
+constexpr int rows_per_block() { return Ops::acc_budget / QR; }
+
+// Runtime nd in [1, ND(QR)] -> compile-time tile.
 template <class Ops, int QR, int ND = 1>
 static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
                                const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk) {
-  if constexpr (ND <= Ops::doc_tile) {
+  if constexpr (ND <= rows_per_block<Ops, QR>()) {
     if (nd == ND) {
       run_tile<Ops, QR, ND>(q, group_elems, d, dim, rmax, chk);
       return;
@@ -41,17 +50,26 @@ static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_e
   }
 }
 
-// Remaining 1..QR-1 groups of a stack.
-template <class Ops, int QR = Ops::query_regs - 1>
-static inline void run_group_tail(i64 groups_left, int nd, const typename Ops::QElem* q, i64 group_elems,
-                                  const typename Ops::TileElem* d, i64 dim, float* rmax,
-                                  typename Ops::reg& chk) {
-  if constexpr (QR >= 1) {
-    if (groups_left == QR) {
-      run_tile_nd<Ops, QR>(nd, q, group_elems, d, dim, rmax, chk);
+// One block of QR groups over nd prepared rows (row stride dim): full ND(QR)-row tiles, then the remainder.
+template <class Ops, int QR>
+static inline void run_block(int nd, const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d,
+                             i64 dim, float* rmax, typename Ops::reg& chk) {
+  constexpr int NDQ = rows_per_block<Ops, QR>();
+  int r = 0;
+  for (; r + NDQ <= nd; r += NDQ) run_tile<Ops, QR, NDQ>(q, group_elems, d + r * dim, dim, rmax, chk);
+  if (r < nd) run_tile_nd<Ops, QR>(nd - r, q, group_elems, d + r * dim, dim, rmax, chk);
+}
+
+// Runtime qr in [1, Ops::max_query_regs] -> compile-time block.
+template <class Ops, int QR = 1>
+static inline void run_block_qr(i64 qr, int nd, const typename Ops::QElem* q, i64 group_elems,
+                                const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk) {
+  if constexpr (QR <= Ops::max_query_regs) {
+    if (qr == QR) {
+      run_block<Ops, QR>(nd, q, group_elems, d, dim, rmax, chk);
       return;
     }
-    run_group_tail<Ops, QR - 1>(groups_left, nd, q, group_elems, d, dim, rmax, chk);
+    run_block_qr<Ops, QR + 1>(qr, nd, q, group_elems, d, dim, rmax, chk);
   }
 }
 
@@ -64,7 +82,7 @@ constexpr i64 kPrefetchAheadRows = 36;
 template <class Ops, DocDType DT>
 static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) {
   constexpr int L = Ops::lanes;
-  constexpr int QR = Ops::query_regs;
+  constexpr int QR = Ops::query_regs;  // preferred block; the last block takes the 1..max_query_regs left
   constexpr int ND = Ops::doc_tile;
   constexpr i64 doc_elem_bytes = DT == DocDType::f32 ? 4 : 2;
   const i64 dim = q.dim;
@@ -97,10 +115,9 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
           for (i64 off = 0; off < bytes; off += 64) Ops::prefetch(next + off);
         }
         i64 g = 0;
-        for (; g + QR <= n_groups; g += QR)
-          run_tile_nd<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
-        if (g < n_groups)
-          run_group_tail<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
+        for (; n_groups - g > Ops::max_query_regs; g += QR)
+          run_block<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
+        run_block_qr<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
       }
     }
     for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
@@ -117,7 +134,8 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
 }  // namespace detail
 
 // Tile operations over float32 packed queries and float32 doc tiles, from the primitives of V:
-//   V::reg, V::lanes, V::query_regs, V::doc_tile, zero, set1, load, store, fma(a, b, c) = a*b + c, max,
+//   V::reg, V::lanes, V::query_regs, V::max_query_regs, V::acc_budget, V::doc_tile, zero, set1, load, store,
+//   fma(a, b, c) = a*b + c, max,
 //   any_nan, widen_f16 / widen_bf16 (V::lanes values, exact), prefetch.
 template <class V>
 struct FloatOps {
@@ -126,6 +144,8 @@ struct FloatOps {
   using TileElem = float;
   static constexpr int lanes = V::lanes;
   static constexpr int query_regs = V::query_regs;
+  static constexpr int max_query_regs = V::max_query_regs;
+  static constexpr int acc_budget = V::acc_budget;
   static constexpr int doc_tile = V::doc_tile;
 
   static inline reg zero() { return V::zero(); }

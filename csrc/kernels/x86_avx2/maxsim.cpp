@@ -1,8 +1,10 @@
 // MaxSim, AVX2 + FMA + F16C path (compiled with -mavx2 -mfma -mf16c). The loop lives in
 // generic/maxsim-inl.hpp; this file only supplies the vector primitives.
 //
-// Register tile: 2 ymm of query tokens (16 tokens, 8 per ymm) x 6 doc tokens = 12 accumulators, plus 2 query
-// loads and 1 broadcast: 15 of the 16 ymm registers. Per coordinate k: 2 loads, 6 broadcasts, 12 FMAs.
+// Register tiles of 12 accumulators: 2 ymm of query tokens (16 tokens, 8 per ymm) x 6 doc tokens, plus 2 query
+// loads and 1 broadcast (15 of the 16 ymm registers; per coordinate k: 2 loads, 6 broadcasts, 12 FMAs); the last
+// block of a stack may be 3 x 4 (16 registers) or 1 x 12, so an odd group count never leaves a block short of
+// accumulators.
 // f16 docs are widened with vcvtph2ps, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
 #include <immintrin.h>
 
@@ -20,7 +22,9 @@ struct V {
   using reg = __m256;
   static constexpr int lanes = 8;
   static constexpr int query_regs = 2;
-  static constexpr int doc_tile = 6;
+  static constexpr int max_query_regs = 3;
+  static constexpr int acc_budget = 12;
+  static constexpr int doc_tile = 12;
   static inline reg zero() { return _mm256_setzero_ps(); }
   static inline reg set1(float x) { return _mm256_set1_ps(x); }
   static inline reg load(const float* p) { return _mm256_loadu_ps(p); }

@@ -1,8 +1,9 @@
 // MaxSim, AVX-512 path (compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl). The loop lives in
 // generic/maxsim-inl.hpp; this file only supplies the vector primitives.
 //
-// Register tile: 2 zmm of query tokens (32 tokens, 16 per zmm) x 12 doc tokens = 24 accumulators, plus 2 query
-// loads and 1 broadcast: 27 of the 32 zmm registers. Per coordinate k: 2 loads, 12 broadcasts, 24 FMAs.
+// Register tiles of 24 accumulators: 2 zmm of query tokens (32 tokens, 16 per zmm) x 12 doc tokens, plus 2 query
+// loads and 1 broadcast (27 of the 32 zmm registers; per coordinate k: 2 loads, 12 broadcasts, 24 FMAs); the
+// last block of a stack may be 3 x 8 or 1 x 24.
 // f16 docs are widened with vcvtph2ps, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
 #include <immintrin.h>
 
@@ -27,7 +28,9 @@ struct V {
   using reg = __m512;
   static constexpr int lanes = 16;
   static constexpr int query_regs = 2;
-  static constexpr int doc_tile = 12;
+  static constexpr int max_query_regs = 3;
+  static constexpr int acc_budget = 24;
+  static constexpr int doc_tile = 24;
   static inline reg zero() { return _mm512_setzero_ps(); }
   static inline reg set1(float x) { return _mm512_set1_ps(x); }
   static inline reg load(const float* p) { return _mm512_loadu_ps(p); }

@@ -3,8 +3,8 @@
 // vdpbf16ps acc, a, b adds a[2l]*b[2l] + a[2l+1]*b[2l+1] to float lane l. Queries are rounded to bf16
 // (nearest even) and packed per group as [k/2][lane][2] (dim padded to even with a zero); a doc token's pair
 // of coordinates (d[k], d[k+1]) is one 32-bit broadcast straight from the flat bf16 buffer (no widening).
-// Register tile: 2 zmm x 12 doc tokens = 24 accumulators; each vdpbf16ps does 32 multiply-adds, twice the
-// float32 FMA rate. Precision: the query rounding costs up to 2^-8 relative per product (see maxsim.hpp);
+// Register tiles of 24 accumulators (2 zmm x 12 doc tokens; the last block may be 3 x 8 or 1 x 24); each
+// vdpbf16ps does 32 multiply-adds, twice the float32 FMA rate. Precision: the query rounding costs up to 2^-8 relative per product (see maxsim.hpp);
 // the kernel name ends in "_dpbf16" so tests and show_runtime() can tell this variant apart.
 #include <immintrin.h>
 
@@ -32,7 +32,9 @@ struct Ops {
   using TileElem = std::uint16_t;
   static constexpr int lanes = 16;
   static constexpr int query_regs = 2;
-  static constexpr int doc_tile = 12;
+  static constexpr int max_query_regs = 3;
+  static constexpr int acc_budget = 24;
+  static constexpr int doc_tile = 24;
 
   static inline reg zero() { return _mm512_setzero_ps(); }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
