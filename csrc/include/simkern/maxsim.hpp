@@ -59,6 +59,14 @@ struct ScoreJob {
   i64 out_query_stride = 0;
 };
 
+// Used inside the kernels: software prefetch spread over a register tile's k loop. The tile prefetches
+// base + k * ND * elem_bytes at step k, which covers its ND rows of the window ahead (base == nullptr: none).
+struct PrefetchRows {
+  const char* base;
+  i64 row_bytes;
+  i64 elem_bytes;
+};
+
 // One kernel variant: (ISA, doc dtype). Filled by the ISA translation units, chosen in dispatch.cpp.
 struct MaxSimKernel {
   const char* name = nullptr;

@@ -8,7 +8,8 @@
 //   Ops::query_regs, Ops::max_query_regs                     preferred / largest block of query groups (QR)
 //   Ops::doc_tile                                            doc rows prepared at once (multiple of each ND(QR))
 //   Ops::reg, Ops::QElem, Ops::TileElem                     vector type, packed-query element, doc-tile element
-//   Ops::tile<QR, ND>(q, group_elems, d, dim, rmax, chk)     dot products of one tile, folded into rmax
+//   Ops::tile<QR, ND>(q, group_elems, d, dim, rmax, chk, pf) dot products of one tile, folded into rmax;
+//                                                            prefetches pf's window spread over its k loop
 //   Ops::prepare<DT>(tokens, row, nd, dim, buf)              pointer to nd doc rows as TileElem (widened into buf
 //                                                            when the storage type differs)
 //   Ops::prefetch(p), Ops::zero(), Ops::store_neg_inf(p, n), Ops::any_nonfinite(chk)
@@ -26,8 +27,8 @@ namespace detail {
 
 template <class Ops, int QR, int ND>
 static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d, i64 dim,
-                            float* rmax, typename Ops::reg& chk) {
-  Ops::template tile<QR, ND>(q, group_elems, d, dim, rmax, chk);
+                            float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
+  Ops::template tile<QR, ND>(q, group_elems, d, dim, rmax, chk, pf);
 }
 
 // Register blocking. A block of QR query groups keeps QR x ND(QR) accumulators, ND(QR) = Ops::acc_budget / QR
@@ -40,43 +41,49 @@ constexpr int rows_per_block() { return Ops::acc_budget / QR; }
 // Runtime nd in [1, ND(QR)] -> compile-time tile.
 template <class Ops, int QR, int ND = 1>
 static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
-                               const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk) {
+                               const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk,
+                               PrefetchRows pf) {
   if constexpr (ND <= rows_per_block<Ops, QR>()) {
     if (nd == ND) {
-      run_tile<Ops, QR, ND>(q, group_elems, d, dim, rmax, chk);
+      run_tile<Ops, QR, ND>(q, group_elems, d, dim, rmax, chk, pf);
       return;
     }
-    run_tile_nd<Ops, QR, ND + 1>(nd, q, group_elems, d, dim, rmax, chk);
+    run_tile_nd<Ops, QR, ND + 1>(nd, q, group_elems, d, dim, rmax, chk, pf);
   }
 }
 
 // One block of QR groups over nd prepared rows (row stride dim): full ND(QR)-row tiles, then the remainder.
 template <class Ops, int QR>
 static inline void run_block(int nd, const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d,
-                             i64 dim, float* rmax, typename Ops::reg& chk) {
+                             i64 dim, float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
   constexpr int NDQ = rows_per_block<Ops, QR>();
+  const auto rows_ahead = [&](int r) {
+    return PrefetchRows{pf.base ? pf.base + r * pf.row_bytes : nullptr, pf.row_bytes, pf.elem_bytes};
+  };
   int r = 0;
-  for (; r + NDQ <= nd; r += NDQ) run_tile<Ops, QR, NDQ>(q, group_elems, d + r * dim, dim, rmax, chk);
-  if (r < nd) run_tile_nd<Ops, QR>(nd - r, q, group_elems, d + r * dim, dim, rmax, chk);
+  for (; r + NDQ <= nd; r += NDQ) run_tile<Ops, QR, NDQ>(q, group_elems, d + r * dim, dim, rmax, chk, rows_ahead(r));
+  if (r < nd) run_tile_nd<Ops, QR>(nd - r, q, group_elems, d + r * dim, dim, rmax, chk, rows_ahead(r));
 }
 
 // Runtime qr in [1, Ops::max_query_regs] -> compile-time block.
 template <class Ops, int QR = 1>
 static inline void run_block_qr(i64 qr, int nd, const typename Ops::QElem* q, i64 group_elems,
-                                const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk) {
+                                const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk,
+                                PrefetchRows pf) {
   if constexpr (QR <= Ops::max_query_regs) {
     if (qr == QR) {
-      run_block<Ops, QR>(nd, q, group_elems, d, dim, rmax, chk);
+      run_block<Ops, QR>(nd, q, group_elems, d, dim, rmax, chk, pf);
       return;
     }
-    run_block_qr<Ops, QR + 1>(qr, nd, q, group_elems, d, dim, rmax, chk);
+    run_block_qr<Ops, QR + 1>(qr, nd, q, group_elems, d, dim, rmax, chk, pf);
   }
 }
 
-// Software prefetch of the doc rows kPrefetchAheadRows ahead (continuing into the next doc), into L2 (T1).
-// Measured on a Zen 4 (AVX2 exposed): 1 query x 1000 docs x 180 tokens, f32, one thread, 92 MB of docs:
-// no prefetch ~48 GF/s; T0 one or two tiles ahead ~50-55; T1 at 24-48 rows ~74-77 (sgemm peak ~84).
-// T0 bursts compete with the tile's own loads for L1 miss buffers; T1 leaves L1 to the hardware prefetcher.
+// Software prefetch of the doc rows kPrefetchAheadRows ahead (continuing into the next doc), into L2 (T1),
+// spread over the first block's k loops. Measured on a Zen 4 (AVX2 exposed): 1 query x 1000 docs x 180 tokens,
+// f32, one thread, 92 MB of docs: no prefetch ~48 GF/s; T0 one or two tiles ahead ~50-55; a T1 burst of the
+// whole window per tile ~67-77; T1 spread one per k step ~78-82 (sgemm peak ~85). Bursts of 48-96 prefetches
+// overflow the miss queues (prefetches get dropped); T0 competes with the tile's own loads for L1.
 constexpr i64 kPrefetchAheadRows = 36;
 
 template <class Ops, DocDType DT>
@@ -107,17 +114,18 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
       for (i64 row = row_begin; row < row_end; row += ND) {
         const int nd = static_cast<int>(row_end - row < ND ? row_end - row : ND);
         const typename Ops::TileElem* tile = Ops::template prepare<DT>(d.tokens, row, nd, dim, tile_buf);
+        // The first block of query groups prefetches the rows kPrefetchAheadRows ahead (continuing into the next
+        // doc), spread over its k loops; the other blocks re-read this tile from L1.
         i64 next_row = row + kPrefetchAheadRows;
         if (next_row >= row_end) next_row = next_doc_row >= 0 ? next_doc_row + (next_row - row_end) : -1;
-        if (next_row >= 0) {
-          const char* next = doc_bytes + next_row * dim * doc_elem_bytes;
-          const i64 bytes = ND * dim * doc_elem_bytes;
-          for (i64 off = 0; off < bytes; off += 64) Ops::prefetch(next + off);
-        }
+        PrefetchRows pf{next_row >= 0 ? doc_bytes + next_row * dim * doc_elem_bytes : nullptr, dim * doc_elem_bytes,
+                        doc_elem_bytes};
         i64 g = 0;
-        for (; n_groups - g > Ops::max_query_regs; g += QR)
-          run_block<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
-        run_block_qr<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk);
+        for (; n_groups - g > Ops::max_query_regs; g += QR) {
+          run_block<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk, pf);
+          pf.base = nullptr;
+        }
+        run_block_qr<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk, pf);
       }
     }
     for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
@@ -157,13 +165,16 @@ struct FloatOps {
   }
 
   template <int QR, int ND>
-  static inline void tile(const float* q, i64 group_elems, const float* d, i64 dim, float* rmax, reg& chk) {
+  static inline void tile(const float* q, i64 group_elems, const float* d, i64 dim, float* rmax, reg& chk,
+                          PrefetchRows pf) {
     reg acc[ND][QR];
 #pragma GCC unroll 16
     for (int t = 0; t < ND; ++t)
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r) acc[t][r] = V::zero();
+    const i64 pf_step = ND * pf.elem_bytes;
     for (i64 k = 0; k < dim; ++k) {
+      if (pf.base) V::prefetch(pf.base + k * pf_step);
       reg qv[QR];
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);

@@ -56,14 +56,16 @@ struct Ops {
 
   template <int QR, int ND>
   static inline void tile(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, i64 dim, float* rmax,
-                          reg& chk) {
+                          reg& chk, const PrefetchRows& pf) {
     reg acc[ND][QR];
 #pragma GCC unroll 16
     for (int t = 0; t < ND; ++t)
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r) acc[t][r] = _mm512_setzero_ps();
     const i64 n_pairs = (dim + 1) / 2;
+    const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
     for (i64 k2 = 0; k2 < n_pairs; ++k2) {
+      if (pf.base) prefetch(pf.base + k2 * pf_step);
       __m512bh qv[QR];
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r)
