@@ -347,3 +347,17 @@ def test_bad_out_and_dim_zero():
         simkern.maxsim_pairs(q, d, [0, 0], [2, 1], out=np.empty(3, np.float32))
     with pytest.raises(ValueError, match="dim >= 1"):
         simkern.maxsim(np.zeros((2, 0), np.float32), np.zeros((2, 0), np.float32))
+
+
+def test_torch_cpu_tensors_are_viewed_not_copied():
+    torch = pytest.importorskip("torch")
+    from simkern.ragged import as_array
+
+    q, d = _simple()
+    want = simkern.maxsim(q, d)
+    tq = torch.from_numpy(q)
+    assert np.shares_memory(as_array(tq, "queries"), q)
+    np.testing.assert_array_equal(simkern.maxsim(tq, [torch.from_numpy(x) for x in d]), want)
+    np.testing.assert_array_equal(simkern.maxsim(tq, torch.from_numpy(np.stack(d))), want)
+    with pytest.raises(TypeError, match="bfloat16"):
+        simkern.maxsim(tq, torch.from_numpy(np.stack(d)).to(torch.bfloat16))

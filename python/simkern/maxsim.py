@@ -1,7 +1,8 @@
 """MaxSim (ColBERT late interaction): ``score(Q, D) = sum_i max_j <q_i, d_j>``.
 
 Inputs are multi-vector sets: a :class:`simkern.Ragged`, a list of 2-D arrays (concatenated once, one copy), a
-single 2-D array (one set) or a 3-D array ``(n, L, dim)`` (n sets of L tokens). Query tokens must be float32;
+single 2-D array (one set) or a 3-D array ``(n, L, dim)`` (n sets of L tokens); CPU arrays of other libraries
+(PyTorch, JAX) are viewed through DLPack or ``__array__`` without a copy. Query tokens must be float32;
 doc tokens float32, float16 or bfloat16 (``ml_dtypes.bfloat16``). Nothing else is converted: other dtypes raise
 ``TypeError``. Accumulation is float32.
 

@@ -182,11 +182,37 @@ class Ragged:
         self.__init__(tokens, offsets)
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """A NumPy view of an array-like without copying: ndarrays as they are, other CPU arrays (PyTorch, JAX,
+    CuPy's host arrays, ...) through DLPack or ``__array__``. Anything else raises TypeError."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            raise TypeError(f"{name}: cannot view this {type(x).__name__} as a NumPy array without a copy ({e}); "
+                            "pass a CPU array of a NumPy dtype (bfloat16 tensors: convert to ml_dtypes.bfloat16 "
+                            "through .view(torch.int16).numpy().view(ml_dtypes.bfloat16))") from None
+    if hasattr(x, "__array__"):
+        return np.asarray(x)
+    raise TypeError(f"{name} must be an array (numpy.ndarray, or a CPU array exporting DLPack or __array__), "
+                    f"got {type(x).__name__}")
+
+
 def as_ragged(x, name: str) -> Ragged:
     """Normalise a multi-vector argument: a Ragged, a list/tuple of 2-D arrays (concatenated, one copy),
-    a single 2-D array (one set, no copy) or a 3-D array ``(n, L, dim)`` (n sets of L tokens, no copy)."""
+    a single 2-D array (one set, no copy) or a 3-D array ``(n, L, dim)`` (n sets of L tokens, no copy).
+    Arrays may be NumPy arrays or other CPU array types that export DLPack or ``__array__`` (viewed, not copied)."""
     if isinstance(x, Ragged):
         return x
+    if isinstance(x, (list, tuple)):
+        try:
+            return Ragged.from_list([as_array(a, f"{name}[{i}]") for i, a in enumerate(x)])
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: {e}") from None
+    if not isinstance(x, np.ndarray) and (hasattr(x, "__dlpack__") or hasattr(x, "__array__")):
+        x = as_array(x, name)
     if isinstance(x, np.ndarray):
         if x.ndim == 2:
             return Ragged._trusted(_contiguous(x, name), np.array([0, x.shape[0]], dtype=np.int64))
@@ -195,11 +221,6 @@ def as_ragged(x, name: str) -> Ragged:
             flat = _contiguous(x, name).reshape(n * length, dim)
             return Ragged._trusted(flat, np.arange(n + 1, dtype=np.int64) * length)
         raise ValueError(f"{name} must be a Ragged, a list of 2-D arrays or a 2-D/3-D array, got shape {x.shape}")
-    if isinstance(x, (list, tuple)):
-        try:
-            return Ragged.from_list(x)
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"{name}: {e}") from None
     raise TypeError(f"{name} must be a Ragged, a list of 2-D arrays or a numpy array, got {type(x).__name__}")
 
 
