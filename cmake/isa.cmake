@@ -2,7 +2,7 @@
 #
 # The baseline (runtime, drivers, bindings, scalar kernels) is compiled for plain x86-64 / armv8-a with
 # -fno-tree-vectorize on the scalar kernels so they stay a genuinely scalar reference. Only files under
-# csrc/kernels/x86_* get -m flags. Never -march=native or -ffast-math by default.
+# csrc/kernels/x86_* get -m flags. No native-CPU tuning and no fast-math in default builds (STYLE.md rule 3).
 
 set(SIMKERN_WARNINGS -Wall -Wextra -Wno-unused-parameter)
 set(SIMKERN_ISA_SOURCES "")
