@@ -16,9 +16,11 @@ endif()
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   set(SIMKERN_AVX2_SOURCES
-    csrc/kernels/x86_avx2/maxsim.cpp)
+    csrc/kernels/x86_avx2/maxsim.cpp
+    csrc/kernels/x86_avx2/pq.cpp)
   set(SIMKERN_AVX512_SOURCES
-    csrc/kernels/x86_avx512/maxsim.cpp)
+    csrc/kernels/x86_avx512/maxsim.cpp
+    csrc/kernels/x86_avx512/pq.cpp)
   set(SIMKERN_AVX512_BF16_SOURCES
     csrc/kernels/x86_avx512_bf16/maxsim.cpp)
   list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_AVX2_SOURCES} ${SIMKERN_AVX512_SOURCES} ${SIMKERN_AVX512_BF16_SOURCES})
@@ -28,7 +30,8 @@ endif()
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
   # Advanced SIMD is part of the armv8-a baseline: these files need no extra flags.
   set(SIMKERN_NEON_SOURCES
-    csrc/kernels/arm_neon/maxsim.cpp)
+    csrc/kernels/arm_neon/maxsim.cpp
+    csrc/kernels/arm_neon/pq.cpp)
   list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_NEON_SOURCES})
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_NEON_KERNELS=1)
 endif()
@@ -37,11 +40,22 @@ set(SIMKERN_AVX2_FLAGS -mavx2 -mfma -mf16c)
 set(SIMKERN_AVX512_FLAGS ${SIMKERN_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512dq -mavx512vl)
 set(SIMKERN_AVX512_BF16_FLAGS ${SIMKERN_AVX512_FLAGS} -mavx512bf16)
 
+# PQ files promise bit-identical distances on every ISA (simkern/pq.hpp): no FMA contraction anywhere in them.
+set(SIMKERN_PQ_SOURCES
+  csrc/kernels/scalar/pq.cpp
+  csrc/kernels/x86_avx2/pq.cpp
+  csrc/kernels/x86_avx512/pq.cpp
+  csrc/kernels/arm_neon/pq.cpp
+  csrc/runtime/pq_driver.cpp)
+
 function(simkern_apply_isa_flags)
   set_source_files_properties(csrc/kernels/scalar/maxsim.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
+  set_source_files_properties(csrc/kernels/scalar/pq.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   if(SIMKERN_AVX2_SOURCES)
     set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_BF16_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_BF16_FLAGS}")
   endif()
+  # Appended after the ISA flags (COMPILE_OPTIONS is a list property).
+  set_property(SOURCE ${SIMKERN_PQ_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
 endfunction()

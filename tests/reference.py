@@ -57,3 +57,36 @@ def topk_ref(scores: np.ndarray, k: int, allowed: list[np.ndarray] | None = None
         out_ids[q, : len(order)] = order
         out_scores[q, : len(order)] = scores[q, order]
     return out_scores, out_ids
+
+
+# -- product quantization ------------------------------------------------------------------------------------------
+
+def pq_subvectors(x: np.ndarray, m: int) -> np.ndarray:
+    """(n, dim) -> (n, m, dsub) float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(x.shape[0], m, x.shape[1] // m)
+
+
+def pq_tables_ref(queries: np.ndarray, codebooks: np.ndarray, metric: str) -> np.ndarray:
+    """(nq, m, ksub): ||q_m - c_mj||^2 or <q_m, c_mj> in float64."""
+    cb = np.asarray(codebooks, dtype=np.float64)
+    qs = pq_subvectors(queries, cb.shape[0])
+    if metric == "l2":
+        return ((qs[:, :, None, :] - cb[None]) ** 2).sum(axis=3)
+    return (qs[:, :, None, :] * cb[None]).sum(axis=3)
+
+
+def pq_table_tolerance(queries: np.ndarray, codebooks: np.ndarray, metric: str) -> np.ndarray:
+    """float32 summation of dsub terms: (dsub + 2) * 2^-24 relative to the sum of |terms|, doubled."""
+    cb = np.asarray(codebooks, dtype=np.float64)
+    qs = pq_subvectors(queries, cb.shape[0])
+    if metric == "l2":
+        mag = ((np.abs(qs[:, :, None, :]) + np.abs(cb[None])) ** 2).sum(axis=3)
+    else:
+        mag = (np.abs(qs[:, :, None, :]) * np.abs(cb[None])).sum(axis=3)
+    return 2.0 * (cb.shape[2] + 2) * 2.0**-24 * mag + 1e-30
+
+
+def pq_decode_ref(codes_unpacked: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
+    m = codebooks.shape[0]
+    return np.concatenate([codebooks[s][codes_unpacked[:, s]] for s in range(m)], axis=1)

@@ -60,8 +60,11 @@ py::dict kernel_names() {
   maxsim["float32"] = t.maxsim[static_cast<int>(DocDType::f32)].name;
   maxsim["float16"] = t.maxsim[static_cast<int>(DocDType::f16)].name;
   maxsim["bfloat16"] = t.maxsim[static_cast<int>(DocDType::bf16)].name;
+  py::dict pq;
+  pq["float32"] = t.pq.name;
   py::dict d;
   d["maxsim"] = maxsim;
+  d["pq"] = pq;
   return d;
 }
 

@@ -6,6 +6,7 @@ namespace py = pybind11;
 namespace simkern::bind {
 void bind_runtime(py::module_& m);
 void bind_maxsim(py::module_& m);
+void bind_pq(py::module_& m);
 }  // namespace simkern::bind
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   simkern::bind::bind_runtime(m);
   simkern::bind::bind_maxsim(m);
+  simkern::bind::bind_pq(m);
 }

@@ -1,7 +1,8 @@
 """simkern: SIMD kernels for vector retrieval and randomized linear algebra.
 
-Kernel families land one by one; today: MaxSim (ColBERT late interaction) over ragged token sets, with the
-runtime they all share (ISA dispatch, thread pool). See ``simkern.show_runtime()``.
+Kernel families land one by one; today: MaxSim (ColBERT late interaction) over ragged token sets and the core of
+product quantization (ProductQuantizer: training, codes, tables, exact ADC), with the runtime they all share
+(ISA dispatch, thread pool). See ``simkern.show_runtime()``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from importlib.metadata import version as _version
 
 from . import datasets
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
+from .pq import ProductQuantizer
 from .ragged import Ragged
 from .runtime import (
     active_isa,
@@ -30,6 +32,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "ProductQuantizer",
     "Ragged",
     "__version__",
     "active_isa",

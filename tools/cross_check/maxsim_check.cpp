@@ -1,4 +1,5 @@
-// Stand-alone check of the MaxSim kernels and drivers at every ISA level the CPU has, without Python.
+// Stand-alone check of the MaxSim and PQ kernels and drivers at every ISA level the CPU has, without Python.
+// PQ distance and dot-product kernels must equal the scalar kernel bit for bit (simkern/pq.hpp).
 //
 // Built and run by tools/cross_check/run.sh, mainly to test the NEON kernels under qemu-aarch64 (no aarch64
 // machine here); it also runs natively. For seeded random ragged cases (dims and token counts at SIMD edges,
@@ -17,6 +18,7 @@
 #include "simkern/dispatch.hpp"
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
+#include "simkern/pq.hpp"
 
 using simkern::i64;
 
@@ -124,6 +126,34 @@ void fail(const char* what, const char* isa, int dim, int dtype) {
   if (++g_failures <= 20) std::printf("FAIL %s isa=%s dim=%d dtype=%d\n", what, isa, dim, dtype);
 }
 
+// PQ: every level's sq_dists / dots equal the scalar kernel bit for bit, for dsub and ksub at SIMD edges.
+int pq_check(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const simkern::PQKernels& ref = simkern::kernels_for(simkern::Isa::scalar).pq;
+  int runs = 0;
+  for (int dsub : {1, 2, 3, 4, 7, 8, 9, 16, 17, 32}) {
+    for (int ksub : {1, 5, 8, 15, 16, 17, 63, 64, 65, 256}) {
+      std::vector<float> x(dsub), ct(static_cast<std::size_t>(dsub * ksub)), want(ksub), got(ksub);
+      for (float& v : x) v = normal(rng);
+      for (float& v : ct) v = normal(rng);
+      for (int level = 1; level < simkern::kNumIsas; ++level) {
+        const simkern::Isa isa = static_cast<simkern::Isa>(level);
+        if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+        const simkern::PQKernels& k = simkern::kernels_for(isa).pq;
+        for (int op = 0; op < 2; ++op) {
+          (op ? ref.dots : ref.sq_dists)(x.data(), ct.data(), dsub, ksub, want.data());
+          (op ? k.dots : k.sq_dists)(x.data(), ct.data(), dsub, ksub, got.data());
+          ++runs;
+          if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0)
+            fail(op ? "pq dots not bit-identical to scalar" : "pq sq_dists not bit-identical to scalar",
+                 simkern::isa_name(isa), dsub, ksub);
+        }
+      }
+    }
+  }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -212,7 +242,8 @@ int main() {
       }
     }
   }
-  std::printf("maxsim_check: best isa %s, %d kernel runs, %d failures\n", simkern::isa_name(simkern::best_isa()), cases,
-              g_failures);
+  const int pq_runs = pq_check(rng);
+  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ kernel comparisons, %d failures\n",
+              simkern::isa_name(simkern::best_isa()), cases, pq_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

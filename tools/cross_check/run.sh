@@ -20,7 +20,9 @@ if [ "$mode" = "--emulate-avx512" ]; then
   defs=(-DSIMKERN_HAVE_X86_KERNELS=1 -DSIMKERN_TEST_EMULATE_AVX512=1)
   isa_objs=(
     "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx2/pq.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:$emu"
+    "csrc/kernels/x86_avx512/pq.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:$emu"
   )
   link=(-pthread)
@@ -30,7 +32,9 @@ elif [ "$mode" = "--native" ]; then
   defs=(-DSIMKERN_HAVE_X86_KERNELS=1)
   isa_objs=(
     "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx2/pq.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
+    "csrc/kernels/x86_avx512/pq.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16"
   )
   link=(-pthread)
@@ -38,7 +42,7 @@ elif [ "$mode" = "--native" ]; then
 else
   cxx=${CXX:-aarch64-linux-gnu-g++}
   defs=(-DSIMKERN_HAVE_NEON_KERNELS=1)
-  isa_objs=("csrc/kernels/arm_neon/maxsim.cpp:")
+  isa_objs=("csrc/kernels/arm_neon/maxsim.cpp:" "csrc/kernels/arm_neon/pq.cpp:-ffp-contract=off")
   link=(-static -pthread)
   runner=(qemu-aarch64)
 fi
@@ -53,7 +57,9 @@ for src in csrc/runtime/isa_detect.cpp csrc/runtime/dispatch.cpp csrc/runtime/th
            csrc/runtime/maxsim_driver.cpp tools/cross_check/maxsim_check.cpp; do
   compile "$src" ""
 done
+compile csrc/runtime/pq_driver.cpp "-ffp-contract=off"
 compile csrc/kernels/scalar/maxsim.cpp "-fno-tree-vectorize"
+compile csrc/kernels/scalar/pq.cpp "-fno-tree-vectorize -ffp-contract=off"
 for entry in "${isa_objs[@]}"; do compile "${entry%%:*}" "${entry#*:}"; done
 "$cxx" "${objs[@]}" "${link[@]}" -o "$out/maxsim_check"
 "${runner[@]}" "$out/maxsim_check"

@@ -8,21 +8,35 @@
 
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
+#include "simkern/pq.hpp"
 
 namespace simkern {
 
 struct KernelTable {
   Isa isa = Isa::scalar;
   MaxSimKernel maxsim[kNumDocDTypes];
+  PQKernels pq;
 };
 
 const KernelTable& kernels();             // active level
 const KernelTable& kernels_for(Isa isa);  // isa must be supported
 
-namespace scalar { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
-namespace avx2 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
-namespace avx512 { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
+namespace scalar {
+void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
+void fill_pq(PQKernels* out);
+}  // namespace scalar
+namespace avx2 {
+void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
+void fill_pq(PQKernels* out);
+}  // namespace avx2
+namespace avx512 {
+void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
+void fill_pq(PQKernels* out);
+}  // namespace avx512
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
-namespace neon { void fill_maxsim(MaxSimKernel out[kNumDocDTypes]); }
+namespace neon {
+void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
+void fill_pq(PQKernels* out);
+}  // namespace neon
 
 }  // namespace simkern

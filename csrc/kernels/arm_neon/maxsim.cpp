@@ -17,28 +17,8 @@ namespace simkern {
 namespace neon {
 namespace {
 
-struct V {
-  using reg = float32x4_t;
-  static constexpr int lanes = 4;
-  static constexpr int query_regs = 4;
-  static constexpr int max_query_regs = 4;
-  static constexpr int acc_budget = 24;
-  static constexpr int doc_tile = 24;
-  static inline reg zero() { return vdupq_n_f32(0.0f); }
-  static inline reg set1(float x) { return vdupq_n_f32(x); }
-  static inline reg load(const float* p) { return vld1q_f32(p); }
-  static inline void store(float* p, reg v) { vst1q_f32(p, v); }
-  static inline reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
-  static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
-  static inline bool any_nan(reg v) { return vmaxvq_u32(vmvnq_u32(vceqq_f32(v, v))) != 0; }
-  static inline void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
-  static inline void widen_f16(const std::uint16_t* src, float* dst) {
-    vst1q_f32(dst, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))));
-  }
-  static inline void widen_bf16(const std::uint16_t* src, float* dst) {
-    vst1q_f32(dst, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src), 16)));
-  }
-};
+#include "arm_neon/simd.hpp"
+
 
 #include "generic/maxsim-inl.hpp"
 

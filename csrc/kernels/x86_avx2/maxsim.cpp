@@ -18,29 +18,8 @@ namespace simkern {
 namespace avx2 {
 namespace {
 
-struct V {
-  using reg = __m256;
-  static constexpr int lanes = 8;
-  static constexpr int query_regs = 2;
-  static constexpr int max_query_regs = 3;
-  static constexpr int acc_budget = 12;
-  static constexpr int doc_tile = 12;
-  static inline reg zero() { return _mm256_setzero_ps(); }
-  static inline reg set1(float x) { return _mm256_set1_ps(x); }
-  static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
-  static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
-  static inline reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
-  static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-  static inline bool any_nan(reg v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
-  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
-  static inline void widen_f16(const std::uint16_t* src, float* dst) {
-    _mm256_storeu_ps(dst, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
-  }
-  static inline void widen_bf16(const std::uint16_t* src, float* dst) {
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
-    _mm256_storeu_ps(dst, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
-  }
-};
+#include "x86_avx2/simd.hpp"
+
 
 #include "generic/maxsim-inl.hpp"
 

@@ -24,29 +24,8 @@ namespace simkern {
 namespace avx512 {
 namespace {
 
-struct V {
-  using reg = __m512;
-  static constexpr int lanes = 16;
-  static constexpr int query_regs = 2;
-  static constexpr int max_query_regs = 3;
-  static constexpr int acc_budget = 24;
-  static constexpr int doc_tile = 24;
-  static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline reg set1(float x) { return _mm512_set1_ps(x); }
-  static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
-  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
-  static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
-  static inline bool any_nan(reg v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
-  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
-  static inline void widen_f16(const std::uint16_t* src, float* dst) {
-    _mm512_storeu_ps(dst, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))));
-  }
-  static inline void widen_bf16(const std::uint16_t* src, float* dst) {
-    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
-    _mm512_storeu_ps(dst, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
-  }
-};
+#include "x86_avx512/simd.hpp"
+
 
 #include "generic/maxsim-inl.hpp"
 

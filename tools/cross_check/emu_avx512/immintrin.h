@@ -32,6 +32,9 @@ static inline void _mm512_storeu_ps(float* p, __m512 a) { std::memcpy(p, a.v, 64
 static inline __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c) {
   __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = std::fma(a.v[i], b.v[i], c.v[i]); return r;
 }
+static inline __m512 _mm512_add_ps(__m512 a, __m512 b) { __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] + b.v[i]; return r; }
+static inline __m512 _mm512_sub_ps(__m512 a, __m512 b) { __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] - b.v[i]; return r; }
+static inline __m512 _mm512_mul_ps(__m512 a, __m512 b) { __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] * b.v[i]; return r; }
 static inline __m512 _mm512_max_ps(__m512 a, __m512 b) {
   __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i]; return r;
 }

@@ -1,0 +1,107 @@
+// PQ bindings: shape/value checks with the GIL held, then the drivers with the GIL released. The Python layer
+// (python/simkern/pq.py) owns dtype policy, 4-bit packing and the ProductQuantizer object.
+#include <cstdint>
+#include <string>
+
+#include "arrays.hpp"
+#include "simkern/pq.hpp"
+
+namespace simkern::bind {
+
+namespace {
+
+struct CodebookShape {
+  i64 m, dsub, ksub;
+};
+
+CodebookShape check_ct(const CArray<float>& ct) {
+  require_ndim(ct, 3, "transposed codebooks");
+  return {ct.shape(0), ct.shape(1), ct.shape(2)};
+}
+
+void check_rows(const CArray<float>& x, i64 dim, const char* name) {
+  require_ndim(x, 2, name);
+  require(x.shape(1) == dim, std::string(name) + " must have shape (n, " + std::to_string(dim) + "), got " + shape_str(x));
+}
+
+py::array_t<float> transpose_py(const CArray<float>& codebooks) {
+  require_ndim(codebooks, 3, "codebooks");
+  const i64 m = codebooks.shape(0), ksub = codebooks.shape(1), dsub = codebooks.shape(2);
+  py::array_t<float> ct({m, dsub, ksub});
+  pq_transpose_codebooks(codebooks.data(), m, ksub, dsub, ct.mutable_data());
+  return ct;
+}
+
+py::array_t<std::uint8_t> encode_py(const CArray<float>& x, const CArray<float>& ct, int threads) {
+  const CodebookShape s = check_ct(ct);
+  check_rows(x, s.m * s.dsub, "x");
+  require(s.ksub <= 256, "ksub must be <= 256");
+  const i64 n = x.shape(0);
+  py::array_t<std::uint8_t> codes({n, s.m});
+  std::uint8_t* out = codes.mutable_data();
+  run_without_gil([&] { pq_encode(x.data(), n, s.m * s.dsub, ct.data(), s.m, s.ksub, out, threads); });
+  return codes;
+}
+
+py::array_t<float> tables_py(const CArray<float>& queries, const CArray<float>& ct, int metric, int threads) {
+  const CodebookShape s = check_ct(ct);
+  check_rows(queries, s.m * s.dsub, "queries");
+  require(metric == 0 || metric == 1, "metric code must be 0 (l2) or 1 (ip)");
+  const i64 nq = queries.shape(0);
+  py::array_t<float> tables({nq, s.m, s.ksub});
+  float* out = tables.mutable_data();
+  run_without_gil([&] {
+    pq_tables(queries.data(), nq, s.m * s.dsub, ct.data(), s.m, s.ksub, static_cast<PQMetric>(metric), out, threads);
+  });
+  return tables;
+}
+
+py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, int threads) {
+  require_ndim(tables, 3, "tables");
+  require_ndim(codes, 2, "codes");
+  const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
+  require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + ") (one code per subspace), got " +
+                                   shape_str(codes));
+  const std::uint8_t* c = codes.data();
+  for (i64 i = 0; i < n * m; ++i)
+    if (c[i] >= ksub)
+      throw py::value_error("codes contain " + std::to_string(c[i]) + " at row " + std::to_string(i / m) +
+                            ", subspace " + std::to_string(i % m) + "; codes must be < ksub = " + std::to_string(ksub));
+  py::array_t<float> out({nq, n});
+  float* o = out.mutable_data();
+  run_without_gil([&] { pq_adc(tables.data(), nq, c, n, m, ksub, o, threads); });
+  return out;
+}
+
+py::array_t<float> train_py(const CArray<float>& x, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
+                            int threads) {
+  require_ndim(x, 2, "x");
+  const i64 n = x.shape(0), dim = x.shape(1);
+  require(m >= 1 && dim % m == 0, "dim must be a multiple of m");
+  require(ksub >= 1 && ksub <= 256, "ksub must be in 1..256");
+  require(n >= ksub, "training needs at least ksub = " + std::to_string(ksub) + " points, got " + std::to_string(n));
+  require(iters >= 0, "iters must be >= 0");
+  require(init == 0 || init == 1, "init code must be 0 (k-means++) or 1 (random)");
+  py::array_t<float> codebooks({m, ksub, dim / m});
+  float* out = codebooks.mutable_data();
+  run_without_gil([&] { pq_train(x.data(), n, dim, m, ksub, iters, seed, init, out, threads); });
+  return codebooks;
+}
+
+}  // namespace
+
+void bind_pq(py::module_& m) {
+  m.def("_pq_transpose", &transpose_py, py::arg("codebooks").noconvert(),
+        R"(_pq_transpose(codebooks f32 (m, ksub, dsub)) -> f32 (m, dsub, ksub))");
+  m.def("_pq_encode", &encode_py, py::arg("x").noconvert(), py::arg("ct").noconvert(), py::arg("threads"),
+        R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads) -> u8 (n, m))");
+  m.def("_pq_tables", &tables_py, py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("metric"),
+        py::arg("threads"), R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads) -> f32 (nq, m, ksub))");
+  m.def("_pq_adc", &adc_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
+        R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads) -> f32 (nq, n))");
+  m.def("_pq_train", &train_py, py::arg("x").noconvert(), py::arg("m"), py::arg("ksub"), py::arg("iters"),
+        py::arg("seed"), py::arg("init"), py::arg("threads"),
+        R"(_pq_train(x f32 (n, dim), m, ksub, iters, seed, init 0|1, threads) -> f32 (m, ksub, dsub))");
+}
+
+}  // namespace simkern::bind

@@ -1,0 +1,48 @@
+// simkern/pq.hpp - product quantization: training, codes, distance tables, exact float ADC.
+//
+// Shapes and layout
+//   dim = m * dsub; ksub = 2^nbits (256 or 16). Codebooks: float32 (m, ksub, dsub), FAISS's layout.
+//   The kernels read them transposed per subspace, "ct": float32 (m, dsub, ksub), so that coordinate k of all
+//   ksub centroids is contiguous and SIMD lanes run over centroids.
+//   Codes in the kernels: uint8 (n, m), one code per byte (the Python layer packs 4-bit codes two per byte).
+//   Tables: float32 (n_queries, m, ksub).
+//
+// Precision policy (why codes are identical on every ISA)
+//   sq_dists: out[j] = sum_k (x_k - c_jk)^2 and dots: out[j] = sum_k x_k * c_jk, summed in k order with a
+//   rounding after every multiply and every add (no FMA; the PQ files are compiled with -ffp-contract=off).
+//   Each SIMD lane performs exactly the scalar sequence of operations, so distances - and therefore argmin codes,
+//   k-means assignments and trained codebooks - are bit-identical across scalar, AVX2, AVX-512 and NEON.
+//   Argmin ties go to the lowest centroid index. ADC sums table entries in subspace order (float).
+#pragma once
+
+#include <cstdint>
+
+#include "simkern/common.hpp"
+
+namespace simkern {
+
+enum class PQMetric : int { l2 = 0, ip = 1 };
+
+struct PQKernels {
+  const char* name = nullptr;
+  // x: dsub floats; ct: dsub x ksub (one subspace of the transposed codebooks); out: ksub floats.
+  void (*sq_dists)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
+  void (*dots)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
+};
+
+const PQKernels& pq_kernels();  // for the active ISA
+
+// Drivers (csrc/runtime/pq_driver.cpp). Inputs are assumed validated (shapes, finite values, codes < ksub).
+void pq_transpose_codebooks(const float* codebooks, i64 m, i64 ksub, i64 dsub, float* ct);
+void pq_encode(const float* x, i64 n, i64 dim, const float* ct, i64 m, i64 ksub, std::uint8_t* codes, int threads);
+void pq_tables(const float* queries, i64 n_queries, i64 dim, const float* ct, i64 m, i64 ksub, PQMetric metric,
+               float* tables, int threads);
+void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub, float* out,
+            int threads);
+// One k-means per subspace (subspaces run in parallel; each is sequential, so the result does not depend on the
+// thread count). init: 0 = k-means++ (D^2 sampling), 1 = ksub distinct random points. Empty clusters are
+// re-seeded with the point farthest from its centroid. Writes codebooks (m, ksub, dsub).
+void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
+              float* codebooks, int threads);
+
+}  // namespace simkern

@@ -1,0 +1,27 @@
+// PQ, neon path: distances / dot products to all centroids of a subspace, lanes over centroids
+// (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
+#include <arm_neon.h>
+
+
+#include <cstdint>
+#include <limits>
+
+#include "simkern/dispatch.hpp"
+
+namespace simkern {
+namespace neon {
+namespace {
+
+#include "arm_neon/simd.hpp"
+#include "generic/pq-inl.hpp"
+
+}  // namespace
+
+void fill_pq(PQKernels* out) {
+  out->name = "pq_neon";
+  out->sq_dists = pq_detail::sq_dists;
+  out->dots = pq_detail::dots;
+}
+
+}  // namespace neon
+}  // namespace simkern

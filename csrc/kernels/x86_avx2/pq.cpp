@@ -1,0 +1,27 @@
+// PQ, avx2 path: distances / dot products to all centroids of a subspace, lanes over centroids
+// (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
+#include <immintrin.h>
+
+
+#include <cstdint>
+#include <limits>
+
+#include "simkern/dispatch.hpp"
+
+namespace simkern {
+namespace avx2 {
+namespace {
+
+#include "x86_avx2/simd.hpp"
+#include "generic/pq-inl.hpp"
+
+}  // namespace
+
+void fill_pq(PQKernels* out) {
+  out->name = "pq_avx2";
+  out->sq_dists = pq_detail::sq_dists;
+  out->dots = pq_detail::dots;
+}
+
+}  // namespace avx2
+}  // namespace simkern

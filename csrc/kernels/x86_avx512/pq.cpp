@@ -1,0 +1,32 @@
+// PQ, avx512 path: distances / dot products to all centroids of a subspace, lanes over centroids
+// (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
+#include <immintrin.h>
+
+// GCC 12: see x86_avx512/maxsim.cpp for why these are silenced.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <cstdint>
+#include <limits>
+
+#include "simkern/dispatch.hpp"
+
+namespace simkern {
+namespace avx512 {
+namespace {
+
+#include "x86_avx512/simd.hpp"
+#include "generic/pq-inl.hpp"
+
+}  // namespace
+
+void fill_pq(PQKernels* out) {
+  out->name = "pq_avx512";
+  out->sq_dists = pq_detail::sq_dists;
+  out->dots = pq_detail::dots;
+}
+
+}  // namespace avx512
+}  // namespace simkern

@@ -1,0 +1,198 @@
+// PQ drivers: encode, distance tables, exact float ADC and per-subspace k-means, on the thread pool.
+// Work is split so that each output element is computed by one task with a fixed operation order: results are
+// the same for any thread count (k-means runs one subspace per task).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "simkern/dispatch.hpp"
+#include "simkern/pq.hpp"
+#include "simkern/thread_pool.hpp"
+
+namespace simkern {
+namespace {
+
+constexpr i64 kEncodeChunk = 256;  // vectors per task
+constexpr i64 kAdcChunk = 4096;    // codes per task
+
+inline i64 argmin_first(const float* v, i64 n) {  // lowest index among equal minima
+  i64 best = 0;
+  for (i64 j = 1; j < n; ++j)
+    if (v[j] < v[best]) best = j;
+  return best;
+}
+
+// splitmix64: a small, portable, seedable generator (the same stream on every platform and compiler).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  i64 below(i64 n) { return static_cast<i64>(uniform() * static_cast<double>(n)); }
+};
+
+// k-means for one subspace. xs: n x dsub (contiguous copy of the subspace), centroids out: ksub x dsub.
+void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters,
+                     std::uint64_t seed, int init, float* centroids) {
+  SplitMix64 rng{seed};
+  std::vector<float> ct(static_cast<std::size_t>(dsub * ksub)), dist(static_cast<std::size_t>(ksub));
+  const auto transpose = [&] {
+    for (i64 j = 0; j < ksub; ++j)
+      for (i64 k = 0; k < dsub; ++k) ct[k * ksub + j] = centroids[j * dsub + k];
+  };
+  const auto sq_dist = [&](const float* a, const float* b) {  // same arithmetic as the kernels
+    float acc = 0.0f;
+    for (i64 k = 0; k < dsub; ++k) {
+      const float diff = a[k] - b[k];
+      acc = acc + diff * diff;
+    }
+    return acc;
+  };
+
+  // Initialisation.
+  if (init == 1) {  // ksub distinct points chosen uniformly (partial Fisher-Yates on an index array)
+    std::vector<i64> idx(static_cast<std::size_t>(n));
+    for (i64 i = 0; i < n; ++i) idx[i] = i;
+    for (i64 j = 0; j < ksub; ++j) {
+      std::swap(idx[j], idx[j + rng.below(n - j)]);
+      std::memcpy(centroids + j * dsub, xs + idx[j] * dsub, dsub * sizeof(float));
+    }
+  } else {  // k-means++: D^2 sampling (distances in double for the cumulative sum)
+    std::vector<double> d2(static_cast<std::size_t>(n), std::numeric_limits<double>::infinity());
+    i64 first = rng.below(n);
+    std::memcpy(centroids, xs + first * dsub, dsub * sizeof(float));
+    for (i64 j = 1; j < ksub; ++j) {
+      double total = 0.0;
+      const float* last = centroids + (j - 1) * dsub;
+      for (i64 i = 0; i < n; ++i) {
+        d2[i] = std::min(d2[i], static_cast<double>(sq_dist(xs + i * dsub, last)));
+        total += d2[i];
+      }
+      i64 pick = n - 1;
+      if (total > 0.0) {
+        double target = rng.uniform() * total;
+        for (i64 i = 0; i < n; ++i) {
+          target -= d2[i];
+          if (target < 0.0) {
+            pick = i;
+            break;
+          }
+        }
+      } else {
+        pick = rng.below(n);  // all points coincide with chosen centroids: any point will do
+      }
+      std::memcpy(centroids + j * dsub, xs + pick * dsub, dsub * sizeof(float));
+    }
+  }
+
+  // Lloyd iterations.
+  std::vector<i64> assign(static_cast<std::size_t>(n)), count(static_cast<std::size_t>(ksub));
+  std::vector<float> best_dist(static_cast<std::size_t>(n));
+  std::vector<double> sums(static_cast<std::size_t>(ksub * dsub));
+  std::vector<char> taken(static_cast<std::size_t>(n));
+  for (int it = 0; it < iters; ++it) {
+    transpose();
+    for (i64 i = 0; i < n; ++i) {
+      kern.sq_dists(xs + i * dsub, ct.data(), dsub, ksub, dist.data());
+      assign[i] = argmin_first(dist.data(), ksub);
+      best_dist[i] = dist[assign[i]];
+    }
+    std::fill(sums.begin(), sums.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0);
+    for (i64 i = 0; i < n; ++i) {
+      ++count[assign[i]];
+      for (i64 k = 0; k < dsub; ++k) sums[assign[i] * dsub + k] += xs[i * dsub + k];
+    }
+    std::fill(taken.begin(), taken.end(), 0);
+    for (i64 j = 0; j < ksub; ++j) {
+      if (count[j] > 0) {
+        for (i64 k = 0; k < dsub; ++k) centroids[j * dsub + k] = static_cast<float>(sums[j * dsub + k] / count[j]);
+        continue;
+      }
+      // Empty cluster: re-seed with the point farthest from its centroid (lowest index on ties), once per point.
+      i64 far = -1;
+      for (i64 i = 0; i < n; ++i)
+        if (!taken[i] && (far < 0 || best_dist[i] > best_dist[far])) far = i;
+      taken[far] = 1;
+      best_dist[far] = 0.0f;
+      std::memcpy(centroids + j * dsub, xs + far * dsub, dsub * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
+void pq_transpose_codebooks(const float* codebooks, i64 m, i64 ksub, i64 dsub, float* ct) {
+  for (i64 s = 0; s < m; ++s)
+    for (i64 j = 0; j < ksub; ++j)
+      for (i64 k = 0; k < dsub; ++k) ct[(s * dsub + k) * ksub + j] = codebooks[(s * ksub + j) * dsub + k];
+}
+
+void pq_encode(const float* x, i64 n, i64 dim, const float* ct, i64 m, i64 ksub, std::uint8_t* codes, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  const i64 dsub = dim / m;
+  const i64 n_tasks = (n + kEncodeChunk - 1) / kEncodeChunk;
+  parallel_for(n_tasks, threads, [&](i64 task, int) {
+    std::vector<float> dist(static_cast<std::size_t>(ksub));
+    const i64 end = std::min(n, (task + 1) * kEncodeChunk);
+    for (i64 i = task * kEncodeChunk; i < end; ++i)
+      for (i64 s = 0; s < m; ++s) {
+        kern.sq_dists(x + i * dim + s * dsub, ct + s * dsub * ksub, dsub, ksub, dist.data());
+        codes[i * m + s] = static_cast<std::uint8_t>(argmin_first(dist.data(), ksub));
+      }
+  });
+}
+
+void pq_tables(const float* queries, i64 n_queries, i64 dim, const float* ct, i64 m, i64 ksub, PQMetric metric,
+               float* tables, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  const i64 dsub = dim / m;
+  parallel_for(n_queries, threads, [&](i64 q, int) {
+    for (i64 s = 0; s < m; ++s) {
+      float* out = tables + (q * m + s) * ksub;
+      const float* x = queries + q * dim + s * dsub;
+      if (metric == PQMetric::l2) kern.sq_dists(x, ct + s * dsub * ksub, dsub, ksub, out);
+      else kern.dots(x, ct + s * dsub * ksub, dsub, ksub, out);
+    }
+  });
+}
+
+void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub, float* out,
+            int threads) {
+  threads = resolve_threads(threads);
+  const i64 chunks = (n + kAdcChunk - 1) / kAdcChunk;
+  parallel_for(n_queries * chunks, threads, [&](i64 task, int) {
+    const i64 q = task / chunks, c = task % chunks;
+    const float* t = tables + q * m * ksub;
+    const i64 end = std::min(n, (c + 1) * kAdcChunk);
+    for (i64 i = c * kAdcChunk; i < end; ++i) {
+      const std::uint8_t* code = codes + i * m;
+      float acc = 0.0f;
+      for (i64 s = 0; s < m; ++s) acc += t[s * ksub + code[s]];
+      out[q * n + i] = acc;
+    }
+  });
+}
+
+void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
+              float* codebooks, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  const i64 dsub = dim / m;
+  parallel_for(m, threads, [&](i64 s, int) {
+    std::vector<float> xs(static_cast<std::size_t>(n * dsub));
+    for (i64 i = 0; i < n; ++i) std::memcpy(&xs[i * dsub], x + i * dim + s * dsub, dsub * sizeof(float));
+    const std::uint64_t sub_seed = seed * 0x100000001b3ull + static_cast<std::uint64_t>(s) * 0x9e3779b97f4a7c15ull;
+    kmeans_subspace(kern, xs.data(), n, dsub, ksub, iters, sub_seed, init, codebooks + s * ksub * dsub);
+  });
+}
+
+}  // namespace simkern

@@ -1,0 +1,202 @@
+"""Product quantization: codebook training, codes, distance tables and exact float ADC.
+
+``ProductQuantizer(dim, m, nbits=8, metric="l2")`` splits vectors into ``m`` subvectors of ``dsub = dim / m``
+coordinates and quantises each with its own codebook of ``ksub = 2**nbits`` centroids (nbits 8 or 4).
+
+- Codebooks are float32 ``(m, ksub, dsub)``, FAISS's layout (``faiss.vector_to_array(pq.centroids)`` reshaped),
+  and nanopq's ``codewords``; :meth:`ProductQuantizer.from_codebooks` adopts codebooks trained elsewhere.
+- Codes are uint8 ``(n, code_size)``: one byte per subspace for 8 bits; for 4 bits two codes per byte, subspace
+  ``2i`` in the low nibble of byte ``i`` (FAISS's packing), ``code_size = ceil(m / 2)``.
+- Distances to centroids are summed in coordinate order with a rounding after every operation (no FMA), so codes,
+  tables and trained codebooks are bit-identical on every ISA and for any thread count.
+
+Inputs must be float32, C-contiguous, finite; nothing is converted silently.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._validate import positive_int, threads_arg
+
+__all__ = ["ProductQuantizer"]
+
+_METRICS = {"l2": 0, "ip": 1}
+_INITS = {"kmeans++": 0, "random": 1}
+
+
+def _float_rows(x, dim: int, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of shape (n, {dim}), got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must be float32, got {x.dtype}; convert with .astype(numpy.float32)")
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
+    if not np.isfinite(x).all():
+        row = int(np.argmin(np.isfinite(x).all(axis=1)))
+        raise ValueError(f"{name} contains NaN or inf (row {row})")
+    return x
+
+
+class ProductQuantizer:
+    """Product quantizer with ``m`` subspaces of ``2**nbits`` centroids each (see the module docstring)."""
+
+    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2"):
+        dim, m = positive_int(dim, "dim"), positive_int(m, "m")
+        if dim % m != 0:
+            raise ValueError(f"dim ({dim}) must be a multiple of m ({m})")
+        if isinstance(nbits, bool) or nbits not in (4, 8):
+            raise ValueError(f"nbits must be 8 or 4, got {nbits!r}")
+        if metric not in _METRICS:
+            raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
+        self.dim, self.m, self.nbits, self.metric = dim, m, int(nbits), metric
+        self._codebooks: np.ndarray | None = None
+        self._ct: np.ndarray | None = None  # (m, dsub, ksub): the layout the kernels read
+
+    # -- properties --------------------------------------------------------------------------------------------
+    @property
+    def ksub(self) -> int:
+        return 1 << self.nbits
+
+    @property
+    def dsub(self) -> int:
+        return self.dim // self.m
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per code: m for 8 bits, ceil(m / 2) for 4 bits."""
+        return self.m if self.nbits == 8 else (self.m + 1) // 2
+
+    @property
+    def is_trained(self) -> bool:
+        return self._codebooks is not None
+
+    @property
+    def codebooks(self) -> np.ndarray:
+        """float32 ``(m, ksub, dsub)`` (read-only view)."""
+        cb = self._require_trained()
+        view = cb.view()
+        view.flags.writeable = False
+        return view
+
+    def __repr__(self) -> str:
+        state = "trained" if self.is_trained else "untrained"
+        return (f"ProductQuantizer(dim={self.dim}, m={self.m}, nbits={self.nbits}, metric={self.metric!r}, "
+                f"{state})")
+
+    def __getstate__(self):
+        return {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
+                "codebooks": self._codebooks}
+
+    def __setstate__(self, state):
+        self.__init__(state["dim"], state["m"], state["nbits"], state["metric"])
+        if state["codebooks"] is not None:
+            self._set_codebooks(np.asarray(state["codebooks"], dtype=np.float32))
+
+    # -- training ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_codebooks(cls, codebooks: np.ndarray, metric: str = "l2") -> ProductQuantizer:
+        """Adopt codebooks trained elsewhere: float32 ``(m, ksub, dsub)`` with ksub 256 or 16 (copied)."""
+        if not isinstance(codebooks, np.ndarray) or codebooks.dtype != np.float32:
+            raise TypeError("codebooks must be a float32 numpy array of shape (m, ksub, dsub)")
+        if codebooks.ndim != 3 or codebooks.shape[1] not in (16, 256) or 0 in codebooks.shape:
+            raise ValueError(f"codebooks must have shape (m, ksub, dsub) with ksub 256 or 16, got {codebooks.shape}")
+        if not np.isfinite(codebooks).all():
+            raise ValueError("codebooks contain NaN or inf")
+        m, ksub, dsub = codebooks.shape
+        pq = cls(m * dsub, m, 8 if ksub == 256 else 4, metric)
+        pq._set_codebooks(np.array(codebooks, dtype=np.float32, order="C"))
+        return pq
+
+    def fit(self, x: np.ndarray, *, iters: int = 25, seed: int = 0, max_train_points: int | None = None,
+            init: str = "kmeans++", threads: int | None = None) -> ProductQuantizer:
+        """Train one k-means per subspace on ``x`` (float32 ``(n, dim)``, n >= ksub).
+
+        ``max_train_points``: train on that many rows sampled without replacement (seeded). ``init``:
+        ``"kmeans++"`` or ``"random"``. Empty clusters are re-seeded with the farthest point. The result depends
+        only on the data, ``seed`` and the options - not on the thread count or the ISA. Returns ``self``.
+        """
+        x = _float_rows(x, self.dim, "x")
+        if isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 0:
+            raise ValueError(f"iters must be an int >= 0, got {iters!r}")
+        if init not in _INITS:
+            raise ValueError(f"init must be 'kmeans++' or 'random', got {init!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if max_train_points is not None:
+            max_train_points = positive_int(max_train_points, "max_train_points")
+            if max_train_points < x.shape[0]:
+                rows = np.random.default_rng(seed).choice(x.shape[0], max_train_points, replace=False)
+                x = np.ascontiguousarray(x[np.sort(rows)])
+        if x.shape[0] < self.ksub:
+            raise ValueError(f"fit needs at least ksub = {self.ksub} training vectors, got {x.shape[0]}")
+        codebooks = _core._pq_train(x, self.m, self.ksub, int(iters), int(seed) % 2**64, _INITS[init],
+                                    threads_arg(threads))
+        self._set_codebooks(codebooks)
+        return self
+
+    # -- codes -------------------------------------------------------------------------------------------------
+    def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """uint8 ``(n, code_size)``: the nearest centroid per subspace (ties: lowest index)."""
+        self._require_trained()
+        codes = _core._pq_encode(_float_rows(x, self.dim, "x"), self._ct, threads_arg(threads))
+        return codes if self.nbits == 8 else self._pack4(codes)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """float32 ``(n, dim)``: the concatenated centroids of each code."""
+        cb = self._require_trained()
+        unpacked = self._unpack(codes)
+        out = cb[np.arange(self.m)[None, :], unpacked]  # (n, m, dsub)
+        return np.ascontiguousarray(out.reshape(unpacked.shape[0], self.dim))
+
+    # -- distances ---------------------------------------------------------------------------------------------
+    def distance_tables(self, queries: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """float32 ``(n_queries, m, ksub)``: squared L2 from each query subvector to each centroid, or inner
+        products for ``metric="ip"``."""
+        self._require_trained()
+        q = _float_rows(queries, self.dim, "queries")
+        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads))
+
+    def adc(self, queries: np.ndarray, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """float32 ``(n_queries, n)``: asymmetric distances (table sums in subspace order, exact float):
+        approximate squared L2 for ``"l2"``, approximate inner product for ``"ip"``."""
+        tables = self.distance_tables(queries, threads=threads)
+        return _core._pq_adc(tables, self._unpack(codes), threads_arg(threads))
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def _require_trained(self) -> np.ndarray:
+        if self._codebooks is None:
+            raise ValueError("the ProductQuantizer is not trained: call fit() or use from_codebooks()")
+        return self._codebooks
+
+    def _set_codebooks(self, codebooks: np.ndarray) -> None:
+        expected = (self.m, self.ksub, self.dsub)
+        if codebooks.shape != expected:
+            raise ValueError(f"codebooks must have shape {expected}, got {codebooks.shape}")
+        self._codebooks = codebooks
+        self._ct = _core._pq_transpose(codebooks)
+
+    def _unpack(self, codes) -> np.ndarray:
+        """Validated codes as uint8 ``(n, m)``, one code per byte."""
+        if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8:
+            raise TypeError("codes must be a uint8 numpy array of shape (n, code_size)")
+        if codes.ndim != 2 or codes.shape[1] != self.code_size:
+            raise ValueError(f"codes must have shape (n, {self.code_size}), got {codes.shape}")
+        if self.nbits == 8:
+            return np.ascontiguousarray(codes)
+        unpacked = np.empty((codes.shape[0], 2 * self.code_size), dtype=np.uint8)
+        unpacked[:, 0::2] = codes & 0x0F
+        unpacked[:, 1::2] = codes >> 4
+        if self.m % 2 and codes.shape[0] and (unpacked[:, -1] != 0).any():
+            raise ValueError("codes: the unused high nibble of the last byte must be 0 (odd m)")
+        return np.ascontiguousarray(unpacked[:, : self.m])
+
+    def _pack4(self, codes: np.ndarray) -> np.ndarray:
+        if self.m % 2:
+            codes = np.concatenate([codes, np.zeros((codes.shape[0], 1), np.uint8)], axis=1)
+        return np.ascontiguousarray(codes[:, 0::2] | (codes[:, 1::2] << 4))
