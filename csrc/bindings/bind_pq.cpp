@@ -73,6 +73,32 @@ py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t
   return out;
 }
 
+py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, const py::object& mask_obj,
+                    i64 k, bool smaller_is_better, int threads) {
+  require_ndim(tables, 3, "tables");
+  require_ndim(codes, 2, "codes");
+  const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
+  require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + "), got " + shape_str(codes));
+  require(k >= 1, "k must be >= 1, got " + std::to_string(k));
+  const std::uint8_t* mask = nullptr;
+  CArray<std::uint8_t> mask_arr;
+  if (!mask_obj.is_none()) {
+    mask_arr = mask_obj.cast<CArray<std::uint8_t>>();
+    require_ndim(mask_arr, 1, "filter mask");
+    require(mask_arr.shape(0) == n, "filter mask must have one entry per id (" + std::to_string(n) + "), got " +
+                                        std::to_string(mask_arr.shape(0)));
+    mask = mask_arr.data();
+  }
+  py::array_t<float> scores({nq, k});
+  py::array_t<i64> ids({nq, k});
+  float* s = scores.mutable_data();
+  i64* i = ids.mutable_data();
+  run_without_gil([&] {
+    pq_search(tables.data(), nq, codes.data(), n, m, ksub, mask, k, smaller_is_better, s, i, threads);
+  });
+  return py::make_tuple(scores, ids);
+}
+
 py::array_t<float> train_py(const CArray<float>& x, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
                             int threads) {
   require_ndim(x, 2, "x");
@@ -99,6 +125,9 @@ void bind_pq(py::module_& m) {
         py::arg("threads"), R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads) -> f32 (nq, m, ksub))");
   m.def("_pq_adc", &adc_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
         R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads) -> f32 (nq, n))");
+  m.def("_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),
+        py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
+        R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");
   m.def("_pq_train", &train_py, py::arg("x").noconvert(), py::arg("m"), py::arg("ksub"), py::arg("iters"),
         py::arg("seed"), py::arg("init"), py::arg("threads"),
         R"(_pq_train(x f32 (n, dim), m, ksub, iters, seed, init 0|1, threads) -> f32 (m, ksub, dsub))");

@@ -10,6 +10,7 @@
 #include "simkern/dispatch.hpp"
 #include "simkern/pq.hpp"
 #include "simkern/thread_pool.hpp"
+#include "topk.hpp"
 
 namespace simkern {
 namespace {
@@ -180,6 +181,50 @@ void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n
       out[q * n + i] = acc;
     }
   });
+}
+
+void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
+               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
+               int threads) {
+  threads = resolve_threads(threads);
+  // Split the codes of one query too (FAISS threads over queries only): about kTasksPerThread tasks per thread.
+  constexpr i64 kTasksPerThread = 4;
+  const i64 chunk = std::max<i64>(1024, (n + threads * kTasksPerThread - 1) / (threads * kTasksPerThread));
+  const i64 chunks = (n + chunk - 1) / chunk;
+  TopK heaps(threads, n_queries, std::min(k, n), k);
+  const float sign = smaller_is_better ? -1.0f : 1.0f;  // heaps keep the largest: negate distances (exact)
+  parallel_for(n_queries * chunks, threads, [&](i64 task, int thread) {
+    const i64 q = task / chunks, c = task % chunks;
+    const float* t = tables + q * m * ksub;
+    const i64 begin = c * chunk, end = std::min(n, begin + chunk);
+    const auto emit = [&](i64 i, float score) {
+      if (!mask || mask[i]) heaps.push(thread, q, sign * score, i);
+    };
+    i64 i = begin;
+    for (; i + 4 <= end; i += 4) {  // four codes at a time for instruction-level parallelism; m order per code
+      const std::uint8_t* c0 = codes + i * m;
+      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+      for (i64 s = 0; s < m; ++s) {
+        const float* ts = t + s * ksub;
+        a0 += ts[c0[s]];
+        a1 += ts[c0[m + s]];
+        a2 += ts[c0[2 * m + s]];
+        a3 += ts[c0[3 * m + s]];
+      }
+      emit(i, a0);
+      emit(i + 1, a1);
+      emit(i + 2, a2);
+      emit(i + 3, a3);
+    }
+    for (; i < end; ++i) {
+      float acc = 0.0f;
+      for (i64 s = 0; s < m; ++s) acc += t[s * ksub + codes[i * m + s]];
+      emit(i, acc);
+    }
+  });
+  heaps.merge(threads, out_scores, out_ids);
+  if (smaller_is_better)
+    for (i64 j = 0; j < n_queries * k; ++j) out_scores[j] = -out_scores[j];
 }
 
 void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,

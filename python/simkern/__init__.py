@@ -13,6 +13,7 @@ from importlib.metadata import version as _version
 from . import datasets
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .pq import ProductQuantizer
+from .pq_index import PQIndex
 from .ragged import Ragged
 from .runtime import (
     active_isa,
@@ -32,6 +33,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "PQIndex",
     "ProductQuantizer",
     "Ragged",
     "__version__",

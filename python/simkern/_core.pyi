@@ -55,3 +55,11 @@ def _pq_adc(tables: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], threa
 def _pq_train(
     x: npt.NDArray[np.float32], m: int, ksub: int, iters: int, seed: int, init: int, threads: int
 ) -> npt.NDArray[np.float32]: ...
+def _pq_search(
+    tables: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
+    mask: npt.NDArray[np.uint8] | None,
+    k: int,
+    smaller_is_better: bool,
+    threads: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...

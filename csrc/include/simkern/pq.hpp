@@ -39,6 +39,12 @@ void pq_tables(const float* queries, i64 n_queries, i64 dim, const float* ct, i6
                float* tables, int threads);
 void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub, float* out,
             int threads);
+// Exact float ADC scan with fused top-k (scores equal pq_adc's bit for bit). codes (n, m); mask: n bytes or
+// nullptr (0 = skip that id). Best first: ascending when smaller_is_better (L2), else descending; ties by id.
+// Missing slots: id -1 and +inf (L2) / -inf (IP). Tasks split the codes of each query across threads.
+void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
+               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
+               int threads);
 // One k-means per subspace (subspaces run in parallel; each is sequential, so the result does not depend on the
 // thread count). init: 0 = k-means++ (D^2 sampling), 1 = ksub distinct random points. Empty clusters are
 // re-seeded with the point farthest from its centroid. Writes codebooks (m, ksub, dsub).

@@ -1,0 +1,216 @@
+"""PQIndex: a flat product-quantized index (codes in memory, exhaustive ADC scan with fused top-k).
+
+Search today scans with exact float ADC tables (scores equal ``ProductQuantizer.adc`` bit for bit), on the
+library's thread pool, splitting the codes of a single query across threads. ``filter`` restricts the ids inside
+the scan. With ``keep_vectors=True`` the original vectors are stored too and ``rerank=r`` re-scores the best
+``r * k`` candidates exactly.
+
+File format (``save`` / ``load``), little-endian: magic ``SIMKPQI\\0``, u32 version (1), u32 dim, u32 m, u32 nbits,
+u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored), u32 reserved; then float32 codebooks
+(m, ksub, dsub), uint8 codes (n, m) one code per byte, float32 vectors (n, dim) if stored; then a u32 CRC-32 of
+everything before it. Loading checks the magic, version, sizes, CRC and values and raises ValueError otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from . import _core
+from ._validate import positive_int, threads_arg
+from .pq import _METRICS, ProductQuantizer, _float_rows
+
+__all__ = ["PQIndex"]
+
+_MAGIC = b"SIMKPQI\0"
+_VERSION = 1
+_HEADER = struct.Struct("<8sIIIIIQII")  # magic, version, dim, m, nbits, metric, n, flags, reserved
+
+
+class PQIndex:
+    """Flat PQ index over ``dim``-dimensional float32 vectors (``metric`` "l2": ascending squared distances;
+    "ip": descending inner products). Ids are 0..len-1 in insertion order."""
+
+    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, keep_vectors: bool = False):
+        self.pq = ProductQuantizer(dim, m, nbits, metric)
+        self.keep_vectors = bool(keep_vectors)
+        self._codes = np.zeros((0, m), np.uint8)  # one code per byte, whatever nbits
+        self._vectors = np.zeros((0, dim), np.float32) if self.keep_vectors else None
+
+    # -- basic properties --------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.pq.dim
+
+    @property
+    def metric(self) -> str:
+        return self.pq.metric
+
+    @property
+    def is_trained(self) -> bool:
+        return self.pq.is_trained
+
+    def __len__(self) -> int:
+        return int(self._codes.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"PQIndex(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.metric!r}, "
+                f"n={len(self)}, keep_vectors={self.keep_vectors}, {'trained' if self.is_trained else 'untrained'})")
+
+    @property
+    def codes(self) -> np.ndarray:
+        """uint8 ``(n, code_size)`` codes in ProductQuantizer's format (4-bit codes packed two per byte)."""
+        return self._codes.copy() if self.pq.nbits == 8 else self.pq._pack4(self._codes)
+
+    # -- building ----------------------------------------------------------------------------------------------
+    def train(self, x: np.ndarray, *, seed: int = 0, iters: int = 25, max_train_points: int | None = None,
+              threads: int | None = None) -> PQIndex:
+        """Train the quantizer (see ``ProductQuantizer.fit``). Returns ``self``."""
+        if len(self):
+            raise ValueError("train() must come before add(): the index already holds codes")
+        self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+        return self
+
+    def add(self, x: np.ndarray, *, threads: int | None = None) -> None:
+        """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``."""
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train() first")
+        x = _float_rows(x, self.dim, "x")
+        codes = _core._pq_encode(x, self.pq._ct, threads_arg(threads))
+        self._codes = np.concatenate([self._codes, codes]) if len(self) else codes
+        if self.keep_vectors:
+            self._vectors = np.concatenate([self._vectors, x]) if len(self) > len(codes) else x.copy()
+
+    # -- search ------------------------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, *, filter=None, rerank: int | None = None,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best ids per query: ``(distances float32 (nq, k), ids int64 (nq, k))``, best first.
+
+        ``filter``: a boolean mask of length ``len(index)`` or an array of allowed ids; applied inside the scan.
+        ``rerank``: re-score the best ``rerank * k`` ADC candidates with the stored vectors (needs
+        ``keep_vectors=True``; without stored vectors the scan is already exact float ADC, so rerank would change
+        nothing and is refused). Fewer than ``k`` results: ids -1 and +inf (l2) / -inf (ip).
+        """
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train() first")
+        k = positive_int(k, "k")
+        core_threads = threads_arg(threads)
+        mask = self._filter_mask(filter)
+        if rerank is not None:
+            rerank = positive_int(rerank, "rerank")
+            if not self.keep_vectors:
+                raise ValueError("rerank needs the original vectors: build the index with keep_vectors=True")
+        tables = self.pq.distance_tables(queries, threads=threads)
+        smaller = self.metric == "l2"
+        width = k * rerank if rerank else k
+        scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
+        if rerank:
+            scores, ids = self._rerank(_float_rows(queries, self.dim, "queries"), ids, k, smaller)
+        return scores, ids
+
+    def _filter_mask(self, filter) -> np.ndarray | None:
+        if filter is None:
+            return None
+        arr = np.asarray(filter)
+        n = len(self)
+        if arr.dtype == np.bool_:
+            if arr.shape != (n,):
+                raise ValueError(f"filter mask must have shape ({n},) (one entry per id), got {arr.shape}")
+            return np.ascontiguousarray(arr.view(np.uint8))
+        if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+            raise TypeError("filter must be a boolean mask over ids or a 1-D array of allowed ids")
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise ValueError(f"filter ids must lie in 0..{n - 1}")
+        mask = np.zeros(n, np.uint8)
+        mask[arr] = 1
+        return mask
+
+    def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int, smaller: bool):
+        nq = cand.shape[0]
+        out_scores = np.full((nq, k), np.inf if smaller else -np.inf, np.float32)
+        out_ids = np.full((nq, k), -1, np.int64)
+        for qi in range(nq):
+            ids = cand[qi][cand[qi] >= 0]
+            vecs = self._vectors[ids]
+            if smaller:
+                exact = ((vecs - queries[qi]) ** 2).sum(axis=1, dtype=np.float32)
+                order = np.lexsort((ids, exact))[:k]
+            else:
+                exact = (vecs @ queries[qi]).astype(np.float32)
+                order = np.lexsort((ids, -exact))[:k]
+            out_scores[qi, : len(order)] = exact[order]
+            out_ids[qi, : len(order)] = ids[order]
+        return out_scores, out_ids
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def __getstate__(self):
+        return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": self._codes,
+                "vectors": self._vectors}
+
+    def __setstate__(self, state):
+        self.pq = ProductQuantizer.__new__(ProductQuantizer)
+        self.pq.__setstate__(state["pq"])
+        self.keep_vectors = state["keep_vectors"]
+        self._codes = state["codes"]
+        self._vectors = state["vectors"]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index (format in the module docstring). The index must be trained."""
+        cb = self.pq._require_trained()
+        flags = 1 if self.keep_vectors else 0
+        header = _HEADER.pack(_MAGIC, _VERSION, self.dim, self.pq.m, self.pq.nbits, _METRICS[self.metric],
+                              len(self), flags, 0)
+        parts = [header, cb.tobytes(), self._codes.tobytes()]
+        if self.keep_vectors:
+            parts.append(self._vectors.tobytes())
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            for part in parts:
+                f.write(part)
+            f.write(struct.pack("<I", crc))
+        os.replace(tmp, path)  # never leave a half-written file under the user's name
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PQIndex:
+        """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError."""
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) < _HEADER.size + 4:
+            raise ValueError(f"{os.fspath(path)}: not a simkern PQIndex file (too short: {len(data)} bytes)")
+        magic, version, dim, m, nbits, metric, n, flags, _ = _HEADER.unpack_from(data, 0)
+        if magic != _MAGIC:
+            raise ValueError(f"{os.fspath(path)}: not a simkern PQIndex file (bad magic)")
+        if version != _VERSION:
+            raise ValueError(f"{os.fspath(path)}: unsupported PQIndex file version {version} (this build reads 1)")
+        if nbits not in (4, 8) or metric not in (0, 1) or m == 0 or dim == 0 or dim % m or flags > 1:
+            raise ValueError(f"{os.fspath(path)}: corrupted header (dim={dim}, m={m}, nbits={nbits}, "
+                             f"metric={metric}, flags={flags})")
+        ksub, dsub = 1 << nbits, dim // m
+        sizes = [m * ksub * dsub * 4, n * m, n * dim * 4 if flags else 0]
+        expected = _HEADER.size + sum(sizes) + 4
+        if len(data) != expected:
+            raise ValueError(f"{os.fspath(path)}: truncated or padded file ({len(data)} bytes, expected {expected})")
+        (crc,) = struct.unpack_from("<I", data, expected - 4)
+        if zlib.crc32(memoryview(data)[: expected - 4]) != crc:
+            raise ValueError(f"{os.fspath(path)}: checksum mismatch (the file is corrupted)")
+        offset = _HEADER.size
+        codebooks = np.frombuffer(data, np.float32, m * ksub * dsub, offset).reshape(m, ksub, dsub).copy()
+        offset += sizes[0]
+        codes = np.frombuffer(data, np.uint8, n * m, offset).reshape(n, m).copy()
+        offset += sizes[1]
+        if not np.isfinite(codebooks).all():
+            raise ValueError(f"{os.fspath(path)}: codebooks contain NaN or inf")
+        if codes.size and codes.max() >= ksub:
+            raise ValueError(f"{os.fspath(path)}: codes out of range for nbits={nbits}")
+        index = cls(dim, m, nbits, "l2" if metric == 0 else "ip", keep_vectors=bool(flags))
+        index.pq._set_codebooks(codebooks)
+        index._codes = codes
+        if flags:
+            index._vectors = np.frombuffer(data, np.float32, n * dim, offset).reshape(n, dim).copy()
+        return index
