@@ -12,6 +12,7 @@ from importlib.metadata import version as _version
 
 from . import datasets
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
+from .opq import OPQ
 from .pq import ProductQuantizer
 from .pq_index import PQIndex
 from .ragged import Ragged
@@ -33,6 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "OPQ",
     "PQIndex",
     "ProductQuantizer",
     "Ragged",

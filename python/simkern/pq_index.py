@@ -6,9 +6,9 @@ the scan. With ``keep_vectors=True`` the original vectors are stored too and ``r
 ``r * k`` candidates exactly.
 
 File format (``save`` / ``load``), little-endian: magic ``SIMKPQI\\0``, u32 version (1), u32 dim, u32 m, u32 nbits,
-u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored), u32 reserved; then float32 codebooks
-(m, ksub, dsub), uint8 codes (n, m) one code per byte, float32 vectors (n, dim) if stored; then a u32 CRC-32 of
-everything before it. Loading checks the magic, version, sizes, CRC and values and raises ValueError otherwise.
+u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored, bit 1: OPQ rotation stored), u32 reserved;
+then float32 codebooks (m, ksub, dsub), uint8 codes (n, m) one code per byte, float32 vectors (n, dim) if
+stored, float32 rotation (dim, dim) if stored; then a u32 CRC-32 of everything before it. Loading checks the magic, version, sizes, CRC and values and raises ValueError otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _core
 from ._validate import positive_int, threads_arg
+from .opq import OPQ
 from .pq import _METRICS, ProductQuantizer, _float_rows
 
 __all__ = ["PQIndex"]
@@ -34,8 +35,11 @@ class PQIndex:
     """Flat PQ index over ``dim``-dimensional float32 vectors (``metric`` "l2": ascending squared distances;
     "ip": descending inner products). Ids are 0..len-1 in insertion order."""
 
-    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, keep_vectors: bool = False):
-        self.pq = ProductQuantizer(dim, m, nbits, metric)
+    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, keep_vectors: bool = False,
+                 opq: bool = False):
+        # opq=True: learn an OPQ rotation at train() and quantise rotated vectors (see simkern.OPQ).
+        self.opq = OPQ(dim, m, nbits, metric) if opq else None
+        self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)
         self.keep_vectors = bool(keep_vectors)
         self._codes = np.zeros((0, m), np.uint8)  # one code per byte, whatever nbits
         self._vectors = np.zeros((0, dim), np.float32) if self.keep_vectors else None
@@ -58,7 +62,8 @@ class PQIndex:
 
     def __repr__(self) -> str:
         return (f"PQIndex(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.metric!r}, "
-                f"n={len(self)}, keep_vectors={self.keep_vectors}, {'trained' if self.is_trained else 'untrained'})")
+                f"n={len(self)}, keep_vectors={self.keep_vectors}, opq={self.opq is not None}, "
+                f"{'trained' if self.is_trained else 'untrained'})")
 
     @property
     def codes(self) -> np.ndarray:
@@ -71,15 +76,22 @@ class PQIndex:
         """Train the quantizer (see ``ProductQuantizer.fit``). Returns ``self``."""
         if len(self):
             raise ValueError("train() must come before add(): the index already holds codes")
-        self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+        if self.opq is not None:
+            self.opq.fit(x, pq_final_iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+        else:
+            self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
         return self
+
+    def _to_pq_space(self, x: np.ndarray, name: str) -> np.ndarray:
+        x = _float_rows(x, self.dim, name)
+        return x if self.opq is None else self.opq.rotate(x)
 
     def add(self, x: np.ndarray, *, threads: int | None = None) -> None:
         """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``."""
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
         x = _float_rows(x, self.dim, "x")
-        codes = _core._pq_encode(x, self.pq._ct, threads_arg(threads))
+        codes = _core._pq_encode(self._to_pq_space(x, "x"), self.pq._ct, threads_arg(threads))
         self._codes = np.concatenate([self._codes, codes]) if len(self) else codes
         if self.keep_vectors:
             self._vectors = np.concatenate([self._vectors, x]) if len(self) > len(codes) else x.copy()
@@ -103,7 +115,7 @@ class PQIndex:
             rerank = positive_int(rerank, "rerank")
             if not self.keep_vectors:
                 raise ValueError("rerank needs the original vectors: build the index with keep_vectors=True")
-        tables = self.pq.distance_tables(queries, threads=threads)
+        tables = self.pq.distance_tables(self._to_pq_space(queries, "queries"), threads=threads)
         smaller = self.metric == "l2"
         width = k * rerank if rerank else k
         scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
@@ -148,11 +160,17 @@ class PQIndex:
     # -- persistence -------------------------------------------------------------------------------------------
     def __getstate__(self):
         return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": self._codes,
-                "vectors": self._vectors}
+                "vectors": self._vectors, "opq": None if self.opq is None else self.opq.__getstate__()}
 
     def __setstate__(self, state):
-        self.pq = ProductQuantizer.__new__(ProductQuantizer)
-        self.pq.__setstate__(state["pq"])
+        if state.get("opq") is not None:
+            self.opq = OPQ.__new__(OPQ)
+            self.opq.__setstate__(state["opq"])
+            self.pq = self.opq.pq
+        else:
+            self.opq = None
+            self.pq = ProductQuantizer.__new__(ProductQuantizer)
+            self.pq.__setstate__(state["pq"])
         self.keep_vectors = state["keep_vectors"]
         self._codes = state["codes"]
         self._vectors = state["vectors"]
@@ -160,12 +178,14 @@ class PQIndex:
     def save(self, path: str | os.PathLike) -> None:
         """Write the index (format in the module docstring). The index must be trained."""
         cb = self.pq._require_trained()
-        flags = 1 if self.keep_vectors else 0
+        flags = (1 if self.keep_vectors else 0) | (2 if self.opq is not None else 0)
         header = _HEADER.pack(_MAGIC, _VERSION, self.dim, self.pq.m, self.pq.nbits, _METRICS[self.metric],
                               len(self), flags, 0)
         parts = [header, cb.tobytes(), self._codes.tobytes()]
         if self.keep_vectors:
             parts.append(self._vectors.tobytes())
+        if self.opq is not None:
+            parts.append(self.opq.rotation.tobytes())
         crc = 0
         for part in parts:
             crc = zlib.crc32(part, crc)
@@ -188,11 +208,11 @@ class PQIndex:
             raise ValueError(f"{os.fspath(path)}: not a simkern PQIndex file (bad magic)")
         if version != _VERSION:
             raise ValueError(f"{os.fspath(path)}: unsupported PQIndex file version {version} (this build reads 1)")
-        if nbits not in (4, 8) or metric not in (0, 1) or m == 0 or dim == 0 or dim % m or flags > 1:
+        if nbits not in (4, 8) or metric not in (0, 1) or m == 0 or dim == 0 or dim % m or flags > 3:
             raise ValueError(f"{os.fspath(path)}: corrupted header (dim={dim}, m={m}, nbits={nbits}, "
                              f"metric={metric}, flags={flags})")
         ksub, dsub = 1 << nbits, dim // m
-        sizes = [m * ksub * dsub * 4, n * m, n * dim * 4 if flags else 0]
+        sizes = [m * ksub * dsub * 4, n * m, n * dim * 4 if flags & 1 else 0, dim * dim * 4 if flags & 2 else 0]
         expected = _HEADER.size + sum(sizes) + 4
         if len(data) != expected:
             raise ValueError(f"{os.fspath(path)}: truncated or padded file ({len(data)} bytes, expected {expected})")
@@ -208,9 +228,15 @@ class PQIndex:
             raise ValueError(f"{os.fspath(path)}: codebooks contain NaN or inf")
         if codes.size and codes.max() >= ksub:
             raise ValueError(f"{os.fspath(path)}: codes out of range for nbits={nbits}")
-        index = cls(dim, m, nbits, "l2" if metric == 0 else "ip", keep_vectors=bool(flags))
+        index = cls(dim, m, nbits, "l2" if metric == 0 else "ip", keep_vectors=bool(flags & 1), opq=bool(flags & 2))
         index.pq._set_codebooks(codebooks)
         index._codes = codes
-        if flags:
+        if flags & 1:
             index._vectors = np.frombuffer(data, np.float32, n * dim, offset).reshape(n, dim).copy()
+            offset += sizes[2]
+        if flags & 2:
+            rotation = np.frombuffer(data, np.float32, dim * dim, offset).reshape(dim, dim).copy()
+            if not np.isfinite(rotation).all():
+                raise ValueError(f"{os.fspath(path)}: rotation contains NaN or inf")
+            index.opq.rotation = rotation
         return index
