@@ -213,3 +213,16 @@ def test_pq_index_with_opq_search_save_load(tmp_path):
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], rotated.search(queries, 10)[1])
     clone = pickle.loads(pickle.dumps(rotated))
     np.testing.assert_array_equal(clone.search(queries, 10, rerank=3)[1], rotated.search(queries, 10, rerank=3)[1])
+
+
+@given(n_blocks=st.integers(0, 5), n_pairs=st.integers(1, 20), seed=st.integers(0, 2**32 - 1))
+def test_scan4_kernel_matches_numpy(isa, n_blocks, n_pairs, seed):
+    from simkern import _core
+
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (n_blocks, n_pairs, 32), dtype=np.uint8)
+    luts = rng.integers(0, 256, (2 * n_pairs, 16), dtype=np.uint8)
+    lo, hi = blocks & 15, blocks >> 4                                    # (n_blocks, n_pairs, 32)
+    pairs = np.arange(n_pairs)[None, :, None]
+    want = (luts[2 * pairs, lo].astype(np.int64) + luts[2 * pairs + 1, hi]).sum(axis=1).reshape(-1)
+    np.testing.assert_array_equal(_core._pq_scan4(blocks, luts), want.astype(np.uint16))

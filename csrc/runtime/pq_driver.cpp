@@ -227,6 +227,95 @@ void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i6
     for (i64 j = 0; j < n_queries * k; ++j) out_scores[j] = -out_scores[j];
 }
 
+void pq_search4(const float* tables, i64 n_queries, const std::uint8_t* codes, const std::uint8_t* blocks, i64 n,
+                i64 m, const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
+                int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  constexpr i64 ksub = 16;
+  const i64 n_pairs = (m + 1) / 2, n_blocks = (n + 31) / 32;
+  const float sign = smaller_is_better ? 1.0f : -1.0f;  // quantise "smaller is better" values
+  // Queries go in batches whose uint16 sums fit ~32 MB; within a batch, stage 1 splits every query's blocks across
+  // threads, stage 2 selects and re-scores one query per task.
+  const i64 batch = std::max<i64>(1, std::min<i64>(n_queries, (32 << 20) / std::max<i64>(1, n_blocks * 64)));
+  const i64 chunk_blocks = std::max<i64>(32, (n_blocks + threads * 4 - 1) / (threads * 4));
+  const i64 chunks = (n_blocks + chunk_blocks - 1) / chunk_blocks;
+  std::vector<std::uint8_t> luts(static_cast<std::size_t>(batch * n_pairs * 32));
+  std::vector<std::uint16_t> sums(static_cast<std::size_t>(batch * n_blocks * 32));
+  for (i64 q0 = 0; q0 < n_queries; q0 += batch) {
+    const i64 nb = std::min(batch, n_queries - q0);
+    // Quantise: per subspace bias = min entry, one scale per query = 255 / largest span (double precision).
+    for (i64 qb = 0; qb < nb; ++qb) {
+      const float* t = tables + (q0 + qb) * m * ksub;
+      double span = 0.0;
+      for (i64 s = 0; s < m; ++s) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (i64 j = 0; j < ksub; ++j) {
+          lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
+          hi = std::max(hi, static_cast<double>(sign * t[s * ksub + j]));
+        }
+        span = std::max(span, hi - lo);
+      }
+      const double scale = span > 0.0 ? 255.0 / span : 1.0;
+      std::uint8_t* lut = luts.data() + qb * n_pairs * 32;
+      std::fill(lut, lut + n_pairs * 32, std::uint8_t{0});
+      for (i64 s = 0; s < m; ++s) {
+        double lo = INFINITY;
+        for (i64 j = 0; j < ksub; ++j) lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
+        for (i64 j = 0; j < ksub; ++j) {
+          const double v = std::nearbyint((static_cast<double>(sign * t[s * ksub + j]) - lo) * scale);
+          lut[s * ksub + j] = static_cast<std::uint8_t>(std::min(255.0, std::max(0.0, v)));
+        }
+      }
+    }
+    parallel_for(nb * chunks, threads, [&](i64 task, int) {
+      const i64 qb = task / chunks, c = task % chunks;
+      const i64 b0 = c * chunk_blocks, b1 = std::min(n_blocks, b0 + chunk_blocks);
+      kern.scan4(blocks + b0 * n_pairs * 32, b1 - b0, n_pairs, luts.data() + qb * n_pairs * 32,
+                 sums.data() + (qb * n_blocks + b0) * 32);
+    });
+    parallel_for(nb, threads, [&](i64 qb, int) {
+      const i64 q = q0 + qb;
+      const std::uint16_t* sq = sums.data() + qb * n_blocks * 32;
+      // k-th smallest quantised sum among the allowed ids (a counting pass: sums are < 65536).
+      std::vector<i64> histogram(65536, 0);
+      i64 allowed = 0;
+      for (i64 i = 0; i < n; ++i)
+        if (!mask || mask[i]) {
+          ++histogram[sq[i]];
+          ++allowed;
+        }
+      i64 threshold = 65535;
+      if (allowed > k) {
+        i64 seen = 0;
+        for (i64 v = 0; v < 65536; ++v) {
+          seen += histogram[v];
+          if (seen >= k) {
+            threshold = std::min<i64>(65535, v + m + 2);  // each of m entries is off by at most half a unit
+            break;
+          }
+        }
+      }
+      // Exact float re-scoring of the candidates (same m-order sums as pq_adc / pq_search), then top-k.
+      std::vector<ScoredId> cand;
+      const float* t = tables + q * m * ksub;
+      for (i64 i = 0; i < n; ++i) {
+        if ((mask && !mask[i]) || sq[i] > threshold) continue;
+        float acc = 0.0f;
+        for (i64 s = 0; s < m; ++s) acc += t[s * ksub + codes[i * m + s]];
+        cand.push_back({smaller_is_better ? -acc : acc, i});
+      }
+      const i64 keep = std::min<i64>(k, static_cast<i64>(cand.size()));
+      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), ranks_before);
+      const float pad = smaller_is_better ? INFINITY : -INFINITY;
+      for (i64 j = 0; j < k; ++j) {
+        out_ids[q * k + j] = j < keep ? cand[j].id : -1;
+        out_scores[q * k + j] = j < keep ? (smaller_is_better ? -cand[j].score : cand[j].score) : pad;
+      }
+    });
+  }
+}
+
 void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
               float* codebooks, int threads) {
   threads = resolve_threads(threads);

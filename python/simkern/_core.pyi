@@ -63,3 +63,13 @@ def _pq_search(
     smaller_is_better: bool,
     threads: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def _pq_search4(
+    tables: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8],
+    blocks: npt.NDArray[np.uint8],
+    mask: npt.NDArray[np.uint8] | None,
+    k: int,
+    smaller_is_better: bool,
+    threads: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def _pq_scan4(blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]: ...

@@ -28,8 +28,23 @@ void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) { cen
 
 }  // namespace
 
+// Portable 4-bit scan (also used by levels without a SIMD version of it).
+void scan4(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts, std::uint16_t* out) {
+  for (i64 b = 0; b < n_blocks; ++b) {
+    for (int i = 0; i < 32; ++i) {
+      unsigned acc = 0;
+      for (i64 p = 0; p < n_pairs; ++p) {
+        const std::uint8_t byte = blocks[(b * n_pairs + p) * 32 + i];
+        acc += luts[(2 * p) * 16 + (byte & 15)] + luts[(2 * p + 1) * 16 + (byte >> 4)];
+      }
+      out[b * 32 + i] = static_cast<std::uint16_t>(acc);
+    }
+  }
+}
+
 void fill_pq(PQKernels* out) {
   out->name = "pq_scalar";
+  out->scan4 = scan4;
   out->sq_dists = sq_dists;
   out->dots = dots;
 }

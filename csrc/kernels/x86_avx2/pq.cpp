@@ -14,6 +14,7 @@ namespace {
 
 #include "x86_avx2/simd.hpp"
 #include "generic/pq-inl.hpp"
+#include "generic/pq-scan4-x86-inl.hpp"
 
 }  // namespace
 
@@ -21,6 +22,7 @@ void fill_pq(PQKernels* out) {
   out->name = "pq_avx2";
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
+  out->scan4 = scan4_x86;
 }
 
 }  // namespace avx2

@@ -19,6 +19,9 @@ namespace {
 
 #include "x86_avx512/simd.hpp"
 #include "generic/pq-inl.hpp"
+#if !defined(SIMKERN_TEST_EMULATE_AVX512)  // tools/cross_check's intrinsic emulation has no 256-bit integer ops
+#include "generic/pq-scan4-x86-inl.hpp"
+#endif
 
 }  // namespace
 
@@ -26,6 +29,11 @@ void fill_pq(PQKernels* out) {
   out->name = "pq_avx512";
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
+#if !defined(SIMKERN_TEST_EMULATE_AVX512)
+  out->scan4 = scan4_x86;
+#else
+  out->scan4 = scalar::scan4;
+#endif
 }
 
 }  // namespace avx512
