@@ -32,6 +32,16 @@ py::array_t<float> transpose_py(const CArray<float>& codebooks) {
   return ct;
 }
 
+// The optional byte mask over ids (None: every id allowed).
+CArray<std::uint8_t> filter_mask(const py::object& mask_obj, i64 n) {
+  if (mask_obj.is_none()) return CArray<std::uint8_t>();
+  CArray<std::uint8_t> mask = mask_obj.cast<CArray<std::uint8_t>>();
+  require_ndim(mask, 1, "filter mask");
+  require(mask.shape(0) == n, "filter mask must have one entry per id (" + std::to_string(n) + "), got " +
+                                  std::to_string(mask.shape(0)));
+  return mask;
+}
+
 py::array_t<std::uint8_t> encode_py(const CArray<float>& x, const CArray<float>& ct, int threads) {
   const CodebookShape s = check_ct(ct);
   check_rows(x, s.m * s.dsub, "x");
@@ -80,15 +90,8 @@ py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& cod
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
   require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + "), got " + shape_str(codes));
   require(k >= 1, "k must be >= 1, got " + std::to_string(k));
-  const std::uint8_t* mask = nullptr;
-  CArray<std::uint8_t> mask_arr;
-  if (!mask_obj.is_none()) {
-    mask_arr = mask_obj.cast<CArray<std::uint8_t>>();
-    require_ndim(mask_arr, 1, "filter mask");
-    require(mask_arr.shape(0) == n, "filter mask must have one entry per id (" + std::to_string(n) + "), got " +
-                                        std::to_string(mask_arr.shape(0)));
-    mask = mask_arr.data();
-  }
+  const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
+  const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
   py::array_t<float> scores({nq, k});
   py::array_t<i64> ids({nq, k});
   float* s = scores.mutable_data();
@@ -115,13 +118,8 @@ py::tuple search4_py(const CArray<float>& tables, const CArray<std::uint8_t>& co
   const std::uint8_t* c = codes.data();
   for (i64 i = 0; i < n * m; ++i)
     if (c[i] >= 16) throw py::value_error("codes must be < 16 for the 4-bit scan");
-  const std::uint8_t* mask = nullptr;
-  CArray<std::uint8_t> mask_arr;
-  if (!mask_obj.is_none()) {
-    mask_arr = mask_obj.cast<CArray<std::uint8_t>>();
-    require(mask_arr.ndim() == 1 && mask_arr.shape(0) == n, "filter mask must have one entry per id");
-    mask = mask_arr.data();
-  }
+  const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
+  const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
   py::array_t<float> scores({nq, k});
   py::array_t<i64> ids({nq, k});
   float* s = scores.mutable_data();
