@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Product quantization: simkern against faiss-cpu, nanopq and NumPy, side by side.
 
-    python bench/bench_pq.py                     # full run (about 6 minutes on 2 cores)
+    python bench/bench_pq.py                     # full run (about 7 minutes on 2 cores)
     python bench/bench_pq.py --quick             # smoke test (about 2 minutes): less data, fewer rounds
     python bench/bench_pq.py --json out.json --threads 1,2 --configs synth-16x8,synth-32x4
 
