@@ -226,3 +226,14 @@ def test_scan4_kernel_matches_numpy(isa, n_blocks, n_pairs, seed):
     pairs = np.arange(n_pairs)[None, :, None]
     want = (luts[2 * pairs, lo].astype(np.int64) + luts[2 * pairs + 1, hi]).sum(axis=1).reshape(-1)
     np.testing.assert_array_equal(_core._pq_scan4(blocks, luts), want.astype(np.uint16))
+
+
+@given(n=st.integers(0, 41), m=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
+def test_scan8_kernel_matches_numpy(isa, n, m, seed):
+    from simkern import _core
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    luts = rng.integers(0, 256, (m, 256), dtype=np.uint8)
+    want = luts[np.arange(m)[None, :], codes].astype(np.int64).sum(axis=1)
+    np.testing.assert_array_equal(_core._pq_scan8(codes, luts), want.astype(np.uint16))

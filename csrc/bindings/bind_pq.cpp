@@ -102,30 +102,37 @@ py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& cod
   return py::make_tuple(scores, ids);
 }
 
-py::tuple search4_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes,
-                     const CArray<std::uint8_t>& blocks, const py::object& mask_obj, i64 k, bool smaller_is_better,
-                     int threads) {
+// Quantised scan with exact re-scoring: ksub 16 needs the blocked codes, ksub 256 scans the row-major codes.
+py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes,
+                              const py::object& blocks_obj, const py::object& mask_obj, i64 k,
+                              bool smaller_is_better, int threads) {
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
-  require_ndim(blocks, 3, "blocked codes");
-  const i64 nq = tables.shape(0), m = tables.shape(1), n = codes.shape(0);
-  require(tables.shape(2) == 16, "the 4-bit scan needs ksub = 16 tables");
-  require(m <= 256, "the 4-bit scan supports m <= 256 (uint16 sums)");
+  const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
+  require(ksub == 16 || ksub == 256, "the quantised scan needs ksub 16 or 256 tables");
+  require(m <= 256, "the quantised scan supports m <= 256 (uint16 sums)");
   require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + "), got " + shape_str(codes));
-  require(blocks.shape(0) == (n + 31) / 32 && blocks.shape(1) == (m + 1) / 2 && blocks.shape(2) == 32,
-          "blocked codes must have shape (ceil(n / 32), ceil(m / 2), 32), got " + shape_str(blocks));
   require(k >= 1, "k must be >= 1, got " + std::to_string(k));
   const std::uint8_t* c = codes.data();
   for (i64 i = 0; i < n * m; ++i)
-    if (c[i] >= 16) throw py::value_error("codes must be < 16 for the 4-bit scan");
+    if (c[i] >= ksub) throw py::value_error("codes must be < ksub = " + std::to_string(ksub));
+  CArray<std::uint8_t> blocks;
+  if (ksub == 16) {
+    require(!blocks_obj.is_none(), "the 4-bit scan needs the blocked codes");
+    blocks = blocks_obj.cast<CArray<std::uint8_t>>();
+    require_ndim(blocks, 3, "blocked codes");
+    require(blocks.shape(0) == (n + 31) / 32 && blocks.shape(1) == (m + 1) / 2 && blocks.shape(2) == 32,
+            "blocked codes must have shape (ceil(n / 32), ceil(m / 2), 32), got " + shape_str(blocks));
+  }
   const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
   const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
+  const std::uint8_t* blocks_ptr = ksub == 16 ? blocks.data() : nullptr;
   py::array_t<float> scores({nq, k});
   py::array_t<i64> ids({nq, k});
   float* s = scores.mutable_data();
   i64* i = ids.mutable_data();
   run_without_gil([&] {
-    pq_search4(tables.data(), nq, c, blocks.data(), n, m, mask, k, smaller_is_better, s, i, threads);
+    pq_search_quantised(tables.data(), nq, ksub, c, blocks_ptr, n, m, mask, k, smaller_is_better, s, i, threads);
   });
   return py::make_tuple(scores, ids);
 }
@@ -140,6 +147,18 @@ py::array_t<std::uint16_t> scan4_py(const CArray<std::uint8_t>& blocks, const CA
   py::array_t<std::uint16_t> out(n_blocks * 32);
   std::uint16_t* o = out.mutable_data();
   run_without_gil([&] { pq_kernels().scan4(blocks.data(), n_blocks, n_pairs, luts.data(), o); });
+  return out;
+}
+
+// Test hook: the active level's scan8 kernel on row-major codes and uint8 tables (m, 256).
+py::array_t<std::uint16_t> scan8_py(const CArray<std::uint8_t>& codes, const CArray<std::uint8_t>& luts) {
+  require_ndim(codes, 2, "codes");
+  require_ndim(luts, 2, "luts");
+  const i64 n = codes.shape(0), m = codes.shape(1);
+  require(luts.shape(0) == m && luts.shape(1) == 256 && m <= 256, "luts must be (m, 256) with m <= 256");
+  py::array_t<std::uint16_t> out(n);
+  std::uint16_t* o = out.mutable_data();
+  run_without_gil([&] { pq_kernels().scan8(codes.data(), n, m, luts.data(), o); });
   return out;
 }
 
@@ -172,11 +191,11 @@ void bind_pq(py::module_& m) {
   m.def("_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),
         py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
         R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");
-  m.def("_pq_search4", &search4_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
-        py::arg("blocks").noconvert(), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"),
-        py::arg("threads"),
-        R"(_pq_search4(tables f32 (nq, m, 16), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32), mask, k, smaller_is_better, threads))");
+  m.def("_pq_search_quantised", &search_quantised_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
+        py::arg("blocks"), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
+        R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) | None, mask, k, smaller_is_better, threads))");
   m.def("_pq_scan4", &scan4_py, py::arg("blocks").noconvert(), py::arg("luts").noconvert());
+  m.def("_pq_scan8", &scan8_py, py::arg("codes").noconvert(), py::arg("luts").noconvert());
   m.def("_pq_train", &train_py, py::arg("x").noconvert(), py::arg("m"), py::arg("ksub"), py::arg("iters"),
         py::arg("seed"), py::arg("init"), py::arg("threads"),
         R"(_pq_train(x f32 (n, dim), m, ksub, iters, seed, init 0|1, threads) -> f32 (m, ksub, dsub))");

@@ -227,21 +227,25 @@ void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i6
     for (i64 j = 0; j < n_queries * k; ++j) out_scores[j] = -out_scores[j];
 }
 
-void pq_search4(const float* tables, i64 n_queries, const std::uint8_t* codes, const std::uint8_t* blocks, i64 n,
-                i64 m, const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
-                int threads) {
+void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
+                         const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
+                         bool smaller_is_better, float* out_scores, i64* out_ids, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
-  constexpr i64 ksub = 16;
-  const i64 n_pairs = (m + 1) / 2, n_blocks = (n + 31) / 32;
+  // Units scanned per task: blocks of 32 codes (4-bit) or single codes (8-bit, row-major (n, m) codes).
+  const bool four_bit = ksub == 16;
+  const i64 unit = four_bit ? 32 : 1;
+  const i64 n_units = (n + unit - 1) / unit, n_slots = n_units * unit;
+  const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;  // odd m: the padding table stays zero
   const float sign = smaller_is_better ? 1.0f : -1.0f;  // quantise "smaller is better" values
-  // Queries go in batches whose uint16 sums fit ~32 MB; within a batch, stage 1 splits every query's blocks across
+  // Queries go in batches whose uint16 sums fit ~32 MB; within a batch, stage 1 splits every query's codes across
   // threads, stage 2 selects and re-scores one query per task.
-  const i64 batch = std::max<i64>(1, std::min<i64>(n_queries, (32 << 20) / std::max<i64>(1, n_blocks * 64)));
-  const i64 chunk_blocks = std::max<i64>(32, (n_blocks + threads * 4 - 1) / (threads * 4));
-  const i64 chunks = (n_blocks + chunk_blocks - 1) / chunk_blocks;
-  std::vector<std::uint8_t> luts(static_cast<std::size_t>(batch * n_pairs * 32));
-  std::vector<std::uint16_t> sums(static_cast<std::size_t>(batch * n_blocks * 32));
+  const i64 batch = std::max<i64>(1, std::min<i64>(n_queries, (32 << 20) / std::max<i64>(1, n_slots * 2)));
+  const i64 min_units = four_bit ? 32 : 1024;
+  const i64 chunk_units = std::max<i64>(min_units, (n_units + threads * 4 - 1) / (threads * 4));
+  const i64 chunks = (n_units + chunk_units - 1) / chunk_units;
+  std::vector<std::uint8_t> luts(static_cast<std::size_t>(batch * lut_bytes));
+  std::vector<std::uint16_t> sums(static_cast<std::size_t>(batch * n_slots));
   for (i64 q0 = 0; q0 < n_queries; q0 += batch) {
     const i64 nb = std::min(batch, n_queries - q0);
     // Quantise: per subspace bias = min entry, one scale per query = 255 / largest span (double precision).
@@ -257,8 +261,8 @@ void pq_search4(const float* tables, i64 n_queries, const std::uint8_t* codes, c
         span = std::max(span, hi - lo);
       }
       const double scale = span > 0.0 ? 255.0 / span : 1.0;
-      std::uint8_t* lut = luts.data() + qb * n_pairs * 32;
-      std::fill(lut, lut + n_pairs * 32, std::uint8_t{0});
+      std::uint8_t* lut = luts.data() + qb * lut_bytes;
+      std::fill(lut, lut + lut_bytes, std::uint8_t{0});
       for (i64 s = 0; s < m; ++s) {
         double lo = INFINITY;
         for (i64 j = 0; j < ksub; ++j) lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
@@ -270,13 +274,16 @@ void pq_search4(const float* tables, i64 n_queries, const std::uint8_t* codes, c
     }
     parallel_for(nb * chunks, threads, [&](i64 task, int) {
       const i64 qb = task / chunks, c = task % chunks;
-      const i64 b0 = c * chunk_blocks, b1 = std::min(n_blocks, b0 + chunk_blocks);
-      kern.scan4(blocks + b0 * n_pairs * 32, b1 - b0, n_pairs, luts.data() + qb * n_pairs * 32,
-                 sums.data() + (qb * n_blocks + b0) * 32);
+      const i64 u0 = c * chunk_units, u1 = std::min(n_units, u0 + chunk_units);
+      const std::uint8_t* lut = luts.data() + qb * lut_bytes;
+      std::uint16_t* out = sums.data() + qb * n_slots + u0 * unit;
+      const i64 n_pairs = (m + 1) / 2;
+      if (four_bit) kern.scan4(blocks + u0 * n_pairs * 32, u1 - u0, n_pairs, lut, out);
+      else kern.scan8(codes + u0 * m, u1 - u0, m, lut, out);
     });
     parallel_for(nb, threads, [&](i64 qb, int) {
       const i64 q = q0 + qb;
-      const std::uint16_t* sq = sums.data() + qb * n_blocks * 32;
+      const std::uint16_t* sq = sums.data() + qb * n_slots;
       // k-th smallest quantised sum among the allowed ids: a counting pass over a per-thread histogram (sums are
       // < 65536), scanned from 0 until k ids are seen, then cleared entry by entry (no 256 KB memset per query).
       thread_local std::vector<std::uint32_t> histogram(65536, 0);

@@ -63,13 +63,14 @@ def _pq_search(
     smaller_is_better: bool,
     threads: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
-def _pq_search4(
+def _pq_search_quantised(
     tables: npt.NDArray[np.float32],
     codes: npt.NDArray[np.uint8],
-    blocks: npt.NDArray[np.uint8],
+    blocks: npt.NDArray[np.uint8] | None,
     mask: npt.NDArray[np.uint8] | None,
     k: int,
     smaller_is_better: bool,
     threads: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def _pq_scan4(blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]: ...
+def _pq_scan8(codes: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]: ...

@@ -1,9 +1,10 @@
 """PQIndex: a flat product-quantized index (codes in memory, exhaustive ADC scan with fused top-k).
 
 Search returns the exact top-k of float ADC scores (equal to ``ProductQuantizer.adc`` bit for bit), on the
-library's thread pool, splitting the codes of a single query across threads. 8-bit codes are scanned with the float
-tables; 4-bit codes with the fast scan (uint8 tables, 16-entry vpshufb lookups over blocks of 32 codes, uint16
-sums), after which every id within the quantisation error bound of the k-th best is re-scored exactly. ``filter`` restricts the ids inside
+library's thread pool, splitting the codes of a single query across threads. Both code widths are scanned with
+uint8-quantised tables and uint16 sums (4-bit: 16-entry vpshufb lookups over blocks of 32 codes; 8-bit: table
+loads, four codes at a time), after which every id within the quantisation error bound of the k-th best is
+re-scored with the float tables; m > 256 falls back to the float scan. ``filter`` restricts the ids inside
 the scan. With ``keep_vectors=True`` the original vectors are stored too and ``rerank=r`` re-scores the best
 ``r * k`` candidates exactly.
 
@@ -122,10 +123,11 @@ class PQIndex:
         tables = self.pq.distance_tables(self._to_pq_space(queries, "queries"), threads=threads)
         smaller = self.metric == "l2"
         width = k * rerank if rerank else k
-        if self.pq.nbits == 4 and len(self):
-            # Fast scan on uint8 tables, then exact float re-scoring near the cut: same result as the float scan.
-            scores, ids = _core._pq_search4(tables, self._codes, self._fast_scan_blocks(), mask, width, smaller,
-                                            core_threads)
+        if len(self) and self.pq.m <= 256:
+            # Quantised scan on uint8 tables (4-bit: fast scan over blocked codes), then exact float re-scoring of
+            # every id within the error bound of the k-th best: the same result as the float scan.
+            blocks = self._fast_scan_blocks() if self.pq.nbits == 4 else None
+            scores, ids = _core._pq_search_quantised(tables, self._codes, blocks, mask, width, smaller, core_threads)
         else:
             scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
         if rerank:

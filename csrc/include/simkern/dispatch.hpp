@@ -25,6 +25,7 @@ namespace scalar {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void scan4(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts, std::uint16_t* out);
+void scan8(const std::uint8_t* codes, i64 n, i64 m, const std::uint8_t* luts, std::uint16_t* out);
 }  // namespace scalar
 namespace avx2 {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);

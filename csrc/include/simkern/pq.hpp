@@ -32,6 +32,8 @@ struct PQKernels {
   // luts[s][code(vector 32 b + i, s)], uint16 (the driver keeps 2 * n_pairs * 255 <= 65535).
   void (*scan4)(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts,
                 std::uint16_t* out) = nullptr;
+  // 8-bit scan on uint8 tables: out[i] = sum_s luts[s * 256 + codes[i * m + s]] (codes row-major (n, m)).
+  void (*scan8)(const std::uint8_t* codes, i64 n, i64 m, const std::uint8_t* luts, std::uint16_t* out) = nullptr;
 };
 
 const PQKernels& pq_kernels();  // for the active ISA
@@ -49,15 +51,16 @@ void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n
 void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
                const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
                int threads);
-// 4-bit fast scan with an exact result. blocks: n_blocks = ceil(n / 32) blocks of 32 vectors; block b holds, per
+// Quantised scans with an exact result (ksub 16: 4-bit fast scan over `blocks`; ksub 256: 8-bit scan over the
+// row-major codes, `blocks` unused). 4-bit blocks: n_blocks = ceil(n / 32) blocks of 32 vectors; block b holds, per
 // subspace pair p (subspaces 2p, 2p+1; odd m is padded with an all-zero table), 32 bytes: byte i =
 // code(32 b + i, 2p) | code(32 b + i, 2p + 1) << 4 (padding vectors: code 0). Per query the float tables are
 // quantised to uint8 (one scale per query, a bias per subspace, FAISS-style), summed in uint16 by scan4, and every
 // id whose quantised sum is within m + 2 units of the k-th best is re-scored with the float tables (codes: the
 // unpacked (n, m) codes); the result equals pq_search's exactly (proof in docs/ARCHITECTURE.md).
-void pq_search4(const float* tables, i64 n_queries, const std::uint8_t* codes, const std::uint8_t* blocks, i64 n,
-                i64 m, const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
-                int threads);
+void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
+                         const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
+                         bool smaller_is_better, float* out_scores, i64* out_ids, int threads);
 // One k-means per subspace (subspaces run in parallel; each is sequential, so the result does not depend on the
 // thread count). init: 0 = k-means++ (D^2 sampling), 1 = ksub distinct random points. Empty clusters are
 // re-seeded with the point farthest from its centroid. Writes codebooks (m, ksub, dsub).
