@@ -30,24 +30,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_maxsim import (blas_info, cpu_busy, cpu_model, fmt_ms, fmt_rate, log,  # noqa: E402
-                          n_cpus, parse_threads, print_table, proc_stat, steal_fraction)
+from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms,  # noqa: E402
+                      fmt_rate, log, parse_threads, print_blas, print_header, print_load, print_table, run_metadata,
+                      run_worker, start_child)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "dev"))
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS",
-               "SIMKERN_NUM_THREADS")
-OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 SLEEP_BETWEEN = 0.01    # pause before each sample: spinning workers of the previous method go idle
 SETTLE_MULTI = 0.25     # longer pause after an OpenMP/OpenBLAS sample when T > 1 (see bench_maxsim.py)
 K = 10                  # top-k of the scan and of recall@k
@@ -415,43 +410,15 @@ def worker(args) -> None:
 
 # ------------------------------------------------------------------------------------------ orchestrator
 
-def child_env(T: int, keep_openblas_env: bool) -> tuple[dict, list[str]]:
-    env = os.environ.copy()
-    for v in THREAD_VARS:
-        env[v] = str(T)
-    removed = []
-    if not keep_openblas_env:
-        for v in OPENBLAS_TUNING_VARS:
-            if v in env:
-                removed.append(f"{v}={env.pop(v)}")
-    return env, removed
-
-
 def run_child(T: int, args) -> dict:
-    env, removed = child_env(T, args.keep_openblas_env)
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
-        path = tmp.name
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(T), "--worker-out", path,
-           "--seed", str(args.seed), "--configs", ",".join(args.configs), "--data", args.data or "",
-           "--iters", str(args.iters), "--peer-queries", str(args.peer_queries)]
+    extra = ["--seed", str(args.seed), "--configs", ",".join(args.configs), "--data", args.data or "",
+             "--iters", str(args.iters), "--peer-queries", str(args.peer_queries)]
     for opt in ("rounds", "queries", "synth_n", "dev_n", "nanopq_train", "nanopq_encode"):
         if getattr(args, opt):
-            cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+            extra += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     if args.quick:
-        cmd.append("--quick")
-    try:
-        st0 = proc_stat()
-        proc = subprocess.run(cmd, env=env)
-        steal = steal_fraction(st0, proc_stat())
-        if proc.returncode != 0:
-            raise SystemExit(f"worker for {T} thread(s) failed with exit code {proc.returncode}")
-        with open(path) as f:
-            res = json.load(f)
-    finally:
-        os.unlink(path)
-    res["removed_env"] = removed
-    res["steal"] = steal
-    return res
+        extra.append("--quick")
+    return run_worker(__file__, T, extra, args.keep_openblas_env)
 
 
 def fmt_rate_unit(step: str, rate: float) -> str:
@@ -588,11 +555,7 @@ def main() -> None:
                     help="cap on nanopq's training sample (default 8192, --quick 4096)")
     ap.add_argument("--nanopq-encode", type=int, default=0, help="vectors timed for nanopq encode (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep-openblas-env", action="store_true",
-                    help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the children (default: unset them)")
-    ap.add_argument("--json", metavar="PATH", help="also write raw samples and derived numbers as JSON")
-    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    add_common_args(ap)
     args = ap.parse_args()
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in args.configs:
@@ -605,31 +568,17 @@ def main() -> None:
         return
 
     threads = parse_threads(args.threads)
-    import numpy as np
-    import simkern
-
-    print(f"CPU       : {cpu_model()} ({n_cpus()} CPUs usable by this process, {os.cpu_count()} online)")
-    print(f"Python    : {platform.python_version()}, NumPy {np.__version__}, threads timed: "
-          f"{', '.join(map(str, threads))}")
-    simkern.show_runtime()
-    sys.stdout.flush()
+    print_header(threads)
 
     workers, busy = {}, {}
     t_all = time.perf_counter()
     for T in threads:
-        busy[T] = cpu_busy()
-        log(f"--- child process with {T} thread(s) (other processes busy: "
-            f"{'?' if busy[T] is None else f'{busy[T]:.2f}'} CPUs)")
+        busy[T] = start_child(T)
         workers[T] = run_child(T, args)
 
     print()
     w0 = next(iter(workers.values()))
-    if w0.get("removed_env"):
-        print(f"OpenBLAS  : unset in the children: {', '.join(w0['removed_env'])}")
-    for T, w in workers.items():
-        for b in w.get("blas", []):
-            print(f"BLAS ({T}T) : {b.get('internal_api')} {b.get('version', '')} core={b.get('architecture')} "
-                  f"threads={b.get('num_threads')} [{b.get('source')}] {os.path.basename(b.get('filepath', ''))}")
+    print_blas(workers, args.keep_openblas_env)
     if "faiss" in w0:
         print(f"faiss     : {w0['faiss']['version']}, OMP_NUM_THREADS=T and faiss.omp_set_num_threads(T) per child "
               f"(omp_get_max_threads: " + ", ".join(f"{T}T->{w['faiss']['omp_max_threads']}"
@@ -650,27 +599,12 @@ def main() -> None:
     print("Training sample: simkern max_train_points = 256 x ksub (capped at n), faiss subsamples to the same by "
           "default (cp.max_points_per_centroid=256);\n  nanopq trains on a smaller seeded sample when "
           "--nanopq-train caps it (its scipy k-means is slow). NumPy rows use simkern's codebooks and codes.")
-    known = {T: b for T, b in busy.items() if b is not None}
-    if known:
-        print("other load: " + ", ".join(f"{b:.2f} CPUs busy just before the {T}T child" for T, b in known.items())
-              + " (1 s sample of /proc/stat)")
-    steals = {T: w["steal"] for T, w in workers.items() if w.get("steal") is not None}
-    if steals:
-        print("steal     : " + ", ".join(f"{100 * v:.1f}% of CPU time during the {T}T child" for T, v in steals.items())
-              + " (time the hypervisor gave to other guests)")
-    if max(known.values(), default=0) >= 0.2 or max(steals.values(), default=0) >= 0.05:
-        print("WARNING   : other processes or guests were using the CPU; timings, multi-thread ones above all, are "
-              "unreliable: rerun on an idle machine")
+    print_load(busy, workers)
     summary = report(workers)
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(cpu=cpu_model(), cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,
-                           simkern=simkern.__version__, threads=threads, quick=args.quick,
-                           other_cpu_busy_before_child={str(k): v for k, v in busy.items()},
-                           steal_during_child={str(k): w.get("steal") for k, w in workers.items()},
-                           workers={str(k): v for k, v in workers.items()}, summary=summary),
-                      f, indent=1)
+            json.dump(dict(run_metadata(threads, args.quick, busy, workers), summary=summary), f, indent=1)
         print(f"wrote {args.json}")
 
 
