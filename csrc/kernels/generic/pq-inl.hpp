@@ -42,19 +42,7 @@ static inline void centroid_pass(const float* x, const float* ct, i64 dsub, i64 
     }
     V::store(out + j, acc);
   }
-  for (; j < ksub; ++j) {  // ksub below the lane count (tests, tiny codebooks)
-    float acc = 0.0f;
-    for (i64 k = 0; k < dsub; ++k) {
-      const float c = ct[k * ksub + j];
-      if constexpr (L2) {
-        const float diff = x[k] - c;
-        acc = acc + diff * diff;
-      } else {
-        acc = acc + x[k] * c;
-      }
-    }
-    out[j] = acc;
-  }
+  scalar::centroids_from(x, ct, dsub, ksub, j, L2, out);  // ksub not a multiple of the lanes
 }
 
 static void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {

@@ -4,15 +4,14 @@
 
 namespace simkern {
 namespace scalar {
-namespace {
 
-template <bool L2>
-void centroid_pass(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
-  for (i64 j = 0; j < ksub; ++j) {
+// The reference arithmetic for centroids j_begin .. ksub - 1; the SIMD files call it for their tails.
+void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out) {
+  for (i64 j = j_begin; j < ksub; ++j) {
     float acc = 0.0f;
     for (i64 k = 0; k < dsub; ++k) {
       const float c = ct[k * ksub + j];
-      if constexpr (L2) {
+      if (l2) {
         const float diff = x[k] - c;
         acc = acc + diff * diff;
       } else {
@@ -23,8 +22,14 @@ void centroid_pass(const float* x, const float* ct, i64 dsub, i64 ksub, float* o
   }
 }
 
-void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) { centroid_pass<true>(x, ct, dsub, ksub, out); }
-void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) { centroid_pass<false>(x, ct, dsub, ksub, out); }
+namespace {
+
+void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
+  centroids_from(x, ct, dsub, ksub, 0, true, out);
+}
+void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
+  centroids_from(x, ct, dsub, ksub, 0, false, out);
+}
 
 }  // namespace
 

@@ -7,12 +7,6 @@
 // f16 docs are widened with vcvtph2ps, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
 #include <immintrin.h>
 
-// GCC 12's _mm512_undefined_ps() (used inside _mm512_max_ps) self-initialises a variable, which -Wuninitialized
-// reports at every use; the value is never read (the mask is all ones).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 #include <cstdint>
 #include <limits>

@@ -2,11 +2,6 @@
 // (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
 #include <immintrin.h>
 
-// GCC 12: see x86_avx512/maxsim.cpp for why these are silenced.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 #include <cstdint>
 #include <limits>

@@ -3,6 +3,13 @@
 // Register-tile shapes (query_regs, acc_budget, doc_tile) belong to the MaxSim body; PQ uses the plain ops.
 #pragma once
 
+// GCC 12's _mm512_undefined_ps() (used inside _mm512_max_ps) self-initialises a variable, which -Wuninitialized
+// reports at every use; the value is never read (the mask is all ones). Silenced for the files that include this.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 struct V {
   using reg = __m512;
   static constexpr int lanes = 16;

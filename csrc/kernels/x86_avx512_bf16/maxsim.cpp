@@ -8,13 +8,6 @@
 // the kernel name ends in "_dpbf16" so tests and show_runtime() can tell this variant apart.
 #include <immintrin.h>
 
-// GCC 12's _mm512_undefined_ps() (used inside _mm512_max_ps) self-initialises a variable, which -Wuninitialized
-// reports at every use; the value is never read (the mask is all ones).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -26,23 +19,14 @@ namespace simkern {
 namespace avx512_bf16 {
 namespace {
 
-struct Ops {
-  using reg = __m512;
+#include "x86_avx512/simd.hpp"
+#include "generic/maxsim-inl.hpp"
+
+// Shapes and vector helpers (zero, prefetch, -inf fill, NaN check) come from the float AVX-512 operations; only
+// the element types, the tile and the doc-row access differ.
+struct Ops : FloatOps<V> {
   using QElem = std::uint16_t;
   using TileElem = std::uint16_t;
-  static constexpr int lanes = 16;
-  static constexpr int query_regs = 2;
-  static constexpr int max_query_regs = 3;
-  static constexpr int acc_budget = 24;
-  static constexpr int doc_tile = 24;
-
-  static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
-  static inline bool any_nonfinite(reg chk) { return _mm512_cmp_ps_mask(chk, chk, _CMP_UNORD_Q) != 0; }
-  static inline void store_neg_inf(float* p, i64 n) {
-    const reg v = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (i64 i = 0; i < n; i += lanes) _mm512_storeu_ps(p + i, v);
-  }
 
   // Coordinates (2*k2, 2*k2 + 1) of a doc row as one 32-bit pattern; the odd tail pairs with +0.
   static inline std::uint32_t doc_pair(const std::uint16_t* row, i64 k2, i64 dim) {
@@ -96,8 +80,6 @@ struct Ops {
     return static_cast<const std::uint16_t*>(tokens) + row * dim;
   }
 };
-
-#include "generic/maxsim-inl.hpp"
 
 i64 group_elems(i64 dim) { return ((dim + 1) / 2) * 2 * Ops::lanes; }
 
