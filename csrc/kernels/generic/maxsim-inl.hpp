@@ -2,7 +2,8 @@
 // `namespace simkern::<isa> { namespace { ... } }` after defining a vector-primitive struct `V`
 // (see x86_avx2/maxsim.cpp); FloatOps<V> below turns it into the tile operations, and
 // fill_float_kernels<V>() into the three MaxSimKernel entries (f32 / f16 / bf16 docs).
-// A TU with a different inner product (the AVX512-BF16 one) writes its own Ops and reuses detail::score:
+// A TU with a different inner product (the AVX512-BF16 one) derives its Ops from FloatOps<V>, replaces the element
+// types, tile and prepare, and reuses detail::score. What an Ops provides:
 //
 //   Ops::lanes, Ops::acc_budget                              query tokens per register, accumulators per tile
 //   Ops::query_regs, Ops::max_query_regs                     preferred / largest block of query groups (QR)
