@@ -86,6 +86,28 @@ def test_codes_and_tables_identical_across_isas_and_threads():
         np.testing.assert_array_equal(tables, results[0][2], err_msg=level)
 
 
+@pytest.mark.parametrize("nbits", [8, 4])
+def test_encode_ties_go_to_the_lowest_code_on_every_isa(nbits):
+    # Codebook row 1 repeated at every id = 1 mod 16 (one SIMD lane for 4, 8 and 16 lanes) and points placed on
+    # it: the nearest centroid is a tie inside a lane and across lanes; the reference argmin says code 1.
+    rng = np.random.default_rng(11)
+    ksub, m, dsub = 2**nbits, 4, 8
+    books = rng.standard_normal((m, ksub, dsub)).astype(np.float32)
+    books[:, 17::16] = books[:, 1:2]
+    pq = simkern.ProductQuantizer.from_codebooks(books)
+    x = rng.standard_normal((37, m * dsub)).astype(np.float32)
+    x[::2] = books[:, 1].reshape(-1)
+    dist = pq_tables_ref(x, books, "l2")  # float64; exact zeros on the tied rows
+    want = dist.argmin(axis=2)  # NumPy's argmin: first index among equal minima
+    assert (want[::2] == 1).all()
+    for level in simkern.available_isas():
+        with simkern.max_isa(level):
+            chosen = _unpack(pq.encode(x), m, nbits)
+            np.testing.assert_array_equal(chosen[::2], want[::2], err_msg=level)
+            picked = np.take_along_axis(dist, chosen[:, :, None], axis=2)[:, :, 0]
+            assert (picked <= dist.min(axis=2) + 2 * pq_table_tolerance(x, books, "l2").max(axis=2)).all()
+
+
 def test_fit_is_deterministic_across_threads_and_isas():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3000, 32)).astype(np.float32)

@@ -18,13 +18,6 @@ namespace {
 constexpr i64 kEncodeChunk = 256;  // vectors per task
 constexpr i64 kAdcChunk = 4096;    // codes per task
 
-inline i64 argmin_first(const float* v, i64 n) {  // lowest index among equal minima
-  i64 best = 0;
-  for (i64 j = 1; j < n; ++j)
-    if (v[j] < v[best]) best = j;
-  return best;
-}
-
 // splitmix64: a small, portable, seedable generator (the same stream on every platform and compiler).
 struct SplitMix64 {
   std::uint64_t state;
@@ -42,19 +35,12 @@ struct SplitMix64 {
 void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters,
                      std::uint64_t seed, int init, float* centroids) {
   SplitMix64 rng{seed};
-  std::vector<float> ct(static_cast<std::size_t>(dsub * ksub)), dist(static_cast<std::size_t>(ksub));
+  std::vector<float> ct(static_cast<std::size_t>(dsub * ksub));
   const auto transpose = [&] {
     for (i64 j = 0; j < ksub; ++j)
       for (i64 k = 0; k < dsub; ++k) ct[k * ksub + j] = centroids[j * dsub + k];
   };
-  const auto sq_dist = [&](const float* a, const float* b) {  // same arithmetic as the kernels
-    float acc = 0.0f;
-    for (i64 k = 0; k < dsub; ++k) {
-      const float diff = a[k] - b[k];
-      acc = acc + diff * diff;
-    }
-    return acc;
-  };
+
 
   // Initialisation.
   if (init == 1) {  // ksub distinct points chosen uniformly (partial Fisher-Yates on an index array)
@@ -65,25 +51,51 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
       std::memcpy(centroids + j * dsub, xs + idx[j] * dsub, dsub * sizeof(float));
     }
   } else {  // k-means++: D^2 sampling (distances in double for the cumulative sum)
-    std::vector<double> d2(static_cast<std::size_t>(n), std::numeric_limits<double>::infinity());
+    // Distances from the newest centroid to every point with the SIMD sq_dists kernel, lanes over points: the
+    // points transposed (dsub x n) play the role of the centroids. (c - x)^2 rounds like (x - c)^2.
+    std::vector<float> xt(static_cast<std::size_t>(dsub * n)), d_new(static_cast<std::size_t>(n));
+    for (i64 i = 0; i < n; ++i)
+      for (i64 k = 0; k < dsub; ++k) xt[k * n + i] = xs[i * dsub + k];
+    // D^2 sampling over blocks: per block a total of its point weights (four interleaved double partial sums, so
+    // the adds do not form one serial chain), the target is located among the block totals first, then inside
+    // its block; every sum has a fixed order, so the pick is deterministic.
+    constexpr i64 kBlock = 1024;
+    const i64 n_blocks = (n + kBlock - 1) / kBlock;
+    std::vector<float> d2(static_cast<std::size_t>(n), std::numeric_limits<float>::infinity());
+    std::vector<double> block_total(static_cast<std::size_t>(n_blocks));
     i64 first = rng.below(n);
     std::memcpy(centroids, xs + first * dsub, dsub * sizeof(float));
     for (i64 j = 1; j < ksub; ++j) {
+      kern.sq_dists(centroids + (j - 1) * dsub, xt.data(), dsub, n, d_new.data());
       double total = 0.0;
-      const float* last = centroids + (j - 1) * dsub;
-      for (i64 i = 0; i < n; ++i) {
-        d2[i] = std::min(d2[i], static_cast<double>(sq_dist(xs + i * dsub, last)));
-        total += d2[i];
+      for (i64 b = 0; b < n_blocks; ++b) {
+        const i64 end = std::min(n, (b + 1) * kBlock);
+        double part[4] = {0.0, 0.0, 0.0, 0.0};
+        for (i64 i = b * kBlock; i < end; ++i) {
+          d2[i] = std::min(d2[i], d_new[i]);
+          part[i & 3] += static_cast<double>(d2[i]);
+        }
+        block_total[b] = (part[0] + part[1]) + (part[2] + part[3]);
+        total += block_total[b];
       }
       i64 pick = n - 1;
       if (total > 0.0) {
         double target = rng.uniform() * total;
-        for (i64 i = 0; i < n; ++i) {
-          target -= d2[i];
+        i64 b = 0;
+        while (b + 1 < n_blocks && target >= block_total[b]) target -= block_total[b++];
+        for (i64 i = b * kBlock, end = std::min(n, (b + 1) * kBlock); i < end; ++i) {
+          target -= static_cast<double>(d2[i]);
           if (target < 0.0) {
             pick = i;
             break;
           }
+        }
+        if (target >= 0.0) {  // rounding left the target past its block: its last point of positive weight
+          for (i64 i = std::min(n, (b + 1) * kBlock) - 1; i >= b * kBlock; --i)
+            if (d2[i] > 0.0f) {
+              pick = i;
+              break;
+            }
         }
       } else {
         pick = rng.below(n);  // all points coincide with chosen centroids: any point will do
@@ -93,17 +105,15 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
   }
 
   // Lloyd iterations.
-  std::vector<i64> assign(static_cast<std::size_t>(n)), count(static_cast<std::size_t>(ksub));
-  std::vector<float> best_dist(static_cast<std::size_t>(n));
+  std::vector<std::int32_t> assign(static_cast<std::size_t>(n));
+  std::vector<i64> count(static_cast<std::size_t>(ksub));
+  std::vector<float> best_dist(static_cast<std::size_t>(n)), half_norms(static_cast<std::size_t>(ksub));
   std::vector<double> sums(static_cast<std::size_t>(ksub * dsub));
   std::vector<char> taken(static_cast<std::size_t>(n));
   for (int it = 0; it < iters; ++it) {
     transpose();
-    for (i64 i = 0; i < n; ++i) {
-      kern.sq_dists(xs + i * dsub, ct.data(), dsub, ksub, dist.data());
-      assign[i] = argmin_first(dist.data(), ksub);
-      best_dist[i] = dist[assign[i]];
-    }
+    for (i64 j = 0; j < ksub; ++j) half_norms[j] = 0.5f * scalar::sum_squares(centroids + j * dsub, dsub);
+    kern.nearest_dot(xs, n, dsub, ct.data(), half_norms.data(), dsub, ksub, assign.data(), best_dist.data());
     std::fill(sums.begin(), sums.end(), 0.0);
     std::fill(count.begin(), count.end(), 0);
     for (i64 i = 0; i < n; ++i) {
@@ -141,13 +151,12 @@ void pq_encode(const float* x, i64 n, i64 dim, const float* ct, i64 m, i64 ksub,
   const i64 dsub = dim / m;
   const i64 n_tasks = (n + kEncodeChunk - 1) / kEncodeChunk;
   parallel_for(n_tasks, threads, [&](i64 task, int) {
-    std::vector<float> dist(static_cast<std::size_t>(ksub));
-    const i64 end = std::min(n, (task + 1) * kEncodeChunk);
-    for (i64 i = task * kEncodeChunk; i < end; ++i)
-      for (i64 s = 0; s < m; ++s) {
-        kern.sq_dists(x + i * dim + s * dsub, ct + s * dsub * ksub, dsub, ksub, dist.data());
-        codes[i * m + s] = static_cast<std::uint8_t>(argmin_first(dist.data(), ksub));
-      }
+    std::int32_t ids[kEncodeChunk];
+    const i64 begin = task * kEncodeChunk, count = std::min(n, begin + kEncodeChunk) - begin;
+    for (i64 s = 0; s < m; ++s) {
+      kern.nearest(x + begin * dim + s * dsub, count, dim, ct + s * dsub * ksub, dsub, ksub, ids, nullptr);
+      for (i64 i = 0; i < count; ++i) codes[(begin + i) * m + s] = static_cast<std::uint8_t>(ids[i]);
+    }
   });
 }
 

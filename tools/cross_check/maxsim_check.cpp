@@ -126,7 +126,8 @@ void fail(const char* what, const char* isa, int dim, int dtype) {
   if (++g_failures <= 20) std::printf("FAIL %s isa=%s dim=%d dtype=%d\n", what, isa, dim, dtype);
 }
 
-// PQ: every level's sq_dists / dots equal the scalar kernel bit for bit, for dsub and ksub at SIMD edges.
+// PQ: every level's sq_dists / dots / nearest / nearest_dot equal the scalar kernel bit for bit, for dsub and ksub
+// at SIMD edges.
 int pq_check(std::mt19937_64& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const simkern::PQKernels& ref = simkern::kernels_for(simkern::Isa::scalar).pq;
@@ -147,6 +148,39 @@ int pq_check(std::mt19937_64& rng) {
           if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0)
             fail(op ? "pq dots not bit-identical to scalar" : "pq sq_dists not bit-identical to scalar",
                  simkern::isa_name(isa), dsub, ksub);
+        }
+        // nearest / nearest_dot over n points (strided, n at the point-block edges), with ties forced by duplicated
+        // centroids: ids and distances equal the scalar kernels'.
+        for (int n : {1, 2, 3, 4, 5, 9}) {
+          std::vector<float> pts(static_cast<std::size_t>(n * (dsub + 1))), half(ksub), ctd(ct);
+          for (float& v : pts) v = normal(rng);
+          // Centroid 1 repeated at every id = 1 mod 16 (the same lane for 4, 8 and 16 lanes) and even points placed
+          // on it: the minimum is a tie inside one lane and across lanes, and the lowest id (1) must win.
+          for (int j = 17; j < ksub; j += 16)
+            for (int kk = 0; kk < dsub; ++kk) ctd[kk * ksub + j] = ctd[kk * ksub + 1];
+          if (ksub > 1)
+            for (int p = 0; p < n; p += 2)
+              for (int kk = 0; kk < dsub; ++kk) pts[p * (dsub + 1) + kk] = ctd[kk * ksub + 1];
+          for (int j = 0; j < ksub; ++j) {
+            float acc = 0.0f;
+            for (int kk = 0; kk < dsub; ++kk) acc += ctd[kk * ksub + j] * ctd[kk * ksub + j];
+            half[j] = 0.5f * acc;
+          }
+          for (int op = 0; op < 2; ++op) {
+            std::vector<std::int32_t> want_id(n), got_id(n);
+            std::vector<float> want_d(n), got_d(n);
+            if (op) {
+              ref.nearest_dot(pts.data(), n, dsub + 1, ctd.data(), half.data(), dsub, ksub, want_id.data(), want_d.data());
+              k.nearest_dot(pts.data(), n, dsub + 1, ctd.data(), half.data(), dsub, ksub, got_id.data(), got_d.data());
+            } else {
+              ref.nearest(pts.data(), n, dsub + 1, ctd.data(), dsub, ksub, want_id.data(), want_d.data());
+              k.nearest(pts.data(), n, dsub + 1, ctd.data(), dsub, ksub, got_id.data(), got_d.data());
+            }
+            ++runs;
+            if (want_id != got_id || std::memcmp(want_d.data(), got_d.data(), n * sizeof(float)) != 0)
+              fail(op ? "pq nearest_dot differs from scalar" : "pq nearest differs from scalar", simkern::isa_name(isa),
+                   dsub, ksub);
+          }
         }
       }
     }

@@ -28,6 +28,15 @@ struct PQKernels {
   // x: dsub floats; ct: dsub x ksub (one subspace of the transposed codebooks); out: ksub floats.
   void (*sq_dists)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
   void (*dots)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
+  // Nearest centroid by squared L2 for n points (x_stride floats apart; ct: one subspace, dsub x ksub): ids[i] =
+  // the argmin of sq_dists (lowest id on ties), dists[i] its distance (dists may be null). Fused: no distance array.
+  void (*nearest)(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,
+                  float* dists) = nullptr;
+  // k-means assignment: argmin of half_norms[j] - x.c_j, the dot subtracted term by term with fused multiply-adds
+  // (std::fma in the scalar path; lowest id on ties); dists[i] = |x|^2 + 2 * that minimum, or null. About twice
+  // as fast as `nearest` (one instruction per term instead of three); bit-identical across ISAs too.
+  void (*nearest_dot)(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub,
+                      i64 ksub, std::int32_t* ids, float* dists) = nullptr;
   // 4-bit fast scan over the blocked layout (see pq_search4): out[32 b + i] = sum over subspaces of
   // luts[s][code(vector 32 b + i, s)], uint16 (the driver keeps 2 * n_pairs * 255 <= 65535).
   void (*scan4)(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts,

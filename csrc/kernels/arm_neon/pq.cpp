@@ -21,6 +21,8 @@ void fill_pq(PQKernels* out) {
   out->name = "pq_neon";
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
+  out->nearest = pq_detail::nearest;
+  out->nearest_dot = pq_detail::nearest_dot;
   out->scan8 = scalar::scan8;  // scalar loads beat gathers here; a VBMI permute version is still to write
   out->scan4 = scalar::scan4;  // a vqtbl1q_u8 version is still to write
 }

@@ -15,10 +15,21 @@ struct V {
   static inline reg load(const float* p) { return vld1q_f32(p); }
   static inline void store(float* p, reg v) { vst1q_f32(p, v); }
   static inline reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+  static inline reg fnma(reg a, reg b, reg c) { return vfmsq_f32(c, a, b); }  // c - a * b, fused
   static inline reg add(reg a, reg b) { return vaddq_f32(a, b); }
   static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
   static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
   static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+  static inline reg lane_index() {
+    static const float ids[4] = {0, 1, 2, 3};
+    return vld1q_f32(ids);
+  }
+  // best, best_id = d, id in the lanes where d < best (strictly: the earlier id stays on ties and NaN).
+  static inline void keep_smaller(reg d, reg id, reg& best, reg& best_id) {
+    const uint32x4_t less = vcltq_f32(d, best);
+    best = vbslq_f32(less, d, best);
+    best_id = vbslq_f32(less, id, best_id);
+  }
   static inline bool any_nan(reg v) { return vmaxvq_u32(vmvnq_u32(vceqq_f32(v, v))) != 0; }
   static inline void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {

@@ -52,4 +52,88 @@ static void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out
   centroid_pass<false>(x, ct, dsub, ksub, out);
 }
 
+// Nearest centroid for n points with a fused argmin: P points share each centroid load, R registers of centroids
+// per pass, and every lane keeps its running minimum and the id where it was first reached (strict <, ids ascend
+// within a lane), so the final pick - smallest value, then lowest id - equals the scalar reference's. Nothing of
+// size ksub is stored. Dot = false: exact squared L2 (the sq_dists arithmetic; scalar::nearest). Dot = true
+// (k-means): score_j = half_norms[j] - x.c_j, accumulated with fused multiply-subtracts from half_norms[j] in k
+// order (one instruction per term instead of three); dists then holds |x|^2 + 2 score (scalar::nearest_dot).
+template <int P, int R, bool Dot>
+static inline void nearest_block(const float* x, i64 x_stride, const float* ct, const float* c_norms, i64 dsub,
+                                 i64 ksub, std::int32_t* ids, float* dists) {
+  constexpr int L = V::lanes;
+  using reg = typename V::reg;
+  reg best[P], best_id[P];
+  for (int p = 0; p < P; ++p) {
+    best[p] = V::set1(std::numeric_limits<float>::infinity());
+    best_id[p] = V::lane_index();  // all distances infinite: centroid 0 of each lane, so id 0 overall
+  }
+  for (i64 j = 0; j < ksub; j += R * L) {
+    reg acc[P][R];
+    for (int r = 0; r < R; ++r) {
+      const reg init = Dot ? V::load(c_norms + j + r * L) : V::zero();
+      for (int p = 0; p < P; ++p) acc[p][r] = init;
+    }
+    for (i64 k = 0; k < dsub; ++k) {
+      reg c[R];
+      for (int r = 0; r < R; ++r) c[r] = V::load(ct + k * ksub + j + r * L);
+      for (int p = 0; p < P; ++p) {
+        const reg xk = V::set1(x[p * x_stride + k]);
+        for (int r = 0; r < R; ++r) {
+          if constexpr (Dot) {
+            acc[p][r] = V::fnma(xk, c[r], acc[p][r]);
+          } else {
+            const reg diff = V::sub(xk, c[r]);
+            acc[p][r] = V::add(acc[p][r], V::mul(diff, diff));
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const reg id = V::add(V::lane_index(), V::set1(static_cast<float>(j + r * L)));
+      for (int p = 0; p < P; ++p) V::keep_smaller(acc[p][r], id, best[p], best_id[p]);
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    float v[L], id[L];
+    V::store(v, best[p]);
+    V::store(id, best_id[p]);
+    int pick = 0;
+    for (int l = 1; l < L; ++l)
+      if (v[l] < v[pick] || (v[l] == v[pick] && id[l] < id[pick])) pick = l;
+    ids[p] = static_cast<std::int32_t>(id[pick]);
+    if (dists) dists[p] = Dot ? scalar::sum_squares(x + p * x_stride, dsub) + (v[pick] + v[pick]) : v[pick];
+  }
+}
+
+template <int P, int R, bool Dot>
+static inline void nearest_blocked(const float* x, i64 n, i64 x_stride, const float* ct, const float* c_norms,
+                                   i64 dsub, i64 ksub, std::int32_t* ids, float* dists) {
+  i64 i = 0;
+  for (; i + P <= n; i += P)
+    nearest_block<P, R, Dot>(x + i * x_stride, x_stride, ct, c_norms, dsub, ksub, ids + i, dists ? dists + i : nullptr);
+  for (; i < n; ++i)
+    nearest_block<1, R, Dot>(x + i * x_stride, x_stride, ct, c_norms, dsub, ksub, ids + i, dists ? dists + i : nullptr);
+}
+
+template <bool Dot>
+static inline void nearest_any(const float* x, i64 n, i64 x_stride, const float* ct, const float* c_norms, i64 dsub,
+                               i64 ksub, std::int32_t* ids, float* dists) {
+  constexpr int L = V::lanes;
+  if (ksub % (4 * L) == 0) nearest_blocked<2, 4, Dot>(x, n, x_stride, ct, c_norms, dsub, ksub, ids, dists);
+  else if (ksub % (2 * L) == 0) nearest_blocked<4, 2, Dot>(x, n, x_stride, ct, c_norms, dsub, ksub, ids, dists);
+  else if (ksub % L == 0) nearest_blocked<4, 1, Dot>(x, n, x_stride, ct, c_norms, dsub, ksub, ids, dists);
+  else if (Dot) scalar::nearest_dot(x, n, x_stride, ct, c_norms, dsub, ksub, ids, dists);
+  else scalar::nearest(x, n, x_stride, ct, dsub, ksub, ids, dists);
+}
+
+static void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,
+                    float* dists) {
+  nearest_any<false>(x, n, x_stride, ct, nullptr, dsub, ksub, ids, dists);
+}
+static void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub,
+                        i64 ksub, std::int32_t* ids, float* dists) {
+  nearest_any<true>(x, n, x_stride, ct, half_norms, dsub, ksub, ids, dists);
+}
+
 }  // namespace pq_detail

@@ -1,5 +1,7 @@
 // PQ, scalar reference path (no intrinsics; -fno-tree-vectorize -ffp-contract=off). Defines the arithmetic every
 // SIMD path must reproduce bit for bit: acc = acc + d * d (or acc + x * c) over k in order.
+#include <cmath>
+
 #include "simkern/dispatch.hpp"
 
 namespace simkern {
@@ -19,6 +21,62 @@ void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_b
       }
     }
     out[j] = acc;
+  }
+}
+
+// Nearest centroid by squared L2 (the sq_dists arithmetic), lowest id among equal distances; the reference for
+// the SIMD nearest kernels. x: n points, x_stride floats apart; ids (and dists when not null): n values.
+void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,
+             float* dists) {
+  float dist[256];
+  for (i64 i = 0; i < n; ++i) {
+    i64 best = 0;
+    float best_dist = 0.0f;
+    for (i64 j0 = 0; j0 < ksub; j0 += 256) {  // 256 centroids at a time (any ksub)
+      const i64 j1 = j0 + 256 < ksub ? j0 + 256 : ksub;
+      for (i64 j = j0; j < j1; ++j) {
+        float acc = 0.0f;
+        for (i64 k = 0; k < dsub; ++k) {
+          const float diff = x[i * x_stride + k] - ct[k * ksub + j];
+          acc = acc + diff * diff;
+        }
+        dist[j - j0] = acc;
+      }
+      for (i64 j = j0; j < j1; ++j)
+        if (j == 0 || dist[j - j0] < best_dist) {
+          best = j;
+          best_dist = dist[j - j0];
+        }
+    }
+    ids[i] = static_cast<std::int32_t>(best);
+    if (dists) dists[i] = best_dist;
+  }
+}
+
+float sum_squares(const float* x, i64 dsub) {
+  float acc = 0.0f;
+  for (i64 k = 0; k < dsub; ++k) acc = acc + x[k] * x[k];
+  return acc;
+}
+
+// k-means assignment: argmin over j of score_j = half_norms[j] - x . c_j, accumulated with fused multiply-adds
+// from half_norms[j] in k order (std::fma: the SIMD paths use FMA instructions, which round the same way); lowest
+// id on ties. With half_norms = |c_j|^2 / 2 the score is (|x - c_j|^2 - |x|^2) / 2, so dists[i] = |x|^2 + 2 score.
+void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub, i64 ksub,
+                 std::int32_t* ids, float* dists) {
+  for (i64 i = 0; i < n; ++i) {
+    i64 best = 0;
+    float best_score = 0.0f;
+    for (i64 j = 0; j < ksub; ++j) {
+      float score = half_norms[j];
+      for (i64 k = 0; k < dsub; ++k) score = std::fma(-x[i * x_stride + k], ct[k * ksub + j], score);
+      if (j == 0 || score < best_score) {
+        best = j;
+        best_score = score;
+      }
+    }
+    ids[i] = static_cast<std::int32_t>(best);
+    if (dists) dists[i] = sum_squares(x + i * x_stride, dsub) + (best_score + best_score);
   }
 }
 
@@ -79,6 +137,8 @@ void fill_pq(PQKernels* out) {
   out->scan4 = scan4;
   out->sq_dists = sq_dists;
   out->dots = dots;
+  out->nearest = nearest;
+  out->nearest_dot = nearest_dot;
 }
 
 }  // namespace scalar

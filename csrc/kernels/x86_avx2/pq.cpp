@@ -22,6 +22,8 @@ void fill_pq(PQKernels* out) {
   out->name = "pq_avx2";
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
+  out->nearest = pq_detail::nearest;
+  out->nearest_dot = pq_detail::nearest_dot;
   out->scan8 = scalar::scan8;  // scalar loads beat gathers here; a VBMI permute version is still to write
   out->scan4 = scan4_x86;
 }

@@ -15,10 +15,18 @@ struct V {
   static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
   static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static inline reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline reg fnma(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a * b, fused
   static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static inline reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline reg lane_index() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+  // best, best_id = d, id in the lanes where d < best (strictly: the earlier id stays on ties and NaN).
+  static inline void keep_smaller(reg d, reg id, reg& best, reg& best_id) {
+    const reg less = _mm256_cmp_ps(d, best, _CMP_LT_OQ);
+    best = _mm256_min_ps(d, best);  // MINPS returns the second operand unless d < best
+    best_id = _mm256_blendv_ps(best_id, id, less);
+  }
   static inline bool any_nan(reg v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {

@@ -24,6 +24,8 @@ void fill_pq(PQKernels* out) {
   out->name = "pq_avx512";
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
+  out->nearest = pq_detail::nearest;
+  out->nearest_dot = pq_detail::nearest_dot;
   out->scan8 = scalar::scan8;  // scalar loads beat gathers here; a VBMI permute version is still to write
 #if !defined(SIMKERN_TEST_EMULATE_AVX512)
   out->scan4 = scan4_x86;

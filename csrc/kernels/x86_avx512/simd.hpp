@@ -22,10 +22,18 @@ struct V {
   static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline reg fnma(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a * b, fused
   static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg lane_index() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  // best, best_id = d, id in the lanes where d < best (strictly: the earlier id stays on ties and NaN).
+  static inline void keep_smaller(reg d, reg id, reg& best, reg& best_id) {
+    const __mmask16 less = _mm512_cmp_ps_mask(d, best, _CMP_LT_OQ);
+    best = _mm512_min_ps(d, best);  // MINPS returns the second operand unless d < best
+    best_id = _mm512_mask_blend_ps(less, best_id, id);
+  }
   static inline bool any_nan(reg v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {

@@ -13,6 +13,7 @@
 #define _MM_HINT_T0 3
 #define _MM_HINT_T1 2
 #define _CMP_UNORD_Q 3
+#define _CMP_LT_OQ 17
 
 struct __m512 { float v[16]; };
 struct __m512i { std::uint8_t b[64]; };
@@ -38,9 +39,12 @@ static inline __m512 _mm512_mul_ps(__m512 a, __m512 b) { __m512 r; for (int i = 
 static inline __m512 _mm512_max_ps(__m512 a, __m512 b) {
   __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i]; return r;
 }
-static inline __mmask16 _mm512_cmp_ps_mask(__m512 a, __m512 b, int) {  // only _CMP_UNORD_Q is used
+static inline __mmask16 _mm512_cmp_ps_mask(__m512 a, __m512 b, int pred) {  // _CMP_UNORD_Q or _CMP_LT_OQ
   __mmask16 m = 0;
-  for (int i = 0; i < 16; ++i) if (a.v[i] != a.v[i] || b.v[i] != b.v[i]) m |= static_cast<__mmask16>(1u << i);
+  for (int i = 0; i < 16; ++i) {
+    const bool unordered = a.v[i] != a.v[i] || b.v[i] != b.v[i];
+    if (pred == _CMP_UNORD_Q ? unordered : (!unordered && a.v[i] < b.v[i])) m |= static_cast<__mmask16>(1u << i);
+  }
   return m;
 }
 static inline __m256i _mm256_loadu_si256(const __m256i* p) { __m256i r; std::memcpy(r.b, p, 32); return r; }
@@ -86,4 +90,18 @@ static inline __m512 _mm512_dpbf16_ps(__m512 src, __m512bh a, __m512bh b) {
     r.v[i] = acc;
   }
   return r;
+}
+static inline __m512 _mm512_setr_ps(float e0, float e1, float e2, float e3, float e4, float e5, float e6, float e7,
+                                    float e8, float e9, float e10, float e11, float e12, float e13, float e14,
+                                    float e15) {
+  return __m512{{e0, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15}};
+}
+static inline __m512 _mm512_mask_blend_ps(__mmask16 k, __m512 a, __m512 b) {
+  __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = (k >> i) & 1 ? b.v[i] : a.v[i]; return r;
+}
+static inline __m512 _mm512_fnmadd_ps(__m512 a, __m512 b, __m512 c) {  // c - a * b with one rounding
+  __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = std::fma(-a.v[i], b.v[i], c.v[i]); return r;
+}
+static inline __m512 _mm512_min_ps(__m512 a, __m512 b) {  // MINPS: the second operand unless a < b
+  __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i]; return r;
 }
