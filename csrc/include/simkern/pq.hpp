@@ -10,8 +10,10 @@
 // Precision policy (why codes are identical on every ISA)
 //   sq_dists: out[j] = sum_k (x_k - c_jk)^2 and dots: out[j] = sum_k x_k * c_jk, summed in k order with a
 //   rounding after every multiply and every add (no FMA; the PQ files are compiled with -ffp-contract=off).
-//   Each SIMD lane performs exactly the scalar sequence of operations, so distances - and therefore argmin codes,
-//   k-means assignments and trained codebooks - are bit-identical across scalar, AVX2, AVX-512 and NEON.
+//   Each SIMD lane performs exactly the scalar sequence of operations, so distances and therefore argmin codes
+//   are bit-identical across scalar, AVX2, AVX-512 and NEON. k-means assigns with nearest_dot instead (half norm
+//   minus the dot product, fused multiply-adds in k order; std::fma in the scalar path), also lane-for-lane equal
+//   to its scalar reference, so trained codebooks are bit-identical across ISAs and thread counts as well.
 //   Argmin ties go to the lowest centroid index. ADC sums table entries in subspace order (float).
 #pragma once
 
