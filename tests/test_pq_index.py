@@ -215,25 +215,33 @@ def test_pq_index_with_opq_search_save_load(tmp_path):
     np.testing.assert_array_equal(clone.search(queries, 10, rerank=3)[1], rotated.search(queries, 10, rerank=3)[1])
 
 
-@given(n_blocks=st.integers(0, 5), n_pairs=st.integers(1, 20), seed=st.integers(0, 2**32 - 1))
-def test_scan4_kernel_matches_numpy(isa, n_blocks, n_pairs, seed):
+@given(n_blocks=st.integers(0, 5), n_pairs=st.integers(1, 20), nq=st.integers(1, 4),
+       threshold=st.sampled_from([0, 100, 1000, 3000, 65535]), seed=st.integers(0, 2**32 - 1))
+def test_scan4_kernel_matches_numpy(isa, n_blocks, n_pairs, nq, threshold, seed):
     from simkern import _core
 
     rng = np.random.default_rng(seed)
     blocks = rng.integers(0, 256, (n_blocks, n_pairs, 32), dtype=np.uint8)
-    luts = rng.integers(0, 256, (2 * n_pairs, 16), dtype=np.uint8)
+    luts = rng.integers(0, 256, (nq, 2 * n_pairs, 16), dtype=np.uint8)
     lo, hi = blocks & 15, blocks >> 4                                    # (n_blocks, n_pairs, 32)
     pairs = np.arange(n_pairs)[None, :, None]
-    want = (luts[2 * pairs, lo].astype(np.int64) + luts[2 * pairs + 1, hi]).sum(axis=1).reshape(-1)
-    np.testing.assert_array_equal(_core._pq_scan4(blocks, luts), want.astype(np.uint16))
+    want = np.stack([(lut[2 * pairs, lo].astype(np.int64) + lut[2 * pairs + 1, hi]).sum(axis=1).reshape(-1)
+                     for lut in luts])                                   # (nq, n_blocks * 32)
+    sums, reported = _core._pq_scan4(blocks, luts, threshold)
+    np.testing.assert_array_equal(reported, want <= threshold)          # exactly the ids at or under the threshold
+    np.testing.assert_array_equal(sums[reported], want[reported].astype(np.uint16))
 
 
-@given(n=st.integers(0, 41), m=st.integers(1, 64), seed=st.integers(0, 2**32 - 1))
-def test_scan8_kernel_matches_numpy(isa, n, m, seed):
+@given(n_blocks=st.integers(0, 3), m=st.integers(1, 64), nq=st.integers(1, 4),
+       threshold=st.sampled_from([0, 1000, 4000, 65535]), seed=st.integers(0, 2**32 - 1))
+def test_scan8_kernel_matches_numpy(isa, n_blocks, m, nq, threshold, seed):
     from simkern import _core
 
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
-    luts = rng.integers(0, 256, (m, 256), dtype=np.uint8)
-    want = luts[np.arange(m)[None, :], codes].astype(np.int64).sum(axis=1)
-    np.testing.assert_array_equal(_core._pq_scan8(codes, luts), want.astype(np.uint16))
+    blocks = rng.integers(0, 256, (n_blocks, m, 64), dtype=np.uint8)
+    luts = rng.integers(0, 256, (nq, m, 256), dtype=np.uint8)
+    codes = blocks.transpose(0, 2, 1).reshape(-1, m)                     # (n_blocks * 64, m), vector order
+    want = np.stack([lut[np.arange(m)[None, :], codes].astype(np.int64).sum(axis=1) for lut in luts])
+    sums, reported = _core._pq_scan8(blocks, luts, threshold)
+    np.testing.assert_array_equal(reported, want <= threshold)
+    np.testing.assert_array_equal(sums[reported], want[reported].astype(np.uint16))

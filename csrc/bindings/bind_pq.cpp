@@ -116,17 +116,18 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
   const std::uint8_t* c = codes.data();
   for (i64 i = 0; i < n * m; ++i)
     if (c[i] >= ksub) throw py::value_error("codes must be < ksub = " + std::to_string(ksub));
-  CArray<std::uint8_t> blocks;
-  if (ksub == 16) {
-    require(!blocks_obj.is_none(), "the 4-bit scan needs the blocked codes");
-    blocks = blocks_obj.cast<CArray<std::uint8_t>>();
-    require_ndim(blocks, 3, "blocked codes");
+  require(!blocks_obj.is_none(), "the quantised scan needs the blocked codes");
+  const auto blocks = blocks_obj.cast<CArray<std::uint8_t>>();
+  require_ndim(blocks, 3, "blocked codes");
+  if (ksub == 16)
     require(blocks.shape(0) == (n + 31) / 32 && blocks.shape(1) == (m + 1) / 2 && blocks.shape(2) == 32,
             "blocked codes must have shape (ceil(n / 32), ceil(m / 2), 32), got " + shape_str(blocks));
-  }
+  else
+    require(blocks.shape(0) == (n + 63) / 64 && blocks.shape(1) == m && blocks.shape(2) == 64,
+            "blocked codes must have shape (ceil(n / 64), m, 64), got " + shape_str(blocks));
   const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
   const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
-  const std::uint8_t* blocks_ptr = ksub == 16 ? blocks.data() : nullptr;
+  const std::uint8_t* blocks_ptr = blocks.data();
   py::array_t<float> scores({nq, k});
   py::array_t<i64> ids({nq, k});
   float* s = scores.mutable_data();
@@ -137,29 +138,44 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
   return py::make_tuple(scores, ids);
 }
 
-// Test hook: the active level's scan4 kernel on raw blocks and uint8 tables.
-py::array_t<std::uint16_t> scan4_py(const CArray<std::uint8_t>& blocks, const CArray<std::uint8_t>& luts) {
+// Test hooks: the active level's scan kernels for up to kScanQueries queries with a fixed threshold (never
+// lowered). Returns (sums u16 (nq, n_vectors), reported bool (nq, n_vectors)); sums are 0 where not reported.
+py::tuple run_scan(bool four_bit, const CArray<std::uint8_t>& blocks, const CArray<std::uint8_t>& luts,
+                   int threshold) {
   require_ndim(blocks, 3, "blocks");
-  require_ndim(luts, 2, "luts");
-  const i64 n_blocks = blocks.shape(0), n_pairs = blocks.shape(1);
-  require(blocks.shape(2) == 32 && luts.shape(0) == 2 * n_pairs && luts.shape(1) == 16,
-          "blocks must be (n_blocks, n_pairs, 32) and luts (2 * n_pairs, 16)");
-  py::array_t<std::uint16_t> out(n_blocks * 32);
-  std::uint16_t* o = out.mutable_data();
-  run_without_gil([&] { pq_kernels().scan4(blocks.data(), n_blocks, n_pairs, luts.data(), o); });
-  return out;
-}
-
-// Test hook: the active level's scan8 kernel on row-major codes and uint8 tables (m, 256).
-py::array_t<std::uint16_t> scan8_py(const CArray<std::uint8_t>& codes, const CArray<std::uint8_t>& luts) {
-  require_ndim(codes, 2, "codes");
-  require_ndim(luts, 2, "luts");
-  const i64 n = codes.shape(0), m = codes.shape(1);
-  require(luts.shape(0) == m && luts.shape(1) == 256 && m <= 256, "luts must be (m, 256) with m <= 256");
-  py::array_t<std::uint16_t> out(n);
-  std::uint16_t* o = out.mutable_data();
-  run_without_gil([&] { pq_kernels().scan8(codes.data(), n, m, luts.data(), o); });
-  return out;
+  require_ndim(luts, 3, "luts");
+  const i64 n_blocks = blocks.shape(0), rows = blocks.shape(1), nq = luts.shape(0);
+  const i64 group = four_bit ? 32 : 64;
+  require(blocks.shape(2) == group, "blocks must be (n_blocks, rows, " + std::to_string(group) + ")");
+  if (four_bit)
+    require(luts.shape(1) == 2 * rows && luts.shape(2) == 16, "luts must be (nq, 2 * n_pairs, 16)");
+  else
+    require(luts.shape(1) == rows && luts.shape(2) == 256 && rows <= 256, "luts must be (nq, m, 256), m <= 256");
+  require(nq >= 1 && nq <= kScanQueries, "1 to " + std::to_string(kScanQueries) + " queries");
+  require(threshold >= 0 && threshold <= 65535, "threshold must be in 0..65535");
+  py::array_t<std::uint16_t> sums({nq, n_blocks * group});
+  py::array_t<bool> reported({nq, n_blocks * group});
+  std::uint16_t* s = sums.mutable_data();
+  bool* r = reported.mutable_data();
+  std::fill(s, s + nq * n_blocks * group, std::uint16_t{0});
+  std::fill(r, r + nq * n_blocks * group, false);
+  struct Out { std::uint16_t* s; bool* r; i64 width; } out{s, r, n_blocks * group};
+  std::uint16_t thresholds[kScanQueries];
+  for (auto& t : thresholds) t = static_cast<std::uint16_t>(threshold);
+  const ScanHit hit = [](void* ctx, int q, i64 first_id, std::uint64_t mask, const std::uint16_t* v) {
+    Out& o = *static_cast<Out*>(ctx);
+    for (int i = 0; i < 64; ++i)
+      if (mask >> i & 1) {
+        o.s[q * o.width + first_id + i] = v[i];
+        o.r[q * o.width + first_id + i] = true;
+      }
+  };
+  ScanQueries qs{luts.data(), luts.shape(1) * luts.shape(2), static_cast<int>(nq), thresholds, hit, &out};
+  run_without_gil([&] {
+    if (four_bit) pq_kernels().scan4(blocks.data(), 0, n_blocks, rows, qs);
+    else pq_kernels().scan8(blocks.data(), 0, n_blocks, rows, qs);
+  });
+  return py::make_tuple(sums, reported);
 }
 
 py::array_t<float> train_py(const CArray<float>& x, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
@@ -193,9 +209,13 @@ void bind_pq(py::module_& m) {
         R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");
   m.def("_pq_search_quantised", &search_quantised_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
         py::arg("blocks"), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
-        R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) | None, mask, k, smaller_is_better, threads))");
-  m.def("_pq_scan4", &scan4_py, py::arg("blocks").noconvert(), py::arg("luts").noconvert());
-  m.def("_pq_scan8", &scan8_py, py::arg("codes").noconvert(), py::arg("luts").noconvert());
+        R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) or (ceil(n/64), m, 64), mask, k, smaller_is_better, threads))");
+  m.def("_pq_scan4", [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(true, b, l, t); },
+        py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
+        R"(_pq_scan4(blocks u8 (nb, n_pairs, 32), luts u8 (nq<=4, 2*n_pairs, 16), threshold) -> (sums, reported))");
+  m.def("_pq_scan8", [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(false, b, l, t); },
+        py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
+        R"(_pq_scan8(blocks u8 (nb, m, 64), luts u8 (nq<=4, m, 256), threshold) -> (sums, reported))");
   m.def("_pq_train", &train_py, py::arg("x").noconvert(), py::arg("m"), py::arg("ksub"), py::arg("iters"),
         py::arg("seed"), py::arg("init"), py::arg("threads"),
         R"(_pq_train(x f32 (n, dim), m, ksub, iters, seed, init 0|1, threads) -> f32 (m, ksub, dsub))");

@@ -236,93 +236,153 @@ void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i6
     for (i64 j = 0; j < n_queries * k; ++j) out_scores[j] = -out_scores[j];
 }
 
+namespace {
+
+// The candidates of one query in one task of a quantised scan: a max-heap of the k smallest allowed quantised
+// sums seen so far and every (sum, id) offered while sum <= bound = heap top + slack. The bound is published to
+// the kernel as the query's threshold, so after the first k ids almost nothing is reported.
+struct QuantCollector {
+  i64 k = 0, slack = 0;
+  std::vector<std::uint16_t> heap;
+  std::vector<std::pair<std::uint16_t, i64>> cand;
+
+  void offer(std::uint16_t v, i64 id, std::uint16_t& threshold) {
+    if (v > threshold) return;  // the bound fell since the kernel compared (same group)
+    if (static_cast<i64>(heap.size()) < k) {
+      heap.push_back(v);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (v < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = v;
+      std::push_heap(heap.begin(), heap.end());
+    }
+    cand.emplace_back(v, id);
+    if (static_cast<i64>(heap.size()) == k) {
+      threshold = static_cast<std::uint16_t>(std::min<i64>(threshold, heap.front() + slack));
+      if (static_cast<i64>(cand.size()) >= 2 * k + 256) {  // drop what the bound has excluded since
+        const std::uint16_t t = threshold;
+        cand.erase(std::remove_if(cand.begin(), cand.end(), [t](const auto& c) { return c.first > t; }), cand.end());
+      }
+    }
+  }
+};
+
+struct ScanTask {
+  QuantCollector* collectors[kScanQueries];
+  std::uint16_t thresholds[kScanQueries];
+  i64 n;
+  const std::uint8_t* mask;
+};
+
+void on_scan_hit(void* ctx, int q, i64 first_id, std::uint64_t bits, const std::uint16_t* sums) {
+  ScanTask& task = *static_cast<ScanTask*>(ctx);
+  while (bits) {
+    const int i = __builtin_ctzll(bits);
+    bits &= bits - 1;
+    const i64 id = first_id + i;
+    if (id >= task.n) break;  // padding vectors of the last block
+    if (task.mask && !task.mask[id]) continue;
+    task.collectors[q]->offer(sums[i], id, task.thresholds[q]);
+  }
+}
+
+// uint8 tables of one query: per subspace bias = min entry, one scale per query = 255 / largest span (double).
+void quantise_tables(const float* t, i64 m, i64 ksub, float sign, std::uint8_t* lut, i64 lut_bytes) {
+  double span = 0.0;
+  for (i64 s = 0; s < m; ++s) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (i64 j = 0; j < ksub; ++j) {
+      lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
+      hi = std::max(hi, static_cast<double>(sign * t[s * ksub + j]));
+    }
+    span = std::max(span, hi - lo);
+  }
+  const double scale = span > 0.0 ? 255.0 / span : 1.0;
+  std::fill(lut, lut + lut_bytes, std::uint8_t{0});  // odd m (4-bit): the padding table stays zero
+  for (i64 s = 0; s < m; ++s) {
+    double lo = INFINITY;
+    for (i64 j = 0; j < ksub; ++j) lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
+    for (i64 j = 0; j < ksub; ++j) {
+      const double v = std::nearbyint((static_cast<double>(sign * t[s * ksub + j]) - lo) * scale);
+      lut[s * ksub + j] = static_cast<std::uint8_t>(std::min(255.0, std::max(0.0, v)));
+    }
+  }
+}
+
+}  // namespace
+
 void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
                          const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
                          bool smaller_is_better, float* out_scores, i64* out_ids, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
-  // Units scanned per task: blocks of 32 codes (4-bit) or single codes (8-bit, row-major (n, m) codes).
   const bool four_bit = ksub == 16;
-  const i64 unit = four_bit ? 32 : 1;
-  const i64 n_units = (n + unit - 1) / unit, n_slots = n_units * unit;
-  const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;  // odd m: the padding table stays zero
+  const i64 group = four_bit ? 32 : 64;  // vectors per block
+  const i64 n_blocks = (n + group - 1) / group;
+  const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;
   const float sign = smaller_is_better ? 1.0f : -1.0f;  // quantise "smaller is better" values
-  // Queries go in batches whose uint16 sums fit ~32 MB; within a batch, stage 1 splits every query's codes across
-  // threads, stage 2 selects and re-scores one query per task.
-  const i64 batch = std::max<i64>(1, std::min<i64>(n_queries, (32 << 20) / std::max<i64>(1, n_slots * 2)));
-  const i64 min_units = four_bit ? 32 : 1024;
-  const i64 chunk_units = std::max<i64>(min_units, (n_units + threads * 4 - 1) / (threads * 4));
-  const i64 chunks = (n_units + chunk_units - 1) / chunk_units;
+  const i64 slack = m + 2;  // each of m table entries is off by at most half a unit (proof in ARCHITECTURE.md)
+  // Tasks: (pass of up to kScanQueries queries) x (chunk of blocks); a query's codes are split across threads too.
+  // Queries go in batches of at most 256 (the uint8 tables of a batch stay small).
+  const i64 min_blocks = four_bit ? 64 : 32;
+  const i64 chunk_blocks = std::max<i64>(min_blocks, (n_blocks + threads * 2 - 1) / (threads * 2));
+  const i64 chunks = std::max<i64>(1, (n_blocks + chunk_blocks - 1) / chunk_blocks);
+  const i64 batch = std::min<i64>(n_queries, 256);
   std::vector<std::uint8_t> luts(static_cast<std::size_t>(batch * lut_bytes));
-  std::vector<std::uint16_t> sums(static_cast<std::size_t>(batch * n_slots));
+  std::vector<QuantCollector> collectors(static_cast<std::size_t>(batch * chunks));
   for (i64 q0 = 0; q0 < n_queries; q0 += batch) {
     const i64 nb = std::min(batch, n_queries - q0);
-    // Quantise: per subspace bias = min entry, one scale per query = 255 / largest span (double precision).
-    for (i64 qb = 0; qb < nb; ++qb) {
-      const float* t = tables + (q0 + qb) * m * ksub;
-      double span = 0.0;
-      for (i64 s = 0; s < m; ++s) {
-        double lo = INFINITY, hi = -INFINITY;
-        for (i64 j = 0; j < ksub; ++j) {
-          lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
-          hi = std::max(hi, static_cast<double>(sign * t[s * ksub + j]));
-        }
-        span = std::max(span, hi - lo);
+    parallel_for(nb, threads, [&](i64 qb, int) {
+      quantise_tables(tables + (q0 + qb) * m * ksub, m, ksub, sign, luts.data() + qb * lut_bytes, lut_bytes);
+      for (i64 c = 0; c < chunks; ++c) {
+        QuantCollector& col = collectors[qb * chunks + c];
+        col.k = k;
+        col.slack = slack;
+        col.heap.clear();
+        col.cand.clear();
       }
-      const double scale = span > 0.0 ? 255.0 / span : 1.0;
-      std::uint8_t* lut = luts.data() + qb * lut_bytes;
-      std::fill(lut, lut + lut_bytes, std::uint8_t{0});
-      for (i64 s = 0; s < m; ++s) {
-        double lo = INFINITY;
-        for (i64 j = 0; j < ksub; ++j) lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
-        for (i64 j = 0; j < ksub; ++j) {
-          const double v = std::nearbyint((static_cast<double>(sign * t[s * ksub + j]) - lo) * scale);
-          lut[s * ksub + j] = static_cast<std::uint8_t>(std::min(255.0, std::max(0.0, v)));
-        }
+    });
+    const i64 passes = (nb + kScanQueries - 1) / kScanQueries;
+    parallel_for(passes * chunks, threads, [&](i64 task_id, int) {
+      const i64 pass = task_id / chunks, c = task_id % chunks;
+      const i64 qb0 = pass * kScanQueries;
+      const int count = static_cast<int>(std::min<i64>(kScanQueries, nb - qb0));
+      ScanTask task;
+      task.n = n;
+      task.mask = mask;
+      for (int j = 0; j < count; ++j) {
+        task.collectors[j] = &collectors[(qb0 + j) * chunks + c];
+        task.thresholds[j] = 65535;
       }
-    }
-    parallel_for(nb * chunks, threads, [&](i64 task, int) {
-      const i64 qb = task / chunks, c = task % chunks;
-      const i64 u0 = c * chunk_units, u1 = std::min(n_units, u0 + chunk_units);
-      const std::uint8_t* lut = luts.data() + qb * lut_bytes;
-      std::uint16_t* out = sums.data() + qb * n_slots + u0 * unit;
-      const i64 n_pairs = (m + 1) / 2;
-      if (four_bit) kern.scan4(blocks + u0 * n_pairs * 32, u1 - u0, n_pairs, lut, out);
-      else kern.scan8(codes + u0 * m, u1 - u0, m, lut, out);
+      ScanQueries qs{luts.data() + qb0 * lut_bytes, lut_bytes, count, task.thresholds, on_scan_hit, &task};
+      const i64 b0 = c * chunk_blocks, b1 = std::min(n_blocks, b0 + chunk_blocks);
+      if (b0 >= b1) return;
+      if (four_bit) kern.scan4(blocks, b0, b1, (m + 1) / 2, qs);
+      else kern.scan8(blocks, b0, b1, m, qs);
     });
     parallel_for(nb, threads, [&](i64 qb, int) {
       const i64 q = q0 + qb;
-      const std::uint16_t* sq = sums.data() + qb * n_slots;
-      // k-th smallest quantised sum among the allowed ids: a counting pass over a per-thread histogram (sums are
-      // < 65536), scanned from 0 until k ids are seen, then cleared entry by entry (no 256 KB memset per query).
-      thread_local std::vector<std::uint32_t> histogram(65536, 0);
-      i64 allowed = 0;
-      for (i64 i = 0; i < n; ++i)
-        if (!mask || mask[i]) {
-          ++histogram[sq[i]];
-          ++allowed;
-        }
-      i64 threshold = 65535;
-      if (allowed > k) {
-        i64 seen = 0;
-        for (i64 v = 0; v < 65536; ++v) {
-          seen += histogram[v];
-          if (seen >= k) {
-            threshold = std::min<i64>(65535, v + m + 2);  // each of m entries is off by at most half a unit
-            break;
-          }
-        }
+      // Final bound: the k-th smallest quantised sum over all chunks (each chunk's heap holds its k smallest).
+      std::vector<std::uint16_t> smallest;
+      for (i64 c = 0; c < chunks; ++c) {
+        const auto& h = collectors[qb * chunks + c].heap;
+        smallest.insert(smallest.end(), h.begin(), h.end());
       }
-      for (i64 i = 0; i < n; ++i) histogram[sq[i]] = 0;
+      i64 bound = 65535;
+      if (static_cast<i64>(smallest.size()) >= k) {
+        std::nth_element(smallest.begin(), smallest.begin() + (k - 1), smallest.end());
+        bound = std::min<i64>(65535, smallest[k - 1] + slack);
+      }
       // Exact float re-scoring of the candidates (same m-order sums as pq_adc / pq_search), then top-k.
       std::vector<ScoredId> cand;
       const float* t = tables + q * m * ksub;
-      for (i64 i = 0; i < n; ++i) {
-        if ((mask && !mask[i]) || sq[i] > threshold) continue;
-        float acc = 0.0f;
-        for (i64 s = 0; s < m; ++s) acc += t[s * ksub + codes[i * m + s]];
-        cand.push_back({smaller_is_better ? -acc : acc, i});
-      }
+      for (i64 c = 0; c < chunks; ++c)
+        for (const auto& [v, i] : collectors[qb * chunks + c].cand) {
+          if (v > bound) continue;
+          float acc = 0.0f;
+          for (i64 s = 0; s < m; ++s) acc += t[s * ksub + codes[i * m + s]];
+          cand.push_back({smaller_is_better ? -acc : acc, i});
+        }
       const i64 keep = std::min<i64>(k, static_cast<i64>(cand.size()));
       std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), ranks_before);
       const float pad = smaller_is_better ? INFINITY : -INFINITY;

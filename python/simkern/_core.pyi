@@ -66,11 +66,15 @@ def _pq_search(
 def _pq_search_quantised(
     tables: npt.NDArray[np.float32],
     codes: npt.NDArray[np.uint8],
-    blocks: npt.NDArray[np.uint8] | None,
+    blocks: npt.NDArray[np.uint8],
     mask: npt.NDArray[np.uint8] | None,
     k: int,
     smaller_is_better: bool,
     threads: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
-def _pq_scan4(blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]: ...
-def _pq_scan8(codes: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint16]: ...
+def _pq_scan4(
+    blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8], threshold: int
+) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.bool_]]: ...
+def _pq_scan8(
+    blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8], threshold: int
+) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.bool_]]: ...

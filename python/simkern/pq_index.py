@@ -2,9 +2,11 @@
 
 Search returns the exact top-k of float ADC scores (equal to ``ProductQuantizer.adc`` bit for bit), on the
 library's thread pool, splitting the codes of a single query across threads. Both code widths are scanned with
-uint8-quantised tables and uint16 sums (4-bit: 16-entry vpshufb lookups over blocks of 32 codes; 8-bit: table
-loads, four codes at a time), after which every id within the quantisation error bound of the k-th best is
-re-scored with the float tables; m > 256 falls back to the float scan. ``filter`` restricts the ids inside
+uint8-quantised tables and uint16 sums (4-bit: 16-entry vpshufb lookups over blocks of 32 codes; 8-bit: blocks
+of 64 codes, AVX-512 VBMI byte permutes where the CPU has them, table loads otherwise), up to four queries per
+pass over the codes, with a running threshold in the kernel so that only ids within the quantisation error bound
+of the k-th best come out; those are re-scored with the float tables; m > 256 falls back to the float scan.
+The blocked copy of the codes (as large as the packed codes) is built at the first search after ``add``. ``filter`` restricts the ids inside
 the scan. With ``keep_vectors=True`` the original vectors are stored too and ``rerank=r`` re-scores the best
 ``r * k`` candidates exactly.
 
@@ -45,7 +47,7 @@ class PQIndex:
         self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)
         self.keep_vectors = bool(keep_vectors)
         self._codes = np.zeros((0, m), np.uint8)  # one code per byte, whatever nbits
-        self._blocks: np.ndarray | None = None   # 4-bit fast-scan layout, rebuilt lazily after add()
+        self._blocks: np.ndarray | None = None   # blocked scan layout, rebuilt lazily after add()
         self._vectors = np.zeros((0, dim), np.float32) if self.keep_vectors else None
 
     # -- basic properties --------------------------------------------------------------------------------------
@@ -126,25 +128,31 @@ class PQIndex:
         if len(self) and self.pq.m <= 256:
             # Quantised scan on uint8 tables (4-bit: fast scan over blocked codes), then exact float re-scoring of
             # every id within the error bound of the k-th best: the same result as the float scan.
-            blocks = self._fast_scan_blocks() if self.pq.nbits == 4 else None
-            scores, ids = _core._pq_search_quantised(tables, self._codes, blocks, mask, width, smaller, core_threads)
+            scores, ids = _core._pq_search_quantised(tables, self._codes, self._scan_blocks(), mask, width, smaller, core_threads)
         else:
             scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
         if rerank:
             scores, ids = self._rerank(_float_rows(queries, self.dim, "queries"), ids, k, smaller)
         return scores, ids
 
-    def _fast_scan_blocks(self) -> np.ndarray:
-        """Codes re-packed for the 4-bit scan: (ceil(n / 32), ceil(m / 2), 32) bytes, byte i of a block = code of
-        vector i for subspace 2p (low nibble) and 2p + 1 (high nibble); padding vectors and subspace are 0."""
+    def _scan_blocks(self) -> np.ndarray:
+        """Codes re-packed for the quantised scans. 4-bit: (ceil(n / 32), ceil(m / 2), 32) bytes, byte i of a
+        block = code of vector i for subspace 2p (low nibble) and 2p + 1 (high nibble). 8-bit: (ceil(n / 64), m,
+        64), row s of a block = the codes of its 64 vectors for subspace s. Padding vectors and subspace are 0."""
         if self._blocks is None:
             n, m = self._codes.shape
-            n_blocks, n_pairs = (n + 31) // 32, (m + 1) // 2
-            padded = np.zeros((n_blocks * 32, n_pairs * 2), np.uint8)
-            padded[:n, :m] = self._codes
-            pairs = padded.reshape(n_blocks, 32, n_pairs, 2)
-            packed = pairs[..., 0] | (pairs[..., 1] << 4)            # (n_blocks, 32, n_pairs)
-            self._blocks = np.ascontiguousarray(packed.transpose(0, 2, 1))
+            if self.pq.nbits == 4:
+                n_blocks, n_pairs = (n + 31) // 32, (m + 1) // 2
+                padded = np.zeros((n_blocks * 32, n_pairs * 2), np.uint8)
+                padded[:n, :m] = self._codes
+                pairs = padded.reshape(n_blocks, 32, n_pairs, 2)
+                packed = pairs[..., 0] | (pairs[..., 1] << 4)            # (n_blocks, 32, n_pairs)
+                self._blocks = np.ascontiguousarray(packed.transpose(0, 2, 1))
+            else:
+                n_blocks = (n + 63) // 64
+                padded = np.zeros((n_blocks * 64, m), np.uint8)
+                padded[:n] = self._codes
+                self._blocks = np.ascontiguousarray(padded.reshape(n_blocks, 64, m).transpose(0, 2, 1))
         return self._blocks
 
     def _filter_mask(self, filter) -> np.ndarray | None:

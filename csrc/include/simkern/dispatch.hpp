@@ -24,8 +24,8 @@ const KernelTable& kernels_for(Isa isa);  // isa must be supported
 namespace scalar {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
-void scan4(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts, std::uint16_t* out);
-void scan8(const std::uint8_t* codes, i64 n, i64 m, const std::uint8_t* luts, std::uint16_t* out);
+void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs);
+void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs);
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out);
 void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,
              float* dists);

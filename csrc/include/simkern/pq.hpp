@@ -25,6 +25,18 @@ namespace simkern {
 
 enum class PQMetric : int { l2 = 0, ip = 1 };
 
+// Queries of one pass of a quantised scan (at most kScanQueries; the kernels keep their sums in registers).
+constexpr int kScanQueries = 4;
+using ScanHit = void (*)(void* ctx, int q, i64 first_id, std::uint64_t mask, const std::uint16_t* sums);
+struct ScanQueries {
+  const std::uint8_t* luts;  // query q's uint8 tables at luts + q * lut_stride
+  i64 lut_stride;
+  int count;                 // 1 .. kScanQueries
+  std::uint16_t* thresholds; // per query; lowered by the callback
+  ScanHit hit;
+  void* ctx;
+};
+
 struct PQKernels {
   const char* name = nullptr;
   // x: dsub floats; ct: dsub x ksub (one subspace of the transposed codebooks); out: ksub floats.
@@ -39,12 +51,22 @@ struct PQKernels {
   // as fast as `nearest` (one instruction per term instead of three); bit-identical across ISAs too.
   void (*nearest_dot)(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub,
                       i64 ksub, std::int32_t* ids, float* dists) = nullptr;
-  // 4-bit fast scan over the blocked layout (see pq_search4): out[32 b + i] = sum over subspaces of
-  // luts[s][code(vector 32 b + i, s)], uint16 (the driver keeps 2 * n_pairs * 255 <= 65535).
-  void (*scan4)(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts,
-                std::uint16_t* out) = nullptr;
-  // 8-bit scan on uint8 tables: out[i] = sum_s luts[s * 256 + codes[i * m + s]] (codes row-major (n, m)).
-  void (*scan8)(const std::uint8_t* codes, i64 n, i64 m, const std::uint8_t* luts, std::uint16_t* out) = nullptr;
+  // Quantised scans with a running threshold (the drivers' pq_search_quantised). For each group of consecutive
+  // vectors (32 for scan4, 64 for scan8) and each query q < qs.count, the kernel computes the uint16 sums
+  //   sum(i) = sum over subspaces s of lut_q[s][code(i, s)]
+  // and calls qs.hit(qs.ctx, q, first_id, mask, sums) when some sum(i) <= qs.thresholds[q]: bit i of mask set <=>
+  // sum(first_id + i) <= that threshold; sums[i] = sum(first_id + i) for every i of the group. The callback may
+  // lower thresholds[q]; the kernel reads it again after each call. Padding vectors past the end of the data
+  // (codes 0) are reported like the others: the callback drops them.
+  //   scan4: blocks (4-bit layout, see pq_search_quantised) b in [block_begin, block_end), n_pairs = ceil(m / 2);
+  //          lut_q = qs.luts + q * qs.lut_stride, (2 * n_pairs) x 16 bytes.
+  //   scan8: blocks of 64 vectors, block b = m rows of 64 bytes (row s: code(64 b + i, s) for i < 64);
+  //          lut_q: m x 256 bytes.
+  // Sums must stay below 2^16: the driver keeps (number of tables) * 255 <= 65535 (m <= 257).
+  void (*scan4)(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
+                const ScanQueries& qs) = nullptr;
+  void (*scan8)(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs) = nullptr;
+  const char* scan8_name = nullptr;  // "scan8_scalar" or "scan8_vbmi" (a sub-feature variant of the avx512 level)
 };
 
 const PQKernels& pq_kernels();  // for the active ISA
@@ -62,13 +84,15 @@ void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n
 void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
                const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
                int threads);
-// Quantised scans with an exact result (ksub 16: 4-bit fast scan over `blocks`; ksub 256: 8-bit scan over the
-// row-major codes, `blocks` unused). 4-bit blocks: n_blocks = ceil(n / 32) blocks of 32 vectors; block b holds, per
-// subspace pair p (subspaces 2p, 2p+1; odd m is padded with an all-zero table), 32 bytes: byte i =
-// code(32 b + i, 2p) | code(32 b + i, 2p + 1) << 4 (padding vectors: code 0). Per query the float tables are
-// quantised to uint8 (one scale per query, a bias per subspace, FAISS-style), summed in uint16 by scan4, and every
-// id whose quantised sum is within m + 2 units of the k-th best is re-scored with the float tables (codes: the
-// unpacked (n, m) codes); the result equals pq_search's exactly (proof in docs/ARCHITECTURE.md).
+// Quantised scans with an exact result. ksub 16: 4-bit fast scan over `blocks`, n_blocks = ceil(n / 32) blocks of
+// 32 vectors; block b holds, per subspace pair p (subspaces 2p, 2p+1; odd m is padded with an all-zero table),
+// 32 bytes: byte i = code(32 b + i, 2p) | code(32 b + i, 2p + 1) << 4. ksub 256: `blocks` = ceil(n / 64) blocks
+// of 64 vectors, block b = m rows of 64 bytes, row s byte i = code(64 b + i, s). Padding vectors: code 0.
+// Per query the float tables are quantised to uint8 (one scale per query, a bias per subspace, FAISS-style); the
+// scan kernels sum them in uint16 for up to kScanQueries queries per pass and report every id within m + 2 units
+// of the running k-th best quantised sum; each task keeps those candidates, and at the end every candidate within
+// m + 2 units of the final k-th best is re-scored with the float tables (codes: the unpacked (n, m) codes), so
+// the result equals pq_search's exactly (proof in docs/ARCHITECTURE.md).
 void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
                          const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
                          bool smaller_is_better, float* out_scores, i64* out_ids, int threads);

@@ -91,49 +91,67 @@ void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
 
 }  // namespace
 
+// Reports one group of sums to the scan callback when some sum is at or below the query's threshold.
+static inline void report(const ScanQueries& qs, int q, i64 first_id, const std::uint16_t* sums, int count) {
+  const std::uint16_t threshold = qs.thresholds[q];
+  std::uint64_t mask = 0;
+  for (int i = 0; i < count; ++i)
+    if (sums[i] <= threshold) mask |= std::uint64_t{1} << i;
+  if (mask) qs.hit(qs.ctx, q, first_id, mask, sums);
+}
+
 // Portable 4-bit scan (also used by levels without a SIMD version of it).
-void scan4(const std::uint8_t* blocks, i64 n_blocks, i64 n_pairs, const std::uint8_t* luts, std::uint16_t* out) {
-  for (i64 b = 0; b < n_blocks; ++b) {
-    for (int i = 0; i < 32; ++i) {
-      unsigned acc = 0;
-      for (i64 p = 0; p < n_pairs; ++p) {
-        const std::uint8_t byte = blocks[(b * n_pairs + p) * 32 + i];
-        acc += luts[(2 * p) * 16 + (byte & 15)] + luts[(2 * p + 1) * 16 + (byte >> 4)];
+void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs) {
+  std::uint16_t sums[32];
+  for (i64 b = block_begin; b < block_end; ++b) {
+    const std::uint8_t* block = blocks + b * n_pairs * 32;
+    for (int q = 0; q < qs.count; ++q) {
+      const std::uint8_t* luts = qs.luts + q * qs.lut_stride;
+      for (int i = 0; i < 32; ++i) {
+        unsigned acc = 0;
+        for (i64 p = 0; p < n_pairs; ++p) {
+          const std::uint8_t byte = block[p * 32 + i];
+          acc += luts[(2 * p) * 16 + (byte & 15)] + luts[(2 * p + 1) * 16 + (byte >> 4)];
+        }
+        sums[i] = static_cast<std::uint16_t>(acc);
       }
-      out[b * 32 + i] = static_cast<std::uint16_t>(acc);
+      report(qs, q, b * 32, sums, 32);
     }
   }
 }
 
-// 8-bit scan on uint8 tables, four codes at a time (no hardware gathers: they are slower than scalar loads on the
-// AMD cores we measure on). Sums stay below 2^16 for m <= 257.
-void scan8(const std::uint8_t* codes, i64 n, i64 m, const std::uint8_t* luts, std::uint16_t* out) {
-  i64 i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::uint8_t* c = codes + i * m;
-    unsigned a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (i64 s = 0; s < m; ++s) {
-      const std::uint8_t* t = luts + s * 256;
-      a0 += t[c[s]];
-      a1 += t[c[m + s]];
-      a2 += t[c[2 * m + s]];
-      a3 += t[c[3 * m + s]];
+// 8-bit scan on uint8 tables over 64-vector blocks, four vectors at a time per query (no hardware gathers: they
+// are slower than scalar loads on the AMD cores we measure on). The VBMI variant is x86_avx512_vbmi/pq_scan8.cpp.
+void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs) {
+  std::uint16_t sums[64];
+  for (i64 b = block_begin; b < block_end; ++b) {
+    const std::uint8_t* block = blocks + b * m * 64;
+    for (int q = 0; q < qs.count; ++q) {
+      const std::uint8_t* luts = qs.luts + q * qs.lut_stride;
+      for (int i = 0; i < 64; i += 4) {
+        unsigned a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (i64 s = 0; s < m; ++s) {
+          const std::uint8_t* t = luts + s * 256;
+          const std::uint8_t* c = block + s * 64 + i;
+          a0 += t[c[0]];
+          a1 += t[c[1]];
+          a2 += t[c[2]];
+          a3 += t[c[3]];
+        }
+        sums[i] = static_cast<std::uint16_t>(a0);
+        sums[i + 1] = static_cast<std::uint16_t>(a1);
+        sums[i + 2] = static_cast<std::uint16_t>(a2);
+        sums[i + 3] = static_cast<std::uint16_t>(a3);
+      }
+      report(qs, q, b * 64, sums, 64);
     }
-    out[i] = static_cast<std::uint16_t>(a0);
-    out[i + 1] = static_cast<std::uint16_t>(a1);
-    out[i + 2] = static_cast<std::uint16_t>(a2);
-    out[i + 3] = static_cast<std::uint16_t>(a3);
-  }
-  for (; i < n; ++i) {
-    unsigned acc = 0;
-    for (i64 s = 0; s < m; ++s) acc += luts[s * 256 + codes[i * m + s]];
-    out[i] = static_cast<std::uint16_t>(acc);
   }
 }
 
 void fill_pq(PQKernels* out) {
   out->name = "pq_scalar";
   out->scan8 = scan8;
+  out->scan8_name = "scan8_scalar";
   out->scan4 = scan4;
   out->sq_dists = sq_dists;
   out->dots = dots;

@@ -26,7 +26,8 @@ void fill_pq(PQKernels* out) {
   out->dots = pq_detail::dots;
   out->nearest = pq_detail::nearest;
   out->nearest_dot = pq_detail::nearest_dot;
-  out->scan8 = scalar::scan8;  // scalar loads beat gathers here; a VBMI permute version is still to write
+  out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
+  out->scan8_name = "scan8_scalar";  // replaced by the VBMI variant when the CPU has it (dispatch.cpp)
 #if !defined(SIMKERN_TEST_EMULATE_AVX512)
   out->scan4 = scan4_x86;
 #else
