@@ -66,6 +66,19 @@ py::array_t<float> tables_py(const CArray<float>& queries, const CArray<float>& 
   return tables;
 }
 
+// Codes index the tables: every code must be < ksub (a power of two). One OR over all bytes (vectorised by the
+// compiler), then the offending entry is looked for only when the check fails.
+void require_codes_below(const std::uint8_t* c, i64 n, i64 m, i64 ksub) {
+  if (ksub >= 256) return;
+  std::uint8_t any = 0;
+  for (i64 i = 0; i < n * m; ++i) any |= c[i];
+  if (any < ksub) return;
+  for (i64 i = 0; i < n * m; ++i)
+    if (c[i] >= ksub)
+      throw py::value_error("codes contain " + std::to_string(c[i]) + " at row " + std::to_string(i / m) +
+                            ", subspace " + std::to_string(i % m) + "; codes must be < ksub = " + std::to_string(ksub));
+}
+
 py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, int threads) {
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
@@ -73,10 +86,7 @@ py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t
   require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + ") (one code per subspace), got " +
                                    shape_str(codes));
   const std::uint8_t* c = codes.data();
-  for (i64 i = 0; i < n * m; ++i)
-    if (c[i] >= ksub)
-      throw py::value_error("codes contain " + std::to_string(c[i]) + " at row " + std::to_string(i / m) +
-                            ", subspace " + std::to_string(i % m) + "; codes must be < ksub = " + std::to_string(ksub));
+  require_codes_below(c, n, m, ksub);
   py::array_t<float> out({nq, n});
   float* o = out.mutable_data();
   run_without_gil([&] { pq_adc(tables.data(), nq, c, n, m, ksub, o, threads); });
@@ -90,6 +100,7 @@ py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& cod
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
   require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + "), got " + shape_str(codes));
   require(k >= 1, "k must be >= 1, got " + std::to_string(k));
+  require_codes_below(codes.data(), n, m, ksub);
   const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
   const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
   py::array_t<float> scores({nq, k});
@@ -114,8 +125,7 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
   require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + "), got " + shape_str(codes));
   require(k >= 1, "k must be >= 1, got " + std::to_string(k));
   const std::uint8_t* c = codes.data();
-  for (i64 i = 0; i < n * m; ++i)
-    if (c[i] >= ksub) throw py::value_error("codes must be < ksub = " + std::to_string(ksub));
+  require_codes_below(c, n, m, ksub);
   require(!blocks_obj.is_none(), "the quantised scan needs the blocked codes");
   const auto blocks = blocks_obj.cast<CArray<std::uint8_t>>();
   require_ndim(blocks, 3, "blocked codes");

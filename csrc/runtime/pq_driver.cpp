@@ -242,7 +242,7 @@ namespace {
 // sums seen so far and every (sum, id) offered while sum <= bound = heap top + slack. The bound is published to
 // the kernel as the query's threshold, so after the first k ids almost nothing is reported.
 struct QuantCollector {
-  i64 k = 0, slack = 0;
+  i64 k = 0, slack = 0, compact_at = 0;
   std::vector<std::uint16_t> heap;
   std::vector<std::pair<std::uint16_t, i64>> cand;
 
@@ -259,9 +259,10 @@ struct QuantCollector {
     cand.emplace_back(v, id);
     if (static_cast<i64>(heap.size()) == k) {
       threshold = static_cast<std::uint16_t>(std::min<i64>(threshold, heap.front() + slack));
-      if (static_cast<i64>(cand.size()) >= 2 * k + 256) {  // drop what the bound has excluded since
+      if (static_cast<i64>(cand.size()) >= compact_at) {  // drop what the bound has excluded since
         const std::uint16_t t = threshold;
         cand.erase(std::remove_if(cand.begin(), cand.end(), [t](const auto& c) { return c.first > t; }), cand.end());
+        compact_at = std::max<i64>(2 * k + 256, 2 * static_cast<i64>(cand.size()));  // amortised O(1) per offer
       }
     }
   }
@@ -286,27 +287,29 @@ void on_scan_hit(void* ctx, int q, i64 first_id, std::uint64_t bits, const std::
   }
 }
 
-// uint8 tables of one query: per subspace bias = min entry, one scale per query = 255 / largest span (double).
-void quantise_tables(const float* t, i64 m, i64 ksub, float sign, std::uint8_t* lut, i64 lut_bytes) {
+// uint8 tables of one query: per subspace bias = min entry, one scale per query = levels / largest span (double),
+// entries rounded half up to 0 .. levels (a conversion instead of a nearbyint call: this file is built for the
+// baseline ISA). Rounding error <= 1/2 unit per entry, as the re-scoring bound assumes.
+void quantise_tables(const float* t, i64 m, i64 ksub, float sign, double levels, std::uint8_t* lut, i64 lut_bytes) {
+  double lows[256];
   double span = 0.0;
   for (i64 s = 0; s < m; ++s) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (i64 j = 0; j < ksub; ++j) {
-      lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
-      hi = std::max(hi, static_cast<double>(sign * t[s * ksub + j]));
+    float lo = sign * t[s * ksub], hi = lo;
+    for (i64 j = 1; j < ksub; ++j) {
+      const float v = sign * t[s * ksub + j];
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
     }
-    span = std::max(span, hi - lo);
+    lows[s] = lo;
+    span = std::max(span, static_cast<double>(hi) - static_cast<double>(lo));
   }
-  const double scale = span > 0.0 ? 255.0 / span : 1.0;
+  const double scale = span > 0.0 ? levels / span : 1.0;
   std::fill(lut, lut + lut_bytes, std::uint8_t{0});  // odd m (4-bit): the padding table stays zero
-  for (i64 s = 0; s < m; ++s) {
-    double lo = INFINITY;
-    for (i64 j = 0; j < ksub; ++j) lo = std::min(lo, static_cast<double>(sign * t[s * ksub + j]));
+  for (i64 s = 0; s < m; ++s)
     for (i64 j = 0; j < ksub; ++j) {
-      const double v = std::nearbyint((static_cast<double>(sign * t[s * ksub + j]) - lo) * scale);
-      lut[s * ksub + j] = static_cast<std::uint8_t>(std::min(255.0, std::max(0.0, v)));
+      const double v = (static_cast<double>(sign * t[s * ksub + j]) - lows[s]) * scale + 0.5;  // in [0.5, levels + 0.5]
+      lut[s * ksub + j] = static_cast<std::uint8_t>(std::min(levels, static_cast<double>(static_cast<int>(v))));
     }
-  }
 }
 
 }  // namespace
@@ -321,11 +324,17 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
   const i64 n_blocks = (n + group - 1) / group;
   const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;
   const float sign = smaller_is_better ? 1.0f : -1.0f;  // quantise "smaller is better" values
+  // 4-bit tables use 0..127 so that the two lookups of a subspace pair add in one byte (pq-scan4-x86-inl.hpp).
+  const double levels = four_bit ? kScan4Levels : 255.0;
   const i64 slack = m + 2;  // each of m table entries is off by at most half a unit (proof in ARCHITECTURE.md)
   // Tasks: (pass of up to kScanQueries queries) x (chunk of blocks); a query's codes are split across threads too.
   // Queries go in batches of at most 256 (the uint8 tables of a batch stay small).
+  // Codes are split only as far as the query passes leave threads idle: every extra chunk pays its own warm-up
+  // (all ids are reported until its heap holds k sums).
+  const i64 passes_total = (std::min<i64>(n_queries, 256) + kScanQueries - 1) / kScanQueries;
+  const i64 want_chunks = std::max<i64>(1, (threads * 2 + passes_total - 1) / passes_total);
   const i64 min_blocks = four_bit ? 64 : 32;
-  const i64 chunk_blocks = std::max<i64>(min_blocks, (n_blocks + threads * 2 - 1) / (threads * 2));
+  const i64 chunk_blocks = std::max<i64>(min_blocks, (n_blocks + want_chunks - 1) / want_chunks);
   const i64 chunks = std::max<i64>(1, (n_blocks + chunk_blocks - 1) / chunk_blocks);
   const i64 batch = std::min<i64>(n_queries, 256);
   std::vector<std::uint8_t> luts(static_cast<std::size_t>(batch * lut_bytes));
@@ -333,11 +342,12 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
   for (i64 q0 = 0; q0 < n_queries; q0 += batch) {
     const i64 nb = std::min(batch, n_queries - q0);
     parallel_for(nb, threads, [&](i64 qb, int) {
-      quantise_tables(tables + (q0 + qb) * m * ksub, m, ksub, sign, luts.data() + qb * lut_bytes, lut_bytes);
+      quantise_tables(tables + (q0 + qb) * m * ksub, m, ksub, sign, levels, luts.data() + qb * lut_bytes, lut_bytes);
       for (i64 c = 0; c < chunks; ++c) {
         QuantCollector& col = collectors[qb * chunks + c];
         col.k = k;
         col.slack = slack;
+        col.compact_at = 2 * k + 256;
         col.heap.clear();
         col.cand.clear();
       }

@@ -27,6 +27,8 @@ enum class PQMetric : int { l2 = 0, ip = 1 };
 
 // Queries of one pass of a quantised scan (at most kScanQueries; the kernels keep their sums in registers).
 constexpr int kScanQueries = 4;
+// Largest uint8 table entry the 4-bit scan accepts: two entries must add without overflowing a byte.
+constexpr int kScan4Levels = 127;
 using ScanHit = void (*)(void* ctx, int q, i64 first_id, std::uint64_t mask, const std::uint16_t* sums);
 struct ScanQueries {
   const std::uint8_t* luts;  // query q's uint8 tables at luts + q * lut_stride
@@ -59,7 +61,7 @@ struct PQKernels {
   // lower thresholds[q]; the kernel reads it again after each call. Padding vectors past the end of the data
   // (codes 0) are reported like the others: the callback drops them.
   //   scan4: blocks (4-bit layout, see pq_search_quantised) b in [block_begin, block_end), n_pairs = ceil(m / 2);
-  //          lut_q = qs.luts + q * qs.lut_stride, (2 * n_pairs) x 16 bytes.
+  //          lut_q = qs.luts + q * qs.lut_stride, (2 * n_pairs) x 16 bytes, every entry <= kScan4Levels.
   //   scan8: blocks of 64 vectors, block b = m rows of 64 bytes (row s: code(64 b + i, s) for i < 64);
   //          lut_q: m x 256 bytes.
   // Sums must stay below 2^16: the driver keeps (number of tables) * 255 <= 65535 (m <= 257).
