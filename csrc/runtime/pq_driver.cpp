@@ -352,23 +352,38 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
         col.cand.clear();
       }
     });
+    // A task runs a group of passes over its chunk in L2-sized slices of blocks (all passes of the group per
+    // slice), so the codes are read from memory once per group rather than once per pass.
     const i64 passes = (nb + kScanQueries - 1) / kScanQueries;
-    parallel_for(passes * chunks, threads, [&](i64 task_id, int) {
-      const i64 pass = task_id / chunks, c = task_id % chunks;
-      const i64 qb0 = pass * kScanQueries;
-      const int count = static_cast<int>(std::min<i64>(kScanQueries, nb - qb0));
-      ScanTask task;
-      task.n = n;
-      task.mask = mask;
-      for (int j = 0; j < count; ++j) {
-        task.collectors[j] = &collectors[(qb0 + j) * chunks + c];
-        task.thresholds[j] = 65535;
+    const i64 group_passes = std::min<i64>(8, std::max<i64>(1, passes / (threads * 2)));
+    const i64 groups = (passes + group_passes - 1) / group_passes;
+    const i64 block_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 64;
+    const i64 slice_blocks = std::max<i64>(1, (128 << 10) / block_bytes);
+    parallel_for(groups * chunks, threads, [&](i64 task_id, int) {
+      const i64 g = task_id / chunks, c = task_id % chunks;
+      const i64 p0 = g * group_passes, p1 = std::min(passes, p0 + group_passes);
+      ScanTask tasks[8];
+      ScanQueries qs[8];
+      for (i64 p = p0; p < p1; ++p) {
+        ScanTask& task = tasks[p - p0];
+        const i64 qb0 = p * kScanQueries;
+        const int count = static_cast<int>(std::min<i64>(kScanQueries, nb - qb0));
+        task.n = n;
+        task.mask = mask;
+        for (int j = 0; j < count; ++j) {
+          task.collectors[j] = &collectors[(qb0 + j) * chunks + c];
+          task.thresholds[j] = 65535;
+        }
+        qs[p - p0] = ScanQueries{luts.data() + qb0 * lut_bytes, lut_bytes, count, task.thresholds, on_scan_hit, &task};
       }
-      ScanQueries qs{luts.data() + qb0 * lut_bytes, lut_bytes, count, task.thresholds, on_scan_hit, &task};
       const i64 b0 = c * chunk_blocks, b1 = std::min(n_blocks, b0 + chunk_blocks);
-      if (b0 >= b1) return;
-      if (four_bit) kern.scan4(blocks, b0, b1, (m + 1) / 2, qs);
-      else kern.scan8(blocks, b0, b1, m, qs);
+      for (i64 s0 = b0; s0 < b1; s0 += slice_blocks) {
+        const i64 s1 = std::min(b1, s0 + slice_blocks);
+        for (i64 p = p0; p < p1; ++p) {
+          if (four_bit) kern.scan4(blocks, s0, s1, (m + 1) / 2, qs[p - p0]);
+          else kern.scan8(blocks, s0, s1, m, qs[p - p0]);
+        }
+      }
     });
     parallel_for(nb, threads, [&](i64 qb, int) {
       const i64 q = q0 + qb;
