@@ -23,7 +23,10 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     csrc/kernels/x86_avx512/pq.cpp)
   set(SIMKERN_AVX512_BF16_SOURCES
     csrc/kernels/x86_avx512_bf16/maxsim.cpp)
-  list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_AVX2_SOURCES} ${SIMKERN_AVX512_SOURCES} ${SIMKERN_AVX512_BF16_SOURCES})
+  set(SIMKERN_AVX512_VBMI_SOURCES
+    csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp)
+  list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_AVX2_SOURCES} ${SIMKERN_AVX512_SOURCES} ${SIMKERN_AVX512_BF16_SOURCES}
+       ${SIMKERN_AVX512_VBMI_SOURCES})
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_X86_KERNELS=1)
 endif()
 
@@ -39,6 +42,7 @@ endif()
 set(SIMKERN_AVX2_FLAGS -mavx2 -mfma -mf16c)
 set(SIMKERN_AVX512_FLAGS ${SIMKERN_AVX2_FLAGS} -mavx512f -mavx512bw -mavx512dq -mavx512vl)
 set(SIMKERN_AVX512_BF16_FLAGS ${SIMKERN_AVX512_FLAGS} -mavx512bf16)
+set(SIMKERN_AVX512_VBMI_FLAGS ${SIMKERN_AVX512_FLAGS} -mavx512vbmi)
 
 # PQ files promise bit-identical distances on every ISA (simkern/pq.hpp): no FMA contraction anywhere in them.
 set(SIMKERN_PQ_SOURCES
@@ -55,6 +59,7 @@ function(simkern_apply_isa_flags)
     set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_BF16_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_BF16_FLAGS}")
+    set_source_files_properties(${SIMKERN_AVX512_VBMI_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_VBMI_FLAGS}")
   endif()
   # Appended after the ISA flags (COMPILE_OPTIONS is a list property).
   set_property(SOURCE ${SIMKERN_PQ_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")

@@ -62,6 +62,7 @@ py::dict kernel_names() {
   maxsim["bfloat16"] = t.maxsim[static_cast<int>(DocDType::bf16)].name;
   py::dict pq;
   pq["float32"] = t.pq.name;
+  pq["scan8"] = t.pq.scan8_name;  // the 8-bit quantised scan: scan8_scalar or scan8_vbmi
   py::dict d;
   d["maxsim"] = maxsim;
   d["pq"] = pq;

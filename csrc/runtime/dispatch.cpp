@@ -27,6 +27,8 @@ void build_tables() {
     avx512::fill_pq(&g_tables[2].pq);
     // Sub-feature variant: bf16 docs scored with vdpbf16ps when the CPU has AVX512_BF16.
     if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
+    // Sub-feature variant: the 8-bit PQ scan with vpermi2b byte permutes when the CPU has AVX512_VBMI.
+    if (cpu_features().avx512_vbmi) avx512_vbmi::fill_pq_scan8(&g_tables[2].pq);
   }
 #endif
 #if defined(SIMKERN_HAVE_NEON_KERNELS)

@@ -66,7 +66,7 @@ CpuFeatures detect() {
   }
 #if defined(SIMKERN_TEST_EMULATE_AVX512)
   // tools/cross_check only: the AVX-512 files were compiled against a scalar emulation of their intrinsics.
-  f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512_bf16 = f.os_avx512 = true;
+  f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512_bf16 = f.avx512_vbmi = f.os_avx512 = true;
 #endif
 #elif defined(__aarch64__)
   f.aarch64 = true;

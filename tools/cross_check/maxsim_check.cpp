@@ -188,6 +188,64 @@ int pq_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// Quantised scans: every level's scan4 / scan8 reports exactly the scalar kernel's (id, sum) pairs for 1-4 queries
+// and several thresholds (4-bit tables <= 127 as the contract says, 8-bit tables 0-255).
+struct ScanOut {
+  std::vector<std::uint16_t> sums;
+  std::vector<char> reported;
+  i64 width;
+};
+
+void record_hit(void* ctx, int q, i64 first_id, std::uint64_t mask, const std::uint16_t* sums) {
+  ScanOut& o = *static_cast<ScanOut*>(ctx);
+  for (int i = 0; i < 64; ++i)
+    if (mask >> i & 1) {
+      o.sums[q * o.width + first_id + i] = sums[i];
+      o.reported[q * o.width + first_id + i] = 1;
+    }
+}
+
+ScanOut run_scan(const simkern::PQKernels& k, bool four_bit, const std::vector<std::uint8_t>& blocks, i64 n_blocks,
+                 i64 rows, const std::vector<std::uint8_t>& luts, int nq, std::uint16_t threshold) {
+  const i64 group = four_bit ? 32 : 64;
+  ScanOut o{std::vector<std::uint16_t>(nq * n_blocks * group), std::vector<char>(nq * n_blocks * group), n_blocks * group};
+  std::uint16_t thresholds[simkern::kScanQueries];
+  for (auto& t : thresholds) t = threshold;
+  const i64 lut_stride = static_cast<i64>(luts.size()) / nq;
+  simkern::ScanQueries qs{luts.data(), lut_stride, nq, thresholds, record_hit, &o};
+  if (four_bit) k.scan4(blocks.data(), 0, n_blocks, rows, qs);
+  else k.scan8(blocks.data(), 0, n_blocks, rows, qs);
+  return o;
+}
+
+int scan_check(std::mt19937_64& rng) {
+  const simkern::PQKernels& ref = simkern::kernels_for(simkern::Isa::scalar).pq;
+  int runs = 0;
+  for (int four_bit = 0; four_bit < 2; ++four_bit)
+    for (int rows : {1, 2, 7, 16, 48}) {
+      const i64 n_blocks = 3, group = four_bit ? 32 : 64, entries = four_bit ? 2 * rows * 16 : rows * 256;
+      std::vector<std::uint8_t> blocks(static_cast<std::size_t>(n_blocks * rows * group));
+      for (auto& v : blocks) v = static_cast<std::uint8_t>(rng());
+      for (int nq = 1; nq <= simkern::kScanQueries; ++nq) {
+        std::vector<std::uint8_t> luts(static_cast<std::size_t>(nq * entries));
+        for (auto& v : luts) v = static_cast<std::uint8_t>(rng() % (four_bit ? simkern::kScan4Levels + 1 : 256));
+        for (std::uint16_t threshold : {0, 900, 2500, 65535}) {
+          const ScanOut want = run_scan(ref, four_bit, blocks, n_blocks, rows, luts, nq, threshold);
+          for (int level = 1; level < simkern::kNumIsas; ++level) {
+            const simkern::Isa isa = static_cast<simkern::Isa>(level);
+            if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+            const simkern::PQKernels& k = simkern::kernels_for(isa).pq;
+            const ScanOut got = run_scan(k, four_bit, blocks, n_blocks, rows, luts, nq, threshold);
+            ++runs;
+            if (got.sums != want.sums || got.reported != want.reported)
+              fail(four_bit ? "pq scan4 differs from scalar" : "pq scan8 differs from scalar", k.scan8_name, rows, nq);
+          }
+        }
+      }
+    }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -276,7 +334,7 @@ int main() {
       }
     }
   }
-  const int pq_runs = pq_check(rng);
+  const int pq_runs = pq_check(rng) + scan_check(rng);
   std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ kernel comparisons, %d failures\n",
               simkern::isa_name(simkern::best_isa()), cases, pq_runs, g_failures);
   return g_failures == 0 ? 0 : 1;

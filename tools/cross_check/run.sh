@@ -24,6 +24,7 @@ if [ "$mode" = "--emulate-avx512" ]; then
     "csrc/kernels/x86_avx512/maxsim.cpp:$emu"
     "csrc/kernels/x86_avx512/pq.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:$emu"
+    "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:$emu"
   )
   link=(-pthread)
   runner=()
@@ -36,6 +37,7 @@ elif [ "$mode" = "--native" ]; then
     "csrc/kernels/x86_avx512/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
     "csrc/kernels/x86_avx512/pq.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16"
+    "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vbmi"
   )
   link=(-pthread)
   runner=()

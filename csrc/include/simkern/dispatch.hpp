@@ -42,6 +42,7 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 }  // namespace avx512
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
+namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
 namespace neon {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);

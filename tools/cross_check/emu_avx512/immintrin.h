@@ -1,5 +1,5 @@
 // Test shim, not the system header: a scalar emulation of the few AVX-512 / AVX512-BF16 intrinsics that
-// csrc/kernels/x86_avx512*/maxsim.cpp use, so that those files can be compiled and checked on a CPU without
+// csrc/kernels/x86_avx512*/ files use, so that those files can be compiled and checked on a CPU without
 // AVX-512 (tools/cross_check/run.sh --emulate-avx512 puts this folder first on their include path only).
 // Each function follows the pseudo-code of Intel's Intrinsics Guide lane by lane; fmadd is fused (std::fma),
 // max returns the second operand unless the first is greater (MAXPS NaN rule), vdpbf16ps adds the odd then the
@@ -24,6 +24,8 @@ struct __m512bh {
   __m512bh(const __m512i& x) { std::memcpy(h, x.b, 64); }  // the (__m512bh) casts in the kernels
 };
 typedef std::uint16_t __mmask16;
+typedef std::uint32_t __mmask32;
+typedef std::uint64_t __mmask64;
 
 static inline void _mm_prefetch(const char*, int) {}
 static inline __m512 _mm512_setzero_ps() { __m512 r; for (float& x : r.v) x = 0.0f; return r; }
@@ -105,3 +107,38 @@ static inline __m512 _mm512_fnmadd_ps(__m512 a, __m512 b, __m512 c) {  // c - a 
 static inline __m512 _mm512_min_ps(__m512 a, __m512 b) {  // MINPS: the second operand unless a < b
   __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i]; return r;
 }
+
+// AVX512BW / VBMI integer operations of csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp (bytes and uint16 lanes,
+// little-endian as on x86).
+static inline std::uint16_t emu_u16(const __m512i& a, int i) { std::uint16_t v; std::memcpy(&v, a.b + 2 * i, 2); return v; }
+static inline void emu_set_u16(__m512i& a, int i, std::uint16_t v) { std::memcpy(a.b + 2 * i, &v, 2); }
+static inline __m512i _mm512_setzero_si512() { __m512i r; std::memset(r.b, 0, 64); return r; }
+static inline void _mm512_store_si512(void* p, __m512i a) { std::memcpy(p, a.b, 64); }
+static inline __mmask64 _mm512_movepi8_mask(__m512i a) {
+  __mmask64 m = 0; for (int i = 0; i < 64; ++i) if (a.b[i] & 0x80) m |= __mmask64{1} << i; return m;
+}
+static inline __m512i _mm512_permutex2var_epi8(__m512i a, __m512i idx, __m512i b) {  // vpermi2b / vpermt2b
+  __m512i r; for (int i = 0; i < 64; ++i) r.b[i] = (idx.b[i] & 64) ? b.b[idx.b[i] & 63] : a.b[idx.b[i] & 63]; return r;
+}
+static inline __m512i _mm512_mask_blend_epi8(__mmask64 k, __m512i a, __m512i b) {
+  __m512i r; for (int i = 0; i < 64; ++i) r.b[i] = (k >> i) & 1 ? b.b[i] : a.b[i]; return r;
+}
+static inline __m512i _mm512_add_epi16(__m512i a, __m512i b) {
+  __m512i r; for (int i = 0; i < 32; ++i) emu_set_u16(r, i, static_cast<std::uint16_t>(emu_u16(a, i) + emu_u16(b, i))); return r;
+}
+static inline __m512i _mm512_sub_epi16(__m512i a, __m512i b) {
+  __m512i r; for (int i = 0; i < 32; ++i) emu_set_u16(r, i, static_cast<std::uint16_t>(emu_u16(a, i) - emu_u16(b, i))); return r;
+}
+static inline __m512i _mm512_srli_epi16(__m512i a, unsigned n) {
+  __m512i r; for (int i = 0; i < 32; ++i) emu_set_u16(r, i, n > 15 ? 0 : static_cast<std::uint16_t>(emu_u16(a, i) >> n)); return r;
+}
+static inline __m512i _mm512_slli_epi16(__m512i a, unsigned n) {
+  __m512i r; for (int i = 0; i < 32; ++i) emu_set_u16(r, i, n > 15 ? 0 : static_cast<std::uint16_t>(emu_u16(a, i) << n)); return r;
+}
+static inline __m512i _mm512_set1_epi16(short v) {
+  __m512i r; for (int i = 0; i < 32; ++i) emu_set_u16(r, i, static_cast<std::uint16_t>(v)); return r;
+}
+static inline __mmask32 _mm512_cmple_epu16_mask(__m512i a, __m512i b) {
+  __mmask32 m = 0; for (int i = 0; i < 32; ++i) if (emu_u16(a, i) <= emu_u16(b, i)) m |= __mmask32{1} << i; return m;
+}
+
