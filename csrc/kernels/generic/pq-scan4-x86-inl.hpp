@@ -9,6 +9,8 @@
 // like generic/maxsim-inl.hpp.
 #pragma once
 
+#include "generic/scan-passes-inl.hpp"
+
 template <int NQ>
 static void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
                        const ScanQueries& qs, int q0) {
@@ -65,20 +67,7 @@ static void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_en
 
 static void scan4_x86(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
                       const ScanQueries& qs) {
-  for (int q0 = 0; q0 < qs.count;) {
-    const int left = qs.count - q0;
-    if (left >= 4) {
-      scan4_pass<4>(blocks, block_begin, block_end, n_pairs, qs, q0);
-      q0 += 4;
-    } else if (left == 3) {
-      scan4_pass<3>(blocks, block_begin, block_end, n_pairs, qs, q0);
-      q0 += 3;
-    } else if (left == 2) {
-      scan4_pass<2>(blocks, block_begin, block_end, n_pairs, qs, q0);
-      q0 += 2;
-    } else {
-      scan4_pass<1>(blocks, block_begin, block_end, n_pairs, qs, q0);
-      q0 += 1;
-    }
-  }
+  for_each_query_pass(qs.count, [&](auto count, int q0) {
+    scan4_pass<decltype(count)::value>(blocks, block_begin, block_end, n_pairs, qs, q0);
+  });
 }

@@ -19,6 +19,8 @@ namespace simkern {
 namespace avx512_vbmi {
 namespace {
 
+#include "generic/scan-passes-inl.hpp"
+
 template <int NQ>
 void scan8_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs, int q0) {
   const std::uint8_t* luts[NQ];
@@ -64,22 +66,9 @@ void scan8_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 
 }
 
 void scan8_vbmi(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs) {
-  for (int q0 = 0; q0 < qs.count;) {
-    const int left = qs.count - q0;
-    if (left >= 4) {
-      scan8_pass<4>(blocks, block_begin, block_end, m, qs, q0);
-      q0 += 4;
-    } else if (left == 3) {
-      scan8_pass<3>(blocks, block_begin, block_end, m, qs, q0);
-      q0 += 3;
-    } else if (left == 2) {
-      scan8_pass<2>(blocks, block_begin, block_end, m, qs, q0);
-      q0 += 2;
-    } else {
-      scan8_pass<1>(blocks, block_begin, block_end, m, qs, q0);
-      q0 += 1;
-    }
-  }
+  for_each_query_pass(qs.count, [&](auto count, int q0) {
+    scan8_pass<decltype(count)::value>(blocks, block_begin, block_end, m, qs, q0);
+  });
 }
 
 }  // namespace
