@@ -108,6 +108,26 @@ def test_encode_ties_go_to_the_lowest_code_on_every_isa(nbits):
             assert (picked <= dist.min(axis=2) + 2 * pq_table_tolerance(x, books, "l2").max(axis=2)).all()
 
 
+def test_distance_tables_out():
+    rng = np.random.default_rng(5)
+    pq, _ = _random_pq(rng, 4, 8, 4)
+    q = rng.standard_normal((6, 32)).astype(np.float32)
+    out = np.full((6, 4, 16), np.nan, np.float32)
+    assert pq.distance_tables(q, out=out) is out
+    np.testing.assert_array_equal(out, pq.distance_tables(q))
+    for bad, err in [(np.zeros((6, 4, 15), np.float32), ValueError), (np.zeros((6, 4, 16)), TypeError),
+                     (np.zeros((6, 16, 4), np.float32).transpose(0, 2, 1), ValueError), ([0.0], TypeError)]:
+        with pytest.raises(err, match="out"):
+            pq.distance_tables(q, out=bad)
+    frozen = np.zeros((6, 4, 16), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        pq.distance_tables(q, out=frozen)
+    shared = np.zeros(6 * 4 * 16 + 6 * 32, np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        pq.distance_tables(shared[:6 * 32].reshape(6, 32), out=shared[:6 * 64].reshape(6, 4, 16))
+
+
 def test_fit_is_deterministic_across_threads_and_isas():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3000, 32)).astype(np.float32)

@@ -31,6 +31,23 @@ inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);
 }
 
+// The result array: a new one, or the caller's `out` after checking dtype, layout, shape and writability.
+inline py::array_t<float> result_array(const py::object& out, std::vector<py::ssize_t> shape) {
+  if (out.is_none()) return py::array_t<float>(shape);
+  if (!py::isinstance<py::array_t<float>>(out)) throw py::type_error("out must be a float32 numpy array");
+  py::array_t<float> arr = py::reinterpret_borrow<py::array_t<float>>(out);
+  std::ostringstream want;
+  want << "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) want << (i ? ", " : "") << shape[i] << (shape.size() == 1 ? "," : "");
+  want << ")";
+  bool same = arr.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (std::size_t i = 0; same && i < shape.size(); ++i) same = arr.shape(i) == shape[i];
+  if (!same) throw py::value_error("out must have shape " + want.str() + ", got " + shape_str(arr));
+  if (!(arr.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+  if (!arr.writeable()) throw py::value_error("out must be writeable");
+  return arr;
+}
+
 inline void require_ndim(const py::array& a, int ndim, const char* name) {
   if (a.ndim() != ndim) {
     std::ostringstream s;

@@ -53,12 +53,13 @@ py::array_t<std::uint8_t> encode_py(const CArray<float>& x, const CArray<float>&
   return codes;
 }
 
-py::array_t<float> tables_py(const CArray<float>& queries, const CArray<float>& ct, int metric, int threads) {
+py::array_t<float> tables_py(const CArray<float>& queries, const CArray<float>& ct, int metric, int threads,
+                             const py::object& out_obj) {
   const CodebookShape s = check_ct(ct);
   check_rows(queries, s.m * s.dsub, "queries");
   require(metric == 0 || metric == 1, "metric code must be 0 (l2) or 1 (ip)");
   const i64 nq = queries.shape(0);
-  py::array_t<float> tables({nq, s.m, s.ksub});
+  py::array_t<float> tables = result_array(out_obj, {nq, s.m, s.ksub});
   float* out = tables.mutable_data();
   run_without_gil([&] {
     pq_tables(queries.data(), nq, s.m * s.dsub, ct.data(), s.m, s.ksub, static_cast<PQMetric>(metric), out, threads);
@@ -211,7 +212,8 @@ void bind_pq(py::module_& m) {
   m.def("_pq_encode", &encode_py, py::arg("x").noconvert(), py::arg("ct").noconvert(), py::arg("threads"),
         R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads) -> u8 (n, m))");
   m.def("_pq_tables", &tables_py, py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("metric"),
-        py::arg("threads"), R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads) -> f32 (nq, m, ksub))");
+        py::arg("threads"), py::arg("out") = py::none(),
+        R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads, out=None) -> f32 (nq, m, ksub))");
   m.def("_pq_adc", &adc_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
         R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads) -> f32 (nq, n))");
   m.def("_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),

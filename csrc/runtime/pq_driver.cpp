@@ -165,13 +165,15 @@ void pq_tables(const float* queries, i64 n_queries, i64 dim, const float* ct, i6
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
   const i64 dsub = dim / m;
-  parallel_for(n_queries, threads, [&](i64 q, int) {
-    for (i64 s = 0; s < m; ++s) {
-      float* out = tables + (q * m + s) * ksub;
-      const float* x = queries + q * dim + s * dsub;
-      if (metric == PQMetric::l2) kern.sq_dists(x, ct + s * dsub * ksub, dsub, ksub, out);
-      else kern.dots(x, ct + s * dsub * ksub, dsub, ksub, out);
-    }
+  // Tasks: (block of queries) x subspace, so one subspace's centroids (dsub x ksub floats) stay in L1 while a
+  // block of queries uses them. Every entry is computed once, with the same arithmetic: any split gives equal bits.
+  constexpr i64 kQueryBlock = 64;
+  const i64 q_blocks = (n_queries + kQueryBlock - 1) / kQueryBlock;
+  parallel_for(q_blocks * m, threads, [&](i64 task, int) {
+    const i64 qb = task / m, s = task % m;
+    const i64 q0 = qb * kQueryBlock, nq = std::min(kQueryBlock, n_queries - q0);
+    kern.tables(queries + q0 * dim + s * dsub, nq, dim, ct + s * dsub * ksub, dsub, ksub, metric == PQMetric::l2,
+                tables + (q0 * m + s) * ksub, m * ksub);
   });
 }
 

@@ -155,12 +155,16 @@ class ProductQuantizer:
         return np.ascontiguousarray(out.reshape(unpacked.shape[0], self.dim))
 
     # -- distances ---------------------------------------------------------------------------------------------
-    def distance_tables(self, queries: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def distance_tables(self, queries: np.ndarray, *, threads: int | None = None,
+                        out: np.ndarray | None = None) -> np.ndarray:
         """float32 ``(n_queries, m, ksub)``: squared L2 from each query subvector to each centroid, or inner
-        products for ``metric="ip"``."""
+        products for ``metric="ip"``. ``out``: write into this float32 C-contiguous array of that shape (not
+        overlapping ``queries``) and return it, instead of allocating."""
         self._require_trained()
         q = _float_rows(queries, self.dim, "queries")
-        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads))
+        if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, q):
+            raise ValueError("out must not overlap queries")
+        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)
 
     def adc(self, queries: np.ndarray, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """float32 ``(n_queries, n)``: asymmetric distances (table sums in subspace order, exact float):

@@ -126,7 +126,7 @@ void fail(const char* what, const char* isa, int dim, int dtype) {
   if (++g_failures <= 20) std::printf("FAIL %s isa=%s dim=%d dtype=%d\n", what, isa, dim, dtype);
 }
 
-// PQ: every level's sq_dists / dots / nearest / nearest_dot equal the scalar kernel bit for bit, for dsub and ksub
+// PQ: every level's sq_dists / dots / tables / nearest / nearest_dot equal the scalar kernel bit for bit, for dsub and ksub
 // at SIMD edges.
 int pq_check(std::mt19937_64& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -148,6 +148,20 @@ int pq_check(std::mt19937_64& rng) {
           if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0)
             fail(op ? "pq dots not bit-identical to scalar" : "pq sq_dists not bit-identical to scalar",
                  simkern::isa_name(isa), dsub, ksub);
+        }
+        // tables over n queries (strided rows, n at the query-block edges), both metrics.
+        for (int n : {1, 3, 4, 5, 9}) {
+          std::vector<float> qs(static_cast<std::size_t>(n * (dsub + 2)));
+          for (float& v : qs) v = normal(rng);
+          for (int l2 = 0; l2 < 2; ++l2) {
+            std::vector<float> want_t(static_cast<std::size_t>(n * (ksub + 1)), 0.0f), got_t(want_t);
+            ref.tables(qs.data(), n, dsub + 2, ct.data(), dsub, ksub, l2, want_t.data(), ksub + 1);
+            k.tables(qs.data(), n, dsub + 2, ct.data(), dsub, ksub, l2, got_t.data(), ksub + 1);
+            ++runs;
+            if (std::memcmp(want_t.data(), got_t.data(), want_t.size() * sizeof(float)) != 0)
+              fail(l2 ? "pq tables (l2) differ from scalar" : "pq tables (ip) differ from scalar", simkern::isa_name(isa),
+                   dsub, ksub);
+          }
         }
         // nearest / nearest_dot over n points (strided, n at the point-block edges), with ties forced by duplicated
         // centroids: ids and distances equal the scalar kernels'.

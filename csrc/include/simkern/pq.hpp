@@ -44,6 +44,10 @@ struct PQKernels {
   // x: dsub floats; ct: dsub x ksub (one subspace of the transposed codebooks); out: ksub floats.
   void (*sq_dists)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
   void (*dots)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
+  // Tables of one subspace for n queries: out[q * out_stride + j] = sq_dists / dots of query q (x + q * x_stride)
+  // and centroid j, the same arithmetic as sq_dists / dots. One call per subspace keeps its ct slice in L1.
+  void (*tables)(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, bool l2, float* out,
+                 i64 out_stride) = nullptr;
   // Nearest centroid by squared L2 for n points (x_stride floats apart; ct: one subspace, dsub x ksub): ids[i] =
   // the argmin of sq_dists (lowest id on ties), dists[i] its distance (dists may be null). Fused: no distance array.
   void (*nearest)(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,

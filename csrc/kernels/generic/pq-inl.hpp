@@ -14,9 +14,11 @@ static inline void centroid_pass(const float* x, const float* ct, i64 dsub, i64 
   i64 j = 0;
   for (; j + kBlockRegs * L <= ksub; j += kBlockRegs * L) {
     typename V::reg acc[kBlockRegs];
+#pragma GCC unroll 4  // accumulators must stay in registers
     for (int r = 0; r < kBlockRegs; ++r) acc[r] = V::zero();
     for (i64 k = 0; k < dsub; ++k) {
       const typename V::reg xk = V::set1(x[k]);
+#pragma GCC unroll 4
       for (int r = 0; r < kBlockRegs; ++r) {
         const typename V::reg c = V::load(ct + k * ksub + j + r * L);
         if constexpr (L2) {
@@ -27,6 +29,7 @@ static inline void centroid_pass(const float* x, const float* ct, i64 dsub, i64 
         }
       }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < kBlockRegs; ++r) V::store(out + j + r * L, acc[r]);
   }
   for (; j + L <= ksub; j += L) {
@@ -43,6 +46,69 @@ static inline void centroid_pass(const float* x, const float* ct, i64 dsub, i64 
     V::store(out + j, acc);
   }
   scalar::centroids_from(x, ct, dsub, ksub, j, L2, out);  // ksub not a multiple of the lanes
+}
+
+// Q queries x R registers of centroids per pass (small ksub: centroid loads shared by Q queries, Q * R independent
+// accumulators); the same per-lane arithmetic as centroid_pass.
+template <int Q, int R, bool L2>
+static inline void tables_block(const float* x, i64 x_stride, const float* ct, i64 dsub, i64 ksub, float* out,
+                                i64 out_stride) {
+  constexpr int L = V::lanes;
+  using reg = typename V::reg;
+  for (i64 j = 0; j < ksub; j += R * L) {
+    reg acc[Q][R];
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[q][r] = V::zero();
+    for (i64 k = 0; k < dsub; ++k) {
+      reg c[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) c[r] = V::load(ct + k * ksub + j + r * L);
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) {
+        const reg xk = V::set1(x[q * x_stride + k]);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          if constexpr (L2) {
+            const reg diff = V::sub(xk, c[r]);
+            acc[q][r] = V::add(acc[q][r], V::mul(diff, diff));
+          } else {
+            acc[q][r] = V::add(acc[q][r], V::mul(xk, c[r]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) V::store(out + q * out_stride + j + r * L, acc[q][r]);
+  }
+}
+
+template <int Q, int R, bool L2>
+static inline void tables_blocked(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub,
+                                  float* out, i64 out_stride) {
+  i64 q = 0;
+  for (; q + Q <= n; q += Q) tables_block<Q, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
+  for (; q < n; ++q) tables_block<1, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
+}
+
+template <bool L2>
+static inline void tables_any(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, float* out,
+                              i64 out_stride) {
+  constexpr int L = V::lanes;
+  if (ksub % (4 * L) == 0) tables_blocked<2, 4, L2>(x, n, x_stride, ct, dsub, ksub, out, out_stride);
+  else if (ksub % (2 * L) == 0) tables_blocked<4, 2, L2>(x, n, x_stride, ct, dsub, ksub, out, out_stride);
+  else if (ksub % L == 0) tables_blocked<4, 1, L2>(x, n, x_stride, ct, dsub, ksub, out, out_stride);
+  else
+    for (i64 q = 0; q < n; ++q) centroid_pass<L2>(x + q * x_stride, ct, dsub, ksub, out + q * out_stride);
+}
+
+static void tables(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, bool l2, float* out,
+                   i64 out_stride) {
+  if (l2) tables_any<true>(x, n, x_stride, ct, dsub, ksub, out, out_stride);
+  else tables_any<false>(x, n, x_stride, ct, dsub, ksub, out, out_stride);
 }
 
 static void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {

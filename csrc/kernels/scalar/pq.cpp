@@ -82,6 +82,10 @@ void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const flo
 
 namespace {
 
+void tables(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, bool l2, float* out,
+            i64 out_stride) {
+  for (i64 q = 0; q < n; ++q) centroids_from(x + q * x_stride, ct, dsub, ksub, 0, l2, out + q * out_stride);
+}
 void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
   centroids_from(x, ct, dsub, ksub, 0, true, out);
 }
@@ -156,6 +160,7 @@ void fill_pq(PQKernels* out) {
   out->sq_dists = sq_dists;
   out->dots = dots;
   out->nearest = nearest;
+  out->tables = tables;
   out->nearest_dot = nearest_dot;
 }
 

@@ -25,6 +25,7 @@ void fill_pq(PQKernels* out) {
   out->sq_dists = pq_detail::sq_dists;
   out->dots = pq_detail::dots;
   out->nearest = pq_detail::nearest;
+  out->tables = pq_detail::tables;
   out->nearest_dot = pq_detail::nearest_dot;
   out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
   out->scan8_name = "scan8_scalar";  // replaced by the VBMI variant when the CPU has it (dispatch.cpp)
