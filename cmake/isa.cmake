@@ -17,10 +17,12 @@ endif()
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   set(SIMKERN_AVX2_SOURCES
     csrc/kernels/x86_avx2/maxsim.cpp
-    csrc/kernels/x86_avx2/pq.cpp)
+    csrc/kernels/x86_avx2/pq.cpp
+    csrc/kernels/x86_avx2/fde.cpp)
   set(SIMKERN_AVX512_SOURCES
     csrc/kernels/x86_avx512/maxsim.cpp
-    csrc/kernels/x86_avx512/pq.cpp)
+    csrc/kernels/x86_avx512/pq.cpp
+    csrc/kernels/x86_avx512/fde.cpp)
   set(SIMKERN_AVX512_BF16_SOURCES
     csrc/kernels/x86_avx512_bf16/maxsim.cpp)
   set(SIMKERN_AVX512_VBMI_SOURCES
@@ -34,7 +36,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
   # Advanced SIMD is part of the armv8-a baseline: these files need no extra flags.
   set(SIMKERN_NEON_SOURCES
     csrc/kernels/arm_neon/maxsim.cpp
-    csrc/kernels/arm_neon/pq.cpp)
+    csrc/kernels/arm_neon/pq.cpp
+    csrc/kernels/arm_neon/fde.cpp)
   list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_NEON_SOURCES})
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_NEON_KERNELS=1)
 endif()
@@ -51,10 +54,19 @@ set(SIMKERN_PQ_SOURCES
   csrc/kernels/x86_avx512/pq.cpp
   csrc/kernels/arm_neon/pq.cpp
   csrc/runtime/pq_driver.cpp)
+# FDE files reproduce the reference's rounding (SimHash signs, the polar method's x * x + y * y): no contraction.
+set(SIMKERN_FDE_SOURCES
+  csrc/kernels/scalar/fde.cpp
+  csrc/kernels/x86_avx2/fde.cpp
+  csrc/kernels/x86_avx512/fde.cpp
+  csrc/kernels/arm_neon/fde.cpp
+  csrc/runtime/fde_rng.cpp
+  csrc/runtime/fde_driver.cpp)
 
 function(simkern_apply_isa_flags)
   set_source_files_properties(csrc/kernels/scalar/maxsim.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   set_source_files_properties(csrc/kernels/scalar/pq.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
+  set_source_files_properties(csrc/kernels/scalar/fde.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   if(SIMKERN_AVX2_SOURCES)
     set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")
@@ -62,5 +74,5 @@ function(simkern_apply_isa_flags)
     set_source_files_properties(${SIMKERN_AVX512_VBMI_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_VBMI_FLAGS}")
   endif()
   # Appended after the ISA flags (COMPILE_OPTIONS is a list property).
-  set_property(SOURCE ${SIMKERN_PQ_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
+  set_property(SOURCE ${SIMKERN_PQ_SOURCES} ${SIMKERN_FDE_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
 endfunction()

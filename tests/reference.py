@@ -90,3 +90,179 @@ def pq_table_tolerance(queries: np.ndarray, codebooks: np.ndarray, metric: str) 
 def pq_decode_ref(codes_unpacked: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     m = codebooks.shape[0]
     return np.concatenate([codebooks[s][codes_unpacked[:, s]] for s in range(m)], axis=1)
+
+
+# -- MUVERA FDE --------------------------------------------------------------------------------------------------
+# The random draws of Google's reference (libstdc++ std::mt19937 + distributions), written out in Python, and the
+# encoding itself with float64 aggregation. SimHash sketches are summed in float32 in coordinate order, as the
+# reference and simkern do, so that partitions (sign tests) agree exactly.
+
+class MT19937:
+    """std::mt19937 (32-bit Mersenne Twister), seeded like std::mt19937(seed)."""
+
+    def __init__(self, seed: int):
+        self.state = [seed & 0xFFFFFFFF]
+        for i in range(1, 624):
+            prev = self.state[-1]
+            self.state.append((1812433253 * (prev ^ (prev >> 30)) + i) & 0xFFFFFFFF)
+        self.index = 624
+
+    def next(self) -> int:
+        if self.index >= 624:
+            for i in range(624):
+                y = (self.state[i] & 0x80000000) | (self.state[(i + 1) % 624] & 0x7FFFFFFF)
+                self.state[i] = self.state[(i + 397) % 624] ^ (y >> 1) ^ (0x9908B0DF if y & 1 else 0)
+            self.index = 0
+        y = self.state[self.index]
+        self.index += 1
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C5680
+        y ^= (y << 15) & 0xEFC60000
+        return y ^ (y >> 18)
+
+
+def _glibc_logf():
+    """glibc's logf (the reference's), or None where it cannot be loaded."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        f = libm.logf
+        f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+        return f
+    except (OSError, AttributeError):
+        return None
+
+
+LOGF = _glibc_logf()
+F32 = np.float32
+
+
+def _canonical_float(gen: MT19937) -> np.float32:
+    r = F32(gen.next()) / F32(4294967296.0)
+    return np.nextafter(F32(1), F32(0)) if r >= 1 else r
+
+
+def _canonical_double(gen: MT19937) -> float:
+    r = (float(gen.next()) + float(gen.next()) * 4294967296.0) / 18446744073709551616.0
+    return np.nextafter(1.0, 0.0) if r >= 1 else r
+
+
+def _normals(gen: MT19937, count: int) -> list:
+    """normal_distribution<float>(0, 1): Marsaglia polar, y * mult returned first, x * mult next."""
+    out = []
+    while len(out) < count:
+        while True:
+            x = F32(2) * _canonical_float(gen) - F32(1)
+            y = F32(2) * _canonical_float(gen) - F32(1)
+            r2 = x * x + y * y
+            if not (r2 > 1 or r2 == 0):
+                break
+        log = F32(LOGF(float(r2))) if LOGF is not None else np.log(r2)
+        mult = np.sqrt(F32(-2) * log / r2)
+        out += [y * mult, x * mult]
+    return out[:count]
+
+
+def _uniform_below(gen: MT19937, rng: int) -> int:
+    """Lemire's method on 32-bit words (libstdc++'s uniform_int_distribution for a 32-bit engine)."""
+    product = gen.next() * rng
+    low = product & 0xFFFFFFFF
+    if low < rng:
+        threshold = (-rng % (1 << 32)) % rng
+        while low < threshold:
+            product = gen.next() * rng
+            low = product & 0xFFFFFFFF
+    return product >> 32
+
+
+def _count_sketch(seed: int, count: int, rng: int):
+    gen = MT19937(seed)
+    index, sign = [], []
+    for _ in range(count):
+        index.append(_uniform_below(gen, rng))
+        sign.append(1.0 if _canonical_double(gen) < 0.5 else -1.0)
+    return np.array(index, np.int32), np.array(sign, np.float32)
+
+
+def fde_matrices_ref(cfg: dict) -> dict:
+    """The random matrices of an FDE configuration (keys as FDE's config; seed taken modulo 2**32)."""
+    d, reps, k = cfg["dim"], cfg["num_repetitions"], cfg["num_simhash_projections"]
+    seed = cfg["seed"] % 2**32
+    simhash = np.zeros((d, reps * k), np.float32)
+    for r in range(reps):
+        if k:
+            g = np.array(_normals(MT19937((seed + r) % 2**32), d * k), np.float32).reshape(k, d).T  # column-major
+            simhash[:, r * k:(r + 1) * k] = g
+    out = {"simhash": simhash}
+    if cfg["projection"] == "ams_sketch":
+        pairs = [_count_sketch((seed + r) % 2**32, d, cfg["projection_dimension"]) for r in range(reps)]
+        out["ams_index"] = np.stack([p[0] for p in pairs])
+        out["ams_sign"] = np.stack([p[1] for p in pairs])
+    else:
+        out["ams_index"] = np.zeros((0, d), np.int32)
+        out["ams_sign"] = np.zeros((0, d), np.float32)
+    if cfg["final_projection_dimension"]:
+        dp = cfg["projection_dimension"] or d
+        out["final_index"], out["final_sign"] = _count_sketch(seed, reps * 2**k * dp, cfg["final_projection_dimension"])
+    else:
+        out["final_index"], out["final_sign"] = np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return out
+
+
+def fde_ref(points: np.ndarray, cfg: dict, mats: dict, document: bool):
+    """One point cloud's FDE, float64 aggregation; returns (values, magnitudes) where magnitudes bound the float32
+    rounding (sums of absolute values that went into each output)."""
+    x = np.asarray(points, np.float32)
+    n, d = x.shape
+    reps, k = cfg["num_repetitions"], cfg["num_simhash_projections"]
+    ams = cfg["projection"] == "ams_sketch"
+    dp = cfg["projection_dimension"] if ams else d
+    parts = 2**k
+    # float32 sketches, coordinates in order (same rounding as the kernels)
+    sk = np.zeros((n, reps * k), np.float32)
+    for i in range(d):
+        sk = (sk + (x[:, i:i + 1] * mats["simhash"][i][None, :])).astype(np.float32)
+    out = np.zeros((reps, parts, dp))
+    mag = np.zeros((reps, parts, dp))
+    x64 = x.astype(np.float64)
+    for r in range(reps):
+        if ams:
+            y = np.zeros((n, dp))
+            ym = np.zeros((n, dp))
+            for i in range(d):
+                y[:, mats["ams_index"][r, i]] += mats["ams_sign"][r, i] * x64[:, i]
+                ym[:, mats["ams_index"][r, i]] += np.abs(x64[:, i])
+        else:
+            y, ym = x64, np.abs(x64)
+        bits = sk[:, r * k:(r + 1) * k] > 0
+        part = np.zeros(n, np.int64)
+        signs = np.zeros(n, np.int64)
+        for j in range(k):
+            part = (part << 1) + (bits[:, j] ^ (part & 1))
+            signs = (signs << 1) | bits[:, j]
+        counts = np.zeros(parts)
+        for t in range(n):
+            out[r, part[t]] += y[t]
+            mag[r, part[t]] += ym[t]
+            counts[part[t]] += 1
+        if document:
+            for p in range(parts):
+                if counts[p]:
+                    out[r, p] /= counts[p]
+                    mag[r, p] /= counts[p]
+                elif k and cfg["fill_empty_partitions"] and n:
+                    target = p ^ (p >> 1)
+                    dist = [bin(int(s) ^ target).count("1") for s in signs]
+                    best = int(np.argmin(dist))  # first minimum: lowest token index
+                    out[r, p] = y[best]
+                    mag[r, p] = ym[best]
+    out, mag = out.reshape(-1), mag.reshape(-1)
+    if cfg["final_projection_dimension"]:
+        fo = np.zeros(cfg["final_projection_dimension"])
+        fm = np.zeros(cfg["final_projection_dimension"])
+        np.add.at(fo, mats["final_index"], mats["final_sign"] * out)
+        np.add.at(fm, mats["final_index"], mag)
+        return fo, fm
+    return out, mag

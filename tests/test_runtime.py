@@ -89,6 +89,6 @@ def test_stub_file_lists_every_compiled_function():
 
     stub = pathlib.Path(simkern.__file__).with_name("_core.pyi")
     tree = ast.parse(stub.read_text())
-    stubbed = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    stubbed = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     compiled = {name for name in dir(_core) if not name.startswith("__") and callable(getattr(_core, name))}
     assert stubbed == compiled

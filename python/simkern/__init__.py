@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import datasets
+from .fde import FDE
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .opq import OPQ
 from .pq import ProductQuantizer
@@ -34,6 +35,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "FDE",
     "OPQ",
     "PQIndex",
     "ProductQuantizer",

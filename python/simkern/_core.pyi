@@ -82,3 +82,29 @@ def _pq_scan4(
 def _pq_scan8(
     blocks: npt.NDArray[np.uint8], luts: npt.NDArray[np.uint8], threshold: int
 ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.bool_]]: ...
+
+class _FDEPlan:
+    def __init__(
+        self,
+        dim: int,
+        repetitions: int,
+        simhash_bits: int,
+        ams: bool,
+        projection_dim: int,
+        fill_empty: bool,
+        final_dim: int,
+        seed: int,
+    ) -> None: ...
+    @property
+    def output_dim(self) -> int: ...
+    @property
+    def inner_dim(self) -> int: ...
+    def encode(
+        self,
+        tokens: npt.NDArray[np.float32],
+        offsets: npt.NDArray[np.int64],
+        documents: bool,
+        threads: int,
+        out: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def matrices(self) -> dict[str, npt.NDArray[Any]]: ...

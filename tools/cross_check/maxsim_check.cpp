@@ -260,6 +260,47 @@ int scan_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// FDE: every level's SimHash sketches and AMS projections equal the scalar kernels' bit for bit (token counts and
+// hyperplane counts at the lane edges, d_p values that leave some outputs without inputs).
+int fde_check(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const simkern::FDEKernels& ref = simkern::kernels_for(simkern::Isa::scalar).fde;
+  int runs = 0;
+  for (int dim : {1, 3, 8, 17, 64})
+    for (int reps : {1, 3, 20})
+      for (int n : {1, 4, 5, 9, 17}) {
+        simkern::FDEConfig c;
+        c.dim = dim;
+        c.repetitions = reps;
+        c.simhash_bits = 3 + static_cast<int>(rng() % 4);
+        c.ams = true;
+        c.projection_dim = 1 + static_cast<int>(rng() % 20);
+        c.seed = static_cast<std::uint32_t>(rng());
+        const simkern::FDEMatrices m = simkern::fde_build_matrices(c);
+        const i64 hyper = reps * c.simhash_bits, dp = c.projection_dim;
+        std::vector<float> x(static_cast<std::size_t>(n * dim));
+        for (float& v : x) v = normal(rng);
+        std::vector<float> want(static_cast<std::size_t>(n * hyper)), got(want.size());
+        std::vector<float> want_y(static_cast<std::size_t>(reps * n * dp)), got_y(want_y.size());
+        std::vector<float> xt(static_cast<std::size_t>(dim * simkern::kFDELanes)), yt(static_cast<std::size_t>(dp * simkern::kFDELanes));
+        ref.simhash(x.data(), n, dim, m.simhash.data(), hyper, want.data());
+        ref.ams_project(x.data(), n, dim, m, reps, dp, xt.data(), yt.data(), want_y.data());
+        for (int level = 1; level < simkern::kNumIsas; ++level) {
+          const simkern::Isa isa = static_cast<simkern::Isa>(level);
+          if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+          const simkern::FDEKernels& k = simkern::kernels_for(isa).fde;
+          k.simhash(x.data(), n, dim, m.simhash.data(), hyper, got.data());
+          k.ams_project(x.data(), n, dim, m, reps, dp, xt.data(), yt.data(), got_y.data());
+          runs += 2;
+          if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0)
+            fail("fde simhash differs from scalar", simkern::isa_name(isa), dim, n);
+          if (std::memcmp(want_y.data(), got_y.data(), want_y.size() * sizeof(float)) != 0)
+            fail("fde ams_project differs from scalar", simkern::isa_name(isa), dim, n);
+        }
+      }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -349,7 +390,8 @@ int main() {
     }
   }
   const int pq_runs = pq_check(rng) + scan_check(rng);
-  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ kernel comparisons, %d failures\n",
-              simkern::isa_name(simkern::best_isa()), cases, pq_runs, g_failures);
+  const int fde_runs = fde_check(rng);
+  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ and %d FDE kernel comparisons, %d failures\n",
+              simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 // To add a kernel family: add its struct here, a fill_ function per ISA TU, and a line in dispatch.cpp.
 #pragma once
 
+#include "simkern/fde.hpp"
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
 #include "simkern/pq.hpp"
@@ -16,6 +17,7 @@ struct KernelTable {
   Isa isa = Isa::scalar;
   MaxSimKernel maxsim[kNumDocDTypes];
   PQKernels pq;
+  FDEKernels fde;
 };
 
 const KernelTable& kernels();             // active level
@@ -24,6 +26,7 @@ const KernelTable& kernels_for(Isa isa);  // isa must be supported
 namespace scalar {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
+void fill_fde(FDEKernels* out);
 void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs);
 void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs);
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out);
@@ -32,20 +35,24 @@ void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64
 void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub, i64 ksub,
                  std::int32_t* ids, float* dists);
 float sum_squares(const float* x, i64 dsub);
+void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, i64 h_begin, float* out);
 }  // namespace scalar
 namespace avx2 {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
+void fill_fde(FDEKernels* out);
 }  // namespace avx2
 namespace avx512 {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
+void fill_fde(FDEKernels* out);
 }  // namespace avx512
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
 namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
 namespace neon {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
+void fill_fde(FDEKernels* out);
 }  // namespace neon
 
 }  // namespace simkern

@@ -1,0 +1,85 @@
+// simkern/fde.hpp - MUVERA Fixed Dimensional Encodings (FDE), reproducing Google's reference
+// (google/graph-mining sketching/point_cloud/fixed_dimensional_encoding.cc) for the same configuration and seed.
+//
+// Per point cloud X (n tokens x dim), for each repetition r < R:
+//   SimHash: s_tj = sum_i x_ti * G_r[i][j] (j < k, i in order, separate multiply and add), bit j = s_tj > 0; the
+//     partition is the Gray-code accumulation of the bits with hyperplane 0 first: g = (g << 1) + (b ^ (g & 1)).
+//   Projection: identity (d_p = dim) or the reference's "AMS" matrix, one +-1 per input coordinate:
+//     y_t[h_r(i)] += sign_r(i) * x_ti for i in order (d_p = projection_dimension).
+//   Aggregation in token order: out[r][p][:] += y_t. Queries keep sums; documents divide each non-empty block by its
+//     count (float division) and, when fill_empty is set and k > 0, give an empty block p a copy of y_t for the token
+//     whose sign string (hyperplane 0 = most significant bit) is nearest in Hamming distance to p ^ (p >> 1),
+//     lowest token index on ties; with fill off an empty block stays 0.
+//   Optional final CountSketch over the R * 2^k * d_p vector: y[idx(i)] += sign(i) * out[i], i in order.
+// Output layout: repetition, partition, coordinate (float32).
+//
+// Random matrices (fde_rng.cpp, compiled without FP contraction) are drawn by hand from raw std::mt19937 words
+// exactly as libstdc++ draws them for the reference: G_r from seed + r with normal_distribution<float> (Marsaglia
+// polar, pair returned y first), column-major fill (all dim rows of hyperplane 0 first); AMS from seed + r:
+// per coordinate Lemire uniform index then Bernoulli(0.5) sign (53-bit canonical double, two words); the final
+// sketch from seed. Only logf comes from the C library (glibc's equals the reference's).
+//
+// Kernels: `simhash` computes all R * k sketches of a block of tokens at once, lanes over the R * k hyperplanes,
+// each lane summing x_ti * G[i][h] over i in order with separate multiply and add (the FDE files are compiled
+// with -ffp-contract=off): bit-identical on every ISA, and independent of batch size and threads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "simkern/common.hpp"
+
+namespace simkern {
+
+struct FDEConfig {
+  i64 dim = 0;
+  i64 repetitions = 20;
+  int simhash_bits = 5;         // k, 0..30
+  bool ams = true;              // false: identity projection
+  i64 projection_dim = 16;      // d_p (dim for identity)
+  bool fill_empty = true;       // documents only
+  i64 final_dim = 0;            // 0: no final projection
+  std::uint32_t seed = 1;       // int32 seed modulo 2^32, as the reference takes it
+  i64 partitions() const { return i64{1} << simhash_bits; }
+  i64 inner_dim() const { return repetitions * partitions() * projection_dim; }
+  i64 output_dim() const { return final_dim > 0 ? final_dim : inner_dim(); }
+};
+
+struct FDEMatrices {
+  // simhash[i * (R * k) + r * k + j] = G_r[i][j]: every repetition's hyperplanes side by side per coordinate.
+  std::vector<float> simhash;
+  // AMS (empty for identity): ams_index[r * dim + i] in [0, d_p), ams_sign[r * dim + i] = +-1.
+  std::vector<std::int32_t> ams_index;
+  std::vector<float> ams_sign;
+  // The same matrix as gather lists: for repetition r and output coordinate c, the input coordinates i with
+  // ams_index == c in increasing order are ams_order[r * dim + ams_start[r * (d_p + 1) + c] ...] (end at c + 1).
+  std::vector<std::int32_t> ams_order, ams_start;
+  // Final CountSketch (empty when final_dim == 0): one (index, sign) per inner coordinate.
+  std::vector<std::int32_t> final_index;
+  std::vector<float> final_sign;
+};
+
+FDEMatrices fde_build_matrices(const FDEConfig& config);  // fde_rng.cpp
+
+struct FDEKernels {
+  const char* name = nullptr;
+  // out[t * hyperplanes + h] = sum_i x[t * dim + i] * g[i * hyperplanes + h], i in order, for t < n.
+  void (*simhash)(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, float* out) = nullptr;
+  // AMS projections of n tokens for all repetitions: y[(r * n + t) * dp + c] = sum over i with ams_index ==
+  // c of ams_sign * x[t * dim + i], i in increasing order (the scalar scatter's sequence), read from the gather
+  // lists of `m`. Scratch: xt holds dim * kFDELanes floats, yt dp * kFDELanes.
+  void (*ams_project)(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, float* xt,
+                      float* yt, float* y) = nullptr;
+};
+
+constexpr i64 kFDELanes = 16;  // the widest SIMD lane count of the FDE kernels (scratch sizing)
+
+const FDEKernels& fde_kernels();  // for the active ISA
+
+// Encodes `n_clouds` point clouds (tokens: flat (rows, dim) float32, offsets: n_clouds + 1) into out
+// (n_clouds x config.output_dim()). documents: average + fill; else query sums. Empty clouds give zero rows (the
+// Python layer raises before unless asked for zeros). Threads split clouds; results do not depend on them.
+void fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* tokens, const i64* offsets,
+                i64 n_clouds, bool documents, float* out, int threads);
+
+}  // namespace simkern

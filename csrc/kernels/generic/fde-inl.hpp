@@ -1,0 +1,85 @@
+// FDE SimHash sketches over the vector primitives V of the including ISA file (see generic/maxsim-inl.hpp for the
+// inclusion rule). Lanes run over the R * k hyperplanes of all repetitions; T tokens x RB registers per pass share
+// each load of G. Every lane computes acc = acc + x_i * g_ih over i in order with separate multiply and add
+// (-ffp-contract=off), the scalar kernel's sequence, so sketches - and partitions - are bit-identical on every ISA.
+#pragma once
+
+namespace fde_detail {
+
+template <int T, int RB>
+static inline void simhash_block(const float* x, i64 dim, const float* g, i64 hyperplanes, i64 h0, float* out) {
+  constexpr int L = V::lanes;
+  using reg = typename V::reg;
+  reg acc[T][RB];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t)
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) acc[t][r] = V::zero();
+  for (i64 i = 0; i < dim; ++i) {
+    reg gv[RB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) gv[r] = V::load(g + i * hyperplanes + h0 + r * L);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const reg xi = V::set1(x[t * dim + i]);
+#pragma GCC unroll 4
+      for (int r = 0; r < RB; ++r) acc[t][r] = V::add(acc[t][r], V::mul(xi, gv[r]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t)
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) V::store(out + t * hyperplanes + h0 + r * L, acc[t][r]);
+}
+
+template <int T>
+static inline void simhash_tokens(const float* x, i64 dim, const float* g, i64 hyperplanes, float* out) {
+  constexpr int L = V::lanes;
+  i64 h = 0;
+  for (; h + 3 * L <= hyperplanes; h += 3 * L) simhash_block<T, 3>(x, dim, g, hyperplanes, h, out);
+  for (; h + L <= hyperplanes; h += L) simhash_block<T, 1>(x, dim, g, hyperplanes, h, out);
+  if (h < hyperplanes)
+    for (int t = 0; t < T; ++t)
+      scalar::simhash_from(x + t * dim, 1, dim, g, hyperplanes, h, out + t * hyperplanes);
+}
+
+static void simhash(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, float* out) {
+  i64 t = 0;
+  for (; t + 4 <= n; t += 4) simhash_tokens<4>(x + t * dim, dim, g, hyperplanes, out + t * hyperplanes);
+  for (; t < n; ++t) simhash_tokens<1>(x + t * dim, dim, g, hyperplanes, out + t * hyperplanes);
+}
+
+// AMS projection of n tokens for every repetition: y[(r * n + t) * dp + c] = sum over the coordinates i with
+// ams_index[r][i] == c, in increasing i, of sign * x[t][i]. Lanes run over tokens: a block of L tokens is transposed
+// once (dim x L, in `xt`) and reused by all repetitions; each output coordinate c is one register summed over its
+// gather list (multiply by the +-1 sign, then add), then the dp x L block (`yt`) is written back per token. Each
+// lane adds in i order, as the scalar scatter does, so the values are bit-identical to it.
+static void ams_project(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, float* xt,
+                        float* yt, float* y) {
+  constexpr int L = V::lanes;
+  using reg = typename V::reg;
+  for (i64 t0 = 0; t0 < n; t0 += L) {
+    const i64 count = n - t0 < L ? n - t0 : L;
+    for (i64 i = 0; i < dim; ++i)
+      for (int l = 0; l < L; ++l) xt[i * L + l] = l < count ? x[(t0 + l) * dim + i] : 0.0f;
+    for (i64 r = 0; r < repetitions; ++r) {
+      const std::int32_t* order = m.ams_order.data() + r * dim;
+      const std::int32_t* start = m.ams_start.data() + r * (dp + 1);
+      const float* sign = m.ams_sign.data() + r * dim;
+      for (i64 c = 0; c < dp; ++c) {
+        reg acc = V::zero();
+        for (std::int32_t e = start[c]; e < start[c + 1]; ++e) {
+          const std::int32_t i = order[e];
+          acc = V::add(acc, V::mul(V::set1(sign[i]), V::load(xt + static_cast<i64>(i) * L)));
+        }
+        V::store(yt + c * L, acc);
+      }
+      for (i64 l = 0; l < count; ++l) {
+        float* dst = y + (r * n + t0 + l) * dp;
+        for (i64 c = 0; c < dp; ++c) dst[c] = yt[c * L + l];
+      }
+    }
+  }
+}
+
+}  // namespace fde_detail

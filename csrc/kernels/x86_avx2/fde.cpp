@@ -1,0 +1,25 @@
+// FDE (SimHash sketches and AMS projections), avx2 path: SimHash sketches with lanes over the hyperplanes of all repetitions (generic/fde-inl.hpp);
+// bit-identical to the scalar path (no FMA, -ffp-contract=off).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "simkern/dispatch.hpp"
+
+namespace simkern {
+namespace avx2 {
+namespace {
+
+#include "x86_avx2/simd.hpp"
+#include "generic/fde-inl.hpp"
+
+}  // namespace
+
+void fill_fde(FDEKernels* out) {
+  out->name = "fde_avx2";
+  out->simhash = fde_detail::simhash;
+  out->ams_project = fde_detail::ams_project;
+}
+
+}  // namespace avx2
+}  // namespace simkern

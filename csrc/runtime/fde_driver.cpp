@@ -1,0 +1,175 @@
+// FDE driver: one task per point cloud (threads split clouds), SimHash sketches by the SIMD kernel for all
+// repetitions at once, then per repetition the partition of each token, the projection (identity or the signed
+// scatter of the AMS matrix, coordinates in order), aggregation in token order, averaging / filling for documents,
+// and the optional final CountSketch. Every output value is computed by one task with a fixed operation order, so
+// results do not depend on the batch or the thread count. Compiled with -ffp-contract=off.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "simkern/dispatch.hpp"
+#include "simkern/fde.hpp"
+#include "simkern/thread_pool.hpp"
+
+namespace simkern {
+namespace {
+
+// Gray-code partition index of a token's k sketches (hyperplane 0 first), as the reference's SimHashPartitionIndex.
+inline std::uint32_t partition_of(const float* sketch, int k) {
+  std::uint64_t g = 0;
+  for (int j = 0; j < k; ++j) {
+    const std::uint64_t bit = sketch[j] > 0.0f ? 1u : 0u;
+    g = (g << 1) + (bit ^ (g & 1u));
+  }
+  return static_cast<std::uint32_t>(g);
+}
+
+// The sign string with hyperplane 0 as the most significant of k bits (compared with p ^ (p >> 1) for filling).
+inline std::uint32_t sign_bits(const float* sketch, int k) {
+  std::uint32_t s = 0;
+  for (int j = 0; j < k; ++j) s = (s << 1) | (sketch[j] > 0.0f ? 1u : 0u);
+  return s;
+}
+
+// Bits set per byte value: popcount without the POPCNT instruction (not in the x86-64 baseline of this file).
+struct ByteBits {
+  std::uint8_t bits[256];
+  constexpr ByteBits() : bits() {
+    for (int v = 0; v < 256; ++v) bits[v] = static_cast<std::uint8_t>((v & 1) + (v >> 1 & 1) + (v >> 2 & 1) +
+        (v >> 3 & 1) + (v >> 4 & 1) + (v >> 5 & 1) + (v >> 6 & 1) + (v >> 7 & 1));
+  }
+};
+constexpr ByteBits kByteBits;
+
+inline std::uint32_t popcount32(std::uint32_t v) {
+  return kByteBits.bits[v & 255] + kByteBits.bits[v >> 8 & 255] + kByteBits.bits[v >> 16 & 255] +
+         kByteBits.bits[v >> 24];
+}
+
+// dst[j] += y[j] (no aliasing: lets the compiler use vector adds; each element still gets one float add).
+inline void add_row(float* __restrict dst, const float* __restrict y, i64 n) {
+  for (i64 j = 0; j < n; ++j) dst[j] += y[j];
+}
+
+struct Scratch {
+  std::vector<float> sketches, projected, inner, counts, xt, yt;
+  std::vector<std::uint32_t> signs;
+  std::vector<std::uint64_t> keys;  // nearest_tokens: (distance << 40) | token per sign string
+};
+
+// For every sign string s of k bits: the token whose sign string is nearest to s in Hamming distance, lowest
+// token index on ties (the reference's rule for filling an empty partition). Hamming distance is an L1 distance
+// on the hypercube, so its distance transform is separable: start from key (0, t) on each token's string (lowest t
+// per string) and, one bit at a time, key(s) = min(key(s), key(s ^ bit) + one step). Keys hold the distance above
+// the token index, so the minimum is the nearest token with the smallest index. k * 2^k branch-free steps.
+void nearest_tokens(const std::uint32_t* signs, i64 n, int k, Scratch& s) {
+  const std::uint32_t strings = 1u << k;
+  constexpr std::uint64_t kStep = std::uint64_t{1} << 40, kNone = ~std::uint64_t{0} >> 1;
+  s.keys.assign(strings, kNone);
+  for (i64 t = n - 1; t >= 0; --t) s.keys[signs[t]] = static_cast<std::uint64_t>(t);  // lowest t wins
+  std::uint64_t* key = s.keys.data();
+  for (int b = 0; b < k; ++b) {
+    const std::uint32_t bit = 1u << b;
+    for (std::uint32_t v = 0; v < strings; ++v) {
+      if (v & bit) continue;  // each pair (v, v ^ bit) once
+      const std::uint64_t a = key[v], c = key[v | bit];
+      const std::uint64_t a2 = c + kStep < a ? c + kStep : a, c2 = a + kStep < c ? a + kStep : c;
+      key[v] = a2;
+      key[v | bit] = c2;
+    }
+  }
+}
+
+void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& kern, const float* x, i64 n,
+                bool documents, Scratch& s, float* out) {
+  const int k = c.simhash_bits;
+  const i64 hyperplanes = c.repetitions * k, parts = c.partitions(), dp = c.projection_dim;
+  const i64 inner_dim = c.inner_dim();
+  float* inner = out;
+  if (c.final_dim > 0) {
+    s.inner.assign(static_cast<std::size_t>(inner_dim), 0.0f);
+    inner = s.inner.data();
+  } else {
+    std::fill(out, out + inner_dim, 0.0f);
+  }
+  if (n > 0) {
+    s.sketches.resize(static_cast<std::size_t>(n * std::max<i64>(1, hyperplanes)));
+    if (k > 0) kern.simhash(x, n, c.dim, mats.simhash.data(), hyperplanes, s.sketches.data());
+    if (c.ams) {  // all repetitions' projections at once: (R, n, dp)
+      s.projected.resize(static_cast<std::size_t>(c.repetitions * n * dp));
+      s.xt.resize(static_cast<std::size_t>(c.dim * kFDELanes));
+      s.yt.resize(static_cast<std::size_t>(dp * kFDELanes));
+      kern.ams_project(x, n, c.dim, mats, c.repetitions, dp, s.xt.data(), s.yt.data(), s.projected.data());
+    }
+    s.signs.resize(static_cast<std::size_t>(n));
+    if (documents) s.counts.resize(static_cast<std::size_t>(parts));
+    for (i64 r = 0; r < c.repetitions; ++r) {
+      float* block = inner + r * parts * dp;
+      // The projected tokens of this repetition: (n, dp) rows.
+      const float* proj = c.ams ? s.projected.data() + r * n * dp : x;
+      if (documents) std::fill(s.counts.begin(), s.counts.end(), 0.0f);
+      for (i64 t = 0; t < n; ++t) {
+        const float* sk = s.sketches.data() + t * hyperplanes + r * k;
+        const std::uint32_t p = k > 0 ? partition_of(sk, k) : 0u;
+        if (k > 0) s.signs[t] = sign_bits(sk, k);
+        add_row(block + static_cast<i64>(p) * dp, proj + t * dp, dp);
+        if (documents) s.counts[p] += 1.0f;
+      }
+      if (!documents) continue;
+      // Fill: the nearest token of every sign string by one distance transform over the hypercube when that is
+      // cheaper than scanning every token for each empty partition.
+      i64 empty = 0;
+      for (i64 p = 0; p < parts; ++p) empty += s.counts[p] == 0.0f;
+      const bool search = k > 0 && c.fill_empty && empty > 0 && parts * k <= empty * n;
+      if (search) nearest_tokens(s.signs.data(), n, k, s);
+      for (i64 p = 0; p < parts; ++p) {
+        float* dst = block + p * dp;
+        if (s.counts[p] == 0.0f) {
+          if (k > 0 && c.fill_empty) {  // nearest sign string to p ^ (p >> 1); strict < keeps the lowest token
+            const std::uint32_t target = static_cast<std::uint32_t>(p ^ (p >> 1));
+            i64 best = 0;
+            if (search) {
+              best = static_cast<i64>(s.keys[target] & ((std::uint64_t{1} << 40) - 1));
+            } else {
+              // Smallest (distance, token) pair, branch-free: distance in the high bits of the key.
+              std::uint64_t best_key = ~std::uint64_t{0};
+              for (i64 t = 0; t < n; ++t) {
+                const std::uint64_t key = static_cast<std::uint64_t>(popcount32(s.signs[t] ^ target)) << 40 |
+                                          static_cast<std::uint64_t>(t);
+                best_key = key < best_key ? key : best_key;
+              }
+              best = static_cast<i64>(best_key & ((std::uint64_t{1} << 40) - 1));
+            }
+            std::memcpy(dst, proj + best * dp, static_cast<std::size_t>(dp) * sizeof(float));
+          }
+          continue;
+        }
+        const float count = s.counts[p];
+        for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
+      }
+    }
+  }
+  if (c.final_dim > 0) {
+    std::fill(out, out + c.final_dim, 0.0f);
+    const std::int32_t* index = mats.final_index.data();
+    const float* sign = mats.final_sign.data();
+    for (i64 i = 0; i < inner_dim; ++i) out[index[i]] += sign[i] * inner[i];
+  }
+}
+
+}  // namespace
+
+void fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* tokens, const i64* offsets,
+                i64 n_clouds, bool documents, float* out, int threads) {
+  threads = resolve_threads(threads);
+  const FDEKernels& kern = fde_kernels();
+  const i64 out_dim = config.output_dim();
+  parallel_for(n_clouds, threads, [&](i64 cloud, int) {
+    thread_local Scratch scratch;
+    const i64 begin = offsets[cloud], n = offsets[cloud + 1] - begin;
+    encode_one(config, matrices, kern, tokens + begin * config.dim, n, documents, scratch,
+               out + cloud * out_dim);
+  });
+}
+
+}  // namespace simkern
