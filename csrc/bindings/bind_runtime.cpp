@@ -80,7 +80,7 @@ py::dict build_info() {
     if (isa_compiled(static_cast<Isa>(level))) compiled.emplace_back(isa_name(static_cast<Isa>(level)));
   d["compiled_isas"] = compiled;
   d["isa_flags"] = py::dict(py::arg("avx2") = "-mavx2 -mfma -mf16c",
-                            py::arg("avx512") = "-mavx512f -mavx512bw -mavx512dq -mavx512vl (+ -mavx512bf16 for the bf16 dot-product TU)");
+                            py::arg("avx512") = "-mavx512f -mavx512bw -mavx512dq -mavx512vl (+ -mavx512bf16 for the bf16 dot-product TU, -mavx512vbmi for the 8-bit PQ scan TU)");
   return d;
 }
 
