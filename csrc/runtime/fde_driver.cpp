@@ -52,7 +52,7 @@ inline void add_row(float* __restrict dst, const float* __restrict y, i64 n) {
 }
 
 struct Scratch {
-  std::vector<float> sketches, projected, inner, counts, xt, yt;
+  std::vector<float> sketches, projected, inner, block, counts, xt, yt;
   std::vector<std::uint32_t> signs;
   std::vector<std::uint64_t> keys;  // nearest_tokens: (distance << 40) | token per sign string
 };
@@ -87,11 +87,10 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
   const i64 inner_dim = c.inner_dim();
   float* inner = out;
   if (c.final_dim > 0) {
-    s.inner.assign(static_cast<std::size_t>(inner_dim), 0.0f);
+    s.inner.resize(static_cast<std::size_t>(inner_dim));
     inner = s.inner.data();
-  } else {
-    std::fill(out, out + inner_dim, 0.0f);
   }
+  if (n == 0) std::fill(inner, inner + inner_dim, 0.0f);
   if (n > 0) {
     s.sketches.resize(static_cast<std::size_t>(n * std::max<i64>(1, hyperplanes)));
     if (k > 0) kern.simhash(x, n, c.dim, mats.simhash.data(), hyperplanes, s.sketches.data());
@@ -103,8 +102,11 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
     }
     s.signs.resize(static_cast<std::size_t>(n));
     if (documents) s.counts.resize(static_cast<std::size_t>(parts));
+    // Each repetition is accumulated in a scratch block (cache-resident) and written to the output once.
+    s.block.resize(static_cast<std::size_t>(parts * dp));
+    float* block = s.block.data();
     for (i64 r = 0; r < c.repetitions; ++r) {
-      float* block = inner + r * parts * dp;
+      std::fill(block, block + parts * dp, 0.0f);
       // The projected tokens of this repetition: (n, dp) rows.
       const float* proj = c.ams ? s.projected.data() + r * n * dp : x;
       if (documents) std::fill(s.counts.begin(), s.counts.end(), 0.0f);
@@ -115,7 +117,10 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         add_row(block + static_cast<i64>(p) * dp, proj + t * dp, dp);
         if (documents) s.counts[p] += 1.0f;
       }
-      if (!documents) continue;
+      if (!documents) {
+        std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
+        continue;
+      }
       // Fill: the nearest token of every sign string by one distance transform over the hypercube when that is
       // cheaper than scanning every token for each empty partition.
       i64 empty = 0;
@@ -147,6 +152,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         const float count = s.counts[p];
         for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
       }
+      std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
     }
   }
   if (c.final_dim > 0) {
