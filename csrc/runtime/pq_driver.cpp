@@ -51,25 +51,43 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
       std::memcpy(centroids + j * dsub, xs + idx[j] * dsub, dsub * sizeof(float));
     }
   } else {  // k-means++: D^2 sampling (distances in double for the cumulative sum)
+    // Seeding runs on a uniform sample of at most kSeedSample points per centroid (drawn from the same stream):
+    // D^2 sampling makes ksub passes over its points, so on the full training set it would cost a few Lloyd
+    // iterations; the sample keeps it to a small fraction of the training time.
+    constexpr i64 kSeedSample = 32;
+    std::vector<float> sample;
+    const float* pts = xs;
+    i64 count = n;
+    if (n > kSeedSample * ksub) {
+      count = kSeedSample * ksub;
+      std::vector<i64> idx(static_cast<std::size_t>(n));
+      for (i64 i = 0; i < n; ++i) idx[i] = i;
+      sample.resize(static_cast<std::size_t>(count * dsub));
+      for (i64 j = 0; j < count; ++j) {
+        std::swap(idx[j], idx[j + rng.below(n - j)]);
+        std::memcpy(sample.data() + j * dsub, xs + idx[j] * dsub, dsub * sizeof(float));
+      }
+      pts = sample.data();
+    }
     // Distances from the newest centroid to every point with the SIMD sq_dists kernel, lanes over points: the
-    // points transposed (dsub x n) play the role of the centroids. (c - x)^2 rounds like (x - c)^2.
-    std::vector<float> xt(static_cast<std::size_t>(dsub * n)), d_new(static_cast<std::size_t>(n));
-    for (i64 i = 0; i < n; ++i)
-      for (i64 k = 0; k < dsub; ++k) xt[k * n + i] = xs[i * dsub + k];
+    // points transposed (dsub x count) play the role of the centroids. (c - x)^2 rounds like (x - c)^2.
+    std::vector<float> xt(static_cast<std::size_t>(dsub * count)), d_new(static_cast<std::size_t>(count));
+    for (i64 i = 0; i < count; ++i)
+      for (i64 k = 0; k < dsub; ++k) xt[k * count + i] = pts[i * dsub + k];
     // D^2 sampling over blocks: per block a total of its point weights (four interleaved double partial sums, so
     // the adds do not form one serial chain), the target is located among the block totals first, then inside
     // its block; every sum has a fixed order, so the pick is deterministic.
     constexpr i64 kBlock = 1024;
-    const i64 n_blocks = (n + kBlock - 1) / kBlock;
-    std::vector<float> d2(static_cast<std::size_t>(n), std::numeric_limits<float>::infinity());
+    const i64 n_blocks = (count + kBlock - 1) / kBlock;
+    std::vector<float> d2(static_cast<std::size_t>(count), std::numeric_limits<float>::infinity());
     std::vector<double> block_total(static_cast<std::size_t>(n_blocks));
-    i64 first = rng.below(n);
-    std::memcpy(centroids, xs + first * dsub, dsub * sizeof(float));
+    i64 first = rng.below(count);
+    std::memcpy(centroids, pts + first * dsub, dsub * sizeof(float));
     for (i64 j = 1; j < ksub; ++j) {
-      kern.sq_dists(centroids + (j - 1) * dsub, xt.data(), dsub, n, d_new.data());
+      kern.sq_dists(centroids + (j - 1) * dsub, xt.data(), dsub, count, d_new.data());
       double total = 0.0;
       for (i64 b = 0; b < n_blocks; ++b) {
-        const i64 end = std::min(n, (b + 1) * kBlock);
+        const i64 end = std::min(count, (b + 1) * kBlock);
         double part[4] = {0.0, 0.0, 0.0, 0.0};
         for (i64 i = b * kBlock; i < end; ++i) {
           d2[i] = std::min(d2[i], d_new[i]);
@@ -78,12 +96,12 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
         block_total[b] = (part[0] + part[1]) + (part[2] + part[3]);
         total += block_total[b];
       }
-      i64 pick = n - 1;
+      i64 pick = count - 1;
       if (total > 0.0) {
         double target = rng.uniform() * total;
         i64 b = 0;
         while (b + 1 < n_blocks && target >= block_total[b]) target -= block_total[b++];
-        for (i64 i = b * kBlock, end = std::min(n, (b + 1) * kBlock); i < end; ++i) {
+        for (i64 i = b * kBlock, end = std::min(count, (b + 1) * kBlock); i < end; ++i) {
           target -= static_cast<double>(d2[i]);
           if (target < 0.0) {
             pick = i;
@@ -91,16 +109,16 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
           }
         }
         if (target >= 0.0) {  // rounding left the target past its block: its last point of positive weight
-          for (i64 i = std::min(n, (b + 1) * kBlock) - 1; i >= b * kBlock; --i)
+          for (i64 i = std::min(count, (b + 1) * kBlock) - 1; i >= b * kBlock; --i)
             if (d2[i] > 0.0f) {
               pick = i;
               break;
             }
         }
       } else {
-        pick = rng.below(n);  // all points coincide with chosen centroids: any point will do
+        pick = rng.below(count);  // all points coincide with chosen centroids: any point will do
       }
-      std::memcpy(centroids + j * dsub, xs + pick * dsub, dsub * sizeof(float));
+      std::memcpy(centroids + j * dsub, pts + pick * dsub, dsub * sizeof(float));
     }
   }
 

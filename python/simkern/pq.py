@@ -118,7 +118,8 @@ class ProductQuantizer:
         """Train one k-means per subspace on ``x`` (float32 ``(n, dim)``, n >= ksub).
 
         ``max_train_points``: train on that many rows sampled without replacement (seeded). ``init``:
-        ``"kmeans++"`` or ``"random"``. Empty clusters are re-seeded with the farthest point. The result depends
+        ``"kmeans++"`` (D^2 seeding on a seeded sample of at most 32 * ksub rows) or ``"random"`` (ksub distinct
+        rows). The assignment step uses |c|^2/2 - x.c with fused multiply-adds (ties: lowest centroid). Empty clusters are re-seeded with the farthest point. The result depends
         only on the data, ``seed`` and the options - not on the thread count or the ISA. Returns ``self``.
         """
         x = _float_rows(x, self.dim, "x")
