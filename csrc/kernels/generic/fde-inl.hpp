@@ -6,6 +6,11 @@
 
 namespace fde_detail {
 
+template <int N>
+struct RegisterCount {  // a compile-time register count for the generic lambda of simhash
+  static constexpr int value = N;
+};
+
 template <int T, int RB>
 static inline void simhash_block(const float* x, i64 dim, const float* g, i64 hyperplanes, i64 h0, float* out) {
   constexpr int L = V::lanes;
@@ -32,21 +37,20 @@ static inline void simhash_block(const float* x, i64 dim, const float* g, i64 hy
     for (int r = 0; r < RB; ++r) V::store(out + t * hyperplanes + h0 + r * L, acc[t][r]);
 }
 
-template <int T>
-static inline void simhash_tokens(const float* x, i64 dim, const float* g, i64 hyperplanes, float* out) {
-  constexpr int L = V::lanes;
-  i64 h = 0;
-  for (; h + 3 * L <= hyperplanes; h += 3 * L) simhash_block<T, 3>(x, dim, g, hyperplanes, h, out);
-  for (; h + L <= hyperplanes; h += L) simhash_block<T, 1>(x, dim, g, hyperplanes, h, out);
-  if (h < hyperplanes)
-    for (int t = 0; t < T; ++t)
-      scalar::simhash_from(x + t * dim, 1, dim, g, hyperplanes, h, out + t * hyperplanes);
-}
-
+// Hyperplane blocks outermost: one block's slice of G (dim x 3L floats, 12 KB for dim 128 on AVX2) stays in L1
+// while every token passes over it; tokens go 4 at a time.
 static void simhash(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, float* out) {
-  i64 t = 0;
-  for (; t + 4 <= n; t += 4) simhash_tokens<4>(x + t * dim, dim, g, hyperplanes, out + t * hyperplanes);
-  for (; t < n; ++t) simhash_tokens<1>(x + t * dim, dim, g, hyperplanes, out + t * hyperplanes);
+  constexpr int L = V::lanes;
+  const auto pass = [&](auto rb, i64 h) {
+    constexpr int RB = decltype(rb)::value;
+    i64 t = 0;
+    for (; t + 4 <= n; t += 4) simhash_block<4, RB>(x + t * dim, dim, g, hyperplanes, h, out + t * hyperplanes);
+    for (; t < n; ++t) simhash_block<1, RB>(x + t * dim, dim, g, hyperplanes, h, out + t * hyperplanes);
+  };
+  i64 h = 0;
+  for (; h + 3 * L <= hyperplanes; h += 3 * L) pass(RegisterCount<3>{}, h);
+  for (; h + L <= hyperplanes; h += L) pass(RegisterCount<1>{}, h);
+  if (h < hyperplanes) scalar::simhash_from(x, n, dim, g, hyperplanes, h, out);
 }
 
 // AMS projection of n tokens for every repetition: y[(r * n + t) * dp + c] = sum over the coordinates i with
