@@ -94,8 +94,8 @@ def pq_decode_ref(codes_unpacked: np.ndarray, codebooks: np.ndarray) -> np.ndarr
 
 # -- MUVERA FDE --------------------------------------------------------------------------------------------------
 # The random draws of Google's reference (libstdc++ std::mt19937 + distributions), written out in Python, and the
-# encoding itself with float64 aggregation. SimHash sketches are summed in float32 in coordinate order, as the
-# reference and simkern do, so that partitions (sign tests) agree exactly.
+# encoding itself with float64 aggregation. SimHash sketches are summed in float32 in coordinate order with fused
+# multiply-adds, as simkern does, so that partitions (sign tests) agree.
 
 class MT19937:
     """std::mt19937 (32-bit Mersenne Twister), seeded like std::mt19937(seed)."""
@@ -220,13 +220,16 @@ def fde_ref(points: np.ndarray, cfg: dict, mats: dict, document: bool):
     ams = cfg["projection"] == "ams_sketch"
     dp = cfg["projection_dimension"] if ams else d
     parts = 2**k
-    # float32 sketches, coordinates in order (same rounding as the kernels)
+    # float32 sketches, coordinates in order, one fused multiply-add per term as in the kernels: the product of two
+    # float32 values is exact in float64, so float32(product + acc) is the fma except in double-rounding ties
+    # (about 2**-29 of the steps), which could change a partition only for a sketch within an ulp of zero.
     sk = np.zeros((n, reps * k), np.float32)
+    g64 = mats["simhash"].astype(np.float64)
+    x64 = x.astype(np.float64)
     for i in range(d):
-        sk = (sk + (x[:, i:i + 1] * mats["simhash"][i][None, :])).astype(np.float32)
+        sk = (sk.astype(np.float64) + x64[:, i:i + 1] * g64[i][None, :]).astype(np.float32)
     out = np.zeros((reps, parts, dp))
     mag = np.zeros((reps, parts, dp))
-    x64 = x.astype(np.float64)
     for r in range(reps):
         if ams:
             y = np.zeros((n, dp))

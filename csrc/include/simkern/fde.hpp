@@ -2,7 +2,7 @@
 // (google/graph-mining sketching/point_cloud/fixed_dimensional_encoding.cc) for the same configuration and seed.
 //
 // Per point cloud X (n tokens x dim), for each repetition r < R:
-//   SimHash: s_tj = sum_i x_ti * G_r[i][j] (j < k, i in order, separate multiply and add), bit j = s_tj > 0; the
+//   SimHash: s_tj = sum_i x_ti * G_r[i][j] (j < k, i in order, one fused multiply-add per term), bit j = s_tj > 0; the
 //     partition is the Gray-code accumulation of the bits with hyperplane 0 first: g = (g << 1) + (b ^ (g & 1)).
 //   Projection: identity (d_p = dim) or the reference's "AMS" matrix, one +-1 per input coordinate:
 //     y_t[h_r(i)] += sign_r(i) * x_ti for i in order (d_p = projection_dimension).
@@ -20,8 +20,10 @@
 // sketch from seed. Only logf comes from the C library (glibc's equals the reference's).
 //
 // Kernels: `simhash` computes all R * k sketches of a block of tokens at once, lanes over the R * k hyperplanes,
-// each lane summing x_ti * G[i][h] over i in order with separate multiply and add (the FDE files are compiled
-// with -ffp-contract=off): bit-identical on every ISA, and independent of batch size and threads.
+// each lane summing x_ti * G[i][h] over i in order with fused multiply-adds (std::fma in the scalar path):
+// bit-identical on every ISA, and independent of batch size and threads. The reference's own rounding of the
+// sketches depends on how Eigen was built (its GEMM uses FMA when compiled for it); the two can differ only in the
+// sign of a sketch within a few float roundings of zero, which the fixtures never hit.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,8 @@
 // FDE SimHash sketches over the vector primitives V of the including ISA file (see generic/maxsim-inl.hpp for the
 // inclusion rule). Lanes run over the R * k hyperplanes of all repetitions; T tokens x RB registers per pass share
-// each load of G. Every lane computes acc = acc + x_i * g_ih over i in order with separate multiply and add
-// (-ffp-contract=off), the scalar kernel's sequence, so sketches - and partitions - are bit-identical on every ISA.
+// each load of G. Every lane computes acc = fma(x_i, g_ih, acc) over i in order, the scalar kernel's sequence
+// (std::fma there), so sketches - and partitions - are bit-identical on every ISA. (FMA: 1.5x the rate of separate
+// multiply and add on the Zen 4 we measure on.)
 #pragma once
 
 namespace fde_detail {
@@ -28,7 +29,7 @@ static inline void simhash_block(const float* x, i64 dim, const float* g, i64 hy
     for (int t = 0; t < T; ++t) {
       const reg xi = V::set1(x[t * dim + i]);
 #pragma GCC unroll 4
-      for (int r = 0; r < RB; ++r) acc[t][r] = V::add(acc[t][r], V::mul(xi, gv[r]));
+      for (int r = 0; r < RB; ++r) acc[t][r] = V::fma(xi, gv[r], acc[t][r]);
     }
   }
 #pragma GCC unroll 4

@@ -1,5 +1,7 @@
 // FDE, scalar reference path (no intrinsics; -fno-tree-vectorize -ffp-contract=off): SimHash sketches as the
-// sequence acc = acc + x_i * g_ih over i in order, which every SIMD path reproduces bit for bit.
+// sequence acc = fma(x_i, g_ih, acc) over i in order, which every SIMD path reproduces bit for bit.
+#include <cmath>
+
 #include "simkern/dispatch.hpp"
 
 namespace simkern {
@@ -10,7 +12,7 @@ void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplane
   for (i64 t = 0; t < n; ++t)
     for (i64 h = h_begin; h < hyperplanes; ++h) {
       float acc = 0.0f;
-      for (i64 i = 0; i < dim; ++i) acc = acc + x[t * dim + i] * g[i * hyperplanes + h];
+      for (i64 i = 0; i < dim; ++i) acc = std::fma(x[t * dim + i], g[i * hyperplanes + h], acc);
       out[t * hyperplanes + h] = acc;
     }
 }
