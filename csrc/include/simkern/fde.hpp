@@ -74,7 +74,7 @@ struct FDEKernels {
                       float* yt, float* y) = nullptr;
 };
 
-constexpr i64 kFDELanes = 16;  // the widest SIMD lane count of the FDE kernels (scratch sizing)
+constexpr i64 kFDELanes = 32;  // tokens per AMS pass at most: two blocks of the widest lane count (scratch sizing)
 
 const FDEKernels& fde_kernels();  // for the active ISA
 

@@ -20,6 +20,8 @@ struct V {
   static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
   static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
   static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+  static constexpr bool has_transpose = false;  // tile transposes: AVX2 only so far
+  static inline void transpose(const float*, i64, float*, i64) {}
   static inline reg lane_index() {
     static const float ids[4] = {0, 1, 2, 3};
     return vld1q_f32(ids);

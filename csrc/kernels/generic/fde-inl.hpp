@@ -54,37 +54,61 @@ static void simhash(const float* x, i64 n, i64 dim, const float* g, i64 hyperpla
   if (h < hyperplanes) scalar::simhash_from(x, n, dim, g, hyperplanes, h, out);
 }
 
-// AMS projection of n tokens for every repetition: y[(r * n + t) * dp + c] = sum over the coordinates i with
-// ams_index[r][i] == c, in increasing i, of sign * x[t][i]. Lanes run over tokens: a block of L tokens is transposed
-// once (dim x L, in `xt`) and reused by all repetitions; each output coordinate c is one register summed over its
-// gather list (multiply by the +-1 sign, then add), then the dp x L block (`yt`) is written back per token. Each
-// lane adds in i order, as the scalar scatter does, so the values are bit-identical to it.
-static void ams_project(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, float* xt,
-                        float* yt, float* y) {
+template <int TB>
+static inline void ams_pass(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, i64 t0,
+                            float* xt, float* yt, float* y) {
   constexpr int L = V::lanes;
   using reg = typename V::reg;
-  for (i64 t0 = 0; t0 < n; t0 += L) {
-    const i64 count = n - t0 < L ? n - t0 : L;
-    for (i64 i = 0; i < dim; ++i)
-      for (int l = 0; l < L; ++l) xt[i * L + l] = l < count ? x[(t0 + l) * dim + i] : 0.0f;
-    for (i64 r = 0; r < repetitions; ++r) {
-      const std::int32_t* order = m.ams_order.data() + r * dim;
-      const std::int32_t* start = m.ams_start.data() + r * (dp + 1);
-      const float* sign = m.ams_sign.data() + r * dim;
-      for (i64 c = 0; c < dp; ++c) {
-        reg acc = V::zero();
-        for (std::int32_t e = start[c]; e < start[c + 1]; ++e) {
-          const std::int32_t i = order[e];
-          acc = V::add(acc, V::mul(V::set1(sign[i]), V::load(xt + static_cast<i64>(i) * L)));
-        }
-        V::store(yt + c * L, acc);
+  // xt: TB transposed blocks, block b at xt + b * dim * L (row i = coordinate i of its L tokens).
+  for (int b = 0; b < TB; ++b) {
+    const i64 tb = t0 + b * L, count = n - tb < L ? n - tb : L;
+    float* xb = xt + b * dim * L;
+    i64 i0 = 0;
+    if (V::has_transpose && count == L)  // full blocks move by L x L tile transposes
+      for (; i0 + L <= dim; i0 += L) V::transpose(x + tb * dim + i0, dim, xb + i0 * L, L);
+    for (i64 i = i0; i < dim; ++i)
+      for (int l = 0; l < L; ++l) xb[i * L + l] = l < count ? x[(tb + l) * dim + i] : 0.0f;
+  }
+  for (i64 r = 0; r < repetitions; ++r) {
+    const std::int32_t* order = m.ams_order.data() + r * dim;
+    const std::int32_t* start = m.ams_start.data() + r * (dp + 1);
+    const float* sign = m.ams_sign.data() + r * dim;
+    for (i64 c = 0; c < dp; ++c) {
+      reg acc[TB];
+      for (int b = 0; b < TB; ++b) acc[b] = V::zero();
+      for (std::int32_t e = start[c]; e < start[c + 1]; ++e) {
+        const i64 i = order[e];
+        const reg s = V::set1(sign[i]);
+        for (int b = 0; b < TB; ++b) acc[b] = V::add(acc[b], V::mul(s, V::load(xt + b * dim * L + i * L)));
       }
+      for (int b = 0; b < TB; ++b) V::store(yt + (b * dp + c) * L, acc[b]);
+    }
+    for (int b = 0; b < TB; ++b) {
+      const i64 tb = t0 + b * L, count = n - tb < L ? n - tb : L;
+      const float* yb = yt + b * dp * L;
+      i64 c0 = 0;
+      if (V::has_transpose && count == L)
+        for (; c0 + L <= dp; c0 += L) V::transpose(yb + c0 * L, L, y + (r * n + tb) * dp + c0, dp);
       for (i64 l = 0; l < count; ++l) {
-        float* dst = y + (r * n + t0 + l) * dp;
-        for (i64 c = 0; c < dp; ++c) dst[c] = yt[c * L + l];
+        float* dst = y + (r * n + tb + l) * dp;
+        for (i64 c = c0; c < dp; ++c) dst[c] = yb[c * L + l];
       }
     }
   }
+}
+
+// AMS projection of n tokens for every repetition (contract in simkern/fde.hpp). Lanes run over tokens: up to two
+// blocks of L tokens are transposed once (dim x L each, in `xt`) and reused by all repetitions; each output
+// coordinate c is one register per block summed over its gather list (multiply by the +-1 sign, then add), so the
+// list is read once for both blocks; then the dp x L results (`yt`) are written back per token. Each lane adds in
+// i order, as the scalar scatter does, so the values are bit-identical to it.
+static void ams_project(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, float* xt,
+                        float* yt, float* y) {
+  constexpr int L = V::lanes;
+  static_assert(2 * L <= kFDELanes, "scratch sized for two blocks");
+  i64 t0 = 0;
+  for (; t0 + L < n; t0 += 2 * L) ams_pass<2>(x, n, dim, m, repetitions, dp, t0, xt, yt, y);
+  if (t0 < n) ams_pass<1>(x, n, dim, m, repetitions, dp, t0, xt, yt, y);
 }
 
 }  // namespace fde_detail

@@ -21,6 +21,26 @@ struct V {
   static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static inline reg lane_index() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+  // 8 x 8 tile transpose: dst row c (dst + c * dst_stride) = column c of the src rows (src + r * src_stride).
+  static constexpr bool has_transpose = true;
+  static inline void transpose(const float* src, i64 src_stride, float* dst, i64 dst_stride) {
+    __m256 r[8], t[8], u[8];
+    for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * src_stride);
+    for (int k = 0; k < 8; k += 2) {
+      t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+      t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+      u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+      u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+      u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+      u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+      _mm256_storeu_ps(dst + k * dst_stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+      _mm256_storeu_ps(dst + (k + 4) * dst_stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+    }
+  }
   // best, best_id = d, id in the lanes where d < best (strictly: the earlier id stays on ties and NaN).
   static inline void keep_smaller(reg d, reg id, reg& best, reg& best_id) {
     const reg less = _mm256_cmp_ps(d, best, _CMP_LT_OQ);

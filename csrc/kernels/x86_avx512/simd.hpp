@@ -27,6 +27,8 @@ struct V {
   static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static constexpr bool has_transpose = false;  // tile transposes: AVX2 only so far
+  static inline void transpose(const float*, i64, float*, i64) {}
   static inline reg lane_index() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
   // best, best_id = d, id in the lanes where d < best (strictly: the earlier id stays on ties and NaN).
   static inline void keep_smaller(reg d, reg id, reg& best, reg& best_id) {
