@@ -4,6 +4,7 @@
 // and the optional final CountSketch. Every output value is computed by one task with a fixed operation order, so
 // results do not depend on the batch or the thread count. Compiled with -ffp-contract=off.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -11,17 +12,35 @@
 #include "simkern/fde.hpp"
 #include "simkern/thread_pool.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace simkern {
 namespace {
 
-// Gray-code partition index of a token's k sketches (hyperplane 0 first), as the reference's SimHashPartitionIndex.
-inline std::uint32_t partition_of(const float* sketch, int k) {
-  std::uint64_t g = 0;
-  for (int j = 0; j < k; ++j) {
-    const std::uint64_t bit = sketch[j] > 0.0f ? 1u : 0u;
-    g = (g << 1) + (bit ^ (g & 1u));
+// The partition of a sign string (hyperplane 0 = most significant bit): the Gray-code accumulation
+// g = (g << 1) + (b ^ (g & 1)) over the bits leaves in each bit of g the XOR of the sign bits down to it, i.e. the
+// prefix XOR from the top (the reference's SimHashPartitionIndex), computed here with shifts (k <= 30).
+inline std::uint32_t gray_partition(std::uint32_t bits) {
+  bits ^= bits >> 1;
+  bits ^= bits >> 2;
+  bits ^= bits >> 4;
+  bits ^= bits >> 8;
+  bits ^= bits >> 16;
+  return bits;
+}
+
+// Copies a repetition's block to the output with non-temporal stores when the output is 16-byte aligned (the
+// encodings are written once and not read back here; streaming saves the read-for-ownership), else memcpy.
+inline void store_stream(float* dst, const float* src, i64 count) {
+#if defined(__SSE2__)
+  if ((reinterpret_cast<std::uintptr_t>(dst) & 15) == 0 && count % 4 == 0) {
+    for (i64 i = 0; i < count; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    return;
   }
-  return static_cast<std::uint32_t>(g);
+#endif
+  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
 }
 
 // The sign string with hyperplane 0 as the most significant of k bits (compared with p ^ (p >> 1) for filling).
@@ -53,7 +72,7 @@ inline void add_row(float* __restrict dst, const float* __restrict y, i64 n) {
 
 struct Scratch {
   std::vector<float> sketches, projected, inner, block, counts, xt, yt;
-  std::vector<std::uint32_t> signs;
+  std::vector<std::uint32_t> signs, parts;
   std::vector<std::uint64_t> keys;  // nearest_tokens: (distance << 40) | token per sign string
 };
 
@@ -101,24 +120,38 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       kern.ams_project(x, n, c.dim, mats, c.repetitions, dp, s.xt.data(), s.yt.data(), s.projected.data());
     }
     s.signs.resize(static_cast<std::size_t>(n));
-    if (documents) s.counts.resize(static_cast<std::size_t>(parts));
-    // Each repetition is accumulated in a scratch block (cache-resident) and written to the output once.
-    s.block.resize(static_cast<std::size_t>(parts * dp));
+    s.parts.resize(static_cast<std::size_t>(n));
+    s.counts.assign(static_cast<std::size_t>(parts), 0.0f);
+    // Each repetition is accumulated in a scratch block (cache-resident), written to the output once, and reset:
+    // only the rows it touched when nothing was filled (queries, no fill), else whole.
+    s.block.assign(static_cast<std::size_t>(parts * dp), 0.0f);
     float* block = s.block.data();
     for (i64 r = 0; r < c.repetitions; ++r) {
-      std::fill(block, block + parts * dp, 0.0f);
       // The projected tokens of this repetition: (n, dp) rows.
       const float* proj = c.ams ? s.projected.data() + r * n * dp : x;
-      if (documents) std::fill(s.counts.begin(), s.counts.end(), 0.0f);
       for (i64 t = 0; t < n; ++t) {
         const float* sk = s.sketches.data() + t * hyperplanes + r * k;
-        const std::uint32_t p = k > 0 ? partition_of(sk, k) : 0u;
-        if (k > 0) s.signs[t] = sign_bits(sk, k);
+        const std::uint32_t bits = k > 0 ? sign_bits(sk, k) : 0u;
+        const std::uint32_t p = gray_partition(bits);
+        s.signs[t] = bits;
+        s.parts[t] = p;
         add_row(block + static_cast<i64>(p) * dp, proj + t * dp, dp);
-        if (documents) s.counts[p] += 1.0f;
+        s.counts[p] += 1.0f;
       }
+      const auto write_and_reset = [&](bool whole) {
+        store_stream(inner + r * parts * dp, block, parts * dp);
+        if (whole) {
+          std::fill(block, block + parts * dp, 0.0f);
+          std::fill(s.counts.begin(), s.counts.end(), 0.0f);
+        } else {
+          for (i64 t = 0; t < n; ++t) {
+            std::fill(block + static_cast<i64>(s.parts[t]) * dp, block + (static_cast<i64>(s.parts[t]) + 1) * dp, 0.0f);
+            s.counts[s.parts[t]] = 0.0f;
+          }
+        }
+      };
       if (!documents) {
-        std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
+        write_and_reset(false);
         continue;
       }
       // Fill: the nearest token of every sign string by one distance transform over the hypercube when that is
@@ -152,9 +185,12 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         const float count = s.counts[p];
         for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
       }
-      std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
+      write_and_reset(k > 0 && c.fill_empty && empty > 0);
     }
   }
+#if defined(__SSE2__)
+  _mm_sfence();  // the streamed stores are visible before the task reports completion
+#endif
   if (c.final_dim > 0) {
     std::fill(out, out + c.final_dim, 0.0f);
     const std::int32_t* index = mats.final_index.data();

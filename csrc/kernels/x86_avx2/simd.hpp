@@ -23,7 +23,8 @@ struct V {
   static inline reg lane_index() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
   // 8 x 8 tile transpose: dst row c (dst + c * dst_stride) = column c of the src rows (src + r * src_stride).
   static constexpr bool has_transpose = true;
-  static inline void transpose(const float* src, i64 src_stride, float* dst, i64 dst_stride) {
+  __attribute__((always_inline)) static inline void transpose(const float* src, i64 src_stride, float* dst,
+                                                              i64 dst_stride) {
     __m256 r[8], t[8], u[8];
     for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * src_stride);
     for (int k = 0; k < 8; k += 2) {
