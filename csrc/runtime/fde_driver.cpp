@@ -139,7 +139,10 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         s.counts[p] += 1.0f;
       }
       const auto write_and_reset = [&](bool whole) {
-        store_stream(inner + r * parts * dp, block, parts * dp);
+        if (c.final_dim > 0)  // the inner vector is read back right away: keep it in cache
+          std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
+        else
+          store_stream(inner + r * parts * dp, block, parts * dp);
         if (whole) {
           std::fill(block, block + parts * dp, 0.0f);
           std::fill(s.counts.begin(), s.counts.end(), 0.0f);
