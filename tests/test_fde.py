@@ -200,3 +200,19 @@ def test_inner_products_track_maxsim_on_real_tokens():
     top1_in_top10 = np.mean([e.argmax() in np.argsort(-a)[:10] for a, e in zip(approx, exact)])
     assert rho > 0.6, rho
     assert top1_in_top10 >= 0.85, top1_in_top10
+
+
+@pytest.mark.parametrize("k, document, fill", [(20, False, False), (16, True, False), (12, True, True), (10, True, True)])
+def test_many_simhash_bits_match_reference(k, document, fill):
+    # Large partition counts: sparse queries, averaging without fill, and filling where most partitions are empty
+    # (the hypercube distance transform and the token scan both run, depending on k and the token count).
+    rng = np.random.default_rng(k)
+    cfg = {"dim": 12, "num_repetitions": 1, "num_simhash_projections": k, "projection": "ams_sketch",
+           "projection_dimension": 2, "fill_empty_partitions": fill, "final_projection_dimension": None, "seed": k}
+    f = simkern.FDE(**cfg)
+    mats = f._plan.matrices()
+    for n in (1, 5, 40):
+        cloud = rng.standard_normal((n, 12)).astype(np.float32)
+        got = (f.encode_documents if document else f.encode_queries)(cloud)[0]
+        want, mag = fde_ref(cloud, cfg, mats, document)
+        assert (np.abs(got - want) <= 4 * (n + 12) * 2.0**-24 * mag + 1e-30).all()
