@@ -202,6 +202,17 @@ def start_child(T: int) -> float | None:
     return busy
 
 
+def run_children(threads: list[int], run_child) -> tuple[dict[int, dict], dict[int, float | None]]:
+    """Print the header, then run one child per thread count (run_child(T) -> its JSON), sampling the other load
+    before each. Returns (workers, busy) keyed by thread count."""
+    print_header(threads)
+    workers, busy = {}, {}
+    for T in threads:
+        busy[T] = start_child(T)
+        workers[T] = run_child(T)
+    return workers, busy
+
+
 def print_blas(workers: dict[int, dict], keep_openblas_env: bool) -> None:
     w0 = next(iter(workers.values()))
     if w0.get("removed_env"):

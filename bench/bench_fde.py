@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (add_common_args, fmt_ms, fmt_rate, log, parse_threads, print_blas,  # noqa: E402
-                      print_header, print_load, print_table, run_metadata, run_worker, start_child)
+                      print_load, print_table, run_children, run_metadata, run_worker)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
@@ -178,19 +178,15 @@ def main() -> None:
         worker(args)
         return
     threads = parse_threads(args.threads)
-    print_header(threads)
-    workers, busy = {}, {}
+    extra = ["--seed", str(args.seed), "--data", args.data or ""]
+    if args.rounds:
+        extra += ["--rounds", str(args.rounds)]
+    if args.quick:
+        extra.append("--quick")
+    if args.no_quality:
+        extra.append("--no-quality")
     t_all = time.perf_counter()
-    for T in threads:
-        busy[T] = start_child(T)
-        extra = ["--seed", str(args.seed), "--data", args.data or ""]
-        if args.rounds:
-            extra += ["--rounds", str(args.rounds)]
-        if args.quick:
-            extra.append("--quick")
-        if args.no_quality:
-            extra.append("--no-quality")
-        workers[T] = run_worker(__file__, T, extra, args.keep_openblas_env)
+    workers, busy = run_children(threads, lambda T: run_worker(__file__, T, extra, args.keep_openblas_env))
     print()
     print_blas(workers, args.keep_openblas_env)
     for n in sorted({n for w in workers.values() for n in w["notes"]}):

@@ -33,8 +33,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms, fmt_rate, log, parse_threads, print_blas, print_header, print_load,
-                      print_table, run_metadata, run_worker, start_child)
+from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms, fmt_rate, log,  # noqa: E402
+                      parse_threads, print_blas, print_load, print_table, run_children, run_metadata, run_worker)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -447,12 +447,7 @@ def main() -> None:
         return
 
     threads = parse_threads(args.threads)
-    print_header(threads)
-
-    workers, busy = {}, {}
-    for T in threads:
-        busy[T] = start_child(T)
-        workers[T] = run_child(T, args)
+    workers, busy = run_children(threads, lambda T: run_child(T, args))
     if 1 in workers:
         peak1 = workers[1]["sgemm_gflops"]
     else:

@@ -36,8 +36,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms,  # noqa: E402
-                      fmt_rate, log, parse_threads, print_blas, print_header, print_load, print_table, run_metadata,
-                      run_worker, start_child)
+                      fmt_rate, log, parse_threads, print_blas, print_load, print_table, run_children, run_metadata,
+                      run_worker)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -570,13 +570,8 @@ def main() -> None:
         return
 
     threads = parse_threads(args.threads)
-    print_header(threads)
-
-    workers, busy = {}, {}
     t_all = time.perf_counter()
-    for T in threads:
-        busy[T] = start_child(T)
-        workers[T] = run_child(T, args)
+    workers, busy = run_children(threads, lambda T: run_child(T, args))
 
     print()
     w0 = next(iter(workers.values()))

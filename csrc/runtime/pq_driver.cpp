@@ -288,6 +288,8 @@ struct QuantCollector {
   }
 };
 
+constexpr i64 kMaxGroupPasses = 8;  // query passes a scan task runs over each slice of its codes
+
 struct ScanTask {
   QuantCollector* collectors[kScanQueries];
   std::uint16_t thresholds[kScanQueries];
@@ -375,15 +377,15 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
     // A task runs a group of passes over its chunk in L2-sized slices of blocks (all passes of the group per
     // slice), so the codes are read from memory once per group rather than once per pass.
     const i64 passes = (nb + kScanQueries - 1) / kScanQueries;
-    const i64 group_passes = std::min<i64>(8, std::max<i64>(1, passes / (threads * 2)));
+    const i64 group_passes = std::min<i64>(kMaxGroupPasses, std::max<i64>(1, passes / (threads * 2)));
     const i64 groups = (passes + group_passes - 1) / group_passes;
     const i64 block_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 64;
     const i64 slice_blocks = std::max<i64>(1, (128 << 10) / block_bytes);
     parallel_for(groups * chunks, threads, [&](i64 task_id, int) {
       const i64 g = task_id / chunks, c = task_id % chunks;
       const i64 p0 = g * group_passes, p1 = std::min(passes, p0 + group_passes);
-      ScanTask tasks[8];
-      ScanQueries qs[8];
+      ScanTask tasks[kMaxGroupPasses];
+      ScanQueries qs[kMaxGroupPasses];
       for (i64 p = p0; p < p1; ++p) {
         ScanTask& task = tasks[p - p0];
         const i64 qb0 = p * kScanQueries;

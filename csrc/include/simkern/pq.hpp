@@ -8,7 +8,7 @@
 //   Tables: float32 (n_queries, m, ksub).
 //
 // Precision policy (why codes are identical on every ISA)
-//   sq_dists: out[j] = sum_k (x_k - c_jk)^2 and dots: out[j] = sum_k x_k * c_jk, summed in k order with a
+//   sq_dists / tables: out[j] = sum_k (x_k - c_jk)^2 (L2) or sum_k x_k * c_jk (IP), summed in k order with a
 //   rounding after every multiply and every add (no FMA; the PQ files are compiled with -ffp-contract=off).
 //   Each SIMD lane performs exactly the scalar sequence of operations, so distances and therefore argmin codes
 //   are bit-identical across scalar, AVX2, AVX-512 and NEON. k-means assigns with nearest_dot instead (half norm
@@ -43,9 +43,8 @@ struct PQKernels {
   const char* name = nullptr;
   // x: dsub floats; ct: dsub x ksub (one subspace of the transposed codebooks); out: ksub floats.
   void (*sq_dists)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
-  void (*dots)(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) = nullptr;
-  // Tables of one subspace for n queries: out[q * out_stride + j] = sq_dists / dots of query q (x + q * x_stride)
-  // and centroid j, the same arithmetic as sq_dists / dots. One call per subspace keeps its ct slice in L1.
+  // Tables of one subspace for n queries: out[q * out_stride + j] = squared L2 (the sq_dists arithmetic) or dot
+  // product of query q (x + q * x_stride) and centroid j. One call per subspace keeps its ct slice in L1.
   void (*tables)(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, bool l2, float* out,
                  i64 out_stride) = nullptr;
   // Nearest centroid by squared L2 for n points (x_stride floats apart; ct: one subspace, dsub x ksub): ids[i] =

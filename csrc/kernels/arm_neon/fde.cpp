@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "simkern/dispatch.hpp"
 

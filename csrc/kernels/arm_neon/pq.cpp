@@ -4,6 +4,7 @@
 #include <arm_neon.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <limits>
 
 #include "simkern/dispatch.hpp"
@@ -54,10 +55,7 @@ void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 
       if (vmaxvq_u16(any) == 0) continue;
       std::uint16_t sums[32];
       for (int a = 0; a < 4; ++a) vst1q_u16(sums + 8 * a, acc[j][a]);
-      std::uint64_t mask = 0;
-      for (int i = 0; i < 32; ++i)
-        if (sums[i] <= threshold) mask |= std::uint64_t{1} << i;
-      qs.hit(qs.ctx, q0 + j, b * 32, mask, sums);
+      report_sums(qs, q0 + j, b * 32, sums, 32);
     }
   }
 }
@@ -72,12 +70,8 @@ void scan4_neon(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 
 
 void fill_pq(PQKernels* out) {
   out->name = "pq_neon";
-  out->sq_dists = pq_detail::sq_dists;
-  out->dots = pq_detail::dots;
-  out->nearest = pq_detail::nearest;
-  out->tables = pq_detail::tables;
-  out->nearest_dot = pq_detail::nearest_dot;
-  out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
+  pq_detail::fill_float_kernels(out);
+  out->scan8 = scalar::scan8;  // tbl instructions index at most 64 bytes: a 256-entry NEON lookup is not written
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4_neon;
 }

@@ -7,11 +7,6 @@
 
 namespace fde_detail {
 
-template <int N>
-struct RegisterCount {  // a compile-time register count for the generic lambda of simhash
-  static constexpr int value = N;
-};
-
 template <int T, int RB>
 static inline void simhash_block(const float* x, i64 dim, const float* g, i64 hyperplanes, i64 h0, float* out) {
   constexpr int L = V::lanes;
@@ -49,8 +44,8 @@ static void simhash(const float* x, i64 n, i64 dim, const float* g, i64 hyperpla
     for (; t < n; ++t) simhash_block<1, RB>(x + t * dim, dim, g, hyperplanes, h, out + t * hyperplanes);
   };
   i64 h = 0;
-  for (; h + 3 * L <= hyperplanes; h += 3 * L) pass(RegisterCount<3>{}, h);
-  for (; h + L <= hyperplanes; h += L) pass(RegisterCount<1>{}, h);
+  for (; h + 3 * L <= hyperplanes; h += 3 * L) pass(std::integral_constant<int, 3>{}, h);
+  for (; h + L <= hyperplanes; h += L) pass(std::integral_constant<int, 1>{}, h);
   if (h < hyperplanes) scalar::simhash_from(x, n, dim, g, hyperplanes, h, out);
 }
 

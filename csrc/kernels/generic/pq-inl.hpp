@@ -114,9 +114,6 @@ static void tables(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsu
 static void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
   centroid_pass<true>(x, ct, dsub, ksub, out);
 }
-static void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
-  centroid_pass<false>(x, ct, dsub, ksub, out);
-}
 
 // Nearest centroid for n points with a fused argmin: P points share each centroid load, R registers of centroids
 // per pass, and every lane keeps its running minimum and the id where it was first reached (strict <, ids ascend
@@ -200,6 +197,14 @@ static void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 ds
 static void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub,
                         i64 ksub, std::int32_t* ids, float* dists) {
   nearest_any<true>(x, n, x_stride, ct, half_norms, dsub, ksub, ids, dists);
+}
+
+// The float kernels every SIMD level takes from this file (the scans differ per level and are set by each file).
+static void fill_float_kernels(PQKernels* out) {
+  out->sq_dists = sq_dists;
+  out->tables = tables;
+  out->nearest = nearest;
+  out->nearest_dot = nearest_dot;
 }
 
 }  // namespace pq_detail

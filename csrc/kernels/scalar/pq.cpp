@@ -1,11 +1,15 @@
 // PQ, scalar reference path (no intrinsics; -fno-tree-vectorize -ffp-contract=off). Defines the arithmetic every
 // SIMD path must reproduce bit for bit: acc = acc + d * d (or acc + x * c) over k in order.
 #include <cmath>
+#include <type_traits>
 
 #include "simkern/dispatch.hpp"
 
 namespace simkern {
 namespace scalar {
+namespace {
+#include "generic/scan-passes-inl.hpp"
+}  // namespace
 
 // The reference arithmetic for centroids j_begin .. ksub - 1; the SIMD files call it for their tails.
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out) {
@@ -89,20 +93,8 @@ void tables(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 
 void sq_dists(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
   centroids_from(x, ct, dsub, ksub, 0, true, out);
 }
-void dots(const float* x, const float* ct, i64 dsub, i64 ksub, float* out) {
-  centroids_from(x, ct, dsub, ksub, 0, false, out);
-}
 
 }  // namespace
-
-// Reports one group of sums to the scan callback when some sum is at or below the query's threshold.
-static inline void report(const ScanQueries& qs, int q, i64 first_id, const std::uint16_t* sums, int count) {
-  const std::uint16_t threshold = qs.thresholds[q];
-  std::uint64_t mask = 0;
-  for (int i = 0; i < count; ++i)
-    if (sums[i] <= threshold) mask |= std::uint64_t{1} << i;
-  if (mask) qs.hit(qs.ctx, q, first_id, mask, sums);
-}
 
 // Portable 4-bit scan (also used by levels without a SIMD version of it).
 void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs) {
@@ -119,7 +111,7 @@ void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pai
         }
         sums[i] = static_cast<std::uint16_t>(acc);
       }
-      report(qs, q, b * 32, sums, 32);
+      report_sums(qs, q, b * 32, sums, 32);
     }
   }
 }
@@ -147,7 +139,7 @@ void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, co
         sums[i + 2] = static_cast<std::uint16_t>(a2);
         sums[i + 3] = static_cast<std::uint16_t>(a3);
       }
-      report(qs, q, b * 64, sums, 64);
+      report_sums(qs, q, b * 64, sums, 64);
     }
   }
 }
@@ -158,7 +150,6 @@ void fill_pq(PQKernels* out) {
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4;
   out->sq_dists = sq_dists;
-  out->dots = dots;
   out->nearest = nearest;
   out->tables = tables;
   out->nearest_dot = nearest_dot;

@@ -4,6 +4,7 @@
 
 
 #include <cstdint>
+#include <type_traits>
 #include <limits>
 
 #include "simkern/dispatch.hpp"
@@ -20,11 +21,7 @@ namespace {
 
 void fill_pq(PQKernels* out) {
   out->name = "pq_avx2";
-  out->sq_dists = pq_detail::sq_dists;
-  out->dots = pq_detail::dots;
-  out->nearest = pq_detail::nearest;
-  out->tables = pq_detail::tables;
-  out->nearest_dot = pq_detail::nearest_dot;
+  pq_detail::fill_float_kernels(out);
   out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4_x86;

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "simkern/dispatch.hpp"
 
@@ -53,14 +54,11 @@ void scan8_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 
       _mm512_store_si512(e, even);
       _mm512_store_si512(o, odd[j]);
       std::uint16_t sums[64];
-      std::uint64_t mask = 0;
       for (int i = 0; i < 32; ++i) {
         sums[2 * i] = e[i];
         sums[2 * i + 1] = o[i];
-        mask |= static_cast<std::uint64_t>((le_even >> i) & 1u) << (2 * i);
-        mask |= static_cast<std::uint64_t>((le_odd >> i) & 1u) << (2 * i + 1);
       }
-      qs.hit(qs.ctx, q0 + j, b * 64, mask, sums);
+      report_sums(qs, q0 + j, b * 64, sums, 64);
     }
   }
 }
