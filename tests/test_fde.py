@@ -182,6 +182,44 @@ def test_bad_arguments():
         f.encode_queries(bad[:1], threads=-1)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("position", [(0, 0), (2, 7), (4, 5), (6, 10)])  # first value, SIMD body, last block, tail
+def test_non_finite_values_are_named_on_every_input_path(value, position):
+    # 7 tokens x 11 coordinates = 77 values per set: 16-value SIMD blocks plus a scalar tail.
+    f = simkern.FDE(11, num_repetitions=2, num_simhash_projections=3, projection_dimension=4)
+    rng = np.random.default_rng(1)
+    sets = [rng.standard_normal((7, 11)).astype(np.float32) for _ in range(3)]
+    sets[2][position] = value
+    want = rf"documents\[2\] has a NaN or infinite value \(token {position[0]}\)"
+    with pytest.raises(ValueError, match=want):
+        f.encode_documents(sets)  # the list path (no concatenation)
+    with pytest.raises(ValueError, match=want):
+        f.encode_documents(simkern.Ragged.from_list(sets), threads=2)
+    with pytest.raises(ValueError, match=want):
+        f.encode_documents(sets[:2] + [np.asfortranarray(sets[2])])  # non-contiguous item: the Ragged path
+    with pytest.raises(ValueError, match=rf"queries\[0\].*token {position[0]}"):
+        f.encode_queries(sets[2])
+    sets[2][position] = 1.0
+    assert f.encode_documents(sets).shape == (3, f.output_dim)
+
+
+def test_list_inputs_that_do_not_qualify_for_the_direct_path():
+    f = simkern.FDE(8, num_repetitions=2, num_simhash_projections=2, projection_dimension=4)
+    x = np.random.default_rng(2).standard_normal((5, 8)).astype(np.float32)
+    want = f.encode_queries([x, x[:2]])
+    np.testing.assert_array_equal(f.encode_queries([np.asfortranarray(x), x[:2]]), want)  # copied via Ragged
+    np.testing.assert_array_equal(f.encode_queries((x, x[:2])), want)
+    with pytest.raises(TypeError, match="float64"):
+        f.encode_queries([x, x.astype(np.float64)])
+    with pytest.raises(ValueError, match="dim"):
+        f.encode_queries([x, np.ones((2, 9), np.float32)])
+    with pytest.raises(ValueError, match="must be 2-D"):
+        f.encode_queries([x, x[0]])
+    buf = np.zeros((2 * f.output_dim,), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        f.encode_queries([buf[:8].reshape(1, 8)], out=buf[:f.output_dim].reshape(1, -1))
+
+
 def test_inner_products_track_maxsim_on_real_tokens():
     # The shipped demo sample (all-MiniLM token vectors): FDE inner products rank docs like MaxSim. Thresholds from
     # fixed seeds: Spearman correlation averaged over the 32 queries, and how often MaxSim's best doc is in the

@@ -1,8 +1,10 @@
 // FDE bindings: the _FDEPlan object holds a configuration and its random matrices (built once); encode checks
 // shapes with the GIL held and runs the driver with it released. python/simkern/fde.py owns argument policy.
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "arrays.hpp"
 #include "simkern/fde.hpp"
@@ -36,17 +38,58 @@ class FDEPlan {
   i64 inner_dim() const { return config_.inner_dim(); }
 
   py::array_t<float> encode(const CArray<float>& tokens, const CArray<i64>& offsets, bool documents, int threads,
-                            const py::object& out_obj) {
+                            const py::object& out_obj, const std::string& name) {
     require_ndim(tokens, 2, "tokens");
     require(tokens.shape(1) == config_.dim, "tokens must have dim " + std::to_string(config_.dim) + ", got " +
                                                 std::to_string(tokens.shape(1)));
     const i64 n = check_offsets(offsets, tokens.shape(0), "offsets");
     py::array_t<float> out = result_array(out_obj, {n, config_.output_dim()});
-    float* o = out.mutable_data();
+    std::vector<const float*> clouds(static_cast<std::size_t>(n));
+    std::vector<i64> rows(static_cast<std::size_t>(n));
     const float* t = tokens.data();
     const i64* off = offsets.data();
-    run_without_gil([&] { fde_encode(config_, matrices_, t, off, n, documents, o, threads); });
+    for (i64 i = 0; i < n; ++i) {
+      clouds[static_cast<std::size_t>(i)] = t + off[i] * config_.dim;
+      rows[static_cast<std::size_t>(i)] = off[i + 1] - off[i];
+    }
+    run(clouds, rows, documents, threads, out, name);
     return out;
+  }
+
+  // A list or tuple of 2-D arrays encoded in place (no concatenation). Returns None, leaving the general path to
+  // the caller, unless every item is a float32 C-contiguous NumPy array of shape (rows, dim). Empty items raise
+  // when documents and not allow_empty.
+  py::object encode_list(const py::sequence& items, bool documents, bool allow_empty, int threads,
+                         const py::object& out_obj, const std::string& name) {
+    const auto n = static_cast<i64>(py::len(items));
+    std::vector<py::array> keep;  // references held while the GIL is released
+    keep.reserve(static_cast<std::size_t>(n));
+    const py::dtype f32 = py::dtype::of<float>();
+    for (i64 i = 0; i < n; ++i) {
+      py::object item = items[static_cast<py::size_t>(i)];
+      if (!py::isinstance<py::array>(item)) return py::none();
+      auto a = py::reinterpret_borrow<py::array>(item);
+      if (!a.dtype().equal(f32) || a.ndim() != 2 || a.shape(1) != config_.dim || !(a.flags() & py::array::c_style))
+        return py::none();
+      keep.push_back(std::move(a));
+    }
+    std::vector<const float*> clouds(static_cast<std::size_t>(n));
+    std::vector<i64> rows(static_cast<std::size_t>(n));
+    for (i64 i = 0; i < n; ++i) {
+      const py::array& a = keep[static_cast<std::size_t>(i)];
+      clouds[static_cast<std::size_t>(i)] = static_cast<const float*>(a.data());
+      rows[static_cast<std::size_t>(i)] = a.shape(0);
+      require(!documents || allow_empty || a.shape(0) > 0,
+              name + "[" + std::to_string(i) + "] is empty (0 tokens): an FDE of an empty document is undefined; "
+                     "pass empty='zeros' to encode it as zeros");
+    }
+    py::array_t<float> out = result_array(out_obj, {n, config_.output_dim()});
+    for (i64 i = 0; i < n; ++i) {
+      const py::array& a = keep[static_cast<std::size_t>(i)];
+      require(!ranges_overlap(out, a), "out must not overlap the input tokens");
+    }
+    run(clouds, rows, documents, threads, out, name);
+    return std::move(out);
   }
 
   // The random matrices, for tests: simhash (dim, R * k), AMS index / sign (R, dim) (empty for identity), final
@@ -65,6 +108,31 @@ class FDEPlan {
   }
 
  private:
+  static bool ranges_overlap(const py::array& a, const py::array& b) {
+    const auto* a0 = static_cast<const char*>(a.data());
+    const auto* b0 = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+  }
+
+  // Encodes without the GIL; a cloud holding a NaN or infinity raises ValueError naming it and its first such token.
+  void run(const std::vector<const float*>& clouds, const std::vector<i64>& rows, bool documents, int threads,
+           py::array_t<float>& out, const std::string& name) {
+    float* o = out.mutable_data();
+    const auto n = static_cast<i64>(clouds.size());
+    i64 bad = -1;
+    run_without_gil([&] { bad = fde_encode(config_, matrices_, clouds.data(), rows.data(), n, documents, o, threads); });
+    if (bad < 0) return;
+    const float* x = clouds[static_cast<std::size_t>(bad)];
+    i64 token = 0;
+    for (i64 i = 0; i < rows[static_cast<std::size_t>(bad)] * config_.dim; ++i)
+      if (!std::isfinite(x[i])) {
+        token = i / config_.dim;
+        break;
+      }
+    throw py::value_error(name + "[" + std::to_string(bad) + "] has a NaN or infinite value (token " +
+                          std::to_string(token) + ")");
+  }
+
   FDEConfig config_;
   FDEMatrices matrices_;
 };
@@ -79,8 +147,11 @@ void bind_fde(py::module_& m) {
       .def_property_readonly("output_dim", &FDEPlan::output_dim)
       .def_property_readonly("inner_dim", &FDEPlan::inner_dim)
       .def("encode", &FDEPlan::encode, py::arg("tokens").noconvert(), py::arg("offsets").noconvert(),
-           py::arg("documents"), py::arg("threads"), py::arg("out") = py::none(),
-           R"(encode(tokens f32 (T, dim), offsets i64 (n+1,), documents, threads, out=None) -> f32 (n, output_dim))")
+           py::arg("documents"), py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
+           R"(encode(tokens f32 (T, dim), offsets i64 (n+1,), documents, threads, out=None, name="x") -> f32 (n, output_dim))")
+      .def("encode_list", &FDEPlan::encode_list, py::arg("items"), py::arg("documents"), py::arg("allow_empty"),
+           py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
+           R"(encode_list(list of f32 (rows, dim) C-contiguous arrays, documents, allow_empty, threads, out=None, name="x") -> f32 (n, output_dim), or None when an item does not qualify)")
       .def("matrices", &FDEPlan::matrices);
 }
 

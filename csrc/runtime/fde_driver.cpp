@@ -4,6 +4,8 @@
 // and the optional final CountSketch. Every output value is computed by one task with a fixed operation order, so
 // results do not depend on the batch or the thread count. Compiled with -ffp-contract=off.
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -43,11 +45,66 @@ inline void store_stream(float* dst, const float* src, i64 count) {
   std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
 }
 
-// The sign string with hyperplane 0 as the most significant of k bits (compared with p ^ (p >> 1) for filling).
-inline std::uint32_t sign_bits(const float* sketch, int k) {
-  std::uint32_t s = 0;
-  for (int j = 0; j < k; ++j) s = (s << 1) | (sketch[j] > 0.0f ? 1u : 0u);
-  return s;
+// Sign strings and partitions of every (repetition, token): signs[r * n + t] holds the k sign bits of token t's
+// sketches for repetition r with hyperplane 0 as the most significant bit (compared with p ^ (p >> 1) when filling),
+// parts[r * n + t] its partition. Per token the "sketch > 0" bits of all R * k hyperplanes are packed into 64-bit
+// words (SSE2: four compares and one movemask per instruction), then each repetition's k-bit field is read out and
+// mapped through `reverse` (bit reversal within k bits; built for k <= kTableBits) or reversed bit by bit.
+constexpr int kTableBits = 12;
+
+struct SignTables {
+  int k = -1;
+  std::vector<std::uint32_t> reverse;  // 2^k entries when k <= kTableBits
+  void build(int bits) {
+    if (bits == k) return;
+    k = bits;
+    reverse.clear();
+    if (k > kTableBits) return;
+    reverse.resize(std::size_t{1} << k);
+    for (std::uint32_t v = 0; v < reverse.size(); ++v) {
+      std::uint32_t rv = 0;
+      for (int j = 0; j < k; ++j) rv |= (v >> j & 1u) << (k - 1 - j);
+      reverse[v] = rv;
+    }
+  }
+};
+
+void sign_strings(const float* sketches, i64 n, i64 repetitions, int k, const SignTables& tables,
+                  std::vector<std::uint64_t>& words, std::uint32_t* signs, std::uint32_t* parts) {
+  const i64 hyperplanes = repetitions * k;
+  const std::size_t n_words = static_cast<std::size_t>(hyperplanes / 64 + 2);
+  words.resize(n_words);
+  const std::uint64_t field_mask = (std::uint64_t{1} << k) - 1;
+  for (i64 t = 0; t < n; ++t) {
+    const float* sk = sketches + t * hyperplanes;
+    std::fill(words.begin(), words.end(), std::uint64_t{0});
+    i64 h = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps();
+    for (; h + 4 <= hyperplanes; h += 4) {
+      const auto m = static_cast<std::uint64_t>(_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(sk + h), zero)));
+      words[static_cast<std::size_t>(h >> 6)] |= m << (h & 63);  // 4 | 64: a nibble never straddles two words
+    }
+#endif
+    for (; h < hyperplanes; ++h)
+      words[static_cast<std::size_t>(h >> 6)] |= static_cast<std::uint64_t>(sk[h] > 0.0f ? 1 : 0) << (h & 63);
+    for (i64 r = 0; r < repetitions; ++r) {
+      const i64 bit = r * k, shift = bit & 63;
+      const std::size_t w = static_cast<std::size_t>(bit >> 6);
+      std::uint64_t field = words[w] >> shift;
+      if (shift + k > 64) field |= words[w + 1] << (64 - shift);
+      const auto lsb_first = static_cast<std::uint32_t>(field & field_mask);
+      std::uint32_t msb_first;
+      if (k <= kTableBits) {
+        msb_first = tables.reverse[lsb_first];
+      } else {
+        msb_first = 0;
+        for (int j = 0; j < k; ++j) msb_first |= (lsb_first >> j & 1u) << (k - 1 - j);
+      }
+      signs[r * n + t] = msb_first;
+      parts[r * n + t] = gray_partition(msb_first);
+    }
+  }
 }
 
 // Bits set per byte value: popcount without the POPCNT instruction (not in the x86-64 baseline of this file).
@@ -70,9 +127,29 @@ inline void add_row(float* __restrict dst, const float* __restrict y, i64 n) {
   for (i64 j = 0; j < n; ++j) dst[j] += y[j];
 }
 
+// Whether every value is finite: exponent bits not all ones (SSE2: four values per compare).
+bool all_finite(const float* x, i64 count) {
+  i64 i = 0;
+#if defined(__SSE2__)
+  const __m128i exponent = _mm_set1_epi32(0x7f800000);
+  __m128i bad = _mm_setzero_si128();
+  for (; i + 16 <= count; i += 16)
+    for (int j = 0; j < 16; j += 4) {
+      const __m128i v = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + j)), exponent);
+      bad = _mm_or_si128(bad, _mm_cmpeq_epi32(v, exponent));
+    }
+  if (_mm_movemask_epi8(bad) != 0) return false;
+#endif
+  for (; i < count; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
 struct Scratch {
   std::vector<float> sketches, projected, inner, block, counts, xt, yt;
-  std::vector<std::uint32_t> signs, parts;
+  std::vector<std::uint32_t> signs, parts;  // (R, n) sign strings and partitions
+  std::vector<std::uint64_t> sign_words;
+  SignTables tables;
   std::vector<std::uint64_t> keys;  // nearest_tokens: (distance << 40) | token per sign string
 };
 
@@ -119,8 +196,15 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       s.yt.resize(static_cast<std::size_t>(dp * kFDELanes));
       kern.ams_project(x, n, c.dim, mats, c.repetitions, dp, s.xt.data(), s.yt.data(), s.projected.data());
     }
-    s.signs.resize(static_cast<std::size_t>(n));
-    s.parts.resize(static_cast<std::size_t>(n));
+    s.signs.resize(static_cast<std::size_t>(c.repetitions * n));
+    s.parts.resize(static_cast<std::size_t>(c.repetitions * n));
+    if (k > 0) {
+      s.tables.build(k);
+      sign_strings(s.sketches.data(), n, c.repetitions, k, s.tables, s.sign_words, s.signs.data(), s.parts.data());
+    } else {
+      std::fill(s.signs.begin(), s.signs.end(), 0u);
+      std::fill(s.parts.begin(), s.parts.end(), 0u);
+    }
     s.counts.assign(static_cast<std::size_t>(parts), 0.0f);
     // Each repetition is accumulated in a scratch block (cache-resident), written to the output once, and reset:
     // only the rows it touched when nothing was filled (queries, no fill), else whole.
@@ -129,12 +213,10 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
     for (i64 r = 0; r < c.repetitions; ++r) {
       // The projected tokens of this repetition: (n, dp) rows.
       const float* proj = c.ams ? s.projected.data() + r * n * dp : x;
+      const std::uint32_t* signs = s.signs.data() + r * n;
+      const std::uint32_t* parts_r = s.parts.data() + r * n;
       for (i64 t = 0; t < n; ++t) {
-        const float* sk = s.sketches.data() + t * hyperplanes + r * k;
-        const std::uint32_t bits = k > 0 ? sign_bits(sk, k) : 0u;
-        const std::uint32_t p = gray_partition(bits);
-        s.signs[t] = bits;
-        s.parts[t] = p;
+        const std::uint32_t p = parts_r[t];
         add_row(block + static_cast<i64>(p) * dp, proj + t * dp, dp);
         s.counts[p] += 1.0f;
       }
@@ -148,8 +230,9 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
           std::fill(s.counts.begin(), s.counts.end(), 0.0f);
         } else {
           for (i64 t = 0; t < n; ++t) {
-            std::fill(block + static_cast<i64>(s.parts[t]) * dp, block + (static_cast<i64>(s.parts[t]) + 1) * dp, 0.0f);
-            s.counts[s.parts[t]] = 0.0f;
+            std::fill(block + static_cast<i64>(parts_r[t]) * dp, block + (static_cast<i64>(parts_r[t]) + 1) * dp,
+                      0.0f);
+            s.counts[parts_r[t]] = 0.0f;
           }
         }
       };
@@ -162,7 +245,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       i64 empty = 0;
       for (i64 p = 0; p < parts; ++p) empty += s.counts[p] == 0.0f;
       const bool search = k > 0 && c.fill_empty && empty > 0 && parts * k <= empty * n;
-      if (search) nearest_tokens(s.signs.data(), n, k, s);
+      if (search) nearest_tokens(signs, n, k, s);
       for (i64 p = 0; p < parts; ++p) {
         float* dst = block + p * dp;
         if (s.counts[p] == 0.0f) {
@@ -175,7 +258,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
               // Smallest (distance, token) pair, branch-free: distance in the high bits of the key.
               std::uint64_t best_key = ~std::uint64_t{0};
               for (i64 t = 0; t < n; ++t) {
-                const std::uint64_t key = static_cast<std::uint64_t>(popcount32(s.signs[t] ^ target)) << 40 |
+                const std::uint64_t key = static_cast<std::uint64_t>(popcount32(signs[t] ^ target)) << 40 |
                                           static_cast<std::uint64_t>(t);
                 best_key = key < best_key ? key : best_key;
               }
@@ -204,17 +287,27 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
 
 }  // namespace
 
-void fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* tokens, const i64* offsets,
-                i64 n_clouds, bool documents, float* out, int threads) {
+i64 fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* const* clouds, const i64* rows,
+               i64 n_clouds, bool documents, float* out, int threads) {
   threads = resolve_threads(threads);
   const FDEKernels& kern = fde_kernels();
   const i64 out_dim = config.output_dim();
+  std::atomic<i64> first_bad{n_clouds};
   parallel_for(n_clouds, threads, [&](i64 cloud, int) {
     thread_local Scratch scratch;
-    const i64 begin = offsets[cloud], n = offsets[cloud + 1] - begin;
-    encode_one(config, matrices, kern, tokens + begin * config.dim, n, documents, scratch,
-               out + cloud * out_dim);
+    const float* x = clouds[cloud];
+    const i64 n = rows[cloud];
+    if (cloud > first_bad.load(std::memory_order_relaxed)) return;  // an error will be raised: skip the rest
+    if (!all_finite(x, n * config.dim)) {  // the tokens are in cache for the sketches right after
+      i64 seen = first_bad.load(std::memory_order_relaxed);
+      while (cloud < seen && !first_bad.compare_exchange_weak(seen, cloud, std::memory_order_relaxed)) {
+      }
+      return;
+    }
+    encode_one(config, matrices, kern, x, n, documents, scratch, out + cloud * out_dim);
   });
+  const i64 bad = first_bad.load();
+  return bad < n_clouds ? bad : -1;
 }
 
 }  // namespace simkern

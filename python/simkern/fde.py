@@ -118,9 +118,9 @@ class FDE:
     def encode_queries(self, x, *, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """float32 ``(n, output_dim)``: per repetition and partition, the sum of the projected tokens. An empty
         query encodes to zeros. ``out``: write into this float32 C-contiguous ``(n, output_dim)`` array (not
-        overlapping the input) and return it."""
-        r = self._input(x, "queries")
-        return self._encode(r, False, threads, out)
+        overlapping the input) and return it; if a ValueError is raised for the values (NaN or infinity), the
+        contents of ``out`` are unspecified."""
+        return self._encode(x, "queries", False, True, threads, out)
 
     def encode_documents(self, x, *, threads: int | None = None, empty: str = "error",
                          out: np.ndarray | None = None) -> np.ndarray:
@@ -130,22 +130,29 @@ class FDE:
         ``encode_queries``."""
         if empty not in ("error", "zeros"):
             raise ValueError(f"empty must be 'error' or 'zeros', got {empty!r}")
-        r = self._input(x, "documents")
-        if empty == "error" and len(r):
+        return self._encode(x, "documents", True, empty == "zeros", threads, out)
+
+    def _encode(self, x, name: str, documents: bool, allow_empty: bool, threads, out) -> np.ndarray:
+        threads = threads_arg(threads)
+        if isinstance(x, (list, tuple)) and x:
+            # A list of float32 C-contiguous (rows, dim) arrays is encoded where it lies (no concatenation); any
+            # other list goes through Ragged (which names what is wrong).
+            rows = self._plan.encode_list(x, documents, allow_empty, threads, out, name)
+            if rows is not None:
+                return rows
+        r = self._input(x, name)
+        if documents and not allow_empty and len(r):
             lengths = np.diff(r.offsets)
             if (lengths == 0).any():
                 i = int(np.flatnonzero(lengths == 0)[0])
-                raise ValueError(f"documents[{i}] is empty (0 tokens): an FDE of an empty document is undefined; "
+                raise ValueError(f"{name}[{i}] is empty (0 tokens): an FDE of an empty document is undefined; "
                                  f"pass empty='zeros' to encode it as zeros")
-        return self._encode(r, True, threads, out)
-
-    def _encode(self, r: Ragged, documents: bool, threads, out) -> np.ndarray:
-        threads = threads_arg(threads)
         if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, r.tokens):
             raise ValueError("out must not overlap the input tokens")
         if not len(r) and r.tokens.shape[1] != self.dim:  # e.g. a Ragged of 0 sets and another width
-            return self._plan.encode(np.zeros((0, self.dim), np.float32), r.offsets, documents, threads, out)
-        return self._plan.encode(r.tokens, r.offsets, documents, threads, out)
+            return self._plan.encode(np.zeros((0, self.dim), np.float32), r.offsets, documents, threads, out, name)
+        # NaN and infinities are found by the encoder (each set is checked just before it is encoded).
+        return self._plan.encode(r.tokens, r.offsets, documents, threads, out, name)
 
     def _input(self, x, name: str) -> Ragged:
         if isinstance(x, (list, tuple)) and not x:
@@ -155,9 +162,4 @@ class FDE:
             raise TypeError(f"{name} must be float32, got {r.dtype}; convert with .astype(numpy.float32)")
         if len(r) and r.dim != self.dim:
             raise ValueError(f"{name} must have dim {self.dim}, got {r.dim}")
-        tokens = r.tokens
-        if tokens.size and not np.isfinite(tokens).all():
-            row = int(np.flatnonzero(~np.isfinite(tokens).all(axis=1))[0])
-            cloud = int(np.searchsorted(r.offsets, row, side="right") - 1)
-            raise ValueError(f"{name}[{cloud}] has a NaN or infinite value (token {row - int(r.offsets[cloud])})")
         return r

@@ -74,14 +74,16 @@ struct FDEKernels {
                       float* yt, float* y) = nullptr;
 };
 
-constexpr i64 kFDELanes = 32;  // tokens per AMS pass at most: two blocks of the widest lane count (scratch sizing)
+constexpr i64 kFDELanes = 32;  // tokens per AMS pass at most (scratch sizing): 4 blocks of 8 (AVX2), 2 of 16 (AVX-512)
 
 const FDEKernels& fde_kernels();  // for the active ISA
 
-// Encodes `n_clouds` point clouds (tokens: flat (rows, dim) float32, offsets: n_clouds + 1) into out
+// Encodes `n_clouds` point clouds (cloud i: rows[i] tokens, flat (rows[i], dim) float32 at clouds[i]) into out
 // (n_clouds x config.output_dim()). documents: average + fill; else query sums. Empty clouds give zero rows (the
-// Python layer raises before unless asked for zeros). Threads split clouds; results do not depend on them.
-void fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* tokens, const i64* offsets,
-                i64 n_clouds, bool documents, float* out, int threads);
+// Python layer raises before unless asked for zeros). Threads split clouds; results do not depend on them. Each
+// cloud's values are checked to be finite just before it is encoded: returns -1, or the lowest index of a cloud
+// holding a NaN or infinity (then the contents of `out` are unspecified).
+i64 fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* const* clouds, const i64* rows,
+               i64 n_clouds, bool documents, float* out, int threads);
 
 }  // namespace simkern
