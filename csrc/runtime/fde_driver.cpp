@@ -49,22 +49,26 @@ inline void store_stream(float* dst, const float* src, i64 count) {
 // sketches for repetition r with hyperplane 0 as the most significant bit (compared with p ^ (p >> 1) when filling),
 // parts[r * n + t] its partition. Per token the "sketch > 0" bits of all R * k hyperplanes are packed into 64-bit
 // words (SSE2: four compares and one movemask per instruction), then each repetition's k-bit field is read out and
-// mapped through `reverse` (bit reversal within k bits; built for k <= kTableBits) or reversed bit by bit.
+// mapped through the tables (bit reversal within k bits and its partition; built for k <= kTableBits) or
+// reversed bit by bit.
 constexpr int kTableBits = 12;
 
 struct SignTables {
   int k = -1;
-  std::vector<std::uint32_t> reverse;  // 2^k entries when k <= kTableBits
+  std::vector<std::uint32_t> reverse, partition;  // 2^k entries each when k <= kTableBits
   void build(int bits) {
     if (bits == k) return;
     k = bits;
     reverse.clear();
+    partition.clear();
     if (k > kTableBits) return;
     reverse.resize(std::size_t{1} << k);
+    partition.resize(std::size_t{1} << k);
     for (std::uint32_t v = 0; v < reverse.size(); ++v) {
       std::uint32_t rv = 0;
       for (int j = 0; j < k; ++j) rv |= (v >> j & 1u) << (k - 1 - j);
       reverse[v] = rv;
+      partition[v] = gray_partition(rv);
     }
   }
 };
@@ -94,15 +98,15 @@ void sign_strings(const float* sketches, i64 n, i64 repetitions, int k, const Si
       std::uint64_t field = words[w] >> shift;
       if (shift + k > 64) field |= words[w + 1] << (64 - shift);
       const auto lsb_first = static_cast<std::uint32_t>(field & field_mask);
-      std::uint32_t msb_first;
       if (k <= kTableBits) {
-        msb_first = tables.reverse[lsb_first];
+        signs[r * n + t] = tables.reverse[lsb_first];
+        parts[r * n + t] = tables.partition[lsb_first];
       } else {
-        msb_first = 0;
+        std::uint32_t msb_first = 0;
         for (int j = 0; j < k; ++j) msb_first |= (lsb_first >> j & 1u) << (k - 1 - j);
+        signs[r * n + t] = msb_first;
+        parts[r * n + t] = gray_partition(msb_first);
       }
-      signs[r * n + t] = msb_first;
-      parts[r * n + t] = gray_partition(msb_first);
     }
   }
 }
@@ -150,30 +154,80 @@ struct Scratch {
   std::vector<std::uint32_t> signs, parts;  // (R, n) sign strings and partitions
   std::vector<std::uint64_t> sign_words;
   SignTables tables;
-  std::vector<std::uint64_t> keys;  // nearest_tokens: (distance << 40) | token per sign string
+  std::vector<std::uint64_t> keys;    // nearest_tokens: (distance << 40) | token per sign string
+  std::vector<std::int32_t> keys32;  // the same as (distance << 25) | token
 };
 
 // For every sign string s of k bits: the token whose sign string is nearest to s in Hamming distance, lowest
 // token index on ties (the reference's rule for filling an empty partition). Hamming distance is an L1 distance
 // on the hypercube, so its distance transform is separable: start from key (0, t) on each token's string (lowest t
-// per string) and, one bit at a time, key(s) = min(key(s), key(s ^ bit) + one step). Keys hold the distance above
-// the token index, so the minimum is the nearest token with the smallest index. k * 2^k branch-free steps.
-void nearest_tokens(const std::uint32_t* signs, i64 n, int k, Scratch& s) {
+// per string) and, one bit at a time, key(s) = min(key(s), key(s ^ bit) + one step) from the previous keys. Keys
+// hold the distance above the token index, so the minimum is the nearest token with the smallest index. k * 2^k
+// branch-free steps; with fewer than 2^25 tokens the keys are int32 (distance << 25 | token) and SSE2 takes four
+// strings per step (bits 0 and 1 by lane shuffles, higher bits by pairs of vectors). nearest_token() reads it.
+constexpr int kNarrowShift = 25;
+
+// The distance transform's steps for bits b_begin .. k - 1, one pair (v, v ^ bit) at a time.
+template <class Key>
+void hypercube_steps(Key* key, int k, int b_begin, Key step) {
   const std::uint32_t strings = 1u << k;
-  constexpr std::uint64_t kStep = std::uint64_t{1} << 40, kNone = ~std::uint64_t{0} >> 1;
-  s.keys.assign(strings, kNone);
-  for (i64 t = n - 1; t >= 0; --t) s.keys[signs[t]] = static_cast<std::uint64_t>(t);  // lowest t wins
-  std::uint64_t* key = s.keys.data();
-  for (int b = 0; b < k; ++b) {
+  for (int b = b_begin; b < k; ++b) {
     const std::uint32_t bit = 1u << b;
     for (std::uint32_t v = 0; v < strings; ++v) {
-      if (v & bit) continue;  // each pair (v, v ^ bit) once
-      const std::uint64_t a = key[v], c = key[v | bit];
-      const std::uint64_t a2 = c + kStep < a ? c + kStep : a, c2 = a + kStep < c ? a + kStep : c;
-      key[v] = a2;
-      key[v | bit] = c2;
+      if (v & bit) continue;
+      const Key a = key[v], c = key[v | bit];
+      key[v] = c + step < a ? c + step : a;
+      key[v | bit] = a + step < c ? a + step : c;
     }
   }
+}
+
+void nearest_tokens(const std::uint32_t* signs, i64 n, int k, Scratch& s) {
+  const std::uint32_t strings = 1u << k;
+  if (n >= (i64{1} << kNarrowShift)) {  // wide keys: (distance << 40) | token
+    s.keys.assign(strings, ~std::uint64_t{0} >> 1);
+    for (i64 t = n - 1; t >= 0; --t) s.keys[signs[t]] = static_cast<std::uint64_t>(t);  // lowest t wins
+    hypercube_steps<std::uint64_t>(s.keys.data(), k, 0, std::uint64_t{1} << 40);
+    return;
+  }
+  // Narrow keys; "none yet" is distance 40 (> any real distance, k <= 30; + 1 step still fits an int32).
+  constexpr std::int32_t kStep = std::int32_t{1} << kNarrowShift, kNone = std::int32_t{40} << kNarrowShift;
+  s.keys32.assign(strings, kNone);
+  for (i64 t = n - 1; t >= 0; --t) s.keys32[signs[t]] = static_cast<std::int32_t>(t);
+  std::int32_t* key = s.keys32.data();
+  int b = 0;
+#if defined(__SSE2__)
+  if (k >= 2) {
+    const __m128i step = _mm_set1_epi32(kStep);
+    const auto min32 = [](__m128i a, __m128i c) {  // signed minimum (SSE2 has no pminsd)
+      const __m128i c_smaller = _mm_cmpgt_epi32(a, c);
+      return _mm_or_si128(_mm_and_si128(c_smaller, c), _mm_andnot_si128(c_smaller, a));
+    };
+    auto* kv = reinterpret_cast<__m128i*>(key);
+    const std::uint32_t vectors = strings / 4;
+    for (std::uint32_t j = 0; j < vectors; ++j) {  // bit 0: lanes (1, 0, 3, 2); bit 1: lanes (2, 3, 0, 1)
+      __m128i x = _mm_loadu_si128(kv + j);
+      x = min32(x, _mm_add_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)), step));
+      x = min32(x, _mm_add_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)), step));
+      _mm_storeu_si128(kv + j, x);
+    }
+    for (b = 2; b < k; ++b) {
+      const std::uint32_t half = (1u << b) / 4;  // vectors per half block
+      for (std::uint32_t j = 0; j < vectors; ++j) {
+        if (j & half) continue;
+        const __m128i a = _mm_loadu_si128(kv + j), c = _mm_loadu_si128(kv + j + half);
+        _mm_storeu_si128(kv + j, min32(a, _mm_add_epi32(c, step)));
+        _mm_storeu_si128(kv + j + half, min32(c, _mm_add_epi32(a, step)));
+      }
+    }
+  }
+#endif
+  hypercube_steps<std::int32_t>(key, k, b, kStep);  // what SSE2 did not do (k < 2, other CPUs)
+}
+
+inline i64 nearest_token(const Scratch& s, i64 n, std::uint32_t target) {
+  if (n >= (i64{1} << kNarrowShift)) return static_cast<i64>(s.keys[target] & ((std::uint64_t{1} << 40) - 1));
+  return static_cast<i64>(s.keys32[target] & ((std::int32_t{1} << kNarrowShift) - 1));
 }
 
 void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& kern, const float* x, i64 n,
@@ -253,7 +307,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
             const std::uint32_t target = static_cast<std::uint32_t>(p ^ (p >> 1));
             i64 best = 0;
             if (search) {
-              best = static_cast<i64>(s.keys[target] & ((std::uint64_t{1} << 40) - 1));
+              best = nearest_token(s, n, target);
             } else {
               // Smallest (distance, token) pair, branch-free: distance in the high bits of the key.
               std::uint64_t best_key = ~std::uint64_t{0};
@@ -268,8 +322,17 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
           }
           continue;
         }
+        // The average: one float division per value; by 1 nothing changes, and by a power of two the product
+        // with its reciprocal is the same correctly rounded value (both round the exact quotient).
         const float count = s.counts[p];
-        for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
+        if (count == 1.0f) continue;
+        const auto whole = static_cast<std::uint32_t>(count);
+        if ((whole & (whole - 1)) == 0) {
+          const float reciprocal = 1.0f / count;
+          for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] * reciprocal;
+        } else {
+          for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
+        }
       }
       write_and_reset(k > 0 && c.fill_empty && empty > 0);
     }
