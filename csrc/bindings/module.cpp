@@ -8,6 +8,7 @@ void bind_runtime(py::module_& m);
 void bind_maxsim(py::module_& m);
 void bind_pq(py::module_& m);
 void bind_fde(py::module_& m);
+void bind_hnsw(py::module_& m);
 }  // namespace simkern::bind
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   simkern::bind::bind_maxsim(m);
   simkern::bind::bind_pq(m);
   simkern::bind::bind_fde(m);
+  simkern::bind::bind_hnsw(m);
 }

@@ -16,18 +16,21 @@ void build_tables() {
   scalar::fill_maxsim(g_tables[0].maxsim);
   scalar::fill_pq(&g_tables[0].pq);
   scalar::fill_fde(&g_tables[0].fde);
+  scalar::fill_hnsw(&g_tables[0].hnsw);
 #if defined(SIMKERN_HAVE_X86_KERNELS)
   if (isa_supported(Isa::avx2)) {
     g_tables[1].isa = Isa::avx2;
     avx2::fill_maxsim(g_tables[1].maxsim);
     avx2::fill_pq(&g_tables[1].pq);
     avx2::fill_fde(&g_tables[1].fde);
+    avx2::fill_hnsw(&g_tables[1].hnsw);
   }
   if (isa_supported(Isa::avx512)) {
     g_tables[2].isa = Isa::avx512;
     avx512::fill_maxsim(g_tables[2].maxsim);
     avx512::fill_pq(&g_tables[2].pq);
     avx512::fill_fde(&g_tables[2].fde);
+    avx512::fill_hnsw(&g_tables[2].hnsw);
     // Sub-feature variant: bf16 docs scored with vdpbf16ps when the CPU has AVX512_BF16.
     if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
     // Sub-feature variant: the 8-bit PQ scan with vpermi2b byte permutes when the CPU has AVX512_VBMI.
@@ -40,6 +43,7 @@ void build_tables() {
     neon::fill_maxsim(g_tables[3].maxsim);
     neon::fill_pq(&g_tables[3].pq);
     neon::fill_fde(&g_tables[3].fde);
+    neon::fill_hnsw(&g_tables[3].hnsw);
   }
 #endif
 }
@@ -59,5 +63,7 @@ const MaxSimKernel& maxsim_kernel(DocDType dtype) { return kernels().maxsim[stat
 const PQKernels& pq_kernels() { return kernels().pq; }
 
 const FDEKernels& fde_kernels() { return kernels().fde; }
+
+const HNSWKernels& hnsw_kernels() { return kernels().hnsw; }
 
 }  // namespace simkern

@@ -34,6 +34,9 @@ struct V {
   }
   static inline bool any_nan(reg v) { return vmaxvq_u32(vmvnq_u32(vceqq_f32(v, v))) != 0; }
   static inline void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
+  static inline reg load_f16(const std::uint16_t* p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+  }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {
     vst1q_f32(dst, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))));
   }

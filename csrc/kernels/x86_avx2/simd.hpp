@@ -50,6 +50,9 @@ struct V {
   }
   static inline bool any_nan(reg v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+  static inline reg load_f16(const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {
     _mm256_storeu_ps(dst, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
   }

@@ -38,6 +38,9 @@ struct V {
   }
   static inline bool any_nan(reg v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+  static inline reg load_f16(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {
     _mm512_storeu_ps(dst, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))));
   }

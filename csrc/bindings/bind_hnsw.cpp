@@ -1,0 +1,281 @@
+// HNSW bindings: _HNSW holds a shared_ptr to the graph (compact() swaps in a rebuilt one while searches that
+// started on the old graph finish on it). Mutating calls take a writer mutex with the GIL released; searches
+// take no lock (see simkern/hnsw.hpp for what they may see during an add). python/simkern/hnsw.py owns the
+// argument policy (ids, duplicates, filters) and the file format.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "arrays.hpp"
+#include "simkern/hnsw.hpp"
+
+namespace simkern::bind {
+
+namespace {
+
+class HNSW {
+ public:
+  HNSW(i64 dim, int metric, int M, int ef_construction, bool f16, std::uint64_t seed) {
+    require(dim >= 1, "dim must be >= 1");
+    require(metric >= 0 && metric <= 2, "metric must be 0 (l2), 1 (ip) or 2 (cosine)");
+    require(M >= 2 && M <= 1024, "M must be in 2..1024");
+    require(ef_construction >= 1, "ef_construction must be >= 1");
+    config_ = HNSWConfig{dim, static_cast<HNSWMetric>(metric), M, ef_construction, f16, seed};
+    graph_ = std::make_shared<HNSWGraph>(config_);
+  }
+
+  std::shared_ptr<HNSWGraph> graph() const {
+    std::lock_guard<std::mutex> guard(swap_mutex_);
+    return graph_;
+  }
+
+  void add(const CArray<float>& x, const CArray<i64>& labels, int threads) {
+    require_ndim(x, 2, "x");
+    require(x.shape(1) == config_.dim, "x must have dim " + std::to_string(config_.dim));
+    require_ndim(labels, 1, "ids");
+    require(labels.shape(0) == x.shape(0), "ids must have one entry per row of x");
+    const float* xp = x.data();
+    const i64* lp = labels.data();
+    const i64 n = x.shape(0);
+    run_without_gil([&] {
+      std::lock_guard<std::mutex> writer(writer_mutex_);
+      std::shared_ptr<HNSWGraph> g = graph();
+      require_capacity(*g, n);
+      g->add(xp, lp, n, threads);
+    });
+  }
+
+  // Internal node mask from a boolean mask over labels (label < len(mask) and mask[label]) or from allowed labels.
+  std::vector<std::uint8_t> node_mask(const HNSWGraph& g, const py::object& mask_obj, const py::object& ids_obj,
+                                      i64* count) const {
+    const i64 n = g.size();
+    std::vector<std::uint8_t> allowed(static_cast<std::size_t>(n), 0);
+    i64 c = 0;
+    if (!mask_obj.is_none()) {
+      const auto mask = py::reinterpret_borrow<CArray<std::uint8_t>>(mask_obj);
+      const std::uint8_t* m = mask.data();
+      const i64 len = mask.shape(0);
+      for (i64 node = 0; node < n; ++node) {
+        const i64 label = g.label(node);
+        if (label >= 0 && label < len && m[label] && !g.is_deleted(node)) {
+          allowed[static_cast<std::size_t>(node)] = 1;
+          ++c;
+        }
+      }
+    } else {
+      const auto ids = py::reinterpret_borrow<CArray<i64>>(ids_obj);
+      const i64* id = ids.data();
+      for (i64 j = 0; j < ids.shape(0); ++j) {
+        const i64 node = g.find(id[j]);
+        if (node >= 0 && node < n && !allowed[static_cast<std::size_t>(node)]) {
+          allowed[static_cast<std::size_t>(node)] = 1;
+          ++c;
+        }
+      }
+    }
+    *count = c;
+    return allowed;
+  }
+
+  py::tuple search(const CArray<float>& q, i64 k, i64 ef, const py::object& mask, const py::object& ids, int threads) {
+    require_ndim(q, 2, "queries");
+    require(q.shape(1) == config_.dim, "queries must have dim " + std::to_string(config_.dim));
+    require(k >= 1, "k must be >= 1");
+    const i64 nq = q.shape(0);
+    py::array_t<float> scores({nq, k});
+    py::array_t<i64> labels({nq, k});
+    std::shared_ptr<HNSWGraph> g = graph();
+    std::vector<std::uint8_t> allowed;
+    HNSWFilter filter;
+    const bool filtered = !mask.is_none() || !ids.is_none();
+    if (filtered) {
+      allowed = node_mask(*g, mask, ids, &filter.count);
+      filter.allowed = allowed.data();
+      filter.size = static_cast<i64>(allowed.size());
+    }
+    const float* qp = q.data();
+    float* sp = scores.mutable_data();
+    i64* lp = labels.mutable_data();
+    run_without_gil([&] { g->search(qp, nq, k, ef, filtered ? &filter : nullptr, threads, sp, lp); });
+    return py::make_tuple(scores, labels);
+  }
+
+  i64 remove(const CArray<i64>& labels) {
+    const i64* lp = labels.data();
+    const i64 n = labels.shape(0);
+    i64 removed = 0;
+    run_without_gil([&] {
+      std::lock_guard<std::mutex> writer(writer_mutex_);
+      std::shared_ptr<HNSWGraph> g = graph();
+      for (i64 i = 0; i < n; ++i) removed += g->remove(lp[i]) ? 1 : 0;
+    });
+    return removed;
+  }
+
+  py::array_t<bool> contains(const CArray<i64>& labels) const {
+    std::shared_ptr<HNSWGraph> g = graph();
+    py::array_t<bool> out({labels.shape(0)});
+    bool* o = out.mutable_data();
+    for (i64 i = 0; i < labels.shape(0); ++i) o[i] = g->find(labels.data()[i]) >= 0;
+    return out;
+  }
+
+  py::array_t<float> get_vectors(const CArray<i64>& labels) const {
+    std::shared_ptr<HNSWGraph> g = graph();
+    const i64 n = labels.shape(0);
+    py::array_t<float> out({n, config_.dim});
+    for (i64 i = 0; i < n; ++i) {
+      const i64 node = g->find(labels.data()[i]);
+      if (node < 0) throw py::value_error("id " + std::to_string(labels.data()[i]) + " is not in the index");
+      g->vector(node, out.mutable_data() + i * config_.dim);
+    }
+    return out;
+  }
+
+  // Rebuild from the live nodes (in node order) and swap it in; searches running on the old graph finish there.
+  void compact(int threads) {
+    run_without_gil([&] {
+      std::lock_guard<std::mutex> writer(writer_mutex_);
+      std::shared_ptr<HNSWGraph> old = graph();
+      auto fresh = std::make_shared<HNSWGraph>(config_);
+      const i64 n = old->size();
+      std::vector<float> vectors;
+      std::vector<i64> labels;
+      for (i64 node = 0; node < n; ++node) {
+        if (old->is_deleted(node)) continue;
+        labels.push_back(old->label(node));
+        vectors.resize(vectors.size() + static_cast<std::size_t>(config_.dim));
+        old->vector(node, vectors.data() + vectors.size() - static_cast<std::size_t>(config_.dim));
+      }
+      fresh->add(vectors.data(), labels.data(), static_cast<i64>(labels.size()), threads);
+      std::lock_guard<std::mutex> guard(swap_mutex_);
+      graph_ = std::move(fresh);
+    });
+  }
+
+  // Everything save() writes: labels, levels, tombstones, float32 vectors, link counts and ids for every
+  // (node, level) pair in node order, levels ascending; the entry point.
+  py::dict state() const {
+    std::shared_ptr<HNSWGraph> g = graph();
+    std::lock_guard<std::mutex> writer(writer_mutex_);
+    const i64 n = g->size();
+    py::array_t<i64> labels({n});
+    py::array_t<std::uint8_t> levels({n}), deleted({n});
+    py::array_t<float> vectors({n, config_.dim});
+    std::vector<std::uint32_t> counts, ids;
+    for (i64 node = 0; node < n; ++node) {
+      labels.mutable_data()[node] = g->label(node);
+      levels.mutable_data()[node] = static_cast<std::uint8_t>(g->level(node));
+      deleted.mutable_data()[node] = g->is_deleted(node) ? 1 : 0;
+      g->vector(node, vectors.mutable_data() + node * config_.dim);
+      for (int lev = 0; lev <= g->level(node); ++lev) {
+        const std::vector<std::uint32_t> l = g->links(node, lev);
+        counts.push_back(static_cast<std::uint32_t>(l.size()));
+        ids.insert(ids.end(), l.begin(), l.end());
+      }
+    }
+    py::dict d;
+    d["labels"] = labels;
+    d["levels"] = levels;
+    d["deleted"] = deleted;
+    d["vectors"] = vectors;
+    d["link_counts"] = py::array_t<std::uint32_t>({static_cast<i64>(counts.size())}, counts.data());
+    d["link_ids"] = py::array_t<std::uint32_t>({static_cast<i64>(ids.size())}, ids.data());
+    d["entry"] = g->entry_point();
+    d["max_level"] = g->max_level();
+    return d;
+  }
+
+  // The inverse of state(), validating everything (a corrupt file raises ValueError, never crashes).
+  void restore(const CArray<i64>& labels, const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& deleted,
+               const CArray<float>& vectors, const CArray<std::uint32_t>& counts, const CArray<std::uint32_t>& ids,
+               i64 entry, int max_level) {
+    const i64 n = labels.shape(0);
+    require(levels.shape(0) == n && deleted.shape(0) == n, "corrupt index: per-node arrays differ in length");
+    require(vectors.ndim() == 2 && vectors.shape(0) == n && vectors.shape(1) == config_.dim,
+            "corrupt index: vectors have the wrong shape");
+    require(n < (i64{1} << 31), "corrupt index: too many nodes");
+    i64 pairs = 0;
+    for (i64 node = 0; node < n; ++node) {
+      require(levels.data()[node] < HNSWGraph::kMaxLevel, "corrupt index: node level out of range");
+      pairs += levels.data()[node] + 1;
+    }
+    require(counts.shape(0) == pairs, "corrupt index: link counts do not match the levels");
+    i64 total = 0;
+    for (i64 j = 0; j < pairs; ++j) total += counts.data()[j];
+    require(total == ids.shape(0), "corrupt index: link ids do not match the counts");
+    const float* v = vectors.data();
+    for (i64 j = 0; j < n * config_.dim; ++j) require(std::isfinite(v[j]), "corrupt index: non-finite vector value");
+    auto fresh = std::make_shared<HNSWGraph>(config_);
+    try {
+      for (i64 node = 0; node < n; ++node)
+        fresh->restore_node(v + node * config_.dim, labels.data()[node], levels.data()[node], deleted.data()[node] != 0);
+      i64 pair = 0, offset = 0;
+      for (i64 node = 0; node < n; ++node)
+        for (int lev = 0; lev <= levels.data()[node]; ++lev, ++pair) {
+          const i64 c = counts.data()[pair];
+          fresh->restore_links(node, lev, ids.data() + offset, c);
+          offset += c;
+        }
+      if (n > 0) require(max_level >= 0 && max_level < HNSWGraph::kMaxLevel, "corrupt index: max level out of range");
+      fresh->restore_entry(entry, max_level);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(std::string("corrupt index: ") + e.what());
+    }
+    std::lock_guard<std::mutex> writer(writer_mutex_);
+    std::lock_guard<std::mutex> guard(swap_mutex_);
+    graph_ = std::move(fresh);
+  }
+
+  i64 size() const { return graph()->size(); }
+  i64 live() const { return graph()->live(); }
+  i64 deleted_count() const { return graph()->deleted(); }
+  i64 memory_bytes() const { return graph()->memory_bytes(); }
+  std::vector<std::uint32_t> links(i64 node, int level) const {
+    std::shared_ptr<HNSWGraph> g = graph();
+    require(node >= 0 && node < g->size() && level >= 0 && level <= g->level(node), "no such node / level");
+    return g->links(node, level);
+  }
+  int max_level() const { return graph()->max_level(); }
+
+ private:
+  static void require_capacity(const HNSWGraph& g, i64 n) {
+    if (g.size() + n > HNSWGraph::kMaxChunks * HNSWGraph::kChunkNodes)
+      throw py::value_error("the index would exceed its capacity of 134M vectors");
+  }
+
+  HNSWConfig config_;
+  std::shared_ptr<HNSWGraph> graph_;
+  mutable std::mutex swap_mutex_, writer_mutex_;
+};
+
+}  // namespace
+
+void bind_hnsw(py::module_& m) {
+  py::class_<HNSW>(m, "_HNSW")
+      .def(py::init<i64, int, int, int, bool, std::uint64_t>(), py::arg("dim"), py::arg("metric"), py::arg("M"),
+           py::arg("ef_construction"), py::arg("f16"), py::arg("seed"))
+      .def("add", &HNSW::add, py::arg("x").noconvert(), py::arg("ids").noconvert(), py::arg("threads"))
+      .def("search", &HNSW::search, py::arg("queries").noconvert(), py::arg("k"), py::arg("ef"),
+           py::arg("mask") = py::none(), py::arg("ids") = py::none(), py::arg("threads") = 0)
+      .def("remove", &HNSW::remove, py::arg("ids").noconvert())
+      .def("contains", &HNSW::contains, py::arg("ids").noconvert())
+      .def("get_vectors", &HNSW::get_vectors, py::arg("ids").noconvert())
+      .def("compact", &HNSW::compact, py::arg("threads"))
+      .def("state", &HNSW::state)
+      .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
+           py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
+           py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"))
+      .def("links", &HNSW::links)
+      .def_property_readonly("size", &HNSW::size)
+      .def_property_readonly("live", &HNSW::live)
+      .def_property_readonly("deleted", &HNSW::deleted_count)
+      .def_property_readonly("memory_bytes", &HNSW::memory_bytes)
+      .def_property_readonly("max_level", &HNSW::max_level);
+}
+
+}  // namespace simkern::bind

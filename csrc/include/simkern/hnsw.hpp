@@ -1,0 +1,160 @@
+// simkern/hnsw.hpp - HNSW approximate nearest-neighbour index (Malkov & Yashunin), native part.
+//
+// Metrics: l2 (squared L2, ascending), ip (inner product, descending) and cosine (inner product of vectors
+// normalised at insert and of normalised queries). Internally every metric is a distance to minimise: l2, or
+// -ip. Storage float32, or float16 for the graph walk with float32 copies kept apart for the final re-scoring.
+//
+// Layout (see docs/ARCHITECTURE.md): nodes live in chunks of kChunkNodes fixed-size records, so the index grows
+// without moving a record; a record holds [header: spin lock, tombstone, level, user label,
+// pointer to the upper-level links][level-0 link count and 2M links (uint32)][the vector]. Upper levels (M links each) get one
+// allocation per node made at insert. Levels are drawn from a counter-based hash of (seed, insertion number),
+// so they do not depend on threads.
+//
+// Concurrency: add() inserts with per-node spin locks (any number of pool threads); searches may run at the same
+// time from other threads: they read a node count published with release semantics after a record is complete,
+// ignore links to nodes above it, and read link lists with relaxed atomic loads (a list being rewritten may be
+// seen half old, half new: every id in it is a complete node). Mutating calls (add, remove, compact) are
+// serialised by the caller (the binding holds a writer mutex).
+//
+// Distances: the HNSWKernels of the active ISA (generic/hnsw-inl.hpp), bit-identical on every ISA.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <utility>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "simkern/common.hpp"
+
+namespace simkern {
+
+struct HNSWKernels {
+  const char* name = nullptr;
+  float (*l2_f32)(const float* q, const float* v, i64 dim) = nullptr;
+  float (*ip_f32)(const float* q, const float* v, i64 dim) = nullptr;
+  float (*l2_f16)(const float* q, const std::uint16_t* v, i64 dim) = nullptr;
+  float (*ip_f16)(const float* q, const std::uint16_t* v, i64 dim) = nullptr;
+};
+
+const HNSWKernels& hnsw_kernels();  // for the active ISA
+
+enum class HNSWMetric : int { l2 = 0, ip = 1, cosine = 2 };
+
+struct HNSWConfig {
+  i64 dim = 0;
+  HNSWMetric metric = HNSWMetric::l2;
+  int M = 16;
+  int ef_construction = 200;
+  bool f16 = false;
+  std::uint64_t seed = 0;
+};
+
+// Allowed internal nodes for a filtered search (one byte per node; nodes past its size are not allowed).
+struct HNSWFilter {
+  const std::uint8_t* allowed = nullptr;
+  i64 size = 0;
+  i64 count = 0;  // number of allowed nodes
+};
+
+class HNSWGraph {
+ public:
+  static constexpr int kChunkBits = 12;
+  static constexpr i64 kChunkNodes = i64{1} << kChunkBits;
+  static constexpr i64 kMaxChunks = i64{1} << 15;  // 134M nodes
+  static constexpr int kMaxLevel = 32;
+
+  explicit HNSWGraph(const HNSWConfig& config);
+  ~HNSWGraph();
+  HNSWGraph(const HNSWGraph&) = delete;
+  HNSWGraph& operator=(const HNSWGraph&) = delete;
+
+  const HNSWConfig& config() const { return config_; }
+  i64 size() const { return count_.load(std::memory_order_acquire); }  // nodes, tombstones included
+  i64 live() const { return size() - deleted_.load(std::memory_order_relaxed); }
+  i64 deleted() const { return deleted_.load(std::memory_order_relaxed); }
+  i64 memory_bytes() const;
+
+  // Inserts n vectors (n x dim float32) under `labels`. Labels already present: with replace, the old node becomes
+  // a tombstone; the caller checks duplicates first (find()). Deterministic for threads == 1.
+  void add(const float* x, const i64* labels, i64 n, int threads);
+  void use_active_isa() const { kernels_.store(&hnsw_kernels(), std::memory_order_relaxed); }
+
+  // k nearest live (and allowed) nodes per query: scores (metric's sign: l2 ascending, ip/cosine descending) and
+  // labels, padded with -1 and +-inf. ef >= k.
+  void search(const float* queries, i64 nq, i64 k, i64 ef, const HNSWFilter* filter, int threads, float* scores,
+              i64* labels) const;
+
+  bool remove(i64 label);          // tombstone; false when the label is absent
+  i64 find(i64 label) const;       // internal node of a live label, or -1
+  void vector(i64 node, float* out) const;  // the stored float32 vector (float16: the kept float32 copy)
+  i64 label(i64 node) const;
+  bool is_deleted(i64 node) const;
+  int level(i64 node) const;
+  int max_level() const { return static_cast<int>(entry_.load(std::memory_order_acquire) >> 32) - 1; }
+  i64 entry_point() const;
+
+  // Links of a node at a level (tests, save): count then ids.
+  std::vector<std::uint32_t> links(i64 node, int level) const;
+  // Restore (load): append a node with given level/label/vector/tombstone and set links afterwards.
+  void restore_node(const float* v, i64 label, int level, bool deleted);
+  void restore_links(i64 node, int level, const std::uint32_t* ids, i64 count);
+  void restore_entry(i64 node, int max_level);
+
+  int max_links(int level) const { return level == 0 ? 2 * config_.M : config_.M; }
+
+  struct Scratch;  // per-thread search state (hnsw.cpp)
+
+ private:
+  struct Header {
+    std::uint8_t lock;
+    std::uint8_t deleted;
+    std::uint16_t level;
+    std::uint32_t reserved;
+    std::int64_t label;
+    std::uint32_t* upper;  // levels 1..level: (1 + M) uint32 each, count first
+  };
+  char* record(i64 node) const {
+    return chunks_[static_cast<std::size_t>(node >> kChunkBits)].load(std::memory_order_acquire) +
+           (node & (kChunkNodes - 1)) * record_bytes_;
+  }
+  Header* header(i64 node) const { return reinterpret_cast<Header*>(record(node)); }
+  const void* stored(i64 node) const { return record(node) + vector_offset_; }
+  std::uint32_t* link_list(i64 node, int level) const;  // count first
+
+  float dist(const float* q, i64 node) const;  // on the stored vector (float16 for f16 storage)
+  float exact_dist(const float* q, i64 node) const;  // float32 copy
+  const float* exact_vector(i64 node) const;  // float32 vector (the record's, or the f16 storage's copy)
+  void lock(i64 node) const;
+  void unlock(i64 node) const;
+  i64 allocate_node();  // returns the new node's index (record zeroed); not yet published
+  int draw_level(std::uint64_t sequence) const;
+  void prepare_query(const float* q, float* out) const;  // cosine: normalise
+  void insert(i64 node, const float* q, Scratch& s);
+  void search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s) const;
+  void select_neighbors(std::vector<std::pair<float, std::uint32_t>>& candidates, int m, Scratch& s) const;
+  void connect(i64 node, int level, const std::vector<std::pair<float, std::uint32_t>>& chosen, Scratch& s);
+  void search_one(const float* q, i64 k, i64 ef, const HNSWFilter* filter, Scratch& s, float* scores,
+                  i64* labels) const;
+  void exact_filtered(const float* q, i64 k, const HNSWFilter& filter, i64 limit, Scratch& s) const;
+  float score(float internal) const { return config_.metric == HNSWMetric::l2 ? internal : -internal; }
+
+  HNSWConfig config_;
+  mutable std::atomic<const HNSWKernels*> kernels_;  // the active ISA's, refreshed by each add / search call
+  i64 record_bytes_ = 0, vector_offset_ = 0;
+  double level_mult_ = 0.0;
+  std::unique_ptr<std::atomic<char*>[]> chunks_;
+  std::unique_ptr<std::atomic<float*>[]> exact_chunks_;  // f16 storage: float32 copies, chunk by chunk
+  std::atomic<i64> count_{0};
+  std::atomic<i64> deleted_{0};
+  std::atomic<std::uint64_t> entry_{0};  // (max_level + 1) << 32 | entry node; 0 = empty
+  std::mutex entry_mutex_;
+  mutable std::mutex label_mutex_;
+  std::unordered_map<i64, std::uint32_t> label_to_node_;
+  std::uint64_t sequence_ = 0;  // insertions so far (levels)
+};
+
+}  // namespace simkern

@@ -1,0 +1,77 @@
+// HNSW distances over the vector primitives V of the including ISA file (see generic/maxsim-inl.hpp for the
+// inclusion rule): one query (float32) against one stored vector (float32, or float16 widened exactly).
+//
+// Summation order, the same on every ISA: 32 lanes, lane j accumulates the coordinates i = j (mod 32) in i order
+// with fused multiply-adds (L2: d = q_i - v_i, acc = fma(d, d, acc); inner product: acc = fma(q_i, v_i, acc)); a
+// ragged tail is zero-padded to a full block; then a fixed tree adds lane j + 16, j + 8, j + 4, j + 2, j + 1. The
+// scalar file runs the same 32 accumulators with std::fma over the same padding, so distances - and the graph
+// built from them, and the ids a search returns - are bit-identical on every ISA.
+#pragma once
+
+namespace hnsw_detail {
+
+constexpr int kLanes = 32;
+constexpr int kRegs = kLanes / V::lanes;
+static_assert(kLanes % V::lanes == 0, "32 distance lanes must be whole registers");
+
+template <class T>
+static inline typename V::reg load_value(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return V::load(p);
+  } else {
+    return V::load_f16(p);
+  }
+}
+
+template <bool L2>
+static inline void step(typename V::reg q, typename V::reg v, typename V::reg& acc) {
+  if constexpr (L2) {
+    const typename V::reg d = V::sub(q, v);
+    acc = V::fma(d, d, acc);
+  } else {
+    acc = V::fma(q, v, acc);
+  }
+}
+
+// The tree: lane j += lane j + w for w = 16, 8, ...: whole registers first, then inside one register.
+static inline float reduce_tree(typename V::reg* acc) {
+  for (int w = kRegs / 2; w >= 1; w /= 2)
+    for (int r = 0; r < w; ++r) acc[r] = V::add(acc[r], acc[r + w]);
+  float lanes[V::lanes];
+  V::store(lanes, acc[0]);
+  for (int w = V::lanes / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) lanes[j] += lanes[j + w];
+  return lanes[0];
+}
+
+template <bool L2, class T>
+static float distance(const float* q, const T* v, i64 dim) {
+  constexpr int L = V::lanes;
+  using reg = typename V::reg;
+  reg acc[kRegs];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRegs; ++r) acc[r] = V::zero();
+  i64 i = 0;
+  for (; i + kLanes <= dim; i += kLanes) {
+#pragma GCC unroll 8
+    for (int r = 0; r < kRegs; ++r) step<L2>(V::load(q + i + r * L), load_value(v + i + r * L), acc[r]);
+  }
+  if (i < dim) {  // zero-padded last block
+    float qt[kLanes] = {};
+    T vt[kLanes] = {};
+    for (i64 j = i; j < dim; ++j) {
+      qt[j - i] = q[j];
+      vt[j - i] = v[j];
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRegs; ++r) step<L2>(V::load(qt + r * L), load_value(vt + r * L), acc[r]);
+  }
+  return reduce_tree(acc);
+}
+
+static float l2_f32(const float* q, const float* v, i64 dim) { return distance<true>(q, v, dim); }
+static float ip_f32(const float* q, const float* v, i64 dim) { return distance<false>(q, v, dim); }
+static float l2_f16(const float* q, const std::uint16_t* v, i64 dim) { return distance<true>(q, v, dim); }
+static float ip_f16(const float* q, const std::uint16_t* v, i64 dim) { return distance<false>(q, v, dim); }
+
+}  // namespace hnsw_detail

@@ -1,0 +1,608 @@
+// HNSW graph: records in chunks, insert with the neighbour-selection heuristic and per-node spin locks, layered
+// search with an epoch-tagged visited list, filters and tombstones (contract in simkern/hnsw.hpp).
+#include "simkern/hnsw.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <queue>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+#include "simkern/dispatch.hpp"
+#include "simkern/thread_pool.hpp"
+
+namespace simkern {
+
+namespace {
+
+using Pair = std::pair<float, std::uint32_t>;  // (internal distance, node)
+
+inline std::uint32_t load_relaxed(const std::uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void store_relaxed(std::uint32_t* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+constexpr std::size_t kAlign = 64;
+
+char* alloc_zeroed(std::size_t bytes) {
+  char* p = static_cast<char*>(::operator new[](bytes, std::align_val_t{kAlign}));
+  std::memset(p, 0, bytes);
+  return p;
+}
+void free_aligned(char* p) { ::operator delete[](p, std::align_val_t{kAlign}); }
+
+// IEEE binary16 from float32, round to nearest even (storage="float16"); finite inputs.
+std::uint16_t float_to_half(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const std::uint32_t sign = (bits >> 16) & 0x8000u;
+  const std::uint32_t abs = bits & 0x7fffffffu;
+  if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);  // < 2^-25: rounds to zero
+    const std::uint32_t exponent = abs >> 23, mantissa = (abs & 0x7fffffu) | 0x800000u;
+    const std::uint32_t shift = 126u - exponent;  // value = mantissa * 2^(exponent - 150); half ulp 2^-24
+    std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = ((abs >> 13) - (112u << 10));
+  const std::uint32_t rest = abs & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+}  // namespace
+
+// Per-thread search state: visited tags (epochs; cleared on wrap-around), heaps, a query buffer.
+struct HNSWGraph::Scratch {
+  std::vector<std::uint16_t> visited;
+  std::uint16_t epoch = 0;
+  std::vector<Pair> top, candidates, chosen, pruned, found, mine;
+  std::vector<float> query, vec;
+
+  void new_epoch(i64 nodes) {
+    if (static_cast<i64>(visited.size()) < nodes) visited.resize(static_cast<std::size_t>(nodes + nodes / 4 + 64), 0);
+    if (++epoch == 0) {
+      std::fill(visited.begin(), visited.end(), std::uint16_t{0});
+      epoch = 1;
+    }
+  }
+  bool visit(std::uint32_t node) {  // true the first time in this epoch
+    if (visited[node] == epoch) return false;
+    visited[node] = epoch;
+    return true;
+  }
+};
+
+namespace {
+HNSWGraph::Scratch& thread_scratch() {
+  thread_local HNSWGraph::Scratch scratch;
+  return scratch;
+}
+// Max-heap by distance (the worst on top) and min-heap through negated distances.
+inline void push_max(std::vector<Pair>& h, Pair p) {
+  h.push_back(p);
+  std::push_heap(h.begin(), h.end());
+}
+inline void pop_max(std::vector<Pair>& h) {
+  std::pop_heap(h.begin(), h.end());
+  h.pop_back();
+}
+}  // namespace
+
+HNSWGraph::HNSWGraph(const HNSWConfig& config) : config_(config), kernels_(&hnsw_kernels()) {
+  if (config_.dim < 1) throw std::invalid_argument("dim must be >= 1");
+  if (config_.M < 2) throw std::invalid_argument("M must be >= 2");
+  if (config_.ef_construction < 1) throw std::invalid_argument("ef_construction must be >= 1");
+  const i64 links_bytes = static_cast<i64>(sizeof(Header)) + 4 * (1 + max_links(0));
+  vector_offset_ = (links_bytes + 15) / 16 * 16;
+  const i64 vector_bytes = config_.dim * (config_.f16 ? 2 : 4);
+  record_bytes_ = (vector_offset_ + vector_bytes + 7) / 8 * 8;
+  level_mult_ = 1.0 / std::log(static_cast<double>(config_.M));
+  chunks_.reset(new std::atomic<char*>[kMaxChunks]);
+  for (i64 c = 0; c < kMaxChunks; ++c) chunks_[c].store(nullptr, std::memory_order_relaxed);
+  if (config_.f16) {
+    exact_chunks_.reset(new std::atomic<float*>[kMaxChunks]);
+    for (i64 c = 0; c < kMaxChunks; ++c) exact_chunks_[c].store(nullptr, std::memory_order_relaxed);
+  }
+}
+
+HNSWGraph::~HNSWGraph() {
+  const i64 n = count_.load();
+  for (i64 node = 0; node < n; ++node) delete[] header(node)->upper;
+  for (i64 c = 0; c < kMaxChunks; ++c) {
+    if (char* p = chunks_[c].load()) free_aligned(p);
+    if (config_.f16)
+      if (float* p = exact_chunks_[c].load()) free_aligned(reinterpret_cast<char*>(p));
+  }
+}
+
+i64 HNSWGraph::memory_bytes() const {
+  const i64 n = size();
+  const i64 chunks = (n + kChunkNodes - 1) / kChunkNodes;
+  i64 bytes = chunks * kChunkNodes * record_bytes_;
+  if (config_.f16) bytes += chunks * kChunkNodes * config_.dim * 4;
+  for (i64 node = 0; node < n; ++node) bytes += 4 * header(node)->level * (1 + max_links(1));
+  std::lock_guard<std::mutex> guard(label_mutex_);
+  bytes += static_cast<i64>(label_to_node_.size()) * 32 + static_cast<i64>(label_to_node_.bucket_count()) * 8;
+  return bytes;
+}
+
+std::uint32_t* HNSWGraph::link_list(i64 node, int level) const {
+  if (level == 0) return reinterpret_cast<std::uint32_t*>(record(node) + sizeof(Header));
+  return header(node)->upper + static_cast<i64>(level - 1) * (1 + max_links(1));
+}
+
+const float* HNSWGraph::exact_vector(i64 node) const {
+  if (!config_.f16) return reinterpret_cast<const float*>(stored(node));
+  return exact_chunks_[static_cast<std::size_t>(node >> kChunkBits)].load(std::memory_order_acquire) +
+         (node & (kChunkNodes - 1)) * config_.dim;
+}
+
+float HNSWGraph::dist(const float* q, i64 node) const {
+  const bool l2 = config_.metric == HNSWMetric::l2;
+  const HNSWKernels* kernels = kernels_.load(std::memory_order_relaxed);
+  if (config_.f16) {
+    const auto* v = static_cast<const std::uint16_t*>(stored(node));
+    return l2 ? kernels->l2_f16(q, v, config_.dim) : -kernels->ip_f16(q, v, config_.dim);
+  }
+  const auto* v = static_cast<const float*>(stored(node));
+  return l2 ? kernels->l2_f32(q, v, config_.dim) : -kernels->ip_f32(q, v, config_.dim);
+}
+
+float HNSWGraph::exact_dist(const float* q, i64 node) const {
+  const float* v = exact_vector(node);
+  const HNSWKernels* kernels = kernels_.load(std::memory_order_relaxed);
+  return config_.metric == HNSWMetric::l2 ? kernels->l2_f32(q, v, config_.dim) : -kernels->ip_f32(q, v, config_.dim);
+}
+
+void HNSWGraph::lock(i64 node) const {
+  std::uint8_t* l = &header(node)->lock;
+  for (int spins = 0; __atomic_exchange_n(l, std::uint8_t{1}, __ATOMIC_ACQUIRE); ++spins) {
+    while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
+      if (++spins > 64) std::this_thread::yield(); else cpu_relax();
+    }
+  }
+}
+void HNSWGraph::unlock(i64 node) const { __atomic_store_n(&header(node)->lock, std::uint8_t{0}, __ATOMIC_RELEASE); }
+
+int HNSWGraph::draw_level(std::uint64_t sequence) const {
+  const std::uint64_t bits = splitmix64(config_.seed * 0x9e3779b97f4a7c15ULL ^ splitmix64(sequence));
+  const double u = (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+  const double level = std::floor(-std::log(u) * level_mult_);
+  return static_cast<int>(std::min<double>(level, kMaxLevel - 1));
+}
+
+void HNSWGraph::prepare_query(const float* q, float* out) const {
+  if (config_.metric != HNSWMetric::cosine) {
+    std::memcpy(out, q, static_cast<std::size_t>(config_.dim) * sizeof(float));
+    return;
+  }
+  double norm = 0.0;
+  for (i64 i = 0; i < config_.dim; ++i) norm += static_cast<double>(q[i]) * q[i];
+  const double scale = norm > 0.0 ? 1.0 / std::sqrt(norm) : 0.0;
+  for (i64 i = 0; i < config_.dim; ++i) out[i] = static_cast<float>(q[i] * scale);
+}
+
+i64 HNSWGraph::allocate_node() {
+  const i64 node = count_.load(std::memory_order_relaxed);  // writers are serialised: no race on the count
+  const i64 chunk = node >> kChunkBits;
+  if (chunk >= kMaxChunks) throw std::length_error("HNSW index is full (134M nodes)");
+  if (!chunks_[chunk].load(std::memory_order_relaxed)) {
+    chunks_[chunk].store(alloc_zeroed(static_cast<std::size_t>(kChunkNodes * record_bytes_)), std::memory_order_release);
+    if (config_.f16)
+      exact_chunks_[chunk].store(reinterpret_cast<float*>(alloc_zeroed(
+                                     static_cast<std::size_t>(kChunkNodes * config_.dim) * sizeof(float))),
+                                 std::memory_order_release);
+  }
+  return node;
+}
+
+void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
+  if (n <= 0) return;
+  use_active_isa();
+  const i64 first = count_.load(std::memory_order_relaxed);
+  // Phase 1 (this thread): complete records for every new node, labels mapped (the old node of a replaced label
+  // becomes a tombstone), then one release store publishes them all.
+  std::vector<float> buffer(static_cast<std::size_t>(config_.dim));
+  for (i64 i = 0; i < n; ++i) {
+    const i64 node = allocate_node();
+    Header* h = header(node);
+    const int level = draw_level(sequence_++);
+    h->level = static_cast<std::uint16_t>(level);
+    h->label = labels[i];
+    h->upper = level > 0 ? new std::uint32_t[static_cast<std::size_t>(level * (1 + max_links(1)))]() : nullptr;
+    prepare_query(x + i * config_.dim, buffer.data());
+    if (config_.f16) {
+      auto* v = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
+      for (i64 j = 0; j < config_.dim; ++j) v[j] = float_to_half(buffer[static_cast<std::size_t>(j)]);
+      std::memcpy(const_cast<float*>(exact_vector(node)), buffer.data(), buffer.size() * sizeof(float));
+    } else {
+      std::memcpy(record(node) + vector_offset_, buffer.data(), buffer.size() * sizeof(float));
+    }
+    {
+      std::lock_guard<std::mutex> guard(label_mutex_);
+      auto it = label_to_node_.find(labels[i]);
+      if (it != label_to_node_.end()) {
+        __atomic_store_n(&header(it->second)->deleted, std::uint8_t{1}, __ATOMIC_RELAXED);
+        deleted_.fetch_add(1, std::memory_order_relaxed);
+        it->second = static_cast<std::uint32_t>(node);
+      } else {
+        label_to_node_.emplace(labels[i], static_cast<std::uint32_t>(node));
+      }
+    }
+    count_.store(node + 1, std::memory_order_release);
+  }
+  // Phase 2: link them, in order on one thread (deterministic), in parallel otherwise.
+  parallel_for(n, threads, [&](i64 i, int) {
+    Scratch& s = thread_scratch();
+    insert(first + i, exact_vector(first + i), s);
+  });
+}
+
+void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit,
+                             Scratch& s) const {
+  s.new_epoch(limit);
+  s.top.clear();
+  s.candidates.clear();
+  s.visit(static_cast<std::uint32_t>(entry));
+  s.top.push_back({entry_dist, static_cast<std::uint32_t>(entry)});
+  s.candidates.push_back({-entry_dist, static_cast<std::uint32_t>(entry)});
+  const int cap = max_links(level);
+  while (!s.candidates.empty()) {
+    const Pair c = s.candidates.front();
+    if (-c.first > s.top.front().first && static_cast<i64>(s.top.size()) >= ef) break;
+    pop_max(s.candidates);
+    const std::uint32_t* list = link_list(c.second, level);
+    const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
+    for (int j = 0; j < count; ++j) {
+      const std::uint32_t nb = load_relaxed(list + 1 + j);
+      if (j + 1 < count) {
+        const std::uint32_t next = load_relaxed(list + 2 + j);
+        if (next < limit) prefetch(stored(next));
+      }
+      if (nb >= limit || !s.visit(nb)) continue;
+      const float d = dist(q, nb);
+      if (static_cast<i64>(s.top.size()) < ef || d < s.top.front().first) {
+        push_max(s.candidates, {-d, nb});
+        push_max(s.top, {d, nb});
+        if (static_cast<i64>(s.top.size()) > ef) pop_max(s.top);
+      }
+    }
+  }
+}
+
+// The paper's heuristic (Algorithm 4): candidates nearest first; keep one only if it is closer to the base point
+// than to every neighbour kept so far. `candidates` holds (distance to base, node); on return `s.chosen`.
+void HNSWGraph::select_neighbors(std::vector<Pair>& candidates, int m, Scratch& s) const {
+  s.chosen.clear();
+  std::sort(candidates.begin(), candidates.end());
+  if (static_cast<int>(candidates.size()) <= m) {
+    s.chosen = candidates;
+    return;
+  }
+  for (const Pair& c : candidates) {
+    bool keep = true;
+    const float* cv = exact_vector(c.second);
+    for (const Pair& r : s.chosen) {
+      if (dist(cv, r.second) < c.first) {
+        keep = false;
+        break;
+      }
+    }
+    if (keep) {
+      s.chosen.push_back(c);
+      if (static_cast<int>(s.chosen.size()) >= m) break;
+    }
+  }
+}
+
+void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Scratch& s) {
+  const int cap = max_links(level);
+  {
+    lock(node);
+    std::uint32_t* list = link_list(node, level);
+    const int count = std::min<int>(static_cast<int>(chosen.size()), cap);
+    for (int j = 0; j < count; ++j) store_relaxed(list + 1 + j, chosen[static_cast<std::size_t>(j)].second);
+    __atomic_store_n(list, static_cast<std::uint32_t>(count), __ATOMIC_RELEASE);
+    unlock(node);
+  }
+  s.mine.assign(chosen.begin(), chosen.end());  // s.chosen is reused by the pruning below
+  for (const Pair& p : s.mine) {
+    const i64 nb = p.second;
+    lock(nb);
+    std::uint32_t* list = link_list(nb, level);
+    const int count = static_cast<int>(load_relaxed(list));
+    bool present = false;
+    for (int j = 0; j < count && !present; ++j) present = load_relaxed(list + 1 + j) == static_cast<std::uint32_t>(node);
+    if (!present) {
+      if (count < cap) {
+        store_relaxed(list + 1 + count, static_cast<std::uint32_t>(node));
+        __atomic_store_n(list, static_cast<std::uint32_t>(count + 1), __ATOMIC_RELEASE);
+      } else {  // full: re-select among its links and the new node
+        const float* base = exact_vector(nb);
+        s.pruned.clear();
+        s.pruned.push_back({dist(base, node), static_cast<std::uint32_t>(node)});
+        for (int j = 0; j < count; ++j) {
+          const std::uint32_t other = load_relaxed(list + 1 + j);
+          s.pruned.push_back({dist(base, other), other});
+        }
+        select_neighbors(s.pruned, cap, s);
+        const int kept = static_cast<int>(s.chosen.size());
+        for (int j = 0; j < kept; ++j) store_relaxed(list + 1 + j, s.chosen[static_cast<std::size_t>(j)].second);
+        __atomic_store_n(list, static_cast<std::uint32_t>(kept), __ATOMIC_RELEASE);
+      }
+    }
+    unlock(nb);
+  }
+}
+
+void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
+  const int level = header(node)->level;
+  std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
+  std::uint64_t entry = entry_.load(std::memory_order_acquire);
+  if (entry == 0 || level > static_cast<int>(entry >> 32) - 1) {
+    top_lock.lock();  // this node may become the entry point: hold the lock for the whole insert
+    entry = entry_.load(std::memory_order_acquire);
+    if (entry == 0) {
+      entry_.store((static_cast<std::uint64_t>(level + 1) << 32) | static_cast<std::uint64_t>(node),
+                   std::memory_order_release);
+      return;
+    }
+    if (level <= static_cast<int>(entry >> 32) - 1) top_lock.unlock();
+  }
+  const int top = static_cast<int>(entry >> 32) - 1;
+  i64 cur = static_cast<i64>(entry & 0xffffffffu);
+  const i64 limit = size();
+  float cur_dist = dist(q, cur);
+  for (int lev = top; lev > level; --lev) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      const std::uint32_t* list = link_list(cur, lev);
+      const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), max_links(lev));
+      for (int j = 0; j < count; ++j) {
+        const std::uint32_t nb = load_relaxed(list + 1 + j);
+        if (nb >= limit) continue;
+        const float d = dist(q, nb);
+        if (d < cur_dist) {
+          cur_dist = d;
+          cur = nb;
+          changed = true;
+        }
+      }
+    }
+  }
+  for (int lev = std::min(level, top); lev >= 0; --lev) {
+    search_layer(q, cur, cur_dist, config_.ef_construction, lev, limit, s);
+    // Another thread may already have linked this node (it found it through an upper level): never to itself.
+    s.found.clear();
+    for (const Pair& p : s.top)
+      if (p.second != static_cast<std::uint32_t>(node)) s.found.push_back(p);
+    if (s.found.empty()) continue;
+    select_neighbors(s.found, config_.M, s);
+    const Pair nearest = s.found.front();  // sorted by select_neighbors
+    connect(node, lev, s.chosen, s);
+    cur = nearest.second;
+    cur_dist = nearest.first;
+  }
+  if (top_lock.owns_lock() && level > top)
+    entry_.store((static_cast<std::uint64_t>(level + 1) << 32) | static_cast<std::uint64_t>(node),
+                 std::memory_order_release);
+}
+
+void HNSWGraph::exact_filtered(const float* q, i64 k, const HNSWFilter& filter, i64 limit, Scratch& s) const {
+  s.top.clear();
+  const i64 n = std::min(limit, filter.size);
+  for (i64 node = 0; node < n; ++node) {
+    if (!filter.allowed[node] || __atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED)) continue;
+    const float d = exact_dist(q, node);
+    if (static_cast<i64>(s.top.size()) < k || d < s.top.front().first) {
+      push_max(s.top, {d, static_cast<std::uint32_t>(node)});
+      if (static_cast<i64>(s.top.size()) > k) pop_max(s.top);
+    }
+  }
+  std::sort(s.top.begin(), s.top.end());
+}
+
+void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* filter, Scratch& s, float* scores,
+                           i64* labels) const {
+  s.query.resize(static_cast<std::size_t>(config_.dim));
+  prepare_query(q_in, s.query.data());
+  const float* q = s.query.data();
+  const i64 limit = size();
+  const std::uint64_t entry = entry_.load(std::memory_order_acquire);
+  const float pad = config_.metric == HNSWMetric::l2 ? std::numeric_limits<float>::infinity()
+                                                      : -std::numeric_limits<float>::infinity();
+  for (i64 j = 0; j < k; ++j) {
+    scores[j] = pad;
+    labels[j] = -1;
+  }
+  if (entry == 0 || limit == 0) return;
+  const bool tombstones = deleted_.load(std::memory_order_relaxed) > 0;
+  if (filter && (filter->count < 2048 || filter->count * 50 < limit)) {  // small allowed set: exact search
+    exact_filtered(q, k, *filter, limit, s);
+  } else {
+    i64 cur = static_cast<i64>(entry & 0xffffffffu);
+    float cur_dist = dist(q, cur);
+    for (int lev = static_cast<int>(entry >> 32) - 1; lev > 0; --lev) {
+      for (bool changed = true; changed;) {
+        changed = false;
+        const std::uint32_t* list = link_list(cur, lev);
+        const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), max_links(lev));
+        for (int j = 0; j < count; ++j) {
+          const std::uint32_t nb = load_relaxed(list + 1 + j);
+          if (nb >= limit) continue;
+          const float d = dist(q, nb);
+          if (d < cur_dist) {
+            cur_dist = d;
+            cur = nb;
+            changed = true;
+          }
+        }
+      }
+    }
+    if (!tombstones && !filter) {
+      search_layer(q, cur, cur_dist, ef, 0, limit, s);  // the lean path
+    } else {
+      // Deleted or filtered nodes still route (they enter the candidate queue) but never enter the results.
+      const auto allowed = [&](std::uint32_t node) {
+        if (__atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED)) return false;
+        return !filter || (node < filter->size && filter->allowed[node]);
+      };
+      s.new_epoch(limit);
+      s.top.clear();
+      s.candidates.clear();
+      s.visit(static_cast<std::uint32_t>(cur));
+      float bound = std::numeric_limits<float>::infinity();
+      if (allowed(static_cast<std::uint32_t>(cur))) {
+        s.top.push_back({cur_dist, static_cast<std::uint32_t>(cur)});
+        bound = cur_dist;
+      }
+      s.candidates.push_back({-cur_dist, static_cast<std::uint32_t>(cur)});
+      const int cap = max_links(0);
+      while (!s.candidates.empty()) {
+        const Pair c = s.candidates.front();
+        if (-c.first > bound && static_cast<i64>(s.top.size()) >= ef) break;
+        pop_max(s.candidates);
+        const std::uint32_t* list = link_list(c.second, 0);
+        const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
+        for (int j = 0; j < count; ++j) {
+          const std::uint32_t nb = load_relaxed(list + 1 + j);
+          if (nb >= limit || !s.visit(nb)) continue;
+          const float d = dist(q, nb);
+          if (static_cast<i64>(s.top.size()) < ef || d < bound) {
+            push_max(s.candidates, {-d, nb});
+            if (allowed(nb)) {
+              push_max(s.top, {d, nb});
+              if (static_cast<i64>(s.top.size()) > ef) pop_max(s.top);
+              bound = s.top.front().first;
+            }
+          }
+        }
+      }
+    }
+    if (config_.f16)  // re-score the candidates on the float32 vectors
+      for (Pair& p : s.top) p.first = exact_dist(q, p.second);
+    std::sort(s.top.begin(), s.top.end());
+  }
+  const i64 found = std::min<i64>(k, static_cast<i64>(s.top.size()));
+  for (i64 j = 0; j < found; ++j) {
+    const Pair& p = s.top[static_cast<std::size_t>(j)];
+    scores[j] = score(p.first);
+    labels[j] = header(p.second)->label;
+  }
+}
+
+void HNSWGraph::search(const float* queries, i64 nq, i64 k, i64 ef, const HNSWFilter* filter, int threads,
+                       float* scores, i64* labels) const {
+  ef = std::max(ef, k);
+  use_active_isa();
+  parallel_for(nq, threads, [&](i64 i, int) {
+    search_one(queries + i * config_.dim, k, ef, filter, thread_scratch(), scores + i * k, labels + i * k);
+  });
+}
+
+bool HNSWGraph::remove(i64 label) {
+  std::lock_guard<std::mutex> guard(label_mutex_);
+  auto it = label_to_node_.find(label);
+  if (it == label_to_node_.end()) return false;
+  __atomic_store_n(&header(it->second)->deleted, std::uint8_t{1}, __ATOMIC_RELAXED);
+  deleted_.fetch_add(1, std::memory_order_relaxed);
+  label_to_node_.erase(it);
+  return true;
+}
+
+i64 HNSWGraph::find(i64 label) const {
+  std::lock_guard<std::mutex> guard(label_mutex_);
+  auto it = label_to_node_.find(label);
+  return it == label_to_node_.end() ? -1 : static_cast<i64>(it->second);
+}
+
+void HNSWGraph::vector(i64 node, float* out) const {
+  std::memcpy(out, exact_vector(node), static_cast<std::size_t>(config_.dim) * sizeof(float));
+}
+i64 HNSWGraph::label(i64 node) const { return header(node)->label; }
+bool HNSWGraph::is_deleted(i64 node) const { return __atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED) != 0; }
+int HNSWGraph::level(i64 node) const { return header(node)->level; }
+i64 HNSWGraph::entry_point() const {
+  const std::uint64_t e = entry_.load(std::memory_order_acquire);
+  return e == 0 ? -1 : static_cast<i64>(e & 0xffffffffu);
+}
+
+std::vector<std::uint32_t> HNSWGraph::links(i64 node, int lev) const {
+  const std::uint32_t* list = link_list(node, lev);
+  const std::uint32_t count = std::min<std::uint32_t>(__atomic_load_n(list, __ATOMIC_ACQUIRE),
+                                                      static_cast<std::uint32_t>(max_links(lev)));
+  return std::vector<std::uint32_t>(list + 1, list + 1 + count);
+}
+
+void HNSWGraph::restore_node(const float* v, i64 label_value, int lev, bool deleted_flag) {
+  if (lev < 0 || lev >= kMaxLevel) throw std::invalid_argument("node level out of range");
+  const i64 node = allocate_node();
+  Header* h = header(node);
+  h->level = static_cast<std::uint16_t>(lev);
+  h->label = label_value;
+  h->deleted = deleted_flag ? 1 : 0;
+  h->upper = lev > 0 ? new std::uint32_t[static_cast<std::size_t>(lev * (1 + max_links(1)))]() : nullptr;
+  if (config_.f16) {
+    auto* hv = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
+    for (i64 j = 0; j < config_.dim; ++j) hv[j] = float_to_half(v[j]);
+    std::memcpy(const_cast<float*>(exact_vector(node)), v, static_cast<std::size_t>(config_.dim) * sizeof(float));
+  } else {
+    std::memcpy(record(node) + vector_offset_, v, static_cast<std::size_t>(config_.dim) * sizeof(float));
+  }
+  if (deleted_flag) {
+    deleted_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    std::lock_guard<std::mutex> guard(label_mutex_);
+    if (!label_to_node_.emplace(label_value, static_cast<std::uint32_t>(node)).second)
+      throw std::invalid_argument("duplicate live label " + std::to_string(label_value));
+  }
+  ++sequence_;
+  count_.store(node + 1, std::memory_order_release);
+}
+
+void HNSWGraph::restore_links(i64 node, int lev, const std::uint32_t* ids, i64 count) {
+  const i64 n = size();
+  if (node < 0 || node >= n) throw std::invalid_argument("link list of a node out of range");
+  if (lev < 0 || lev > header(node)->level) throw std::invalid_argument("link list above the node's level");
+  if (count < 0 || count > max_links(lev)) throw std::invalid_argument("link list longer than the level allows");
+  for (i64 j = 0; j < count; ++j) {
+    if (static_cast<i64>(ids[j]) >= n || ids[j] == node) throw std::invalid_argument("link to a node out of range");
+    if (header(ids[j])->level < lev) throw std::invalid_argument("link to a node below the level");
+  }
+  std::uint32_t* list = link_list(node, lev);
+  for (i64 j = 0; j < count; ++j) list[1 + j] = ids[j];
+  list[0] = static_cast<std::uint32_t>(count);
+}
+
+void HNSWGraph::restore_entry(i64 node, int top) {
+  if (size() == 0) {
+    if (node != -1) throw std::invalid_argument("entry point in an empty index");
+    return;
+  }
+  if (node < 0 || node >= size() || header(node)->level != top)
+    throw std::invalid_argument("entry point is not a node of the top level");
+  entry_.store((static_cast<std::uint64_t>(top + 1) << 32) | static_cast<std::uint64_t>(node), std::memory_order_release);
+}
+
+}  // namespace simkern
