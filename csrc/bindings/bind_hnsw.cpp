@@ -235,10 +235,12 @@ class HNSW {
   i64 live() const { return graph()->live(); }
   i64 deleted_count() const { return graph()->deleted(); }
   i64 memory_bytes() const { return graph()->memory_bytes(); }
-  std::vector<std::uint32_t> links(i64 node, int level) const {
+  py::list links(i64 node, int level) const {  // tests: the link list of an internal node
     std::shared_ptr<HNSWGraph> g = graph();
     require(node >= 0 && node < g->size() && level >= 0 && level <= g->level(node), "no such node / level");
-    return g->links(node, level);
+    py::list out;
+    for (std::uint32_t id : g->links(node, level)) out.append(id);
+    return out;
   }
   int max_level() const { return graph()->max_level(); }
 
@@ -253,9 +255,32 @@ class HNSW {
   mutable std::mutex swap_mutex_, writer_mutex_;
 };
 
+// Test hook: the active ISA's distance of one float32 query to each row of `vectors` (float32, or float16 bit
+// patterns as uint16): squared L2 or inner product.
+py::array_t<float> hnsw_distances(const CArray<float>& q, const py::array& vectors, bool l2) {
+  require_ndim(q, 1, "q");
+  require_ndim(vectors, 2, "vectors");
+  const i64 dim = q.shape(0), n = vectors.shape(0);
+  require(vectors.shape(1) == dim, "vectors must have the query's dim");
+  require(vectors.flags() & py::array::c_style, "vectors must be C-contiguous");
+  const HNSWKernels& k = hnsw_kernels();
+  py::array_t<float> out({n});
+  if (py::isinstance<py::array_t<float>>(vectors)) {
+    const auto* v = static_cast<const float*>(vectors.data());
+    for (i64 i = 0; i < n; ++i) out.mutable_data()[i] = (l2 ? k.l2_f32 : k.ip_f32)(q.data(), v + i * dim, dim);
+  } else if (py::isinstance<py::array_t<std::uint16_t>>(vectors)) {
+    const auto* v = static_cast<const std::uint16_t*>(vectors.data());
+    for (i64 i = 0; i < n; ++i) out.mutable_data()[i] = (l2 ? k.l2_f16 : k.ip_f16)(q.data(), v + i * dim, dim);
+  } else {
+    throw py::type_error("vectors must be float32 or uint16 (float16 bits)");
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
+  m.def("_hnsw_distances", &hnsw_distances, py::arg("q").noconvert(), py::arg("vectors"), py::arg("l2"));
   py::class_<HNSW>(m, "_HNSW")
       .def(py::init<i64, int, int, int, bool, std::uint64_t>(), py::arg("dim"), py::arg("metric"), py::arg("M"),
            py::arg("ef_construction"), py::arg("f16"), py::arg("seed"))

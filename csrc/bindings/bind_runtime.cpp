@@ -63,9 +63,14 @@ py::dict kernel_names() {
   py::dict pq;
   pq["float32"] = t.pq.name;
   pq["scan8"] = t.pq.scan8_name;  // the 8-bit quantised scan: scan8_scalar or scan8_vbmi
+  py::dict fde, hnsw;
+  fde["float32"] = t.fde.name;
+  hnsw["distances"] = t.hnsw.name;
   py::dict d;
   d["maxsim"] = maxsim;
   d["pq"] = pq;
+  d["fde"] = fde;
+  d["hnsw"] = hnsw;
   return d;
 }
 

@@ -77,6 +77,7 @@ struct HNSWGraph::Scratch {
   std::vector<std::uint16_t> visited;
   std::uint16_t epoch = 0;
   std::vector<Pair> top, candidates, chosen, pruned, found, mine;
+  std::vector<std::vector<Pair>> per_level;  // insert: the neighbours chosen at each level
   std::vector<float> query, vec;
 
   void new_epoch(i64 nodes) {
@@ -391,19 +392,26 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
       }
     }
   }
-  for (int lev = std::min(level, top); lev >= 0; --lev) {
+  // Neighbours are chosen top-down (each level's search starts from the previous level's nearest), but linked
+  // bottom-up: by the time a concurrent search can reach this node through an upper level, its level-0 links exist.
+  const int start = std::min(level, top);
+  if (static_cast<int>(s.per_level.size()) <= start) s.per_level.resize(static_cast<std::size_t>(start + 1));
+  for (int lev = start; lev >= 0; --lev) {
     search_layer(q, cur, cur_dist, config_.ef_construction, lev, limit, s);
     // Another thread may already have linked this node (it found it through an upper level): never to itself.
     s.found.clear();
     for (const Pair& p : s.top)
       if (p.second != static_cast<std::uint32_t>(node)) s.found.push_back(p);
+    std::vector<Pair>& chosen = s.per_level[static_cast<std::size_t>(lev)];
+    chosen.clear();
     if (s.found.empty()) continue;
     select_neighbors(s.found, config_.M, s);
+    chosen = s.chosen;
     const Pair nearest = s.found.front();  // sorted by select_neighbors
-    connect(node, lev, s.chosen, s);
     cur = nearest.second;
     cur_dist = nearest.first;
   }
+  for (int lev = 0; lev <= start; ++lev) connect(node, lev, s.per_level[static_cast<std::size_t>(lev)], s);
   if (top_lock.owns_lock() && level > top)
     entry_.store((static_cast<std::uint64_t>(level + 1) << 32) | static_cast<std::uint64_t>(node),
                  std::memory_order_release);

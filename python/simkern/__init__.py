@@ -12,6 +12,7 @@ from importlib.metadata import version as _version
 
 from . import datasets
 from .fde import FDE
+from .hnsw import HNSWIndex
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .opq import OPQ
 from .pq import ProductQuantizer
@@ -36,6 +37,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "FDE",
+    "HNSWIndex",
     "OPQ",
     "PQIndex",
     "ProductQuantizer",
