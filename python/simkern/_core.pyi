@@ -1,5 +1,6 @@
 """Type stubs for the compiled module simkern._core (hand-written; tests/test_runtime.py checks they match)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -106,5 +107,57 @@ class _FDEPlan:
         documents: bool,
         threads: int,
         out: npt.NDArray[np.float32] | None = None,
+        name: str = "x",
     ) -> npt.NDArray[np.float32]: ...
+    def encode_list(
+        self,
+        items: Sequence[npt.NDArray[np.float32]],
+        documents: bool,
+        allow_empty: bool,
+        threads: int,
+        out: npt.NDArray[np.float32] | None = None,
+        name: str = "x",
+    ) -> npt.NDArray[np.float32] | None: ...
     def matrices(self) -> dict[str, npt.NDArray[Any]]: ...
+
+def _hnsw_distances(q: npt.NDArray[np.float32], vectors: npt.NDArray[Any], l2: bool) -> npt.NDArray[np.float32]: ...
+
+class _HNSW:
+    def __init__(self, dim: int, metric: int, M: int, ef_construction: int, f16: bool, seed: int) -> None: ...
+    def add(self, x: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], threads: int) -> None: ...
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        mask: npt.NDArray[np.uint8] | None = None,
+        ids: npt.NDArray[np.int64] | None = None,
+        threads: int = 0,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    def remove(self, ids: npt.NDArray[np.int64]) -> int: ...
+    def contains(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]: ...
+    def get_vectors(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+    def compact(self, threads: int) -> None: ...
+    def state(self) -> dict[str, Any]: ...
+    def restore(
+        self,
+        labels: npt.NDArray[np.int64],
+        levels: npt.NDArray[np.uint8],
+        deleted: npt.NDArray[np.uint8],
+        vectors: npt.NDArray[np.float32],
+        link_counts: npt.NDArray[np.uint32],
+        link_ids: npt.NDArray[np.uint32],
+        entry: int,
+        max_level: int,
+    ) -> None: ...
+    def links(self, node: int, level: int) -> list[int]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def live(self) -> int: ...
+    @property
+    def deleted(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def max_level(self) -> int: ...
