@@ -79,6 +79,7 @@ struct HNSWGraph::Scratch {
   std::vector<Pair> top, candidates, chosen, pruned, found, mine;
   std::vector<std::vector<Pair>> per_level;  // insert: the neighbours chosen at each level
   std::vector<float> query, vec;
+  std::vector<std::uint32_t> batch;  // unvisited neighbours of one expansion
 
   void new_epoch(i64 nodes) {
     if (static_cast<i64>(visited.size()) < nodes) visited.resize(static_cast<std::size_t>(nodes + nodes / 4 + 64), 0);
@@ -119,6 +120,8 @@ HNSWGraph::HNSWGraph(const HNSWConfig& config) : config_(config), kernels_(&hnsw
   const i64 vector_bytes = config_.dim * (config_.f16 ? 2 : 4);
   record_bytes_ = (vector_offset_ + vector_bytes + 7) / 8 * 8;
   level_mult_ = 1.0 / std::log(static_cast<double>(config_.M));
+  prefetch_lines_ = std::min<i64>((record_bytes_ + 63) / 64, kPrefetchLines);
+  link_lines_ = (links_bytes + 63) / 64;
   chunks_.reset(new std::atomic<char*>[kMaxChunks]);
   for (i64 c = 0; c < kMaxChunks; ++c) chunks_[c].store(nullptr, std::memory_order_relaxed);
   if (config_.f16) {
@@ -273,15 +276,10 @@ void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef
     const Pair c = s.candidates.front();
     if (-c.first > s.top.front().first && static_cast<i64>(s.top.size()) >= ef) break;
     pop_max(s.candidates);
-    const std::uint32_t* list = link_list(c.second, level);
-    const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
-    for (int j = 0; j < count; ++j) {
-      const std::uint32_t nb = load_relaxed(list + 1 + j);
-      if (j + 1 < count) {
-        const std::uint32_t next = load_relaxed(list + 2 + j);
-        if (next < limit) prefetch(stored(next));
-      }
-      if (nb >= limit || !s.visit(nb)) continue;
+    if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);  // likely the next one expanded
+    const int fresh = unvisited_neighbors(c.second, level, cap, limit, s);
+    for (int j = 0; j < fresh; ++j) {
+      const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
       const float d = dist(q, nb);
       if (static_cast<i64>(s.top.size()) < ef || d < s.top.front().first) {
         push_max(s.candidates, {-d, nb});
@@ -290,6 +288,28 @@ void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef
       }
     }
   }
+}
+
+void HNSWGraph::prefetch_links(std::uint32_t node) const {
+  const char* r = record(node);
+  for (i64 line = 0; line < link_lines_; ++line) prefetch(r + line * 64);
+}
+
+// The neighbours of `node` at `level` not visited yet (now marked), into s.batch, with their vectors prefetched
+// before any distance is computed: all the cache misses of one expansion are in flight together.
+int HNSWGraph::unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const {
+  const std::uint32_t* list = link_list(node, level);
+  const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
+  if (static_cast<int>(s.batch.size()) < cap) s.batch.resize(static_cast<std::size_t>(cap));
+  int fresh = 0;
+  for (int j = 0; j < count; ++j) {
+    const std::uint32_t nb = load_relaxed(list + 1 + j);
+    if (nb >= limit || !s.visit(nb)) continue;
+    s.batch[static_cast<std::size_t>(fresh++)] = nb;
+    const char* r = record(nb);  // its links (read if it is expanded later) and the start of its vector
+    for (i64 line = 0; line < prefetch_lines_; ++line) prefetch(r + line * 64);
+  }
+  return fresh;
 }
 
 // The paper's heuristic (Algorithm 4): candidates nearest first; keep one only if it is closer to the base point
@@ -491,11 +511,10 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
         const Pair c = s.candidates.front();
         if (-c.first > bound && static_cast<i64>(s.top.size()) >= ef) break;
         pop_max(s.candidates);
-        const std::uint32_t* list = link_list(c.second, 0);
-        const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
-        for (int j = 0; j < count; ++j) {
-          const std::uint32_t nb = load_relaxed(list + 1 + j);
-          if (nb >= limit || !s.visit(nb)) continue;
+        if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);
+        const int fresh = unvisited_neighbors(c.second, 0, cap, limit, s);
+        for (int j = 0; j < fresh; ++j) {
+          const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
           const float d = dist(q, nb);
           if (static_cast<i64>(s.top.size()) < ef || d < bound) {
             push_max(s.candidates, {-d, nb});

@@ -134,6 +134,8 @@ class HNSWGraph {
   int draw_level(std::uint64_t sequence) const;
   void prepare_query(const float* q, float* out) const;  // cosine: normalise
   void insert(i64 node, const float* q, Scratch& s);
+  void prefetch_links(std::uint32_t node) const;
+  int unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const;
   void search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s) const;
   void select_neighbors(std::vector<std::pair<float, std::uint32_t>>& candidates, int m, Scratch& s) const;
   void connect(i64 node, int level, const std::vector<std::pair<float, std::uint32_t>>& chosen, Scratch& s);
@@ -146,6 +148,8 @@ class HNSWGraph {
   mutable std::atomic<const HNSWKernels*> kernels_;  // the active ISA's, refreshed by each add / search call
   i64 record_bytes_ = 0, vector_offset_ = 0;
   double level_mult_ = 0.0;
+  static constexpr i64 kPrefetchLines = 7;  // cache lines of each new neighbour's record prefetched per expansion
+  i64 prefetch_lines_ = 1, link_lines_ = 1;
   std::unique_ptr<std::atomic<char*>[]> chunks_;
   std::unique_ptr<std::atomic<float*>[]> exact_chunks_;  // f16 storage: float32 copies, chunk by chunk
   std::atomic<i64> count_{0};
