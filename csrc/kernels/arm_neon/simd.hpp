@@ -34,6 +34,11 @@ struct V {
   }
   static inline bool any_nan(reg v) { return vmaxvq_u32(vmvnq_u32(vceqq_f32(v, v))) != 0; }
   static inline void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
+  // Sum of the lanes as a tree: lane j + lane j + 2, then j + 1 (the pairing hnsw-inl.hpp relies on).
+  static inline float hsum_tree(reg v) {
+    const float32x2_t h = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+  }
   static inline reg load_f16(const std::uint16_t* p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
   }

@@ -35,13 +35,11 @@ static inline void step(typename V::reg q, typename V::reg v, typename V::reg& a
 
 // The tree: lane j += lane j + w for w = 16, 8, ...: whole registers first, then inside one register.
 static inline float reduce_tree(typename V::reg* acc) {
+#pragma GCC unroll 8
   for (int w = kRegs / 2; w >= 1; w /= 2)
+#pragma GCC unroll 8
     for (int r = 0; r < w; ++r) acc[r] = V::add(acc[r], acc[r + w]);
-  float lanes[V::lanes];
-  V::store(lanes, acc[0]);
-  for (int w = V::lanes / 2; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) lanes[j] += lanes[j + w];
-  return lanes[0];
+  return V::hsum_tree(acc[0]);
 }
 
 template <bool L2, class T>

@@ -50,6 +50,13 @@ struct V {
   }
   static inline bool any_nan(reg v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+  // Sum of the lanes as a tree: lane j + lane j + 4, then j + 2, then j + 1 (the pairing hnsw-inl.hpp relies on).
+  static inline float hsum_tree(reg v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+  }
   static inline reg load_f16(const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
