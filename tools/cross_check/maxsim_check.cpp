@@ -298,6 +298,37 @@ int fde_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// HNSW: every level's distances (squared L2 and inner product, float32 and float16 storage) equal the scalar
+// kernel's bit for bit: the 32-lane order, the zero-padded tail and the reduction tree are the same everywhere.
+int hnsw_check(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const simkern::HNSWKernels& ref = simkern::kernels_for(simkern::Isa::scalar).hnsw;
+  int runs = 0;
+  for (int dim : {1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 384})
+    for (int trial = 0; trial < 4; ++trial) {
+      std::vector<float> q(static_cast<std::size_t>(dim)), v(q.size());
+      std::vector<std::uint16_t> h(q.size());
+      for (float& x : q) x = normal(rng);
+      for (float& x : v) x = normal(rng);
+      for (std::uint16_t& x : h) {  // any finite half, subnormals included
+        x = static_cast<std::uint16_t>(rng() & 0xffff);
+        if (((x >> 10) & 0x1f) == 0x1f) x = static_cast<std::uint16_t>(x & ~0x4000);
+      }
+      const float want[4] = {ref.l2_f32(q.data(), v.data(), dim), ref.ip_f32(q.data(), v.data(), dim),
+                             ref.l2_f16(q.data(), h.data(), dim), ref.ip_f16(q.data(), h.data(), dim)};
+      for (int level = 1; level < simkern::kNumIsas; ++level) {
+        const simkern::Isa isa = static_cast<simkern::Isa>(level);
+        if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+        const simkern::HNSWKernels& k = simkern::kernels_for(isa).hnsw;
+        const float got[4] = {k.l2_f32(q.data(), v.data(), dim), k.ip_f32(q.data(), v.data(), dim),
+                              k.l2_f16(q.data(), h.data(), dim), k.ip_f16(q.data(), h.data(), dim)};
+        runs += 4;
+        if (std::memcmp(want, got, sizeof want) != 0) fail("hnsw distance differs from scalar", simkern::isa_name(isa), dim, trial);
+      }
+    }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -388,7 +419,8 @@ int main() {
   }
   const int pq_runs = pq_check(rng) + scan_check(rng);
   const int fde_runs = fde_check(rng);
-  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ and %d FDE kernel comparisons, %d failures\n",
-              simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, g_failures);
+  const int hnsw_runs = hnsw_check(rng);
+  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE and %d HNSW kernel comparisons, "
+              "%d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, hnsw_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

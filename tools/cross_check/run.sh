@@ -22,9 +22,11 @@ if [ "$mode" = "--emulate-avx512" ]; then
     "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
     "csrc/kernels/x86_avx2/pq.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/fde.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
+    "csrc/kernels/x86_avx2/hnsw.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:$emu"
     "csrc/kernels/x86_avx512/pq.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512/fde.cpp:$emu -ffp-contract=off"
+    "csrc/kernels/x86_avx512/hnsw.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:$emu"
     "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:$emu"
   )
@@ -37,9 +39,11 @@ elif [ "$mode" = "--native" ]; then
     "csrc/kernels/x86_avx2/maxsim.cpp:-mavx2 -mfma -mf16c"
     "csrc/kernels/x86_avx2/pq.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/fde.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
+    "csrc/kernels/x86_avx2/hnsw.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
     "csrc/kernels/x86_avx512/pq.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512/fde.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
+    "csrc/kernels/x86_avx512/hnsw.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16"
     "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vbmi"
   )
@@ -49,7 +53,7 @@ else
   cxx=${CXX:-aarch64-linux-gnu-g++}
   defs=(-DSIMKERN_HAVE_NEON_KERNELS=1)
   isa_objs=("csrc/kernels/arm_neon/maxsim.cpp:" "csrc/kernels/arm_neon/pq.cpp:-ffp-contract=off"
-            "csrc/kernels/arm_neon/fde.cpp:-ffp-contract=off")
+            "csrc/kernels/arm_neon/fde.cpp:-ffp-contract=off" "csrc/kernels/arm_neon/hnsw.cpp:-ffp-contract=off")
   link=(-static -pthread)
   runner=(qemu-aarch64)
 fi
@@ -68,6 +72,7 @@ compile csrc/runtime/pq_driver.cpp "-ffp-contract=off"
 compile csrc/runtime/fde_rng.cpp "-ffp-contract=off"
 compile csrc/runtime/fde_driver.cpp "-ffp-contract=off"
 compile csrc/kernels/scalar/fde.cpp "-fno-tree-vectorize -ffp-contract=off"
+compile csrc/kernels/scalar/hnsw.cpp "-fno-tree-vectorize -ffp-contract=off"
 compile csrc/kernels/scalar/maxsim.cpp "-fno-tree-vectorize"
 compile csrc/kernels/scalar/pq.cpp "-fno-tree-vectorize -ffp-contract=off"
 for entry in "${isa_objs[@]}"; do compile "${entry%%:*}" "${entry#*:}"; done

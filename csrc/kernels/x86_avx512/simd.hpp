@@ -38,14 +38,14 @@ struct V {
   }
   static inline bool any_nan(reg v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
   static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
-  // Sum of the lanes as a tree: lane j + lane j + 8, then j + 4, j + 2, j + 1 (the pairing hnsw-inl.hpp relies on).
+  // Sum of the lanes as a tree: lane j + lane j + 8, then j + 4, j + 2, j + 1 (the pairing hnsw-inl.hpp relies
+  // on); every lane ends with the total, lane 0 is returned.
   static inline float hsum_tree(reg v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
-    return _mm_cvtss_f32(x);
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));  // 128-bit blocks (2, 3, 0, 1)
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));  // blocks (1, 0, 3, 2)
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));        // in each block: lanes (2, 3, 0, 1)
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));        // lanes (1, 0, 3, 2)
+    return _mm512_cvtss_f32(v);
   }
   static inline reg load_f16(const std::uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));

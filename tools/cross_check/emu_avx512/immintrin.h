@@ -142,3 +142,21 @@ static inline __mmask32 _mm512_cmple_epu16_mask(__m512i a, __m512i b) {
   __mmask32 m = 0; for (int i = 0; i < 32; ++i) if (emu_u16(a, i) <= emu_u16(b, i)) m |= __mmask32{1} << i; return m;
 }
 
+// shuffle_f32x4 (same source twice): 128-bit block i of the result = block (imm >> 2i) & 3 of the source.
+static inline __m512 _mm512_shuffle_f32x4(__m512 a, __m512 b, int imm) {
+  __m512 r;
+  for (int i = 0; i < 4; ++i) {
+    const __m512& src = i < 2 ? a : b;
+    const int block = (imm >> (2 * i)) & 3;
+    for (int j = 0; j < 4; ++j) r.v[4 * i + j] = src.v[4 * block + j];
+  }
+  return r;
+}
+// permute_ps: within each 128-bit block, lane j = lane (imm >> 2j) & 3 of that block.
+static inline __m512 _mm512_permute_ps(__m512 a, int imm) {
+  __m512 r;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) r.v[4 * i + j] = a.v[4 * i + ((imm >> (2 * j)) & 3)];
+  return r;
+}
+static inline float _mm512_cvtss_f32(__m512 a) { return a.v[0]; }
