@@ -116,6 +116,15 @@ class HNSW {
     return removed;
   }
 
+  bool unremove(i64 label) {
+    bool ok = false;
+    run_without_gil([&] {
+      std::lock_guard<std::mutex> writer(writer_mutex_);
+      ok = graph()->unremove(label);
+    });
+    return ok;
+  }
+
   py::array_t<bool> contains(const CArray<i64>& labels) const {
     std::shared_ptr<HNSWGraph> g = graph();
     py::array_t<bool> out({labels.shape(0)});
@@ -288,6 +297,7 @@ void bind_hnsw(py::module_& m) {
       .def("search", &HNSW::search, py::arg("queries").noconvert(), py::arg("k"), py::arg("ef"),
            py::arg("mask") = py::none(), py::arg("ids") = py::none(), py::arg("threads") = 0)
       .def("remove", &HNSW::remove, py::arg("ids").noconvert())
+      .def("unremove", &HNSW::unremove, py::arg("id"))
       .def("contains", &HNSW::contains, py::arg("ids").noconvert())
       .def("get_vectors", &HNSW::get_vectors, py::arg("ids").noconvert())
       .def("compact", &HNSW::compact, py::arg("threads"))

@@ -568,6 +568,20 @@ bool HNSWGraph::remove(i64 label) {
   return true;
 }
 
+bool HNSWGraph::unremove(i64 label) {
+  std::lock_guard<std::mutex> guard(label_mutex_);
+  if (label_to_node_.count(label)) return false;
+  for (i64 node = size() - 1; node >= 0; --node) {
+    Header* h = header(node);
+    if (h->label != label || !__atomic_load_n(&h->deleted, __ATOMIC_RELAXED)) continue;
+    __atomic_store_n(&h->deleted, std::uint8_t{0}, __ATOMIC_RELAXED);
+    deleted_.fetch_sub(1, std::memory_order_relaxed);
+    label_to_node_.emplace(label, static_cast<std::uint32_t>(node));
+    return true;
+  }
+  return false;
+}
+
 i64 HNSWGraph::find(i64 label) const {
   std::lock_guard<std::mutex> guard(label_mutex_);
   auto it = label_to_node_.find(label);

@@ -89,6 +89,7 @@ class HNSWGraph {
               i64* labels) const;
 
   bool remove(i64 label);          // tombstone; false when the label is absent
+  bool unremove(i64 label);        // revive the newest tombstone of a label that is not live (O(n) scan)
   i64 find(i64 label) const;       // internal node of a live label, or -1
   void vector(i64 node, float* out) const;  // the stored float32 vector (float16: the kept float32 copy)
   i64 label(i64 node) const;
