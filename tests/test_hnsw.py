@@ -200,6 +200,43 @@ def test_save_load_round_trip(tmp_path, storage):
     assert 810 in loaded
 
 
+@pytest.mark.parametrize("storage", STORAGES)
+def test_mmap_load(tmp_path, storage):
+    x, q = clustered(3000, 20, 17), clustered(40, 20, 18)
+    index = simkern.HNSWIndex(20, metric="ip", M=8, storage=storage, seed=4)
+    index.add(x)
+    path = tmp_path / "m.skh"
+    index.save(path)
+    mapped = simkern.HNSWIndex.load(path, mmap=True)
+    assert mapped.mmapped and not index.mmapped
+    assert mapped.memory_bytes < index.memory_bytes  # the vectors are not in memory
+    s0, i0 = index.search(q, k=5)
+    s1, i1 = mapped.search(q, k=5)
+    np.testing.assert_array_equal(i0, i1)
+    np.testing.assert_allclose(s0, s1, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(mapped.get_vectors([7, 9]), x[[7, 9]])
+    with pytest.raises(ValueError, match="read-only"):
+        mapped.add(x[:1], ids=[10**6])
+    mapped.remove([0])
+    assert 0 not in mapped
+    mapped.compact()  # copied into memory: writable again
+    assert not mapped.mmapped
+    mapped.add(x[:1], ids=[10**6])
+    assert 10**6 in mapped
+    # Corruption outside the vectors is still found; a truncated or empty file is rejected.
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # inside the link ids
+    (tmp_path / "bad.skh").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        simkern.HNSWIndex.load(tmp_path / "bad.skh", mmap=True)
+    (tmp_path / "short.skh").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError):
+        simkern.HNSWIndex.load(tmp_path / "short.skh", mmap=True)
+    (tmp_path / "empty.skh").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        simkern.HNSWIndex.load(tmp_path / "empty.skh", mmap=True)
+
+
 @pytest.fixture(scope="module")
 def saved_bytes():
     index = simkern.HNSWIndex(6, M=4, ef_construction=20, seed=1)

@@ -44,6 +44,8 @@ class HNSW {
     run_without_gil([&] {
       std::lock_guard<std::mutex> writer(writer_mutex_);
       std::shared_ptr<HNSWGraph> g = graph();
+      if (g->external()) throw py::value_error("this index was loaded with mmap=True and is read-only; call "
+                                               "compact() first to copy it into memory");
       require_capacity(*g, n);
       g->add(xp, lp, n, threads);
     });
@@ -202,7 +204,7 @@ class HNSW {
   // The inverse of state(), validating everything (a corrupt file raises ValueError, never crashes).
   void restore(const CArray<i64>& labels, const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& deleted,
                const CArray<float>& vectors, const CArray<std::uint32_t>& counts, const CArray<std::uint32_t>& ids,
-               i64 entry, int max_level) {
+               i64 entry, int max_level, bool external) {
     const i64 n = labels.shape(0);
     require(levels.shape(0) == n && deleted.shape(0) == n, "corrupt index: per-node arrays differ in length");
     require(vectors.ndim() == 2 && vectors.shape(0) == n && vectors.shape(1) == config_.dim,
@@ -218,8 +220,10 @@ class HNSW {
     for (i64 j = 0; j < pairs; ++j) total += counts.data()[j];
     require(total == ids.shape(0), "corrupt index: link ids do not match the counts");
     const float* v = vectors.data();
-    for (i64 j = 0; j < n * config_.dim; ++j) require(std::isfinite(v[j]), "corrupt index: non-finite vector value");
-    auto fresh = std::make_shared<HNSWGraph>(config_);
+    // A memory-mapped index is not read here (that is its point): its vectors are used as they are.
+    if (!external)
+      for (i64 j = 0; j < n * config_.dim; ++j) require(std::isfinite(v[j]), "corrupt index: non-finite vector value");
+    auto fresh = std::make_shared<HNSWGraph>(config_, external ? v : nullptr);
     try {
       for (i64 node = 0; node < n; ++node)
         fresh->restore_node(v + node * config_.dim, labels.data()[node], levels.data()[node], deleted.data()[node] != 0);
@@ -238,6 +242,7 @@ class HNSW {
     std::lock_guard<std::mutex> writer(writer_mutex_);
     std::lock_guard<std::mutex> guard(swap_mutex_);
     graph_ = std::move(fresh);
+    keep_alive_ = external ? py::object(vectors) : py::object();
   }
 
   i64 size() const { return graph()->size(); }
@@ -261,6 +266,7 @@ class HNSW {
 
   HNSWConfig config_;
   std::shared_ptr<HNSWGraph> graph_;
+  py::object keep_alive_;  // the memory-mapped vectors of an external graph
   mutable std::mutex swap_mutex_, writer_mutex_;
 };
 
@@ -304,13 +310,14 @@ void bind_hnsw(py::module_& m) {
       .def("state", &HNSW::state)
       .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
            py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
-           py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"))
+           py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("external") = false)
       .def("links", &HNSW::links)
       .def_property_readonly("size", &HNSW::size)
       .def_property_readonly("live", &HNSW::live)
       .def_property_readonly("deleted", &HNSW::deleted_count)
       .def_property_readonly("memory_bytes", &HNSW::memory_bytes)
-      .def_property_readonly("max_level", &HNSW::max_level);
+      .def_property_readonly("max_level", &HNSW::max_level)
+      .def_property_readonly("external", [](const HNSW& h) { return h.graph()->external(); });
 }
 
 }  // namespace simkern::bind

@@ -121,20 +121,22 @@ inline void pop_max(std::vector<Pair>& h) {
 }
 }  // namespace
 
-HNSWGraph::HNSWGraph(const HNSWConfig& config) : config_(config), kernels_(&hnsw_kernels()) {
+HNSWGraph::HNSWGraph(const HNSWConfig& config, const float* external_vectors)
+    : config_(config), external_(external_vectors), walk_f16_(config.f16 && !external_vectors),
+      kernels_(&hnsw_kernels()) {
   if (config_.dim < 1) throw std::invalid_argument("dim must be >= 1");
   if (config_.M < 2) throw std::invalid_argument("M must be >= 2");
   if (config_.ef_construction < 1) throw std::invalid_argument("ef_construction must be >= 1");
   const i64 links_bytes = static_cast<i64>(sizeof(Header)) + 4 * (1 + max_links(0));
   vector_offset_ = (links_bytes + 15) / 16 * 16;
-  const i64 vector_bytes = config_.dim * (config_.f16 ? 2 : 4);
+  const i64 vector_bytes = external_ ? 0 : config_.dim * (walk_f16_ ? 2 : 4);
   record_bytes_ = (vector_offset_ + vector_bytes + 7) / 8 * 8;
   level_mult_ = 1.0 / std::log(static_cast<double>(config_.M));
   prefetch_lines_ = std::min<i64>((record_bytes_ + 63) / 64, kPrefetchLines);
   link_lines_ = (links_bytes + 63) / 64;
   chunks_.reset(new std::atomic<char*>[kMaxChunks]);
   for (i64 c = 0; c < kMaxChunks; ++c) chunks_[c].store(nullptr, std::memory_order_relaxed);
-  if (config_.f16) {
+  if (walk_f16_) {
     exact_chunks_.reset(new std::atomic<float*>[kMaxChunks]);
     for (i64 c = 0; c < kMaxChunks; ++c) exact_chunks_[c].store(nullptr, std::memory_order_relaxed);
   }
@@ -145,7 +147,7 @@ HNSWGraph::~HNSWGraph() {
   for (i64 node = 0; node < n; ++node) delete[] header(node)->upper;
   for (i64 c = 0; c < kMaxChunks; ++c) {
     if (char* p = chunks_[c].load()) free_aligned(p);
-    if (config_.f16)
+    if (walk_f16_)
       if (float* p = exact_chunks_[c].load()) free_aligned(reinterpret_cast<char*>(p));
   }
 }
@@ -154,7 +156,7 @@ i64 HNSWGraph::memory_bytes() const {
   const i64 n = size();
   const i64 chunks = (n + kChunkNodes - 1) / kChunkNodes;
   i64 bytes = chunks * kChunkNodes * record_bytes_;
-  if (config_.f16) bytes += chunks * kChunkNodes * config_.dim * 4;
+  if (walk_f16_) bytes += chunks * kChunkNodes * config_.dim * 4;
   for (i64 node = 0; node < n; ++node) bytes += 4 * header(node)->level * (1 + max_links(1));
   std::lock_guard<std::mutex> guard(label_mutex_);
   bytes += static_cast<i64>(label_to_node_.size()) * 32 + static_cast<i64>(label_to_node_.bucket_count()) * 8;
@@ -167,7 +169,7 @@ std::uint32_t* HNSWGraph::link_list(i64 node, int level) const {
 }
 
 const float* HNSWGraph::exact_vector(i64 node) const {
-  if (!config_.f16) return reinterpret_cast<const float*>(stored(node));
+  if (!walk_f16_) return static_cast<const float*>(stored(node));
   return exact_chunks_[static_cast<std::size_t>(node >> kChunkBits)].load(std::memory_order_acquire) +
          (node & (kChunkNodes - 1)) * config_.dim;
 }
@@ -175,7 +177,7 @@ const float* HNSWGraph::exact_vector(i64 node) const {
 float HNSWGraph::dist(const float* q, i64 node) const {
   const bool l2 = config_.metric == HNSWMetric::l2;
   const HNSWKernels* kernels = kernels_.load(std::memory_order_relaxed);
-  if (config_.f16) {
+  if (walk_f16_) {
     const auto* v = static_cast<const std::uint16_t*>(stored(node));
     return l2 ? kernels->l2_f16(q, v, config_.dim) : -kernels->ip_f16(q, v, config_.dim);
   }
@@ -223,7 +225,7 @@ i64 HNSWGraph::allocate_node() {
   if (chunk >= kMaxChunks) throw std::length_error("HNSW index is full (134M nodes)");
   if (!chunks_[chunk].load(std::memory_order_relaxed)) {
     chunks_[chunk].store(alloc_zeroed(static_cast<std::size_t>(kChunkNodes * record_bytes_)), std::memory_order_release);
-    if (config_.f16)
+    if (walk_f16_)
       exact_chunks_[chunk].store(reinterpret_cast<float*>(alloc_zeroed(
                                      static_cast<std::size_t>(kChunkNodes * config_.dim) * sizeof(float))),
                                  std::memory_order_release);
@@ -233,6 +235,7 @@ i64 HNSWGraph::allocate_node() {
 
 void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
   if (n <= 0) return;
+  if (external_) throw std::logic_error("this index reads memory-mapped vectors: it is read-only");
   use_active_isa();
   const i64 first = count_.load(std::memory_order_relaxed);
   // Phase 1 (this thread): complete records for every new node, labels mapped (the old node of a replaced label
@@ -246,7 +249,7 @@ void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
     h->label = labels[i];
     h->upper = level > 0 ? new std::uint32_t[static_cast<std::size_t>(level * (1 + max_links(1)))]() : nullptr;
     prepare_query(x + i * config_.dim, buffer.data());
-    if (config_.f16) {
+    if (walk_f16_) {
       auto* v = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
       for (i64 j = 0; j < config_.dim; ++j) v[j] = float_to_half(buffer[static_cast<std::size_t>(j)]);
       std::memcpy(const_cast<float*>(exact_vector(node)), buffer.data(), buffer.size() * sizeof(float));
@@ -318,6 +321,9 @@ int HNSWGraph::unvisited_neighbors(std::uint32_t node, int level, int cap, i64 l
     s.batch[static_cast<std::size_t>(fresh++)] = nb;
     const char* r = record(nb);  // its links (read if it is expanded later) and the start of its vector
     for (i64 line = 0; line < prefetch_lines_; ++line) prefetch(r + line * 64);
+    if (external_)
+      for (i64 line = 0; line < kPrefetchLines - link_lines_; ++line)
+        prefetch(static_cast<const char*>(stored(nb)) + line * 64);
   }
   return fresh;
 }
@@ -537,7 +543,7 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
         }
       }
     }
-    if (config_.f16)  // re-score the candidates on the float32 vectors
+    if (walk_f16_)  // re-score the candidates on the float32 vectors
       for (Pair& p : s.top) p.first = exact_dist(q, p.second);
     std::sort(s.top.begin(), s.top.end());
   }
@@ -614,7 +620,9 @@ void HNSWGraph::restore_node(const float* v, i64 label_value, int lev, bool dele
   h->label = label_value;
   h->deleted = deleted_flag ? 1 : 0;
   h->upper = lev > 0 ? new std::uint32_t[static_cast<std::size_t>(lev * (1 + max_links(1)))]() : nullptr;
-  if (config_.f16) {
+  if (external_) {
+    // the vector is read where it lies
+  } else if (walk_f16_) {
     auto* hv = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
     for (i64 j = 0; j < config_.dim; ++j) hv[j] = float_to_half(v[j]);
     std::memcpy(const_cast<float*>(exact_vector(node)), v, static_cast<std::size_t>(config_.dim) * sizeof(float));

@@ -237,7 +237,7 @@ class HNSWIndex:
         return b"".join(parts)
 
     @classmethod
-    def _from_bytes(cls, data, where: str) -> HNSWIndex:
+    def _from_bytes(cls, data, where: str, mapped: bool = False) -> HNSWIndex:
         mv = memoryview(data)
         if len(mv) < _HEADER.size + 4:
             raise ValueError(f"{where}: not a simkern HNSW file (too short: {len(mv)} bytes)")
@@ -267,9 +267,12 @@ class HNSWIndex:
             if length % np.dtype(dtype).itemsize or offset + length > len(mv):
                 raise ValueError(f"{where}: truncated or corrupted section {name!r}")
             chunk = mv[offset:offset + length]
-            if zlib.crc32(chunk) != sec_crc:
-                raise ValueError(f"{where}: checksum mismatch in section {name!r} (the file is corrupted)")
-            arrays[name] = np.frombuffer(chunk, dtype).copy()
+            if mapped and name == "vectors":  # left on disk: neither read nor checksummed
+                arrays[name] = np.frombuffer(chunk, dtype)
+            else:
+                if zlib.crc32(chunk) != sec_crc:
+                    raise ValueError(f"{where}: checksum mismatch in section {name!r} (the file is corrupted)")
+                arrays[name] = np.frombuffer(chunk, dtype).copy()
             offset += length
         if offset != len(mv):
             raise ValueError(f"{where}: {len(mv) - offset} unexpected bytes after the last section")
@@ -281,7 +284,8 @@ class HNSWIndex:
             raise ValueError(f"{where}: corrupted file (vectors section has the wrong size)")
         index = cls(dim, metric=metrics[metric], M=M, ef_construction=efc, storage=storages[storage], seed=seed)
         index._core.restore(arrays["labels"], arrays["levels"], arrays["deleted"],
-                            arrays["vectors"].reshape(n, dim), arrays["lcounts"], arrays["link_ids"], entry, top)
+                            arrays["vectors"].reshape(n, dim), arrays["lcounts"], arrays["link_ids"], entry, top,
+                            mapped)
         index._next_id = next_id
         index._ef = ef
         return index
@@ -295,11 +299,27 @@ class HNSWIndex:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> HNSWIndex:
-        """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError."""
-        with open(path, "rb") as f:
-            data = f.read()
-        return cls._from_bytes(data, os.fspath(path))
+    def load(cls, path: str | os.PathLike, *, mmap: bool = False) -> HNSWIndex:
+        """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError.
+
+        ``mmap=True``: the vectors stay in the file, mapped read-only (the operating system pages them in as
+        searches touch them); the graph, ids and links are read and checked as usual, but the vectors section is
+        neither read nor checksummed. Such an index is read-only for ``add`` (``remove`` works; ``compact()`` copies
+        it into memory and makes it writable); the file must not change while it is open. float16 storage walks
+        the graph on the mapped float32 vectors."""
+        if not mmap:
+            with open(path, "rb") as f:
+                data = f.read()
+            return cls._from_bytes(data, os.fspath(path))
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{os.fspath(path)}: not a simkern HNSW file (empty)")
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+        return cls._from_bytes(data, os.fspath(path), mapped=True)
+
+    @property
+    def mmapped(self) -> bool:
+        """True when the vectors are read from a memory-mapped file (``load(..., mmap=True)``)."""
+        return bool(self._core.external)
 
     def __getstate__(self):
         return {"data": self._to_bytes()}

@@ -67,7 +67,9 @@ class HNSWGraph {
   static constexpr i64 kMaxChunks = i64{1} << 15;  // 134M nodes
   static constexpr int kMaxLevel = 32;
 
-  explicit HNSWGraph(const HNSWConfig& config);
+  // external_vectors: n x dim float32 owned by the caller (a memory-mapped file) used instead of vectors in the
+  // records; such a graph is read-only for add() (restore_node fills it), and float16 storage walks on them.
+  explicit HNSWGraph(const HNSWConfig& config, const float* external_vectors = nullptr);
   ~HNSWGraph();
   HNSWGraph(const HNSWGraph&) = delete;
   HNSWGraph& operator=(const HNSWGraph&) = delete;
@@ -77,6 +79,7 @@ class HNSWGraph {
   i64 live() const { return size() - deleted_.load(std::memory_order_relaxed); }
   i64 deleted() const { return deleted_.load(std::memory_order_relaxed); }
   i64 memory_bytes() const;
+  bool external() const { return external_ != nullptr; }
 
   // Inserts n vectors (n x dim float32) under `labels`. Labels already present: with replace, the old node becomes
   // a tombstone; the caller checks duplicates first (find()). Deterministic for threads == 1.
@@ -123,7 +126,9 @@ class HNSWGraph {
            (node & (kChunkNodes - 1)) * record_bytes_;
   }
   Header* header(i64 node) const { return reinterpret_cast<Header*>(record(node)); }
-  const void* stored(i64 node) const { return record(node) + vector_offset_; }
+  const void* stored(i64 node) const {
+    return external_ ? static_cast<const void*>(external_ + node * config_.dim) : record(node) + vector_offset_;
+  }
   std::uint32_t* link_list(i64 node, int level) const;  // count first
 
   float dist(const float* q, i64 node) const;  // on the stored vector (float16 for f16 storage)
@@ -146,6 +151,8 @@ class HNSWGraph {
   float score(float internal) const { return config_.metric == HNSWMetric::l2 ? internal : -internal; }
 
   HNSWConfig config_;
+  const float* external_ = nullptr;
+  bool walk_f16_ = false;  // float16 storage with its own records (not external)
   mutable std::atomic<const HNSWKernels*> kernels_;  // the active ISA's, refreshed by each add / search call
   i64 record_bytes_ = 0, vector_offset_ = 0;
   double level_mult_ = 0.0;
