@@ -4,7 +4,7 @@
     index.add(vectors)                        # ids 0..n-1; or index.add(vectors, ids)
     scores, ids = index.search(queries, k=10, ef=64)
     index.remove([3, 5]); index.compact()
-    index.save("index.skh"); index = simkern.HNSWIndex.load("index.skh")
+    index.save("index.skh"); index = simkern.HNSWIndex.load("index.skh")   # or load(..., mmap=True)
 
 Metrics: ``"l2"`` (squared L2, ascending scores), ``"ip"`` (inner product, descending) and ``"cosine"`` (vectors
 and queries normalised to unit length, then inner product, descending). Storage ``"float32"``, or ``"float16"``:
@@ -33,7 +33,7 @@ M, ef_construction, seed, node count, next default id, search ef, entry point, t
 then sections, each ``[8-byte name][uint64 byte length][uint32 CRC32][bytes]``: labels (int64), levels (uint8),
 tombstones (uint8), vectors (float32 n x dim), link counts (uint32 per node and level), link ids (uint32). ``load``
 checks lengths, checksums and every link (ids in range, counts within the level's limit) and raises ValueError on
-anything inconsistent.
+anything inconsistent. ``load(path, mmap=True)`` maps the file and reads the vectors in place (see ``load``).
 """
 
 from __future__ import annotations
