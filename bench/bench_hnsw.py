@@ -5,7 +5,8 @@
     python bench/bench_hnsw.py --quick            # 20k-vector subsets
     python bench/bench_hnsw.py --plot bench/hnsw.png
 
-Same M (16) and ef_construction (200) for every library. Build: 2 threads, wall time and the process's RSS growth
+Same M (16) and ef_construction (200) for every library; "simkern float16" walks the graph on float16 copies and
+re-scores the final candidates on float32 (it keeps both, so it uses more memory, not less). Build: 2 threads, wall time and the process's RSS growth
 (VmRSS before and after, the data already loaded). Search: one batch of queries per call, 1 thread (and 2 with
 --threads 1,2), ef in an increasing sweep; for each ef the libraries run in rotated order, best of --rounds.
 recall@10 against exact top-10 (dev: the shipped ground truth; synthetic: brute force). QPS at recall 0.95 is
@@ -81,6 +82,13 @@ def libraries(dim, metric):
         ix.add(x, threads=2)
         return ix
     libs.append(Lib("simkern", sk_build, lambda ix, q, ef, T: ix.search(q, k=10, ef=ef, threads=T)[1]))
+
+    def sk16_build(x):
+        ix = simkern.HNSWIndex(dim, metric="ip" if metric == "ip" else "l2", M=M, ef_construction=EFC, seed=1,
+                               storage="float16")
+        ix.add(x, threads=2)
+        return ix
+    libs.append(Lib("simkern float16", sk16_build, lambda ix, q, ef, T: ix.search(q, k=10, ef=ef, threads=T)[1]))
     try:
         import hnswlib
 
@@ -137,7 +145,7 @@ def index_bytes(name, ix) -> float:
     """The index's own size: simkern memory_bytes, hnswlib's file size, faiss's serialized size, usearch's
     memory_usage (which counts capacity reserved up to the next power of two)."""
     try:
-        if name == "simkern":
+        if name.startswith("simkern"):
             return ix.memory_bytes
         if name == "hnswlib":
             return ix.index_file_size()

@@ -308,6 +308,16 @@ def test_searches_while_adding_from_another_thread():
     assert recall(index.search(q, k=10, ef=64)[1], truth) >= recall(quiet.search(q, k=10, ef=64)[1], truth) - 0.05
 
 
+def test_progress_output(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # no tqdm: the plain line
+    index = simkern.HNSWIndex(8, M=4, ef_construction=10)
+    index.add(clustered(5000, 8, 19), progress=True)
+    err = capsys.readouterr().err
+    assert "HNSWIndex.add: 4096/5000" in err and "5000/5000" in err and len(index) == 5000
+
+
 # -- bad inputs ------------------------------------------------------------------------------------------------
 def test_bad_inputs():
     with pytest.raises(ValueError, match="metric"):

@@ -44,16 +44,15 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 
 // Chunks are 2 MiB aligned and, on Linux, advised to use transparent huge pages: a search touches records all
-// over the index, and with 4 KiB pages nearly every record costs a TLB miss.
+// over the index, and with 4 KiB pages nearly every record costs a TLB miss. Not zeroed here (each record is
+// cleared when its node is allocated), so the pages of a chunk's unused tail are never touched.
 constexpr std::size_t kAlign = std::size_t{1} << 21;
 
-char* alloc_zeroed(std::size_t bytes) {
-  const std::size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  char* p = static_cast<char*>(::operator new[](rounded, std::align_val_t{kAlign}));
+char* alloc_chunk(std::size_t bytes) {
+  char* p = static_cast<char*>(::operator new[](bytes, std::align_val_t{kAlign}));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  madvise(p, rounded, MADV_HUGEPAGE);  // advice only: ignored where THP is off
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice only: ignored where THP is off
 #endif
-  std::memset(p, 0, bytes);
   return p;
 }
 void free_aligned(char* p) { ::operator delete[](p, std::align_val_t{kAlign}); }
@@ -153,10 +152,11 @@ HNSWGraph::~HNSWGraph() {
 }
 
 i64 HNSWGraph::memory_bytes() const {
+  // What is resident: the records written so far (a chunk's tail is never touched), the float32 copies of
+  // float16 storage, the chunk directories, upper-level links and the label map.
   const i64 n = size();
-  const i64 chunks = (n + kChunkNodes - 1) / kChunkNodes;
-  i64 bytes = chunks * kChunkNodes * record_bytes_;
-  if (walk_f16_) bytes += chunks * kChunkNodes * config_.dim * 4;
+  i64 bytes = n * record_bytes_ + kMaxChunks * static_cast<i64>(sizeof(char*)) * (walk_f16_ ? 2 : 1);
+  if (walk_f16_) bytes += n * config_.dim * 4;
   for (i64 node = 0; node < n; ++node) bytes += 4 * header(node)->level * (1 + max_links(1));
   std::lock_guard<std::mutex> guard(label_mutex_);
   bytes += static_cast<i64>(label_to_node_.size()) * 32 + static_cast<i64>(label_to_node_.bucket_count()) * 8;
@@ -224,12 +224,13 @@ i64 HNSWGraph::allocate_node() {
   const i64 chunk = node >> kChunkBits;
   if (chunk >= kMaxChunks) throw std::length_error("HNSW index is full (134M nodes)");
   if (!chunks_[chunk].load(std::memory_order_relaxed)) {
-    chunks_[chunk].store(alloc_zeroed(static_cast<std::size_t>(kChunkNodes * record_bytes_)), std::memory_order_release);
+    chunks_[chunk].store(alloc_chunk(static_cast<std::size_t>(kChunkNodes * record_bytes_)), std::memory_order_release);
     if (walk_f16_)
-      exact_chunks_[chunk].store(reinterpret_cast<float*>(alloc_zeroed(
+      exact_chunks_[chunk].store(reinterpret_cast<float*>(alloc_chunk(
                                      static_cast<std::size_t>(kChunkNodes * config_.dim) * sizeof(float))),
                                  std::memory_order_release);
   }
+  std::memset(record(node), 0, static_cast<std::size_t>(record_bytes_));
   return node;
 }
 
