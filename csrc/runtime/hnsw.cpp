@@ -89,6 +89,7 @@ struct HNSWGraph::Scratch {
   std::vector<std::vector<Pair>> per_level;  // insert: the neighbours chosen at each level
   std::vector<float> query, vec;
   std::vector<std::uint32_t> batch;  // unvisited neighbours of one expansion
+  std::vector<float> batch_dist;     // their distances
 
   void new_epoch(i64 nodes) {
     if (static_cast<i64>(visited.size()) < nodes) visited.resize(static_cast<std::size_t>(nodes + nodes / 4 + 64), 0);
@@ -183,6 +184,22 @@ float HNSWGraph::dist(const float* q, i64 node) const {
   }
   const auto* v = static_cast<const float*>(stored(node));
   return l2 ? kernels->l2_f32(q, v, config_.dim) : -kernels->ip_f32(q, v, config_.dim);
+}
+
+void HNSWGraph::dist2(const float* q, i64 a, i64 b, float* out) const {
+  const bool l2 = config_.metric == HNSWMetric::l2;
+  const HNSWKernels* kernels = kernels_.load(std::memory_order_relaxed);
+  if (walk_f16_) {
+    (l2 ? kernels->l2_f16_x2 : kernels->ip_f16_x2)(q, static_cast<const std::uint16_t*>(stored(a)),
+                                                   static_cast<const std::uint16_t*>(stored(b)), config_.dim, out);
+  } else {
+    (l2 ? kernels->l2_f32_x2 : kernels->ip_f32_x2)(q, static_cast<const float*>(stored(a)),
+                                                   static_cast<const float*>(stored(b)), config_.dim, out);
+  }
+  if (!l2) {
+    out[0] = -out[0];
+    out[1] = -out[1];
+  }
 }
 
 float HNSWGraph::exact_dist(const float* q, i64 node) const {
@@ -292,9 +309,10 @@ void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef
     pop_max(s.candidates);
     if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);  // likely the next one expanded
     const int fresh = unvisited_neighbors(c.second, level, cap, limit, s);
+    distances(q, fresh, s);
     for (int j = 0; j < fresh; ++j) {
       const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
-      const float d = dist(q, nb);
+      const float d = s.batch_dist[static_cast<std::size_t>(j)];
       if (static_cast<i64>(s.top.size()) < ef || d < s.top.front().first) {
         push_max(s.candidates, {-d, nb});
         push_max(s.top, {d, nb});
@@ -302,6 +320,16 @@ void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef
       }
     }
   }
+}
+
+// Distances of the s.batch nodes, two at a time, into s.batch_dist.
+void HNSWGraph::distances(const float* q, int count, Scratch& s) const {
+  if (static_cast<int>(s.batch_dist.size()) < count) s.batch_dist.resize(s.batch.size());
+  int j = 0;
+  for (; j + 2 <= count; j += 2)
+    dist2(q, s.batch[static_cast<std::size_t>(j)], s.batch[static_cast<std::size_t>(j + 1)],
+          s.batch_dist.data() + j);
+  if (j < count) s.batch_dist[static_cast<std::size_t>(j)] = dist(q, s.batch[static_cast<std::size_t>(j)]);
 }
 
 void HNSWGraph::prefetch_links(std::uint32_t node) const {
@@ -530,9 +558,10 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
         pop_max(s.candidates);
         if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);
         const int fresh = unvisited_neighbors(c.second, 0, cap, limit, s);
+        distances(q, fresh, s);
         for (int j = 0; j < fresh; ++j) {
           const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
-          const float d = dist(q, nb);
+          const float d = s.batch_dist[static_cast<std::size_t>(j)];
           if (static_cast<i64>(s.top.size()) < ef || d < bound) {
             push_max(s.candidates, {-d, nb});
             if (allowed(nb)) {

@@ -307,13 +307,14 @@ int hnsw_check(std::mt19937_64& rng) {
   for (int dim : {1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 384})
     for (int trial = 0; trial < 4; ++trial) {
       std::vector<float> q(static_cast<std::size_t>(dim)), v(q.size());
-      std::vector<std::uint16_t> h(q.size());
+      std::vector<std::uint16_t> h(q.size()), hq(q.size());
       for (float& x : q) x = normal(rng);
       for (float& x : v) x = normal(rng);
       for (std::uint16_t& x : h) {  // any finite half, subnormals included
         x = static_cast<std::uint16_t>(rng() & 0xffff);
         if (((x >> 10) & 0x1f) == 0x1f) x = static_cast<std::uint16_t>(x & ~0x4000);
       }
+      for (std::uint16_t& x : hq) x = static_cast<std::uint16_t>(0x3c00 | (rng() & 0x3ff));  // halves in [1, 2)
       const float want[4] = {ref.l2_f32(q.data(), v.data(), dim), ref.ip_f32(q.data(), v.data(), dim),
                              ref.l2_f16(q.data(), h.data(), dim), ref.ip_f16(q.data(), h.data(), dim)};
       for (int level = 1; level < simkern::kNumIsas; ++level) {
@@ -322,8 +323,19 @@ int hnsw_check(std::mt19937_64& rng) {
         const simkern::HNSWKernels& k = simkern::kernels_for(isa).hnsw;
         const float got[4] = {k.l2_f32(q.data(), v.data(), dim), k.ip_f32(q.data(), v.data(), dim),
                               k.l2_f16(q.data(), h.data(), dim), k.ip_f16(q.data(), h.data(), dim)};
-        runs += 4;
+        // Two-vector kernels: (v, q) and (q, v) as the pair (the query doubles as a stored vector).
+        float pair[8];
+        k.l2_f32_x2(q.data(), v.data(), q.data(), dim, pair);
+        k.ip_f32_x2(q.data(), q.data(), v.data(), dim, pair + 2);
+        k.l2_f16_x2(q.data(), h.data(), hq.data(), dim, pair + 4);
+        k.ip_f16_x2(q.data(), hq.data(), h.data(), dim, pair + 6);
+        const float want_pairs[8] = {want[0], ref.l2_f32(q.data(), q.data(), dim), ref.ip_f32(q.data(), q.data(), dim),
+                                     want[1], want[2], ref.l2_f16(q.data(), hq.data(), dim),
+                                     ref.ip_f16(q.data(), hq.data(), dim), want[3]};
+        runs += 8;
         if (std::memcmp(want, got, sizeof want) != 0) fail("hnsw distance differs from scalar", simkern::isa_name(isa), dim, trial);
+        if (std::memcmp(want_pairs, pair, sizeof pair) != 0)
+          fail("hnsw two-vector distance differs from scalar", simkern::isa_name(isa), dim, trial);
       }
     }
   return runs;

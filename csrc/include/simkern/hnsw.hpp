@@ -38,6 +38,11 @@ struct HNSWKernels {
   float (*ip_f32)(const float* q, const float* v, i64 dim) = nullptr;
   float (*l2_f16)(const float* q, const std::uint16_t* v, i64 dim) = nullptr;
   float (*ip_f16)(const float* q, const std::uint16_t* v, i64 dim) = nullptr;
+  // Two vectors per call (out[0], out[1]), each bit-identical to the single-vector kernel.
+  void (*l2_f32_x2)(const float* q, const float* v0, const float* v1, i64 dim, float* out) = nullptr;
+  void (*ip_f32_x2)(const float* q, const float* v0, const float* v1, i64 dim, float* out) = nullptr;
+  void (*l2_f16_x2)(const float* q, const std::uint16_t* v0, const std::uint16_t* v1, i64 dim, float* out) = nullptr;
+  void (*ip_f16_x2)(const float* q, const std::uint16_t* v0, const std::uint16_t* v1, i64 dim, float* out) = nullptr;
 };
 
 const HNSWKernels& hnsw_kernels();  // for the active ISA
@@ -132,6 +137,7 @@ class HNSWGraph {
   std::uint32_t* link_list(i64 node, int level) const;  // count first
 
   float dist(const float* q, i64 node) const;  // on the stored vector (float16 for f16 storage)
+  void dist2(const float* q, i64 a, i64 b, float* out) const;  // the same for two nodes at once
   float exact_dist(const float* q, i64 node) const;  // float32 copy
   const float* exact_vector(i64 node) const;  // float32 vector (the record's, or the f16 storage's copy)
   void lock(i64 node) const;
@@ -141,6 +147,7 @@ class HNSWGraph {
   void prepare_query(const float* q, float* out) const;  // cosine: normalise
   void insert(i64 node, const float* q, Scratch& s);
   void prefetch_links(std::uint32_t node) const;
+  void distances(const float* q, int count, Scratch& s) const;
   int unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const;
   void search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s) const;
   void select_neighbors(std::vector<std::pair<float, std::uint32_t>>& candidates, int m, Scratch& s) const;

@@ -22,6 +22,10 @@ void fill_hnsw(HNSWKernels* out) {
   out->ip_f32 = hnsw_detail::ip_f32;
   out->l2_f16 = hnsw_detail::l2_f16;
   out->ip_f16 = hnsw_detail::ip_f16;
+  out->l2_f32_x2 = hnsw_detail::l2_f32_x2;
+  out->ip_f32_x2 = hnsw_detail::ip_f32_x2;
+  out->l2_f16_x2 = hnsw_detail::l2_f16_x2;
+  out->ip_f16_x2 = hnsw_detail::ip_f16_x2;
 }
 
 }  // namespace neon

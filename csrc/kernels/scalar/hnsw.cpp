@@ -40,6 +40,20 @@ float ip_f32(const float* q, const float* v, i64 dim) { return distance<false>(q
 float l2_f16(const float* q, const std::uint16_t* v, i64 dim) { return distance<true>(q, v, dim); }
 float ip_f16(const float* q, const std::uint16_t* v, i64 dim) { return distance<false>(q, v, dim); }
 
+template <bool L2, class T>
+void distance2(const float* q, const T* v0, const T* v1, i64 dim, float* out) {
+  out[0] = distance<L2>(q, v0, dim);
+  out[1] = distance<L2>(q, v1, dim);
+}
+void l2_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) { distance2<true>(q, a, b, dim, out); }
+void ip_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) { distance2<false>(q, a, b, dim, out); }
+void l2_f16_x2(const float* q, const std::uint16_t* a, const std::uint16_t* b, i64 dim, float* out) {
+  distance2<true>(q, a, b, dim, out);
+}
+void ip_f16_x2(const float* q, const std::uint16_t* a, const std::uint16_t* b, i64 dim, float* out) {
+  distance2<false>(q, a, b, dim, out);
+}
+
 }  // namespace
 
 void fill_hnsw(HNSWKernels* out) {
@@ -48,6 +62,10 @@ void fill_hnsw(HNSWKernels* out) {
   out->ip_f32 = ip_f32;
   out->l2_f16 = l2_f16;
   out->ip_f16 = ip_f16;
+  out->l2_f32_x2 = l2_f32_x2;
+  out->ip_f32_x2 = ip_f32_x2;
+  out->l2_f16_x2 = l2_f16_x2;
+  out->ip_f16_x2 = ip_f16_x2;
 }
 
 }  // namespace scalar
