@@ -422,6 +422,28 @@ void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Sc
   }
 }
 
+// Greedy walk on levels from_level down to above to_level: move to the nearest neighbour while it improves.
+void HNSWGraph::greedy_descent(const float* q, int from_level, int to_level, i64 limit, i64& cur,
+                               float& cur_dist) const {
+  for (int lev = from_level; lev > to_level; --lev) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      const std::uint32_t* list = link_list(cur, lev);
+      const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), max_links(lev));
+      for (int j = 0; j < count; ++j) {
+        const std::uint32_t nb = load_relaxed(list + 1 + j);
+        if (nb >= limit) continue;
+        const float d = dist(q, nb);
+        if (d < cur_dist) {
+          cur_dist = d;
+          cur = nb;
+          changed = true;
+        }
+      }
+    }
+  }
+}
+
 void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
   const int level = header(node)->level;
   std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
@@ -440,23 +462,7 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
   i64 cur = static_cast<i64>(entry & 0xffffffffu);
   const i64 limit = size();
   float cur_dist = dist(q, cur);
-  for (int lev = top; lev > level; --lev) {
-    for (bool changed = true; changed;) {
-      changed = false;
-      const std::uint32_t* list = link_list(cur, lev);
-      const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), max_links(lev));
-      for (int j = 0; j < count; ++j) {
-        const std::uint32_t nb = load_relaxed(list + 1 + j);
-        if (nb >= limit) continue;
-        const float d = dist(q, nb);
-        if (d < cur_dist) {
-          cur_dist = d;
-          cur = nb;
-          changed = true;
-        }
-      }
-    }
-  }
+  greedy_descent(q, top, level, limit, cur, cur_dist);
   // Neighbours are chosen top-down (each level's search starts from the previous level's nearest), but linked
   // bottom-up: by the time a concurrent search can reach this node through an upper level, its level-0 links exist.
   const int start = std::min(level, top);
@@ -516,23 +522,7 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
   } else {
     i64 cur = static_cast<i64>(entry & 0xffffffffu);
     float cur_dist = dist(q, cur);
-    for (int lev = static_cast<int>(entry >> 32) - 1; lev > 0; --lev) {
-      for (bool changed = true; changed;) {
-        changed = false;
-        const std::uint32_t* list = link_list(cur, lev);
-        const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), max_links(lev));
-        for (int j = 0; j < count; ++j) {
-          const std::uint32_t nb = load_relaxed(list + 1 + j);
-          if (nb >= limit) continue;
-          const float d = dist(q, nb);
-          if (d < cur_dist) {
-            cur_dist = d;
-            cur = nb;
-            changed = true;
-          }
-        }
-      }
-    }
+    greedy_descent(q, static_cast<int>(entry >> 32) - 1, 0, limit, cur, cur_dist);
     if (!tombstones && !filter) {
       search_layer(q, cur, cur_dist, ef, 0, limit, s);  // the lean path
     } else {

@@ -146,6 +146,7 @@ class HNSWGraph {
   int draw_level(std::uint64_t sequence) const;
   void prepare_query(const float* q, float* out) const;  // cosine: normalise
   void insert(i64 node, const float* q, Scratch& s);
+  void greedy_descent(const float* q, int from_level, int to_level, i64 limit, i64& cur, float& cur_dist) const;
   void prefetch_links(std::uint32_t node) const;
   void distances(const float* q, int count, Scratch& s) const;
   int unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const;
