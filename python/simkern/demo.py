@@ -15,6 +15,7 @@ import numpy as np
 from . import maxsim, maxsim_topk, runtime
 from .datasets import load_demo_tokens
 from .fde import FDE
+from .hnsw import HNSWIndex
 from .pq_index import PQIndex
 from .ragged import Ragged
 
@@ -163,6 +164,35 @@ def run_fde_rows(repeats: int, copies: int, threads: int) -> list[dict]:
     return rows
 
 
+def run_hnsw_rows(repeats: int, threads: int) -> list[dict]:
+    """HNSW over the demo doc tokens as single vectors (11k x 128, inner product): build, then search 200 query
+    tokens at ef=64 against NumPy brute force (one GEMM + argpartition); check: recall@10."""
+    data = load_demo_tokens()
+    base = data["docs"].tokens.astype(np.float32)
+    queries = data["queries"].tokens.astype(np.float32)[:200]
+    gt = np.argsort(-(queries @ base.T), axis=1, kind="stable")[:, :10]
+    rows = []
+    t0 = time.perf_counter()
+    index = HNSWIndex(base.shape[1], metric="ip", M=16, ef_construction=100, seed=0)
+    index.add(base, threads=threads)
+    rows.append(dict(kernel="hnsw build M16", isa=runtime.active_isa(), dtype="float32", threads=threads,
+                     seconds=time.perf_counter() - t0, rate=f"{len(base) / 1e3:8.1f}k vectors", gflops=0.0,
+                     numpy_ratio=float("nan"), check="ef_construction 100"))
+
+    def numpy_search():
+        return np.argpartition(-(queries @ base.T), 10, axis=1)[:, :10]
+
+    t_np = _best_time(numpy_search, repeats)
+    for n_threads in sorted({1, threads}):
+        t = _best_time(lambda nt=n_threads: index.search(queries, 10, ef=64, threads=nt), repeats)
+        _, ids = index.search(queries, 10, ef=64, threads=n_threads)
+        recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, gt)]))
+        rows.append(dict(kernel="HNSWIndex.search", isa=runtime.active_isa(), dtype="float32", threads=n_threads,
+                         seconds=t, rate=f"{len(queries) / t / 1e3:8.1f}k q/s", gflops=0.0, numpy_ratio=t_np / t,
+                         check=f"recall@10 {recall:.3f} (ef=64)"))
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     header = f"{'kernel':<20} {'isa':<7} {'dtype':<9} {'thr':>3} {'time ms':>9} {'throughput':>20} {'GFLOP/s':>8} " \
              f"{'vs numpy':>8}  check"
@@ -187,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDemo data: {len(data['queries'])} queries, {len(data['docs'])} docs x {args.copies} copies, "
           f"dim {data['docs'].dim} (all-MiniLM-L6-v2 token vectors, PCA to 128-d)\n")
     print_table(run_maxsim_rows(args.repeats, args.copies, args.threads) + run_pq_rows(args.repeats, args.threads)
-                + run_fde_rows(args.repeats, args.copies, args.threads))
+                + run_fde_rows(args.repeats, args.copies, args.threads) + run_hnsw_rows(args.repeats, args.threads))
     print("\nNumPy baselines: MaxSim = per query one float32 GEMM over all doc tokens + maximum.reduceat; PQ search ="
           " broadcast tables + gathered ADC + argpartition (OpenBLAS threads as configured). Ratios > 1 mean simkern"
           " is faster. PQ rows use the 11k demo doc tokens as single vectors and 200 query tokens as queries."
-          " FDE rows encode the 128 demo docs x copies (the checks use the 128 originals). Full peer comparisons: bench/.")
+          " FDE rows encode the 128 demo docs x copies (the checks use the 128 originals). HNSW rows index the 11k"
+          " doc tokens (inner product) and search 200 query tokens; NumPy = one GEMM + argpartition."
+          " Full peer comparisons: bench/.")
     return 0
