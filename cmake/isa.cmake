@@ -19,12 +19,14 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     csrc/kernels/x86_avx2/maxsim.cpp
     csrc/kernels/x86_avx2/pq.cpp
     csrc/kernels/x86_avx2/fde.cpp
-    csrc/kernels/x86_avx2/hnsw.cpp)
+    csrc/kernels/x86_avx2/hnsw.cpp
+    csrc/kernels/x86_avx2/fwht.cpp)
   set(SIMKERN_AVX512_SOURCES
     csrc/kernels/x86_avx512/maxsim.cpp
     csrc/kernels/x86_avx512/pq.cpp
     csrc/kernels/x86_avx512/fde.cpp
-    csrc/kernels/x86_avx512/hnsw.cpp)
+    csrc/kernels/x86_avx512/hnsw.cpp
+    csrc/kernels/x86_avx512/fwht.cpp)
   set(SIMKERN_AVX512_BF16_SOURCES
     csrc/kernels/x86_avx512_bf16/maxsim.cpp)
   set(SIMKERN_AVX512_VBMI_SOURCES
@@ -40,7 +42,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
     csrc/kernels/arm_neon/maxsim.cpp
     csrc/kernels/arm_neon/pq.cpp
     csrc/kernels/arm_neon/fde.cpp
-    csrc/kernels/arm_neon/hnsw.cpp)
+    csrc/kernels/arm_neon/hnsw.cpp
+    csrc/kernels/arm_neon/fwht.cpp)
   list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_NEON_SOURCES})
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_NEON_KERNELS=1)
 endif()
@@ -77,6 +80,7 @@ function(simkern_apply_isa_flags)
   set_source_files_properties(csrc/kernels/scalar/pq.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   set_source_files_properties(csrc/kernels/scalar/fde.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   set_source_files_properties(csrc/kernels/scalar/hnsw.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
+  set_source_files_properties(csrc/kernels/scalar/fwht.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   if(SIMKERN_AVX2_SOURCES)
     set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")

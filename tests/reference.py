@@ -269,3 +269,19 @@ def fde_ref(points: np.ndarray, cfg: dict, mats: dict, document: bool):
         np.add.at(fm, mats["final_index"], mag)
         return fo, fm
     return out, mag
+
+
+def fwht_reference(x: np.ndarray) -> np.ndarray:
+    """Walsh-Hadamard transform along axis 0 in float64, the textbook butterflies: for h = 1, 2, 4, ...: each
+    pair of rows (i, i + h) with i mod 2h < h becomes (x_i + x_{i+h}, x_i - x_{i+h}). Equals hadamard(n) @ x."""
+    y = np.array(x, dtype=np.float64, copy=True)
+    n = y.shape[0]
+    h = 1
+    while h < n:
+        for base in range(0, n, 2 * h):
+            a = y[base:base + h].copy()
+            b = y[base + h:base + 2 * h].copy()
+            y[base:base + h] = a + b
+            y[base + h:base + 2 * h] = a - b
+        h *= 2
+    return y

@@ -13,6 +13,7 @@ from importlib.metadata import version as _version
 from . import datasets
 from .fde import FDE
 from .hnsw import HNSWIndex
+from .linalg import fwht
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .opq import OPQ
 from .pq import ProductQuantizer
@@ -40,6 +41,7 @@ __all__ = [
     "HNSWIndex",
     "OPQ",
     "PQIndex",
+    "fwht",
     "ProductQuantizer",
     "Ragged",
     "__version__",

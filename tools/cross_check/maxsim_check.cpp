@@ -341,6 +341,41 @@ int hnsw_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// FWHT: every level's butterfly passes equal the scalar kernel's bit for bit (float32 and float64, widths at the
+// lane edges, strides wider than the width, several pass ranges).
+int fwht_check(std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const simkern::FWHTKernels& ref = simkern::kernels_for(simkern::Isa::scalar).fwht;
+  int runs = 0;
+  for (int rows : {2, 8, 64})
+    for (int width : {1, 3, 4, 7, 8, 9, 16, 17, 33})
+      for (int h_begin : {1, 2}) {
+        const int stride = width + 3;
+        std::vector<float> xf(static_cast<std::size_t>(rows * stride));
+        std::vector<double> xd(xf.size());
+        for (std::size_t i = 0; i < xf.size(); ++i) xd[i] = normal(rng), xf[i] = static_cast<float>(xd[i]);
+        std::vector<float> wf = xf;
+        std::vector<double> wd = xd;
+        ref.passes_f32(wf.data(), rows, stride, width, h_begin, rows);
+        ref.passes_f64(wd.data(), rows, stride, width, h_begin, rows);
+        for (int level = 1; level < simkern::kNumIsas; ++level) {
+          const simkern::Isa isa = static_cast<simkern::Isa>(level);
+          if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+          const simkern::FWHTKernels& k = simkern::kernels_for(isa).fwht;
+          std::vector<float> gf = xf;
+          std::vector<double> gd = xd;
+          k.passes_f32(gf.data(), rows, stride, width, h_begin, rows);
+          k.passes_f64(gd.data(), rows, stride, width, h_begin, rows);
+          runs += 2;
+          if (std::memcmp(gf.data(), wf.data(), wf.size() * sizeof(float)) != 0)
+            fail("fwht float32 passes differ from scalar", simkern::isa_name(isa), width, rows);
+          if (std::memcmp(gd.data(), wd.data(), wd.size() * sizeof(double)) != 0)
+            fail("fwht float64 passes differ from scalar", simkern::isa_name(isa), width, rows);
+        }
+      }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -432,7 +467,9 @@ int main() {
   const int pq_runs = pq_check(rng) + scan_check(rng);
   const int fde_runs = fde_check(rng);
   const int hnsw_runs = hnsw_check(rng);
-  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE and %d HNSW kernel comparisons, "
-              "%d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, hnsw_runs, g_failures);
+  const int fwht_runs = fwht_check(rng);
+  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW and %d FWHT kernel "
+              "comparisons, %d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, hnsw_runs,
+              fwht_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "simkern/fde.hpp"
+#include "simkern/fwht.hpp"
 #include "simkern/hnsw.hpp"
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
@@ -20,6 +21,7 @@ struct KernelTable {
   PQKernels pq;
   FDEKernels fde;
   HNSWKernels hnsw;
+  FWHTKernels fwht;
 };
 
 const KernelTable& kernels();             // active level
@@ -30,6 +32,7 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
+void fill_fwht(FWHTKernels* out);
 void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs);
 void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs);
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out);
@@ -45,12 +48,14 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
+void fill_fwht(FWHTKernels* out);
 }  // namespace avx2
 namespace avx512 {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
+void fill_fwht(FWHTKernels* out);
 }  // namespace avx512
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
 namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
@@ -59,6 +64,7 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
+void fill_fwht(FWHTKernels* out);
 }  // namespace neon
 
 }  // namespace simkern

@@ -160,3 +160,10 @@ static inline __m512 _mm512_permute_ps(__m512 a, int imm) {
   return r;
 }
 static inline float _mm512_cvtss_f32(__m512 a) { return a.v[0]; }
+
+// float64 lanes (the FWHT passes).
+struct __m512d { double v[8]; };
+static inline __m512d _mm512_loadu_pd(const double* p) { __m512d r; std::memcpy(r.v, p, sizeof r.v); return r; }
+static inline void _mm512_storeu_pd(double* p, __m512d a) { std::memcpy(p, a.v, sizeof a.v); }
+static inline __m512d _mm512_add_pd(__m512d a, __m512d b) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i]; return r; }
+static inline __m512d _mm512_sub_pd(__m512d a, __m512d b) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] - b.v[i]; return r; }
