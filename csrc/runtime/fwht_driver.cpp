@@ -1,7 +1,7 @@
-// FWHT driver (contract in simkern/fwht.hpp): passes with h below a cache-sized block of rows run block by block
-// (blocks are independent: threads take blocks), larger h run one pass at a time over blocks of 2h rows (threads
-// take blocks, and column strips when there are fewer blocks than threads). A 1-D transform first runs the passes
-// inside rows of m values, then the (n / m, m) row transform. Pass order per element: h increasing, always.
+// FWHT driver (contract in simkern/fwht.hpp): the passes are grouped into levels of bits whose working set fits in
+// cache (rows_transform), so memory is swept once per level (about log2(n) / 9 times) rather than once per pass;
+// threads take the independent tasks of a level. A 1-D transform first runs the passes inside rows of m values,
+// then the (n / m, m) row transform. Pass order per element: h increasing, always.
 #include <algorithm>
 #include <cmath>
 
@@ -12,27 +12,34 @@
 namespace simkern {
 namespace {
 
-constexpr i64 kBlockBytes = i64{1} << 18;  // rows per in-cache block: 256 KiB of them
+constexpr i64 kBlockBytes = i64{1} << 18;  // working set of one level's task: 256 KiB
+constexpr i64 kChunkBytes = i64{1} << 12;  // contiguous bytes per group member in the levels above the first
 constexpr i64 kRowValues = 64;             // 1-D transforms run as rows of 64 values
-constexpr i64 kMinStrip = 64;              // narrowest column strip a thread takes
 
 template <class T>
 using PassFn = void (*)(T*, i64, i64, i64, i64, i64);
 
+// The row transform in levels of bits: a level runs the passes of bits [lo, hi) for every setting of the other
+// bits; the rows it touches for one setting are 2^(hi - lo) groups, 2^lo rows apart, and a task takes `chunk`
+// neighbouring rows of each group (contiguous: chunk * d values), so its working set - groups x chunk rows - fits
+// in cache and every pass of the level runs there: one sweep of memory per level instead of one per pass.
 template <class T>
 void rows_transform(T* x, i64 n, i64 d, PassFn<T> passes, int threads) {
-  i64 block = 2;
-  while (block * 2 <= n && block * 2 * d * static_cast<i64>(sizeof(T)) <= kBlockBytes) block *= 2;
-  block = std::min(block, n);
-  parallel_for(n / block, threads, [&](i64 b, int) { passes(x + b * block * d, block, d, d, 1, block); });
-  for (i64 h = block; h < n; h *= 2) {
-    const i64 blocks = n / (2 * h);
-    const i64 strips = blocks >= threads ? 1 : std::max<i64>(1, std::min<i64>(threads, d / kMinStrip));
-    const i64 strip = (d + strips - 1) / strips;
-    parallel_for(blocks * strips, threads, [&](i64 task, int) {
-      const i64 b = task / strips, c0 = (task % strips) * strip, width = std::min(strip, d - c0);
-      if (width > 0) passes(x + b * 2 * h * d + c0, 2 * h, d, width, h, 2 * h);
+  const i64 row_bytes = d * static_cast<i64>(sizeof(T));
+  int log_n = 0;
+  while ((i64{1} << log_n) < n) ++log_n;
+  for (int lo = 0; lo < log_n;) {
+    const i64 spacing = i64{1} << lo;  // rows between the members of a group
+    i64 chunk = 1;  // a power of two, so that it divides the spacing
+    while (chunk * 2 <= spacing && chunk * 2 * row_bytes <= kChunkBytes) chunk *= 2;
+    int hi = lo + 1;
+    while (hi < log_n && (i64{1} << (hi + 1 - lo)) * chunk * row_bytes <= kBlockBytes) ++hi;
+    const i64 groups = i64{1} << (hi - lo), chunks = spacing / chunk, outers = n >> hi;
+    parallel_for(outers * chunks, threads, [&](i64 task, int) {
+      const i64 outer = task / chunks, r0 = (task % chunks) * chunk;
+      passes(x + ((outer << hi) + r0) * d, groups, spacing * d, chunk * d, 1, groups);
     });
+    lo = hi;
   }
 }
 

@@ -1,6 +1,7 @@
 // FWHT butterfly passes over the vector primitives V of the including ISA file (see generic/maxsim-inl.hpp for the
 // inclusion rule); VD is V's float64 counterpart. Lanes run along a row (width contiguous values); a row narrower
-// than a register is done one value at a time. Each output is one add or one subtract: bit-identical to scalar.
+// than a register is done one value at a time. Each output is one add or one subtract: bit-identical to scalar
+// (which runs radix-2 passes; the radix-4 step here performs the same operations in the same order).
 #pragma once
 
 namespace fwht_detail {
@@ -28,9 +29,38 @@ static inline void butterfly_rows(T* a, T* b, i64 width) {
   }
 }
 
+// Passes h and 2h at once on the four rows (i, i + h, i + 2h, i + 3h): the same adds and subtracts in the same
+// order as two radix-2 passes (so the same values), with half the loads and stores.
+template <class W, class T>
+static inline void butterfly4_rows(T* a, T* b, T* c, T* d, i64 width) {
+  constexpr int L = W::lanes;
+  i64 j = 0;
+  for (; j + L <= width; j += L) {
+    const auto va = W::load(a + j), vb = W::load(b + j), vc = W::load(c + j), vd = W::load(d + j);
+    const auto s0 = W::add(va, vb), d0 = W::sub(va, vb), s1 = W::add(vc, vd), d1 = W::sub(vc, vd);
+    W::store(a + j, W::add(s0, s1));
+    W::store(c + j, W::sub(s0, s1));
+    W::store(b + j, W::add(d0, d1));
+    W::store(d + j, W::sub(d0, d1));
+  }
+  for (; j < width; ++j) {
+    const T s0 = a[j] + b[j], d0 = a[j] - b[j], s1 = c[j] + d[j], d1 = c[j] - d[j];
+    a[j] = s0 + s1;
+    c[j] = s0 - s1;
+    b[j] = d0 + d1;
+    d[j] = d0 - d1;
+  }
+}
+
 template <class W, class T>
 static void passes(T* x, i64 rows, i64 stride, i64 width, i64 h_begin, i64 h_end) {
-  for (i64 h = h_begin; h < h_end; h *= 2)
+  i64 h = h_begin;
+  for (; 2 * h < h_end; h *= 4)  // radix 4: passes h and 2h together
+    for (i64 base = 0; base < rows; base += 4 * h)
+      for (i64 i = base; i < base + h; ++i)
+        butterfly4_rows<W>(x + i * stride, x + (i + h) * stride, x + (i + 2 * h) * stride, x + (i + 3 * h) * stride,
+                           width);
+  for (; h < h_end; h *= 2)
     for (i64 base = 0; base < rows; base += 2 * h)
       for (i64 i = base; i < base + h; ++i) butterfly_rows<W>(x + i * stride, x + (i + h) * stride, width);
 }
