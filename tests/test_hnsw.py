@@ -308,6 +308,27 @@ def test_searches_while_adding_from_another_thread():
     assert recall(index.search(q, k=10, ef=64)[1], truth) >= recall(quiet.search(q, k=10, ef=64)[1], truth) - 0.05
 
 
+def test_save_from_another_thread_while_the_main_thread_adds():
+    # add() on the main thread polls for Ctrl-C with the GIL while it holds the writer lock; a save() from another
+    # thread must wait for that lock without holding the GIL (it used to be able to deadlock).
+    x = clustered(20000, 16, 20)
+    index = simkern.HNSWIndex(16, M=8, ef_construction=40, seed=3)
+    index.add(x[:200])
+    sizes, stop = [], threading.Event()
+
+    def saver():
+        while not stop.is_set():
+            sizes.append(len(index._to_bytes()))
+            index.ids()
+
+    t = threading.Thread(target=saver, daemon=True)
+    t.start()
+    index.add(x[200:], threads=2)  # long enough for several Ctrl-C polls
+    stop.set()
+    t.join(timeout=60)
+    assert not t.is_alive() and sizes and len(index) == 20000
+
+
 def test_progress_output(capsys, monkeypatch):
     import sys
 

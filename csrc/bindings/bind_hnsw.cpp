@@ -170,9 +170,32 @@ class HNSW {
 
   // Everything save() writes: labels, levels, tombstones, float32 vectors, link counts and ids for every
   // (node, level) pair in node order, levels ascending; the entry point.
-  py::dict state() const {
+  // The writer mutex is taken with the GIL released: an add() on the main thread takes the GIL to poll for
+  // Ctrl-C while it holds the writer mutex.
+  std::unique_lock<std::mutex> lock_writer() const {
+    std::unique_lock<std::mutex> writer(writer_mutex_, std::defer_lock);
+    py::gil_scoped_release release;
+    writer.lock();
+    return writer;
+  }
+
+  // Labels and tombstone flags in node order (no vectors, no links).
+  py::tuple labels() const {
+    std::unique_lock<std::mutex> writer = lock_writer();
     std::shared_ptr<HNSWGraph> g = graph();
-    std::lock_guard<std::mutex> writer(writer_mutex_);
+    const i64 n = g->size();
+    py::array_t<i64> labels_out({n});
+    py::array_t<bool> deleted({n});
+    for (i64 node = 0; node < n; ++node) {
+      labels_out.mutable_data()[node] = g->label(node);
+      deleted.mutable_data()[node] = g->is_deleted(node);
+    }
+    return py::make_tuple(labels_out, deleted);
+  }
+
+  py::dict state() const {
+    std::unique_lock<std::mutex> writer = lock_writer();
+    std::shared_ptr<HNSWGraph> g = graph();
     const i64 n = g->size();
     py::array_t<i64> labels({n});
     py::array_t<std::uint8_t> levels({n}), deleted({n});
@@ -239,7 +262,7 @@ class HNSW {
     } catch (const std::invalid_argument& e) {
       throw py::value_error(std::string("corrupt index: ") + e.what());
     }
-    std::lock_guard<std::mutex> writer(writer_mutex_);
+    std::unique_lock<std::mutex> writer = lock_writer();
     std::lock_guard<std::mutex> guard(swap_mutex_);
     graph_ = std::move(fresh);
     keep_alive_ = external ? py::object(vectors) : py::object();
@@ -308,6 +331,7 @@ void bind_hnsw(py::module_& m) {
       .def("get_vectors", &HNSW::get_vectors, py::arg("ids").noconvert())
       .def("compact", &HNSW::compact, py::arg("threads"))
       .def("state", &HNSW::state)
+      .def("labels", &HNSW::labels)
       .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
            py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
            py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("external") = false)

@@ -218,8 +218,8 @@ class HNSWIndex:
 
     def ids(self) -> np.ndarray:
         """The live ids, in insertion order."""
-        st = self._core.state()
-        return st["labels"][st["deleted"] == 0]
+        labels, deleted = self._core.labels()
+        return labels[~deleted]
 
     # -- persistence -------------------------------------------------------------------------------------------
     def _to_bytes(self) -> bytes:

@@ -178,8 +178,8 @@ class Index:
         if index.dim != self.dim or index.metric != self.space:
             raise RuntimeError(f"the file holds a {index.metric} index of dim {index.dim}, "
                                f"not {self.space} of dim {self.dim}")
-        st = index._core.state()
-        self._deleted = set(int(v) for v in st["labels"][st["deleted"] != 0]) - set(int(v) for v in index.ids())
+        labels, deleted = index._core.labels()
+        self._deleted = set(int(v) for v in labels[deleted]) - set(int(v) for v in labels[~deleted])
         self._index, self._M, self._efc = index, index.M, index.ef_construction
         self._count = len(index) + len(self._deleted)
         self.max_elements = max(int(max_elements), self._count)
