@@ -7,7 +7,6 @@
 #include <cstring>
 #include <limits>
 #include <new>
-#include <queue>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -16,6 +15,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "generic/half.hpp"
 #include "simkern/dispatch.hpp"
 #include "simkern/thread_pool.hpp"
 
@@ -57,28 +57,6 @@ char* alloc_chunk(std::size_t bytes) {
 }
 void free_aligned(char* p) { ::operator delete[](p, std::align_val_t{kAlign}); }
 
-// IEEE binary16 from float32, round to nearest even (storage="float16"); finite inputs.
-std::uint16_t float_to_half(float value) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  const std::uint32_t sign = (bits >> 16) & 0x8000u;
-  const std::uint32_t abs = bits & 0x7fffffffu;
-  if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
-  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
-    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);  // < 2^-25: rounds to zero
-    const std::uint32_t exponent = abs >> 23, mantissa = (abs & 0x7fffffu) | 0x800000u;
-    const std::uint32_t shift = 126u - exponent;  // value = mantissa * 2^(exponent - 150); half ulp 2^-24
-    std::uint32_t half = mantissa >> shift;
-    const std::uint32_t rest = mantissa & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
-    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
-    return static_cast<std::uint16_t>(sign | half);
-  }
-  std::uint32_t half = ((abs >> 13) - (112u << 10));
-  const std::uint32_t rest = abs & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
-  return static_cast<std::uint16_t>(sign | half);
-}
-
 }  // namespace
 
 // Per-thread search state: visited tags (epochs; cleared on wrap-around), heaps, a query buffer.
@@ -87,7 +65,7 @@ struct HNSWGraph::Scratch {
   std::uint16_t epoch = 0;
   std::vector<Pair> top, candidates, chosen, pruned, found, mine;
   std::vector<std::vector<Pair>> per_level;  // insert: the neighbours chosen at each level
-  std::vector<float> query, vec;
+  std::vector<float> query;
   std::vector<std::uint32_t> batch;  // unvisited neighbours of one expansion
   std::vector<float> batch_dist;     // their distances
 
@@ -251,6 +229,26 @@ i64 HNSWGraph::allocate_node() {
   return node;
 }
 
+// A complete record for a new node (not yet published): header, empty links, upper-level lists, the vector
+// (float16 storage: the half copy in the record and the float32 one beside it; external: read where it lies).
+i64 HNSWGraph::new_record(i64 label_value, int lev, bool deleted_flag, const float* v) {
+  const i64 node = allocate_node();
+  Header* h = header(node);
+  h->level = static_cast<std::uint16_t>(lev);
+  h->label = label_value;
+  h->deleted = deleted_flag ? 1 : 0;
+  h->upper = lev > 0 ? new std::uint32_t[static_cast<std::size_t>(lev * (1 + max_links(1)))]() : nullptr;
+  const auto bytes = static_cast<std::size_t>(config_.dim) * sizeof(float);
+  if (walk_f16_) {
+    auto* hv = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
+    for (i64 j = 0; j < config_.dim; ++j) hv[j] = float_to_f16_rne(v[j]);
+    std::memcpy(const_cast<float*>(exact_vector(node)), v, bytes);
+  } else if (!external_) {
+    std::memcpy(record(node) + vector_offset_, v, bytes);
+  }
+  return node;
+}
+
 void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
   if (n <= 0) return;
   if (external_) throw std::logic_error("this index reads memory-mapped vectors: it is read-only");
@@ -260,20 +258,8 @@ void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
   // becomes a tombstone), then one release store publishes them all.
   std::vector<float> buffer(static_cast<std::size_t>(config_.dim));
   for (i64 i = 0; i < n; ++i) {
-    const i64 node = allocate_node();
-    Header* h = header(node);
-    const int level = draw_level(sequence_++);
-    h->level = static_cast<std::uint16_t>(level);
-    h->label = labels[i];
-    h->upper = level > 0 ? new std::uint32_t[static_cast<std::size_t>(level * (1 + max_links(1)))]() : nullptr;
     prepare_query(x + i * config_.dim, buffer.data());
-    if (walk_f16_) {
-      auto* v = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
-      for (i64 j = 0; j < config_.dim; ++j) v[j] = float_to_half(buffer[static_cast<std::size_t>(j)]);
-      std::memcpy(const_cast<float*>(exact_vector(node)), buffer.data(), buffer.size() * sizeof(float));
-    } else {
-      std::memcpy(record(node) + vector_offset_, buffer.data(), buffer.size() * sizeof(float));
-    }
+    const i64 node = new_record(labels[i], draw_level(sequence_++), false, buffer.data());
     {
       std::lock_guard<std::mutex> guard(label_mutex_);
       auto it = label_to_node_.find(labels[i]);
@@ -294,18 +280,26 @@ void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
   });
 }
 
-void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit,
-                             Scratch& s) const {
+// Beam search at one level from `entry` (ef results in s.top, a max-heap). Nodes for which `allowed` is false
+// (tombstones, filtered out) route - they enter the candidate queue - but never enter the results; with an
+// always-true predicate (construction and the lean search path) the checks compile away.
+template <class Allowed>
+void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s,
+                             Allowed allowed) const {
   s.new_epoch(limit);
   s.top.clear();
   s.candidates.clear();
   s.visit(static_cast<std::uint32_t>(entry));
-  s.top.push_back({entry_dist, static_cast<std::uint32_t>(entry)});
+  float bound = std::numeric_limits<float>::infinity();  // the worst result kept, once ef are kept
+  if (allowed(static_cast<std::uint32_t>(entry))) {
+    s.top.push_back({entry_dist, static_cast<std::uint32_t>(entry)});
+    bound = entry_dist;
+  }
   s.candidates.push_back({-entry_dist, static_cast<std::uint32_t>(entry)});
   const int cap = max_links(level);
   while (!s.candidates.empty()) {
     const Pair c = s.candidates.front();
-    if (-c.first > s.top.front().first && static_cast<i64>(s.top.size()) >= ef) break;
+    if (-c.first > bound && static_cast<i64>(s.top.size()) >= ef) break;
     pop_max(s.candidates);
     if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);  // likely the next one expanded
     const int fresh = unvisited_neighbors(c.second, level, cap, limit, s);
@@ -313,10 +307,13 @@ void HNSWGraph::search_layer(const float* q, i64 entry, float entry_dist, i64 ef
     for (int j = 0; j < fresh; ++j) {
       const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
       const float d = s.batch_dist[static_cast<std::size_t>(j)];
-      if (static_cast<i64>(s.top.size()) < ef || d < s.top.front().first) {
+      if (static_cast<i64>(s.top.size()) < ef || d < bound) {
         push_max(s.candidates, {-d, nb});
-        push_max(s.top, {d, nb});
-        if (static_cast<i64>(s.top.size()) > ef) pop_max(s.top);
+        if (allowed(nb)) {
+          push_max(s.top, {d, nb});
+          if (static_cast<i64>(s.top.size()) > ef) pop_max(s.top);
+          bound = s.top.front().first;
+        }
       }
     }
   }
@@ -468,7 +465,7 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
   const int start = std::min(level, top);
   if (static_cast<int>(s.per_level.size()) <= start) s.per_level.resize(static_cast<std::size_t>(start + 1));
   for (int lev = start; lev >= 0; --lev) {
-    search_layer(q, cur, cur_dist, config_.ef_construction, lev, limit, s);
+    search_layer(q, cur, cur_dist, config_.ef_construction, lev, limit, s, AnyNode{});
     // Another thread may already have linked this node (it found it through an upper level): never to itself.
     s.found.clear();
     for (const Pair& p : s.top)
@@ -524,44 +521,12 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
     float cur_dist = dist(q, cur);
     greedy_descent(q, static_cast<int>(entry >> 32) - 1, 0, limit, cur, cur_dist);
     if (!tombstones && !filter) {
-      search_layer(q, cur, cur_dist, ef, 0, limit, s);  // the lean path
+      search_layer(q, cur, cur_dist, ef, 0, limit, s, AnyNode{});  // the lean path
     } else {
-      // Deleted or filtered nodes still route (they enter the candidate queue) but never enter the results.
-      const auto allowed = [&](std::uint32_t node) {
+      search_layer(q, cur, cur_dist, ef, 0, limit, s, [&](std::uint32_t node) {
         if (__atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED)) return false;
         return !filter || (node < filter->size && filter->allowed[node]);
-      };
-      s.new_epoch(limit);
-      s.top.clear();
-      s.candidates.clear();
-      s.visit(static_cast<std::uint32_t>(cur));
-      float bound = std::numeric_limits<float>::infinity();
-      if (allowed(static_cast<std::uint32_t>(cur))) {
-        s.top.push_back({cur_dist, static_cast<std::uint32_t>(cur)});
-        bound = cur_dist;
-      }
-      s.candidates.push_back({-cur_dist, static_cast<std::uint32_t>(cur)});
-      const int cap = max_links(0);
-      while (!s.candidates.empty()) {
-        const Pair c = s.candidates.front();
-        if (-c.first > bound && static_cast<i64>(s.top.size()) >= ef) break;
-        pop_max(s.candidates);
-        if (!s.candidates.empty()) prefetch_links(s.candidates.front().second);
-        const int fresh = unvisited_neighbors(c.second, 0, cap, limit, s);
-        distances(q, fresh, s);
-        for (int j = 0; j < fresh; ++j) {
-          const std::uint32_t nb = s.batch[static_cast<std::size_t>(j)];
-          const float d = s.batch_dist[static_cast<std::size_t>(j)];
-          if (static_cast<i64>(s.top.size()) < ef || d < bound) {
-            push_max(s.candidates, {-d, nb});
-            if (allowed(nb)) {
-              push_max(s.top, {d, nb});
-              if (static_cast<i64>(s.top.size()) > ef) pop_max(s.top);
-              bound = s.top.front().first;
-            }
-          }
-        }
-      }
+      });
     }
     if (walk_f16_)  // re-score the candidates on the float32 vectors
       for (Pair& p : s.top) p.first = exact_dist(q, p.second);
@@ -634,21 +599,7 @@ std::vector<std::uint32_t> HNSWGraph::links(i64 node, int lev) const {
 
 void HNSWGraph::restore_node(const float* v, i64 label_value, int lev, bool deleted_flag) {
   if (lev < 0 || lev >= kMaxLevel) throw std::invalid_argument("node level out of range");
-  const i64 node = allocate_node();
-  Header* h = header(node);
-  h->level = static_cast<std::uint16_t>(lev);
-  h->label = label_value;
-  h->deleted = deleted_flag ? 1 : 0;
-  h->upper = lev > 0 ? new std::uint32_t[static_cast<std::size_t>(lev * (1 + max_links(1)))]() : nullptr;
-  if (external_) {
-    // the vector is read where it lies
-  } else if (walk_f16_) {
-    auto* hv = reinterpret_cast<std::uint16_t*>(record(node) + vector_offset_);
-    for (i64 j = 0; j < config_.dim; ++j) hv[j] = float_to_half(v[j]);
-    std::memcpy(const_cast<float*>(exact_vector(node)), v, static_cast<std::size_t>(config_.dim) * sizeof(float));
-  } else {
-    std::memcpy(record(node) + vector_offset_, v, static_cast<std::size_t>(config_.dim) * sizeof(float));
-  }
+  const i64 node = new_record(label_value, lev, deleted_flag, v);
   if (deleted_flag) {
     deleted_.fetch_add(1, std::memory_order_relaxed);
   } else {

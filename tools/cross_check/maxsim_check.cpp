@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "generic/half.hpp"
 #include "simkern/dispatch.hpp"
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
@@ -376,6 +377,39 @@ int fwht_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// float_to_f16_rne (HNSW float16 storage): the nearest binary16, ties to the even one, for random finite floats
+// of every magnitude and the edges (checked against its neighbours through the exact widening f16_to_float).
+int f16_rounding_check(std::mt19937_64& rng) {
+  int runs = 0;
+  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65519.0f, 65520.0f, 1e-8f, 2.9802322e-08f, 5.9604645e-08f,
+                               6.1035156e-05f, 6.0975552e-05f, 1.0f, 1.00048828125f, -2.5f, 3e38f};
+  for (int i = 0; i < 200000; ++i) {
+    std::uint32_t bits = static_cast<std::uint32_t>(rng());
+    bits = (bits & 0x807fffffu) | ((100u + (bits >> 23) % 50u) << 23);  // exponents 2^-27 .. 2^22
+    float v;
+    std::memcpy(&v, &bits, sizeof v);
+    values.push_back(v);
+  }
+  for (float v : values) {
+    const std::uint16_t h = simkern::float_to_f16_rne(v);
+    ++runs;
+    const double x = v, got = simkern::f16_to_float(h);
+    if (std::fabs(x) >= 65520.0) {
+      if ((h & 0x7fffu) != 0x7c00u) fail("float_to_f16_rne: not inf above the half range", "scalar", 0, 0);
+      continue;
+    }
+    for (int step : {-1, 1}) {  // no neighbouring half (same sign side) is nearer, and ties go to even
+      const int mag = (h & 0x7fff) + step;
+      if (mag < 0 || mag > 0x7bff) continue;
+      const double other = simkern::f16_to_float(static_cast<std::uint16_t>((h & 0x8000) | mag));
+      const double e_got = std::fabs(got - x), e_other = std::fabs(other - x);
+      if (e_other < e_got || (e_other == e_got && (h & 1)))
+        fail("float_to_f16_rne: a nearer (or even) half exists", "scalar", mag, 0);
+    }
+  }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -468,8 +502,9 @@ int main() {
   const int fde_runs = fde_check(rng);
   const int hnsw_runs = hnsw_check(rng);
   const int fwht_runs = fwht_check(rng);
+  const int f16_runs = f16_rounding_check(rng);
   std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW and %d FWHT kernel "
-              "comparisons, %d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, hnsw_runs,
-              fwht_runs, g_failures);
+              "comparisons, %d float16 roundings, %d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs,
+              fde_runs, hnsw_runs, fwht_runs, f16_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

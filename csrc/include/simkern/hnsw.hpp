@@ -150,7 +150,13 @@ class HNSWGraph {
   void prefetch_links(std::uint32_t node) const;
   void distances(const float* q, int count, Scratch& s) const;
   int unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const;
-  void search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s) const;
+  struct AnyNode {  // search_layer's predicate when nothing is excluded
+    bool operator()(std::uint32_t) const { return true; }
+  };
+  template <class Allowed>
+  void search_layer(const float* q, i64 entry, float entry_dist, i64 ef, int level, i64 limit, Scratch& s,
+                    Allowed allowed) const;
+  i64 new_record(i64 label, int level, bool deleted, const float* v);
   void select_neighbors(std::vector<std::pair<float, std::uint32_t>>& candidates, int m, Scratch& s) const;
   void connect(i64 node, int level, const std::vector<std::pair<float, std::uint32_t>>& chosen, Scratch& s);
   void search_one(const float* q, i64 k, i64 ef, const HNSWFilter* filter, Scratch& s, float* scores,

@@ -31,6 +31,27 @@ static inline std::uint16_t float_to_bf16_rne(float value) {
   return static_cast<std::uint16_t>((bits + rounding) >> 16);
 }
 
+// Round a finite float32 to binary16, to nearest even; values from 65520 up become inf, below 2^-25 zero.
+static inline std::uint16_t float_to_f16_rne(float value) {
+  const std::uint32_t bits = float_to_bits(value);
+  const std::uint32_t sign = (bits >> 16) & 0x8000u;
+  const std::uint32_t abs = bits & 0x7fffffffu;
+  if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);
+  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);
+    const std::uint32_t exponent = abs >> 23, mantissa = (abs & 0x7fffffu) | 0x800000u;
+    const std::uint32_t shift = 126u - exponent;  // value = mantissa * 2^(exponent - 150); half ulp 2^-24
+    std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = (abs >> 13) - (112u << 10);
+  const std::uint32_t rest = abs & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
 // binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. Handles zeros, subnormals, inf and NaN.
 static inline float f16_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
