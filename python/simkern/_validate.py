@@ -41,3 +41,22 @@ def int64_vector(x, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.ndarray:
+    """A float32 C-contiguous ``(n, dim)`` array of finite values, returned as is (a 1-D ``(dim,)`` array is viewed
+    as one row when ``allow_vector``); anything else raises TypeError/ValueError naming ``name``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of shape (n, {dim}), got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must be float32, got {x.dtype}; convert with .astype(numpy.float32)")
+    if allow_vector and x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
+    if x.size and not np.isfinite(x).all():
+        row = int(np.argmin(np.isfinite(x).all(axis=1)))
+        raise ValueError(f"{name} contains NaN or inf (row {row})")
+    return x

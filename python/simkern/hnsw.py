@@ -48,7 +48,7 @@ import zlib
 import numpy as np
 
 from . import _core
-from ._validate import int64_vector, positive_int, threads_arg
+from ._validate import float32_rows, int64_vector, positive_int, threads_arg
 
 __all__ = ["HNSWIndex"]
 
@@ -62,23 +62,6 @@ _SECTIONS = [("labels", np.int64), ("levels", np.uint8), ("deleted", np.uint8), 
              ("lcounts", np.uint32), ("link_ids", np.uint32)]
 _STATE_KEYS = {"labels": "labels", "levels": "levels", "deleted": "deleted", "vectors": "vectors",
                "lcounts": "link_counts", "link_ids": "link_ids"}
-
-
-def _float_rows(x, dim: int, name: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of shape (n, {dim}), got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must be float32, got {x.dtype}; convert with .astype(numpy.float32)")
-    if x.ndim == 1:
-        x = x.reshape(1, -1)
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
-    if not x.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
-    if x.size and not np.isfinite(x).all():
-        row = int(np.argmin(np.isfinite(x).all(axis=1)))
-        raise ValueError(f"{name} contains NaN or inf (row {row})")
-    return x
 
 
 class HNSWIndex:
@@ -143,7 +126,7 @@ class HNSWIndex:
     # -- building ----------------------------------------------------------------------------------------------
     def add(self, x, ids=None, *, replace: bool = False, threads: int | None = None, progress: bool = False) -> None:
         """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id)."""
-        x = _float_rows(x, self._dim, "x")
+        x = float32_rows(x, self._dim, "x", allow_vector=True)
         n = x.shape[0]
         if ids is None:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
@@ -180,7 +163,7 @@ class HNSWIndex:
     def search(self, queries, k: int = 10, *, ef: int | None = None, filter=None, threads: int | None = None):
         """``(scores, ids)`` of shape ``(n_queries, k)``: the k nearest live vectors per query (see the module
         docstring for the score convention, filters and padding)."""
-        q = _float_rows(queries, self._dim, "queries")
+        q = float32_rows(queries, self._dim, "queries", allow_vector=True)
         k = positive_int(k, "k")
         ef = self._ef if ef is None else positive_int(ef, "ef")
         threads = threads_arg(threads)

@@ -58,9 +58,7 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
         if x.size:
             kernel(view.reshape(n, rest), bool(normalize), threads)
         return target
-    work = np.ascontiguousarray(np.moveaxis(x, axis, 0))  # one temporary: the axis first, C order
-    if work is x or np.shares_memory(work, x):
-        work = work.copy()
+    work = np.moveaxis(x, axis, 0).copy(order="C")  # one temporary: the axis first, C order
     if x.size:
         kernel(work.reshape(n, rest), bool(normalize), threads)
     np.copyto(view, work)

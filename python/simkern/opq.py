@@ -13,8 +13,8 @@ import numbers
 
 import numpy as np
 
-from ._validate import positive_int
-from .pq import ProductQuantizer, _float_rows
+from ._validate import float32_rows, positive_int
+from .pq import ProductQuantizer
 
 __all__ = ["OPQ"]
 
@@ -46,7 +46,7 @@ class OPQ:
     def fit(self, x: np.ndarray, *, pq_final_iters: int = 25, seed: int = 0, max_train_points: int | None = None,
             threads: int | None = None) -> OPQ:
         """Learn the rotation on ``x`` (float32 (n, dim)), then fit the quantizer on ``x @ rotation``."""
-        x = _float_rows(x, self.dim, "x")
+        x = float32_rows(x, self.dim, "x")
         if max_train_points is not None:
             max_train_points = positive_int(max_train_points, "max_train_points")
             if max_train_points < x.shape[0]:
@@ -67,7 +67,7 @@ class OPQ:
 
     def rotate(self, x: np.ndarray) -> np.ndarray:
         """float32 ``x @ rotation``."""
-        x = _float_rows(x, self.dim, "x")
+        x = float32_rows(x, self.dim, "x")
         return np.ascontiguousarray(x @ self.rotation)
 
     def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:

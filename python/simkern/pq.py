@@ -20,27 +20,12 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._validate import positive_int, threads_arg
+from ._validate import float32_rows, positive_int, threads_arg
 
 __all__ = ["ProductQuantizer"]
 
 _METRICS = {"l2": 0, "ip": 1}
 _INITS = {"kmeans++": 0, "random": 1}
-
-
-def _float_rows(x, dim: int, name: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of shape (n, {dim}), got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must be float32, got {x.dtype}; convert with .astype(numpy.float32)")
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
-    if not x.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
-    if not np.isfinite(x).all():
-        row = int(np.argmin(np.isfinite(x).all(axis=1)))
-        raise ValueError(f"{name} contains NaN or inf (row {row})")
-    return x
 
 
 class ProductQuantizer:
@@ -122,7 +107,7 @@ class ProductQuantizer:
         rows). The assignment step uses |c|^2/2 - x.c with fused multiply-adds (ties: lowest centroid). Empty clusters are re-seeded with the farthest point. The result depends
         only on the data, ``seed`` and the options - not on the thread count or the ISA. Returns ``self``.
         """
-        x = _float_rows(x, self.dim, "x")
+        x = float32_rows(x, self.dim, "x")
         if isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 0:
             raise ValueError(f"iters must be an int >= 0, got {iters!r}")
         if init not in _INITS:
@@ -145,7 +130,7 @@ class ProductQuantizer:
     def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         """uint8 ``(n, code_size)``: the nearest centroid per subspace (ties: lowest index)."""
         self._require_trained()
-        codes = _core._pq_encode(_float_rows(x, self.dim, "x"), self._ct, threads_arg(threads))
+        codes = _core._pq_encode(float32_rows(x, self.dim, "x"), self._ct, threads_arg(threads))
         return codes if self.nbits == 8 else self._pack4(codes)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -162,7 +147,7 @@ class ProductQuantizer:
         products for ``metric="ip"``. ``out``: write into this float32 C-contiguous array of that shape (not
         overlapping ``queries``) and return it, instead of allocating."""
         self._require_trained()
-        q = _float_rows(queries, self.dim, "queries")
+        q = float32_rows(queries, self.dim, "queries")
         if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, q):
             raise ValueError("out must not overlap queries")
         return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)

@@ -25,9 +25,9 @@ import zlib
 import numpy as np
 
 from . import _core
-from ._validate import positive_int, threads_arg
+from ._validate import float32_rows, positive_int, threads_arg
 from .opq import OPQ
-from .pq import _METRICS, ProductQuantizer, _float_rows
+from .pq import _METRICS, ProductQuantizer
 
 __all__ = ["PQIndex"]
 
@@ -89,14 +89,14 @@ class PQIndex:
         return self
 
     def _to_pq_space(self, x: np.ndarray, name: str) -> np.ndarray:
-        x = _float_rows(x, self.dim, name)
+        x = float32_rows(x, self.dim, name)
         return x if self.opq is None else self.opq.rotate(x)
 
     def add(self, x: np.ndarray, *, threads: int | None = None) -> None:
         """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``."""
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
-        x = _float_rows(x, self.dim, "x")
+        x = float32_rows(x, self.dim, "x")
         codes = _core._pq_encode(self._to_pq_space(x, "x"), self.pq._ct, threads_arg(threads))
         self._codes = np.concatenate([self._codes, codes]) if len(self) else codes
         self._blocks = None
@@ -132,7 +132,7 @@ class PQIndex:
         else:
             scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
         if rerank:
-            scores, ids = self._rerank(_float_rows(queries, self.dim, "queries"), ids, k, smaller)
+            scores, ids = self._rerank(float32_rows(queries, self.dim, "queries"), ids, k, smaller)
         return scores, ids
 
     def _scan_blocks(self) -> np.ndarray:

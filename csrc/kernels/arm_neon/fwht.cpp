@@ -11,14 +11,6 @@ namespace neon {
 namespace {
 
 #include "arm_neon/simd.hpp"
-struct VD {  // float64 lanes for the FWHT passes
-  using reg = float64x2_t;
-  static constexpr int lanes = 2;
-  static inline reg load(const double* p) { return vld1q_f64(p); }
-  static inline void store(double* p, reg v) { vst1q_f64(p, v); }
-  static inline reg add(reg a, reg b) { return vaddq_f64(a, b); }
-  static inline reg sub(reg a, reg b) { return vsubq_f64(a, b); }
-};
 #include "generic/fwht-inl.hpp"
 
 }  // namespace

@@ -49,3 +49,13 @@ struct V {
     vst1q_f32(dst, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(src), 16)));
   }
 };
+
+// float64 lanes (the FWHT passes run on V for float32 and on VD for float64).
+struct VD {
+  using reg = float64x2_t;
+  static constexpr int lanes = 2;
+  static inline reg load(const double* p) { return vld1q_f64(p); }
+  static inline void store(double* p, reg v) { vst1q_f64(p, v); }
+  static inline reg add(reg a, reg b) { return vaddq_f64(a, b); }
+  static inline reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+};

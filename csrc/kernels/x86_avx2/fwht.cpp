@@ -11,14 +11,6 @@ namespace avx2 {
 namespace {
 
 #include "x86_avx2/simd.hpp"
-struct VD {  // float64 lanes for the FWHT passes
-  using reg = __m256d;
-  static constexpr int lanes = 4;
-  static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
-  static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
-  static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
-  static inline reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
-};
 #include "generic/fwht-inl.hpp"
 
 }  // namespace

@@ -68,3 +68,13 @@ struct V {
     _mm256_storeu_ps(dst, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
   }
 };
+
+// float64 lanes (the FWHT passes run on V for float32 and on VD for float64).
+struct VD {
+  using reg = __m256d;
+  static constexpr int lanes = 4;
+  static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
+  static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
+  static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
+  static inline reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
+};

@@ -58,3 +58,13 @@ struct V {
     _mm512_storeu_ps(dst, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
   }
 };
+
+// float64 lanes (the FWHT passes run on V for float32 and on VD for float64).
+struct VD {
+  using reg = __m512d;
+  static constexpr int lanes = 8;
+  static inline reg load(const double* p) { return _mm512_loadu_pd(p); }
+  static inline void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
+  static inline reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+  static inline reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
+};
