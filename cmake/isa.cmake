@@ -20,13 +20,15 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     csrc/kernels/x86_avx2/pq.cpp
     csrc/kernels/x86_avx2/fde.cpp
     csrc/kernels/x86_avx2/hnsw.cpp
-    csrc/kernels/x86_avx2/fwht.cpp)
+    csrc/kernels/x86_avx2/fwht.cpp
+    csrc/kernels/x86_avx2/sketch.cpp)
   set(SIMKERN_AVX512_SOURCES
     csrc/kernels/x86_avx512/maxsim.cpp
     csrc/kernels/x86_avx512/pq.cpp
     csrc/kernels/x86_avx512/fde.cpp
     csrc/kernels/x86_avx512/hnsw.cpp
-    csrc/kernels/x86_avx512/fwht.cpp)
+    csrc/kernels/x86_avx512/fwht.cpp
+    csrc/kernels/x86_avx512/sketch.cpp)
   set(SIMKERN_AVX512_BF16_SOURCES
     csrc/kernels/x86_avx512_bf16/maxsim.cpp)
   set(SIMKERN_AVX512_VBMI_SOURCES
@@ -43,7 +45,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64|ARM64")
     csrc/kernels/arm_neon/pq.cpp
     csrc/kernels/arm_neon/fde.cpp
     csrc/kernels/arm_neon/hnsw.cpp
-    csrc/kernels/arm_neon/fwht.cpp)
+    csrc/kernels/arm_neon/fwht.cpp
+    csrc/kernels/arm_neon/sketch.cpp)
   list(APPEND SIMKERN_ISA_SOURCES ${SIMKERN_NEON_SOURCES})
   list(APPEND SIMKERN_ISA_DEFINES SIMKERN_HAVE_NEON_KERNELS=1)
 endif()
@@ -74,6 +77,13 @@ set(SIMKERN_HNSW_SOURCES
   csrc/kernels/x86_avx2/hnsw.cpp
   csrc/kernels/x86_avx512/hnsw.cpp
   csrc/kernels/arm_neon/hnsw.cpp)
+# Sketches are bit-identical on every ISA (simkern/sketch.hpp): explicit FMAs only, no contraction.
+set(SIMKERN_SKETCH_SOURCES
+  csrc/kernels/scalar/sketch.cpp
+  csrc/kernels/x86_avx2/sketch.cpp
+  csrc/kernels/x86_avx512/sketch.cpp
+  csrc/kernels/arm_neon/sketch.cpp
+  csrc/runtime/sketch_driver.cpp)
 
 function(simkern_apply_isa_flags)
   set_source_files_properties(csrc/kernels/scalar/maxsim.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
@@ -81,6 +91,7 @@ function(simkern_apply_isa_flags)
   set_source_files_properties(csrc/kernels/scalar/fde.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   set_source_files_properties(csrc/kernels/scalar/hnsw.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   set_source_files_properties(csrc/kernels/scalar/fwht.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
+  set_source_files_properties(csrc/kernels/scalar/sketch.cpp PROPERTIES COMPILE_OPTIONS "-fno-tree-vectorize")
   if(SIMKERN_AVX2_SOURCES)
     set_source_files_properties(${SIMKERN_AVX2_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX2_FLAGS}")
     set_source_files_properties(${SIMKERN_AVX512_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_FLAGS}")
@@ -88,5 +99,5 @@ function(simkern_apply_isa_flags)
     set_source_files_properties(${SIMKERN_AVX512_VBMI_SOURCES} PROPERTIES COMPILE_OPTIONS "${SIMKERN_AVX512_VBMI_FLAGS}")
   endif()
   # Appended after the ISA flags (COMPILE_OPTIONS is a list property).
-  set_property(SOURCE ${SIMKERN_PQ_SOURCES} ${SIMKERN_FDE_SOURCES} ${SIMKERN_HNSW_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
+  set_property(SOURCE ${SIMKERN_PQ_SOURCES} ${SIMKERN_FDE_SOURCES} ${SIMKERN_HNSW_SOURCES} ${SIMKERN_SKETCH_SOURCES} APPEND PROPERTY COMPILE_OPTIONS "-ffp-contract=off")
 endfunction()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -285,3 +287,72 @@ def fwht_reference(x: np.ndarray) -> np.ndarray:
             y[base + h:base + 2 * h] = a - b
         h *= 2
     return y
+
+
+# --- sketches: the random entries of S, rebuilt from the documented counter hashes (simkern/sketch.hpp) ---
+_M64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _stream_key(seed: int, stream: int) -> int:
+    return _mix64(seed ^ _mix64((stream * 0xD1B54A32D192ED03) & _M64))
+
+
+def _hash_at(key: int, counter: int) -> int:
+    return _mix64((key + counter * 0x9E3779B97F4A7C15) & _M64)
+
+
+def hadamard_entry_signs(rows: np.ndarray, n: int) -> np.ndarray:
+    """H_N[rows, :n] of the Sylvester Hadamard matrix: (-1)^popcount(i & j)."""
+    i = np.asarray(rows, dtype=np.int64)[:, None]
+    j = np.arange(n, dtype=np.int64)[None, :]
+    bits = i & j
+    parity = np.zeros(bits.shape, dtype=np.int64)
+    while bits.any():
+        parity ^= bits & 1
+        bits >>= 1
+    return 1.0 - 2.0 * parity
+
+
+def sketch_matrix_reference(n: int, m: int, kind: str, seed: int, nnz: int, srht_rows=None, srht_signs=None):
+    """S (m x n, float64) of simkern.sketch. srht takes its sampled rows and signs from the caller (the library's
+    _srht_rows / _srht_signs; their distribution is tested separately); the other kinds are rebuilt here from the
+    counter hashes: countsketch/sparse_sign put +-1 (scaled by 1/sqrt(nnz)) at row t*m//s + floor(h * size / 2^64) of
+    block t with sign bit h & 1; gaussian is Box-Muller over (row, pair) hashes."""
+    if kind == "srht":
+        return hadamard_entry_signs(srht_rows, n) * np.asarray(srht_signs, dtype=np.float64)[None, :] / np.sqrt(m)
+    s = np.zeros((m, n))
+    if kind in ("countsketch", "sparse_sign"):
+        nnz = 1 if kind == "countsketch" else nnz
+        key = _stream_key(seed, 4)
+        for r in range(n):
+            for t in range(nnz):
+                h = _hash_at(key, r * nnz + t)
+                lo, hi = t * m // nnz, (t + 1) * m // nnz
+                s[lo + ((h * (hi - lo)) >> 64), r] += -1.0 if h & 1 else 1.0
+        return s / np.sqrt(nnz)
+    key = _stream_key(seed, 3)
+    for i in range(m):
+        for j in range(0, n, 2):
+            h1, h2 = _hash_at(key, (i << 33) + j), _hash_at(key, (i << 33) + j + 1)
+            u1 = ((h1 >> 11) + 1) * 2.0**-53
+            u2 = (h2 >> 11) * 2.0**-53
+            radius, angle = math.sqrt(-2.0 * math.log(u1)), 6.283185307179586 * u2
+            s[i, j] = radius * math.cos(angle)
+            if j + 1 < n:
+                s[i, j + 1] = radius * math.sin(angle)
+    return s / np.sqrt(m)
+
+
+def linf_error_ratio(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
+    """||x - x*||_inf / (||a x* - b|| ||pinv(a)|| / sqrt(d)): the eps a solution achieves in the l_inf guarantee."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    x_star = np.linalg.lstsq(a64, b64, rcond=None)[0]
+    scale = np.linalg.norm(a64 @ x_star - b64) / np.linalg.svd(a64, compute_uv=False)[-1] / np.sqrt(a.shape[1])
+    return float(np.abs(np.asarray(x, np.float64) - x_star).max() / scale)

@@ -10,6 +10,7 @@ void bind_pq(py::module_& m);
 void bind_fde(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_fwht(py::module_& m);
+void bind_sketch(py::module_& m);
 }  // namespace simkern::bind
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   simkern::bind::bind_fde(m);
   simkern::bind::bind_hnsw(m);
   simkern::bind::bind_fwht(m);
+  simkern::bind::bind_sketch(m);
 }

@@ -18,6 +18,7 @@ void build_tables() {
   scalar::fill_fde(&g_tables[0].fde);
   scalar::fill_hnsw(&g_tables[0].hnsw);
   scalar::fill_fwht(&g_tables[0].fwht);
+  scalar::fill_sketch(&g_tables[0].sketch);
 #if defined(SIMKERN_HAVE_X86_KERNELS)
   if (isa_supported(Isa::avx2)) {
     g_tables[1].isa = Isa::avx2;
@@ -26,6 +27,7 @@ void build_tables() {
     avx2::fill_fde(&g_tables[1].fde);
     avx2::fill_hnsw(&g_tables[1].hnsw);
     avx2::fill_fwht(&g_tables[1].fwht);
+    avx2::fill_sketch(&g_tables[1].sketch);
   }
   if (isa_supported(Isa::avx512)) {
     g_tables[2].isa = Isa::avx512;
@@ -34,6 +36,7 @@ void build_tables() {
     avx512::fill_fde(&g_tables[2].fde);
     avx512::fill_hnsw(&g_tables[2].hnsw);
     avx512::fill_fwht(&g_tables[2].fwht);
+    avx512::fill_sketch(&g_tables[2].sketch);
     // Sub-feature variant: bf16 docs scored with vdpbf16ps when the CPU has AVX512_BF16.
     if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
     // Sub-feature variant: the 8-bit PQ scan with vpermi2b byte permutes when the CPU has AVX512_VBMI.
@@ -48,6 +51,7 @@ void build_tables() {
     neon::fill_fde(&g_tables[3].fde);
     neon::fill_hnsw(&g_tables[3].hnsw);
     neon::fill_fwht(&g_tables[3].fwht);
+    neon::fill_sketch(&g_tables[3].sketch);
   }
 #endif
 }
@@ -71,5 +75,7 @@ const FDEKernels& fde_kernels() { return kernels().fde; }
 const HNSWKernels& hnsw_kernels() { return kernels().hnsw; }
 
 const FWHTKernels& fwht_kernels() { return kernels().fwht; }
+
+const SketchKernels& sketch_kernels() { return kernels().sketch; }
 
 }  // namespace simkern

@@ -13,7 +13,7 @@ from importlib.metadata import version as _version
 from . import datasets
 from .fde import FDE
 from .hnsw import HNSWIndex
-from .linalg import fwht
+from .linalg import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .opq import OPQ
 from .pq import ProductQuantizer
@@ -42,6 +42,11 @@ __all__ = [
     "OPQ",
     "PQIndex",
     "fwht",
+    "sketch",
+    "lstsq_sketched",
+    "sketch_rows_rule",
+    "SketchedLstsqResult",
+    "SKETCH_KINDS",
     "ProductQuantizer",
     "Ragged",
     "__version__",

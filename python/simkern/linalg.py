@@ -1,8 +1,10 @@
-"""Randomized linear algebra: the fast Walsh-Hadamard transform (sketches and sketched least squares follow).
+"""Randomized linear algebra: the fast Walsh-Hadamard transform, row sketches, sketched least squares.
 
     y = simkern.fwht(x)                     # H_n @ x along axis 0 (n a power of two), unnormalised
     y = simkern.fwht(x, axis=1, normalize=True)
     simkern.fwht(x, out=x)                  # in place
+    sa = simkern.sketch(a, m, kind="srht")  # S @ a, (m, d): srht | gaussian | countsketch | sparse_sign
+    res = simkern.lstsq_sketched(a, b)      # res.x, res.eps_bound, res.residual_norm, ...
 
 ``fwht`` computes the Sylvester-ordered Hadamard transform (``scipy.linalg.hadamard(n) @ x``) with log2(n)
 butterfly passes in a fixed order, cache-blocked, SIMD along the other axes, multi-threaded (``threads=``); the
@@ -11,12 +13,23 @@ result is bit-identical for every thread count and ISA. float32 and float64 are 
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
+
 import numpy as np
 
 from . import _core
 from ._validate import threads_arg
 
-__all__ = ["fwht"]
+__all__ = ["fwht", "sketch", "lstsq_sketched", "SketchedLstsqResult", "sketch_rows_rule", "SKETCH_KINDS"]
+
+SKETCH_KINDS = ("srht", "gaussian", "countsketch", "sparse_sign")
+_KIND_CODES = {name: code for code, name in enumerate(SKETCH_KINDS)}
+# The row-count rule of lstsq_sketched: m = ceil(C * ln(d / delta) * d / eps^2) + d (capped at n). C = 2 covers the
+# worst of our measurements (the largest achieved eps over 20 seeds on Gaussian, heavy-tailed and spiky designs) with
+# a margin; see docs/ARCHITECTURE.md and ../shared/notes/linf.md for the data.
+_RULE_C = 2.0
 
 
 def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = None,
@@ -63,3 +76,310 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
         kernel(work.reshape(n, rest), bool(normalize), threads)
     np.copyto(view, work)
     return target
+
+
+def _seed_arg(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int in [0, 2**64), got {type(seed).__name__}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def _int_arg(value, name: str, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _kind_arg(kind) -> int:
+    if kind not in _KIND_CODES:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, SKETCH_KINDS))}, got {kind!r}")
+    return _KIND_CODES[kind]
+
+
+def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
+    """a float32/float64 ndarray, 1-D or 2-D, non-empty; returned as is (any strides)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if dtype is None and a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} must have the dtype of a ({dtype}), got {a.dtype}")
+    if a.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {a.shape}")
+    if a.shape[0] == 0 or (a.ndim == 2 and a.shape[1] == 0):
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a
+
+
+def _raise_non_finite(arrays, what: str) -> None:
+    """Called when a sketch came out non-finite: name the input row that holds NaN/inf, else report overflow."""
+    for name, arr in arrays:
+        if arr is None:
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = int(np.argmax(bad.reshape(arr.shape[0], -1).any(axis=1)))
+            raise ValueError(f"{name} contains NaN or inf (row {row})")
+    raise ValueError(f"{what} overflowed {arrays[0][1].dtype}: the values of a (and b) are too large; scale them down")
+
+
+def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
+           threads: int | None = None) -> np.ndarray:
+    """The row sketch ``S @ a`` of a tall ``(n, d)`` (or ``(n,)``) float32/float64 array: ``(m, d)`` (or ``(m,)``),
+    same dtype, computed in that dtype.
+
+    ``kind``:
+
+    - ``"srht"`` (default): ``S = sqrt(1/m) P H D`` - random signs D, the unnormalised Hadamard transform H on n
+      padded (implicitly, with zero rows) to the next power of two N, and m distinct rows of N drawn uniformly
+      (``m <= N``). Only the m sampled rows are computed; ``a`` is read once, block by block, through its strides.
+    - ``"gaussian"``: i.i.d. N(0, 1/m) entries (Box-Muller from counter hashes). Costs m n d multiply-adds.
+    - ``"countsketch"``: one +-1 per column of S at a hashed row.
+    - ``"sparse_sign"``: ``nnz_per_column`` nonzeros +-1/sqrt(nnz) per column, one in each of nnz_per_column row blocks
+      (OSNAP-style; ``nnz_per_column <= m``).
+
+    Every kind has E ||S x||^2 = ||x||^2. ``S`` depends only on ``(kind, n, m, seed, nnz_per_column)``: the result is
+    bit-identical for every thread count and ISA. Sparse sketches are cheap but give no l_inf guarantee for least
+    squares (see :func:`lstsq_sketched`). ``a`` is not copied whatever its strides. NaN/inf in ``a`` (or an overflow of
+    its dtype) raises ValueError."""
+    a = _matrix_arg(a, "a")
+    code = _kind_arg(kind)
+    m = _int_arg(m, "m", 1)
+    seed = _seed_arg(seed)
+    nnz = _int_arg(nnz_per_column, "nnz_per_column", 1)
+    threads = threads_arg(threads)
+    n = a.shape[0]
+    padded = 1 << (n - 1).bit_length()
+    if kind == "srht" and m > padded:
+        raise ValueError(f"m must be <= {padded} for kind='srht' (distinct rows of n = {n} padded to a power of two), "
+                         f"got {m}")
+    if kind == "sparse_sign" and nnz > m:
+        raise ValueError(f"nnz_per_column must be <= m ({m}), got {nnz}")
+    a2 = a[:, None] if a.ndim == 1 else a
+    fn = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
+    out = fn(a2, None, m, code, seed, nnz, threads)
+    if not np.isfinite(out).all():  # NaN/inf anywhere in a reaches the output (every row of a is added somewhere)
+        _raise_non_finite([("a", a)], "the sketch")
+    return out[:, 0] if a.ndim == 1 else out
+
+
+def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:
+    """The default row count of :func:`lstsq_sketched` (before the cap at n): ``ceil(2 ln(d / delta) d / eps^2) + d``.
+
+    Its inverse is the ``eps_bound`` a result reports: ``sqrt(2 ln(d / delta) d / (m - d))``. The constant 2 is set
+    from measurements (dense sketches: median achieved eps about 2.5 sqrt(d/m), worst of 20 seeds about 4 sqrt(d/m));
+    it is not a proven theorem - the proven bounds (Price, Song, Woodruff 2017) need more rows."""
+    d = _int_arg(d, "d", 1)
+    eps, delta = _eps_delta(eps, delta)
+    return int(math.ceil(_RULE_C * math.log(d / delta) * d / eps**2)) + d
+
+
+def _eps_delta(eps, delta):
+    for name, value in (("eps", eps), ("delta", delta)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise TypeError(f"{name} must be a finite float, got {value!r}")
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    return float(eps), float(delta)
+
+
+def _eps_of_rows(m: int, d: int, delta: float) -> float:
+    return math.inf if m <= d else math.sqrt(_RULE_C * math.log(d / delta) * d / (m - d))
+
+
+class SketchedLstsqResult:
+    """What :func:`lstsq_sketched` returns.
+
+    ``x``: the solution, ``(d,)`` or ``(d, k)`` in a's dtype. ``m``, ``kind``, ``method``: the sketch used.
+    ``iterations``: LSQR iterations (0 for ``method="solve"``; the most over b's columns). ``eps_bound``: the eps of
+    the l_inf guarantee ``|x - x*|_inf <= eps / sqrt(d) * ||a x* - b|| * ||pinv(a)||`` that m gives by the documented
+    rule (:func:`sketch_rows_rule`; for ``method="precondition"`` it is the warm start's, the final x is accurate to
+    ``tol``). ``residual_norm``: ``||a x - b||_2`` (per column of b), computed on first access with one pass over a -
+    until then the result keeps references to a and b."""
+
+    __slots__ = ("x", "m", "kind", "method", "iterations", "eps_bound", "_inputs", "_residual", "_threads")
+
+    def __init__(self, x, m, kind, method, iterations, eps_bound, a, b, threads):
+        self.x, self.m, self.kind, self.method = x, m, kind, method
+        self.iterations, self.eps_bound = iterations, eps_bound
+        self._inputs, self._residual, self._threads = (a, b), None, threads
+
+    @property
+    def residual_norm(self):
+        if self._residual is None:
+            a, b = self._inputs
+            self._residual = _residual_norms(a, b, self.x, self._threads)
+            self._inputs = None
+        return self._residual
+
+    def __repr__(self) -> str:
+        return (f"SketchedLstsqResult(x.shape={self.x.shape}, m={self.m}, kind={self.kind!r}, method={self.method!r}, "
+                f"iterations={self.iterations}, eps_bound={self.eps_bound:.3g})")
+
+
+def _rows_contiguous_f64(a) -> bool:
+    return a.dtype == np.float64 and (a.shape[1] <= 1 or a.strides[1] == 8) and a.strides[0] % 8 == 0 \
+        and a.strides[0] >= 0
+
+
+def _residual_norms(a, b, x, threads):
+    x2 = x.reshape(x.shape[0], -1)
+    b2 = b.reshape(b.shape[0], -1)
+    norms = np.empty(x2.shape[1])
+    r = np.empty(a.shape[0])
+    for j in range(x2.shape[1]):
+        if _rows_contiguous_f64(a):
+            _core._matvec(a, np.ascontiguousarray(x2[:, j], dtype=np.float64), r, threads)
+        else:
+            r[:] = a @ x2[:, j].astype(a.dtype)
+        r -= b2[:, j]
+        norms[j] = float(np.linalg.norm(r))
+    return float(norms[0]) if b.ndim == 1 else norms
+
+
+def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None = None, kind: str = "srht",
+                   method: str = "solve", seed: int = 0, tol: float = 1e-10, max_iter: int = 100,
+                   nnz_per_column: int = 8, threads: int | None = None) -> SketchedLstsqResult:
+    """Least squares ``argmin ||a x - b||_2`` for tall ``a`` (``(n, d)``, n >= d, full column rank) by sketching.
+
+    ``method="solve"`` (sketch-and-solve): sketch ``[a | b]`` once with an ``(m, n)`` sketch S of ``kind`` and solve
+    ``argmin ||S a x - S b||`` by Householder QR (float64; never the normal equations). With a dense sketch (``srht``,
+    ``gaussian``) the solution satisfies ``|x - x*|_inf <= eps/sqrt(d) ||a x* - b|| ||pinv(a)||`` with probability
+    about ``1 - delta`` when m follows the rule of :func:`sketch_rows_rule` (the default:
+    ``m = ceil(2 ln(d/delta) d/eps^2) + d``, capped at n with a warning); ``result.eps_bound`` is the eps the m used
+    gives. Sparse sketches (``countsketch``, ``sparse_sign``) are faster to apply but have no such guarantee: a few
+    rows of high leverage plus a few large residuals make CountSketch fail with probability about d/m, whatever m.
+
+    ``method="precondition"`` (sketch-and-precondition, float64 only): R from the QR of ``S a`` is a right
+    preconditioner; starting from the sketch-and-solve x, LSQR on ``a R^-1`` runs until its residual tests pass at
+    ``tol`` (or ``max_iter`` iterations, with a warning). Each iteration reads a twice. b's columns are solved one
+    after another.
+
+    ``b``: ``(n,)`` or ``(n, k)``, a's dtype. ``m``: explicit row count, ``d <= m <= n`` (ValueError otherwise).
+    Rank-deficient ``a`` (numerically, as seen through the sketch) raises ValueError. NaN/inf raise ValueError.
+    Neither a nor b is copied by the sketch; ``method="precondition"`` needs a's rows contiguous and otherwise copies a
+    once to C order (documented cost). ``threads`` applies to the sketch and the LSQR products."""
+    a = _matrix_arg(a, "a")
+    if a.ndim != 2:
+        raise ValueError(f"a must be 2-D (n, d), got shape {a.shape}")
+    b = _matrix_arg(b, "b", dtype=a.dtype)
+    n, d = a.shape
+    if b.shape[0] != n:
+        raise ValueError(f"b must have {n} rows (a.shape[0]), got shape {b.shape}")
+    if n < d:
+        raise ValueError(f"a must be tall: n >= d, got shape {a.shape}; lstsq_sketched is for overdetermined problems")
+    eps, delta = _eps_delta(eps, delta)
+    code = _kind_arg(kind)
+    if method not in ("solve", "precondition"):
+        raise ValueError(f"method must be 'solve' or 'precondition', got {method!r}")
+    if method == "precondition" and a.dtype != np.float64:
+        raise TypeError("method='precondition' iterates in float64: a and b must be float64, got "
+                        f"{a.dtype}; convert with .astype(numpy.float64) or use method='solve'")
+    seed = _seed_arg(seed)
+    nnz = _int_arg(nnz_per_column, "nnz_per_column", 1)
+    max_iter = _int_arg(max_iter, "max_iter", 1)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real) or not 0 < tol < 1:
+        raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
+    threads = threads_arg(threads)
+    if m is None:
+        m = sketch_rows_rule(d, eps, delta)
+        if m > n:
+            warnings.warn(f"the rule for eps={eps}, delta={delta}, d={d} asks for m = {m} rows > n = {n}: using m = n "
+                          f"(eps_bound = {_eps_of_rows(n, d, delta):.3g}); an exact solver may be as fast here",
+                          UserWarning, stacklevel=2)
+            m = n
+    else:
+        m = _int_arg(m, "m", 1)
+        if not d <= m <= n:
+            raise ValueError(f"m must be in [d, n] = [{d}, {n}], got {m}")
+    if kind == "sparse_sign" and nnz > m:
+        raise ValueError(f"nnz_per_column must be <= m ({m}), got {nnz}")
+    b2 = b[:, None] if b.ndim == 1 else b
+    fn = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
+    sab = fn(a, b2, m, code, seed, nnz, threads)
+    if not np.isfinite(sab).all():
+        _raise_non_finite([("a", a), ("b", b)], "the sketch of [a | b]")
+    r = np.linalg.qr(sab.astype(np.float64, copy=False), mode="r")
+    r11, r12 = r[:d, :d], r[:d, d:]
+    diag = np.abs(np.diag(r11))
+    if not diag.min() > max(m, d) * np.finfo(a.dtype).eps * diag.max():
+        raise ValueError(f"a is rank-deficient (or too ill-conditioned for {a.dtype}): the sketch S a has "
+                         f"smallest/largest R diagonal {diag.min() / max(diag.max(), 1e-300):.3g}; lstsq_sketched needs "
+                         "full column rank (use numpy.linalg.lstsq for the minimum-norm solution)")
+    x = np.linalg.solve(r11, r12)  # r11 is upper triangular: LU does no pivoting here, i.e. back substitution
+    iterations = 0
+    if method == "precondition":
+        ac = a if _rows_contiguous_f64(a) else np.ascontiguousarray(a)
+        x, iterations = _lsqr_preconditioned(ac, b2, r11, x, tol, max_iter, threads)
+    x = x.astype(a.dtype, copy=False)
+    if b.ndim == 1:
+        x = x[:, 0]
+    return SketchedLstsqResult(x, m, kind, method, iterations, _eps_of_rows(m, d, delta), a, b, threads)
+
+
+def _lsqr_preconditioned(a, b2, r, x0, tol, max_iter, threads):
+    """LSQR (Paige & Saunders 1982) on the operator M = a R^-1 for each column of b, started at x0: solve
+    min ||M y - (b - a x0)||, x = x0 + R^-1 y. Stops when ||M^T r|| <= tol ||M|| ||r|| or ||r|| <= tol ||b|| (the
+    estimates of the recurrences, as in scipy's lsqr with atol = btol = tol)."""
+    n, d = a.shape
+    rinv = np.linalg.solve(r, np.eye(d))  # upper triangular inverse (d x d)
+    x = np.array(x0, dtype=np.float64, order="F")
+    u = np.empty(n)
+    av = np.empty(n)
+    atu = np.empty(d)
+    most = 0
+    for j in range(b2.shape[1]):
+        bj = np.ascontiguousarray(b2[:, j])
+        _core._matvec(a, np.ascontiguousarray(x[:, j]), av, threads)
+        np.subtract(bj, av, out=u)  # residual of the warm start
+        bnorm = float(np.linalg.norm(bj))
+        beta = float(np.linalg.norm(u))
+        if beta == 0.0 or bnorm == 0.0:
+            continue
+        u /= beta
+        _core._rmatvec(a, u, atu, threads)
+        v = rinv.T @ atu
+        alpha = float(np.linalg.norm(v))
+        if alpha == 0.0:
+            continue
+        v /= alpha
+        w = v.copy()
+        y = np.zeros(d)
+        phibar, rhobar = beta, alpha
+        anorm2 = 0.0
+        iterations = 0
+        for iterations in range(1, max_iter + 1):
+            _core._matvec(a, rinv @ v, av, threads)  # u = M v - alpha u
+            u *= -alpha
+            u += av
+            beta = float(np.linalg.norm(u))
+            if beta > 0:
+                u /= beta
+            anorm2 += alpha * alpha + beta * beta
+            _core._rmatvec(a, u, atu, threads)  # v = M^T u - beta v
+            v *= -beta
+            v += rinv.T @ atu
+            alpha = float(np.linalg.norm(v))
+            if alpha > 0:
+                v /= alpha
+            rho = math.hypot(rhobar, beta)
+            c, s = rhobar / rho, beta / rho
+            theta, rhobar = s * alpha, -c * alpha
+            phi, phibar = c * phibar, s * phibar
+            y += (phi / rho) * w
+            w = v - (theta / rho) * w
+            rnorm, arnorm = phibar, phibar * alpha * abs(c)
+            if arnorm <= tol * math.sqrt(anorm2) * rnorm or rnorm <= tol * bnorm:
+                break
+        else:
+            warnings.warn(f"LSQR reached max_iter={max_iter} before tol={tol} (column {j} of b)", UserWarning,
+                          stacklevel=3)
+        x[:, j] += rinv @ y
+        most = max(most, iterations)
+    return x, most

@@ -12,6 +12,7 @@
 #include "simkern/isa.hpp"
 #include "simkern/maxsim.hpp"
 #include "simkern/pq.hpp"
+#include "simkern/sketch.hpp"
 
 namespace simkern {
 
@@ -22,6 +23,7 @@ struct KernelTable {
   FDEKernels fde;
   HNSWKernels hnsw;
   FWHTKernels fwht;
+  SketchKernels sketch;
 };
 
 const KernelTable& kernels();             // active level
@@ -33,6 +35,7 @@ void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
+void fill_sketch(SketchKernels* out);
 void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs);
 void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs);
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out);
@@ -49,6 +52,7 @@ void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
+void fill_sketch(SketchKernels* out);
 }  // namespace avx2
 namespace avx512 {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
@@ -56,6 +60,7 @@ void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
+void fill_sketch(SketchKernels* out);
 }  // namespace avx512
 namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
 namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
@@ -65,6 +70,7 @@ void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
+void fill_sketch(SketchKernels* out);
 }  // namespace neon
 
 }  // namespace simkern

@@ -58,4 +58,7 @@ struct VD {
   static inline void store(double* p, reg v) { vst1q_f64(p, v); }
   static inline reg add(reg a, reg b) { return vaddq_f64(a, b); }
   static inline reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+  static inline reg zero() { return vdupq_n_f64(0.0); }
+  static inline reg set1(double x) { return vdupq_n_f64(x); }
+  static inline reg fma(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
 };

@@ -77,4 +77,7 @@ struct VD {
   static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
   static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
   static inline reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
+  static inline reg zero() { return _mm256_setzero_pd(); }
+  static inline reg set1(double x) { return _mm256_set1_pd(x); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
 };

@@ -67,4 +67,7 @@ struct VD {
   static inline void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
   static inline reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
   static inline reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
+  static inline reg zero() { return _mm512_setzero_pd(); }
+  static inline reg set1(double x) { return _mm512_set1_pd(x); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
 };
