@@ -13,6 +13,7 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "generic/half.hpp"
@@ -377,6 +378,82 @@ int fwht_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// Sketch kernels: add_rows, gemm_acc and rmatvec equal the scalar kernel's bit for bit (adds in order, one FMA per
+// term); matvec (lane-wise dot products) agrees to rounding. Widths and row counts at the lane edges.
+template <class T>
+void sketch_case(std::mt19937_64& rng, const simkern::SketchKernels& ref, const simkern::SketchKernels& k,
+                 const char* isa, int width, int rows, int& runs) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const int ld = width + 5, out_rows = 7, count = 3 * rows;
+  std::vector<T> src(static_cast<std::size_t>(rows * ld)), g(static_cast<std::size_t>(out_rows * rows)),
+      out0(static_cast<std::size_t>(out_rows * ld));
+  for (auto& v : src) v = static_cast<T>(normal(rng));
+  for (auto& v : g) v = static_cast<T>(normal(rng));
+  for (auto& v : out0) v = static_cast<T>(normal(rng));
+  std::vector<std::int64_t> orow(static_cast<std::size_t>(count)), srow(orow.size());
+  std::vector<std::uint8_t> neg(orow.size());
+  for (int t = 0; t < count; ++t) orow[t] = rng() % out_rows, srow[t] = rng() % rows, neg[t] = rng() & 1;
+  auto want = out0, got = out0;
+  if constexpr (std::is_same_v<T, float>) {
+    ref.add_rows_f32(want.data(), ld, src.data(), ld, width, orow.data(), srow.data(), neg.data(), count);
+    k.add_rows_f32(got.data(), ld, src.data(), ld, width, orow.data(), srow.data(), neg.data(), count);
+  } else {
+    ref.add_rows_f64(want.data(), ld, src.data(), ld, width, orow.data(), srow.data(), neg.data(), count);
+    k.add_rows_f64(got.data(), ld, src.data(), ld, width, orow.data(), srow.data(), neg.data(), count);
+  }
+  ++runs;
+  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0) fail("sketch add_rows differs", isa, width, rows);
+  want = out0, got = out0;
+  if constexpr (std::is_same_v<T, float>) {
+    ref.gemm_acc_f32(want.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
+    k.gemm_acc_f32(got.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
+  } else {
+    ref.gemm_acc_f64(want.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
+    k.gemm_acc_f64(got.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
+  }
+  ++runs;
+  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0) fail("sketch gemm_acc differs", isa, width, rows);
+}
+
+int sketch_check(std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const simkern::SketchKernels& ref = simkern::kernels_for(simkern::Isa::scalar).sketch;
+  int runs = 0;
+  for (int level = 1; level < simkern::kNumIsas; ++level) {
+    const simkern::Isa isa = static_cast<simkern::Isa>(level);
+    if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+    const simkern::SketchKernels& k = simkern::kernels_for(isa).sketch;
+    for (int width : {1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 65})
+      for (int rows : {1, 2, 3, 5, 17}) {
+        sketch_case<float>(rng, ref, k, simkern::isa_name(isa), width, rows, runs);
+        sketch_case<double>(rng, ref, k, simkern::isa_name(isa), width, rows, runs);
+        const int stride = width + 3;
+        std::vector<double> a(static_cast<std::size_t>(rows * stride)), u(static_cast<std::size_t>(rows)),
+            v(static_cast<std::size_t>(width));
+        for (auto& x : a) x = normal(rng);
+        for (auto& x : u) x = normal(rng);
+        for (auto& x : v) x = normal(rng);
+        std::vector<double> want(static_cast<std::size_t>(width), 0.5), got = want;
+        ref.rmatvec_f64(a.data(), rows, stride, width, u.data(), want.data());
+        k.rmatvec_f64(a.data(), rows, stride, width, u.data(), got.data());
+        ++runs;
+        if (std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) != 0)
+          fail("sketch rmatvec differs", simkern::isa_name(isa), width, rows);
+        std::vector<double> mv_want(static_cast<std::size_t>(rows)), mv_got(mv_want.size());
+        ref.matvec_f64(a.data(), rows, stride, width, v.data(), mv_want.data());
+        k.matvec_f64(a.data(), rows, stride, width, v.data(), mv_got.data());
+        ++runs;
+        for (int r = 0; r < rows; ++r) {
+          double mag = 0.0;
+          for (int c = 0; c < width; ++c) mag += std::fabs(a[r * stride + c] * v[c]);
+          if (std::fabs(mv_want[r] - mv_got[r]) > 1e-14 * mag + 1e-300)
+            fail("sketch matvec beyond rounding", simkern::isa_name(isa), width, rows);
+        }
+      }
+  }
+  return runs;
+}
+
 // float_to_f16_rne (HNSW float16 storage): the nearest binary16, ties to the even one, for random finite floats
 // of every magnitude and the edges (checked against its neighbours through the exact widening f16_to_float).
 int f16_rounding_check(std::mt19937_64& rng) {
@@ -502,9 +579,10 @@ int main() {
   const int fde_runs = fde_check(rng);
   const int hnsw_runs = hnsw_check(rng);
   const int fwht_runs = fwht_check(rng);
+  const int sketch_runs = sketch_check(rng);
   const int f16_runs = f16_rounding_check(rng);
-  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW and %d FWHT kernel "
+  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW, %d FWHT and %d sketch kernel "
               "comparisons, %d float16 roundings, %d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs,
-              fde_runs, hnsw_runs, fwht_runs, f16_runs, g_failures);
+              fde_runs, hnsw_runs, fwht_runs, sketch_runs, f16_runs, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -24,11 +24,13 @@ if [ "$mode" = "--emulate-avx512" ]; then
     "csrc/kernels/x86_avx2/fde.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/hnsw.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/fwht.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx2/sketch.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:$emu"
     "csrc/kernels/x86_avx512/pq.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512/fde.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512/hnsw.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512/fwht.cpp:$emu"
+    "csrc/kernels/x86_avx512/sketch.cpp:$emu -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:$emu"
     "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:$emu"
   )
@@ -43,11 +45,13 @@ elif [ "$mode" = "--native" ]; then
     "csrc/kernels/x86_avx2/fde.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/hnsw.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx2/fwht.cpp:-mavx2 -mfma -mf16c"
+    "csrc/kernels/x86_avx2/sketch.cpp:-mavx2 -mfma -mf16c -ffp-contract=off"
     "csrc/kernels/x86_avx512/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
     "csrc/kernels/x86_avx512/pq.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512/fde.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512/hnsw.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512/fwht.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl"
+    "csrc/kernels/x86_avx512/sketch.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -ffp-contract=off"
     "csrc/kernels/x86_avx512_bf16/maxsim.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16"
     "csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp:-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vbmi"
   )
@@ -58,7 +62,7 @@ else
   defs=(-DSIMKERN_HAVE_NEON_KERNELS=1)
   isa_objs=("csrc/kernels/arm_neon/maxsim.cpp:" "csrc/kernels/arm_neon/pq.cpp:-ffp-contract=off"
             "csrc/kernels/arm_neon/fde.cpp:-ffp-contract=off" "csrc/kernels/arm_neon/hnsw.cpp:-ffp-contract=off"
-            "csrc/kernels/arm_neon/fwht.cpp:")
+            "csrc/kernels/arm_neon/fwht.cpp:" "csrc/kernels/arm_neon/sketch.cpp:-ffp-contract=off")
   link=(-static -pthread)
   runner=(qemu-aarch64)
 fi
@@ -79,6 +83,7 @@ compile csrc/runtime/fde_driver.cpp "-ffp-contract=off"
 compile csrc/kernels/scalar/fde.cpp "-fno-tree-vectorize -ffp-contract=off"
 compile csrc/kernels/scalar/hnsw.cpp "-fno-tree-vectorize -ffp-contract=off"
 compile csrc/kernels/scalar/fwht.cpp "-fno-tree-vectorize"
+compile csrc/kernels/scalar/sketch.cpp "-fno-tree-vectorize -ffp-contract=off"
 compile csrc/kernels/scalar/maxsim.cpp "-fno-tree-vectorize"
 compile csrc/kernels/scalar/pq.cpp "-fno-tree-vectorize -ffp-contract=off"
 for entry in "${isa_objs[@]}"; do compile "${entry%%:*}" "${entry#*:}"; done

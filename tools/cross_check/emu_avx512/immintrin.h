@@ -167,3 +167,6 @@ static inline __m512d _mm512_loadu_pd(const double* p) { __m512d r; std::memcpy(
 static inline void _mm512_storeu_pd(double* p, __m512d a) { std::memcpy(p, a.v, sizeof a.v); }
 static inline __m512d _mm512_add_pd(__m512d a, __m512d b) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i]; return r; }
 static inline __m512d _mm512_sub_pd(__m512d a, __m512d b) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] - b.v[i]; return r; }
+static inline __m512d _mm512_setzero_pd() { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = 0.0; return r; }
+static inline __m512d _mm512_set1_pd(double x) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = x; return r; }
+static inline __m512d _mm512_fmadd_pd(__m512d a, __m512d b, __m512d c) { __m512d r; for (int i = 0; i < 8; ++i) r.v[i] = std::fma(a.v[i], b.v[i], c.v[i]); return r; }
