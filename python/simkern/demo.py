@@ -193,6 +193,30 @@ def run_hnsw_rows(repeats: int, threads: int) -> list[dict]:
     return rows
 
 
+def run_lstsq_rows(repeats: int, threads: int) -> list[dict]:
+    """Sketched least squares on a seeded tall Gaussian problem (2^16 x 64, b = A x0 + noise) against NumPy's
+    lstsq (LAPACK gelsd); checks: the achieved l_inf eps against the reported bound, the preconditioned error."""
+    from .linalg import lstsq_sketched
+    rng = np.random.default_rng(0)
+    n, d = 2**16, 64
+    a = rng.standard_normal((n, d))
+    b = a @ rng.standard_normal(d) + rng.standard_normal(n)
+    t_np = _best_time(lambda: np.linalg.lstsq(a, b, rcond=None), max(1, repeats // 2))
+    x_star = np.linalg.lstsq(a, b, rcond=None)[0]
+    scale = np.linalg.norm(a @ x_star - b) / np.sqrt(np.linalg.eigvalsh(a.T @ a)[0]) / np.sqrt(d)
+    rows = []
+    for method, m in (("solve", 16 * d), ("precondition", 4 * d)):
+        t = _best_time(lambda: lstsq_sketched(a, b, m=m, method=method, threads=threads), repeats)
+        res = lstsq_sketched(a, b, m=m, method=method, threads=threads)
+        err = float(np.abs(res.x - x_star).max())
+        check = (f"eps {err / scale:.2f} <= bound {res.eps_bound:.2f}" if method == "solve" else
+                 f"|x-x*|/|x*| {err / np.abs(x_star).max():.1e}, {res.iterations} it")
+        rows.append(dict(kernel="lstsq sketch+solve" if method == "solve" else "lstsq sketch+precond", isa=runtime.active_isa(), dtype="float64",
+                         threads=threads, seconds=t, rate=f"m={m} srht", gflops=0.0, numpy_ratio=t_np / t,
+                         check=check))
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     header = f"{'kernel':<20} {'isa':<7} {'dtype':<9} {'thr':>3} {'time ms':>9} {'throughput':>20} {'GFLOP/s':>8} " \
              f"{'vs numpy':>8}  check"
@@ -217,11 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDemo data: {len(data['queries'])} queries, {len(data['docs'])} docs x {args.copies} copies, "
           f"dim {data['docs'].dim} (all-MiniLM-L6-v2 token vectors, PCA to 128-d)\n")
     print_table(run_maxsim_rows(args.repeats, args.copies, args.threads) + run_pq_rows(args.repeats, args.threads)
-                + run_fde_rows(args.repeats, args.copies, args.threads) + run_hnsw_rows(args.repeats, args.threads))
+                + run_fde_rows(args.repeats, args.copies, args.threads) + run_hnsw_rows(args.repeats, args.threads)
+                + run_lstsq_rows(args.repeats, args.threads))
     print("\nNumPy baselines: MaxSim = per query one float32 GEMM over all doc tokens + maximum.reduceat; PQ search ="
           " broadcast tables + gathered ADC + argpartition (OpenBLAS threads as configured). Ratios > 1 mean simkern"
           " is faster. PQ rows use the 11k demo doc tokens as single vectors and 200 query tokens as queries."
           " FDE rows encode the 128 demo docs x copies (the checks use the 128 originals). HNSW rows index the 11k"
-          " doc tokens (inner product) and search 200 query tokens; NumPy = one GEMM + argpartition."
+          " doc tokens (inner product) and search 200 query tokens; NumPy = one GEMM + argpartition. lstsq rows solve a"
+          " seeded 65536 x 64 Gaussian problem; NumPy = numpy.linalg.lstsq (LAPACK gelsd)."
           " Full peer comparisons: bench/.")
     return 0
