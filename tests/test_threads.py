@@ -115,7 +115,7 @@ import numpy as np
 import simkern
 rng = np.random.default_rng(0)
 q = simkern.Ragged(rng.standard_normal((64 * 32, 128)).astype(np.float32), np.arange(65) * 32)
-docs = simkern.Ragged(rng.standard_normal((400 * 150, 128)).astype(np.float32), np.arange(401) * 150)
+docs = simkern.Ragged(rng.standard_normal((1200 * 150, 128)).astype(np.float32), np.arange(1201) * 150)
 t0 = time.perf_counter()
 simkern.maxsim(q, docs, threads=2)
 full = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from .fde import FDE
 from .hnsw import HNSWIndex
 from .linalg import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
+from .multivector import MultiVectorIndex
 from .opq import OPQ
 from .pq import ProductQuantizer
 from .pq_index import PQIndex
@@ -39,6 +40,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "FDE",
     "HNSWIndex",
+    "MultiVectorIndex",
     "OPQ",
     "PQIndex",
     "fwht",

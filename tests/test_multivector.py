@@ -1,0 +1,283 @@
+"""MultiVectorIndex (FDE -> ANN -> exact MaxSim rerank) and simkern.compat.pylate: recall against exact MaxSim on a
+seeded synthetic corpus for every ann, exactness of the returned scores, add/remove/save/load/pickle, corrupt folders,
+bad inputs; the PyLate shim against a NumPy transcription of PyLate's formula."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import simkern
+from simkern.compat.pylate import colbert_scores
+
+DIM = 32
+ANNS = ["flat", "hnsw", "pq", "tokens"]
+
+
+def corpus(n_docs: int, seed: int, topics: int = 20) -> list[np.ndarray]:
+    """Docs of 8-31 unit tokens drawn around 4 centres of one of `topics` topics (so that retrieval is meaningful)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((topics * 4, DIM)).astype(np.float32)
+    docs = []
+    for _ in range(n_docs):
+        t, length = rng.integers(topics), rng.integers(8, 32)
+        x = centers[rng.integers(t * 4, t * 4 + 4, length)] + 0.7 * rng.standard_normal((length, DIM))
+        docs.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return docs
+
+
+def queries_from(docs: list[np.ndarray], n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        d = docs[rng.integers(len(docs))]
+        x = d[rng.choice(len(d), min(len(d), 8), replace=False)] + 0.3 * rng.standard_normal((min(len(d), 8), DIM))
+        out.append((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    docs = corpus(600, seed=0)
+    queries = queries_from(docs, 50, seed=1)
+    d, q = simkern.Ragged.from_list(docs), simkern.Ragged.from_list(queries)
+    return d, q, simkern.maxsim(q, d)
+
+
+def small_fde():
+    return simkern.FDE(DIM, num_repetitions=10, num_simhash_projections=4, projection_dimension=8)  # 1280-d
+
+
+def build(ann, docs, **kw):
+    fde = None if ann == "tokens" else small_fde()
+    index = simkern.MultiVectorIndex(DIM, fde=fde, ann=ann, **kw)
+    index.add(docs)
+    return index
+
+
+def recall_at_10(ids, exact):
+    gt = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, gt)]))
+
+
+@pytest.mark.parametrize("ann", ANNS)
+def test_recall_and_exact_scores(data, ann):
+    d, q, exact = data
+    index = build(ann, d, candidates=100)
+    assert len(index) == len(d)
+    scores, ids = index.search(q, 10)
+    assert scores.shape == ids.shape == (len(q), 10) and scores.dtype == np.float32 and ids.dtype == np.int64
+    # measured on this seeded corpus: flat / hnsw / pq 0.92, tokens 0.99 (candidates = 100)
+    assert recall_at_10(ids, exact) >= (0.97 if ann == "tokens" else 0.88), ann
+    # the returned scores are the exact MaxSim scores of the returned ids, best first
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, 1), rtol=1e-6, atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # more candidates never hurt: the flat ANN with every doc as a candidate is exact MaxSim
+    if ann == "flat":
+        _, all_ids = index.search(q, 10, candidates=len(d))
+        assert recall_at_10(all_ids, exact) == 1.0
+
+
+def test_fewer_candidates_lower_recall(data):
+    d, q, exact = data
+    index = build("flat", d)
+    r20 = recall_at_10(index.search(q, 10, candidates=20)[1], exact)
+    r100 = recall_at_10(index.search(q, 10, candidates=100)[1], exact)
+    assert r20 < r100
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_storage_dtypes(data, storage):
+    d, q, _ = data
+    index = build("flat", d, storage=storage)
+    stored = simkern.Ragged(d.tokens.astype(simkern.MultiVectorIndex(DIM, storage=storage).docs().dtype), d.offsets)
+    want = simkern.maxsim(q, stored)
+    scores, ids = index.search(q, 5)
+    np.testing.assert_allclose(scores, np.take_along_axis(want, ids, 1), rtol=1e-6, atol=1e-6)
+    assert index.docs().dtype == stored.dtype
+
+
+def test_ids_remove_and_add_again(data):
+    d, q, exact = data
+    docs = [d[i] for i in range(300)]
+    for ann in ANNS:  # (pq trains on its first add: >= 256 docs)
+        index = simkern.MultiVectorIndex(DIM, fde=None if ann == "tokens" else small_fde(), ann=ann, candidates=300)
+        got = index.add(docs[:260], ids=np.arange(1000, 1260))
+        np.testing.assert_array_equal(got, np.arange(1000, 1260))
+        np.testing.assert_array_equal(index.add(docs[260:]), np.arange(1260, 1300))  # continuing ids
+        assert 1000 in index and 999 not in index and len(index) == 300
+        _, before = index.search(q, 5)
+        victims = np.unique(before[:, 0])
+        index.remove(victims)
+        assert len(index) == 300 - len(victims) and all(v not in index for v in victims)
+        scores, after = index.search(q, 5)
+        assert not np.isin(after, victims).any(), ann
+        with pytest.raises(ValueError, match="not in the index"):
+            index.remove([victims[0]])
+        with pytest.raises(ValueError, match="already in the index"):
+            index.add(docs[:1], ids=[1001])
+        index.add([docs[int(victims[0]) - 1000]], ids=[5000])  # a removed doc can come back under a new id
+        assert 5000 in index
+        sub = simkern.Ragged.from_list(docs)
+        want = simkern.maxsim(q, sub)
+        ok = after >= 0
+        np.testing.assert_allclose(scores[ok], np.take_along_axis(want, np.where(ok, after - 1000, 0), 1)[ok],
+                                   rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("ann", ANNS)
+def test_save_load_pickle_round_trip(tmp_path, data, ann):
+    d, q, _ = data
+    index = build(ann, [d[i] for i in range(300)], storage="float16")
+    index.remove([3, 7])
+    want = index.search(q, 10)
+    path = tmp_path / "idx"
+    index.save(path)
+    index.save(path)  # replacing an existing folder
+    loaded = simkern.MultiVectorIndex.load(path)
+    assert len(loaded) == 298 and loaded.ann == ann and loaded.storage == "float16"
+    for got in (loaded.search(q, 10), pickle.loads(pickle.dumps(index)).search(q, 10)):
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+    loaded.add([d[400]])  # still writable
+    assert len(loaded) == 299
+
+
+def test_corrupt_folders(tmp_path, data):
+    d, q, _ = data
+    index = build("hnsw", [d[i] for i in range(100)])
+    good = tmp_path / "good"
+    index.save(good)
+    for name in ["tokens.npy", "offsets.npy", "ids.npy", "alive.npy", "ann.bin", "manifest.json"]:
+        bad = tmp_path / f"bad-{name}"
+        index.save(bad)
+        raw = bytearray((bad / name).read_bytes())
+        raw[len(raw) // 2] ^= 0x5A
+        (bad / name).write_bytes(bytes(raw))
+        with pytest.raises(ValueError):
+            simkern.MultiVectorIndex.load(bad)
+        trunc = tmp_path / f"trunc-{name}"
+        index.save(trunc)
+        (trunc / name).write_bytes((trunc / name).read_bytes()[:-7])
+        with pytest.raises(ValueError):
+            simkern.MultiVectorIndex.load(trunc)
+    os.remove(good / "ids.npy")
+    with pytest.raises(ValueError, match="missing or corrupt"):
+        simkern.MultiVectorIndex.load(good)
+    with pytest.raises(ValueError, match="not a MultiVectorIndex folder"):
+        simkern.MultiVectorIndex.load(tmp_path / "nothing-here")
+
+
+def test_default_fde_is_the_papers():
+    index = simkern.MultiVectorIndex(128)
+    cfg = index.fde.config
+    assert index.fde.output_dim == 10240 and cfg["num_repetitions"] == 20
+    assert cfg["num_simhash_projections"] == 5 and cfg["projection_dimension"] == 16
+    assert cfg["fill_empty_partitions"] and index.ann == "hnsw" and index.candidates == 100
+
+
+def test_bad_inputs(data):
+    d, q, _ = data
+    with pytest.raises(ValueError, match="ann must be one of"):
+        simkern.MultiVectorIndex(DIM, ann="ivf")
+    with pytest.raises(ValueError, match="storage must be one of"):
+        simkern.MultiVectorIndex(DIM, storage="int8")
+    with pytest.raises(ValueError, match="fde.dim must equal dim"):
+        simkern.MultiVectorIndex(DIM + 1, fde=small_fde())
+    with pytest.raises(TypeError, match="unknown options for ann='pq'"):
+        simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="pq", M=16)
+    index = simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="flat")
+    assert index.search(q, 3)[1].tolist() == [[-1] * 3] * len(q)  # empty index: padding
+    with pytest.raises(ValueError, match="dim 32"):
+        index.add([np.ones((3, DIM + 1), np.float32)])
+    with pytest.raises(ValueError, match="is empty"):
+        index.add([np.ones((3, DIM), np.float32), np.ones((0, DIM), np.float32)])
+    bad = np.ones((3, DIM), np.float32)
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"docs\[1\] contains NaN or inf \(token 1\)"):
+        index.add([np.ones((2, DIM), np.float32), bad])
+    with pytest.raises(TypeError, match="float32, float16 or bfloat16"):
+        index.add([np.ones((2, DIM))])
+    with pytest.raises(ValueError, match="ids must be distinct"):
+        index.add([d[0], d[1]], ids=[4, 4])
+    with pytest.raises(ValueError, match="one id per doc"):
+        index.add([d[0], d[1]], ids=[4])
+    index.add([d[i] for i in range(20)])
+    with pytest.raises(ValueError, match=r"candidates \(5\) must be >= k \(10\)"):
+        index.search(q, 10, candidates=5)
+    with pytest.raises(TypeError, match="queries must be float32"):
+        index.search([q[0].astype(np.float64)], 3)
+    with pytest.raises(ValueError, match="queries must have dim"):
+        index.search([np.ones((2, DIM + 1), np.float32)], 3)
+    nan_q = q[0].copy()
+    nan_q[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        index.search([nan_q], 3)
+    pq = simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="pq")
+    with pytest.raises(ValueError, match="at least 256 docs"):
+        pq.add([d[i] for i in range(100)])
+
+
+# -- simkern.compat.pylate -------------------------------------------------------------------------------------
+
+def pylate_formula(q, d, qm=None, dm=None):
+    """PyLate's colbert_scores transcribed to NumPy: einsum, multiply by the masks, max over doc tokens, sum."""
+    s = np.einsum("ash,bth->abst", q.astype(np.float64), d.astype(np.float64))
+    if qm is not None:
+        s = s * qm[:, None, :, None]
+    if dm is not None:
+        s = s * dm[None, :, None, :]
+    return s.max(axis=-1).sum(axis=-1)
+
+
+def test_pylate_shim_unmasked_and_masked():
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((4, 6, 16)).astype(np.float32)
+    d = rng.standard_normal((5, 9, 16)).astype(np.float32)
+    got = colbert_scores(q, d)
+    assert got.shape == (4, 5) and got.dtype == np.float32
+    np.testing.assert_allclose(got, pylate_formula(q, d), rtol=1e-5, atol=1e-5)
+    qm = (rng.random((4, 6)) < 0.7).astype(np.float32)
+    dm = rng.random((5, 9)) < 0.6
+    dm[:, 0] = True
+    got = colbert_scores(q, d, qm, dm)
+    # our semantics: masked tokens are removed (never win the max)
+    want = np.zeros((4, 5))
+    for i in range(4):
+        for j in range(5):
+            qi, dj = q[i][qm[i] == 1].astype(np.float64), d[j][dm[j]].astype(np.float64)
+            want[i, j] = (qi @ dj.T).max(axis=1).sum() if len(qi) else 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # where every unmasked similarity is positive the two semantics agree
+    qp, dp = np.abs(q), np.abs(d)
+    np.testing.assert_allclose(colbert_scores(qp, dp, qm, dm), pylate_formula(qp, dp, qm, dm.astype(np.float64)),
+                               rtol=1e-5, atol=1e-5)
+    # and they differ where PyLate's zeroed tokens win: a doc whose real similarities are all negative
+    neg_d = -np.abs(d)
+    assert not np.allclose(colbert_scores(qp, neg_d, None, dm), pylate_formula(qp, neg_d, None, dm))
+    all_masked = dm.copy()
+    all_masked[2] = False
+    assert np.all(colbert_scores(q, d, None, all_masked)[:, 2] == -np.inf)
+
+
+def test_pylate_shim_torch_and_bad_inputs():
+    q = np.ones((2, 3, 8), np.float32)
+    d = np.ones((3, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="3-D"):
+        colbert_scores(q[0], d)
+    with pytest.raises(TypeError, match="float32"):
+        colbert_scores(q.astype(np.float64), d)
+    with pytest.raises(ValueError, match="same embedding size"):
+        colbert_scores(q, d[:, :, :4].copy())
+    with pytest.raises(ValueError, match=r"documents_mask must have shape \(3, 4\)"):
+        colbert_scores(q, d, None, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        colbert_scores(q, d, np.full((2, 3), 0.5))
+    torch = pytest.importorskip("torch")
+    tq, td = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)), torch.ones(3, 4, 8)
+    got = colbert_scores(tq, td, torch.ones(2, 3), torch.ones(3, 4, dtype=torch.bool))
+    assert isinstance(got, torch.Tensor) and tuple(got.shape) == (2, 3)
+    np.testing.assert_allclose(got.numpy(), pylate_formula(tq.numpy(), td.numpy()), rtol=1e-5, atol=1e-5)
