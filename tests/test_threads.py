@@ -116,16 +116,28 @@ import simkern
 rng = np.random.default_rng(0)
 q = simkern.Ragged(rng.standard_normal((64 * 32, 128)).astype(np.float32), np.arange(65) * 32)
 docs = simkern.Ragged(rng.standard_normal((1200 * 150, 128)).astype(np.float32), np.arange(1201) * 150)
-t0 = time.perf_counter()
-simkern.maxsim(q, docs, threads=2)
-full = time.perf_counter() - t0
-threading.Timer(0.1 * full, os.kill, (os.getpid(), signal.SIGINT)).start()
-t0 = time.perf_counter()
-try:
+full = []
+for _ in range(2):  # the faster of two uninterrupted calls (the first one also pays for warm-up)
+    t0 = time.perf_counter()
     simkern.maxsim(q, docs, threads=2)
+    full.append(time.perf_counter() - t0)
+full = min(full)
+result = None
+for attempt in range(3):  # a loaded VM can delay the timer thread past the end of the call: try again
+    threading.Timer(0.1 * full, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t0 = time.perf_counter()
+    try:
+        simkern.maxsim(q, docs, threads=2)
+        time.sleep(full)  # a late signal lands here, outside the call: not what is tested
+    except KeyboardInterrupt:
+        elapsed = time.perf_counter() - t0
+        if elapsed < full:
+            result = ("INTERRUPTED", full, elapsed)
+            break
+if result is None:
     print("NOT INTERRUPTED", full)
-except KeyboardInterrupt:
-    print("INTERRUPTED", full, time.perf_counter() - t0)
+else:
+    print(*result)
 simkern.maxsim(q[:1], docs[:3], threads=2)  # the pool still works
 print("OK")
 """

@@ -56,7 +56,7 @@ class MultiVectorIndex:
     tokens are converted on add); ``threads`` default threads. ``ann_options``: for ``"hnsw"`` / ``"tokens"`` the
     HNSWIndex options (``M``, ``ef_construction``, ``seed``, and ``ef`` for search; ``"tokens"`` also ``token_k``,
     tokens retrieved per query token, default 32); for ``"pq"`` ``m`` (subspaces, default output_dim / 8), ``nbits``
-    (8 or 4), ``seed``, ``iters``.
+    (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means sample, default all of the first add).
     """
 
     def __init__(self, dim: int, *, fde: FDE | None = None, ann: str = "hnsw", candidates: int = 100,
@@ -101,7 +101,8 @@ class MultiVectorIndex:
         if self._ann_kind == "pq":
             m = o.pop("m", None) or max(1, self._fde.output_dim // 8)
             nbits = o.pop("nbits", 8)
-            self._pq_train = {"seed": o.pop("seed", 0), "iters": o.pop("iters", 25)}
+            self._pq_train = {"seed": o.pop("seed", 0), "iters": o.pop("iters", 25),
+                              "max_train_points": o.pop("max_train_points", None)}
             if o:
                 raise TypeError(f"unknown options for ann='pq': {', '.join(sorted(o))}")
             if self._fde.output_dim % m:
