@@ -237,7 +237,7 @@ def run_multivector_rows(repeats: int, threads: int) -> list[dict]:
     return [dict(kernel="multivector build", isa=runtime.active_isa(), dtype="float16", threads=threads,
                  seconds=t_build, rate=f"{len(docs)} docs", gflops=0.0, numpy_ratio=float("nan"),
                  check="FDE 10240-d + HNSW"),
-            dict(kernel="MultiVectorIndex.search", isa=runtime.active_isa(), dtype="float16", threads=threads,
+            dict(kernel="multivector search", isa=runtime.active_isa(), dtype="float16", threads=threads,
                  seconds=t, rate=f"{len(queries) / t / 1e3:8.1f}k q/s", gflops=0.0, numpy_ratio=t_bf / t,
                  check=f"recall@10 {recall:.3f} (50 cand.)")]
 
