@@ -113,6 +113,9 @@ _INTERRUPT_SCRIPT = r"""
 import os, signal, threading, time
 import numpy as np
 import simkern
+# Python leaves SIGINT alone when it starts with SIGINT ignored (e.g. under `cmd &` in a non-interactive shell, as
+# some CI runners launch jobs): install the default KeyboardInterrupt handler so the test sees what a terminal does.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 rng = np.random.default_rng(0)
 q = simkern.Ragged(rng.standard_normal((64 * 32, 128)).astype(np.float32), np.arange(65) * 32)
 docs = simkern.Ragged(rng.standard_normal((1200 * 150, 128)).astype(np.float32), np.arange(1201) * 150)
