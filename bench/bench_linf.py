@@ -68,21 +68,6 @@ def numpy_fwht(x):
     return y
 
 
-def design(name, n, d, rng, np):
-    if name == "gauss":
-        a = rng.standard_normal((n, d))
-    elif name == "cauchy-rows":
-        a = rng.standard_normal((n, d)) * np.abs(rng.standard_cauchy(n))[:, None]
-    else:
-        a = 1e-3 * rng.standard_normal((n, d))
-        a[:d] += np.eye(d)
-    b = a @ rng.standard_normal(d) + (1e-3 if name == "spike" else 1.0) * rng.standard_normal(n)
-    if name == "spike":
-        rows = rng.choice(np.arange(d, n), 8, replace=False)
-        b[rows] += rng.choice([-1.0, 1.0], 8)
-    return a, b
-
-
 def worker(args) -> None:
     T = args.worker
     import numpy as np
@@ -177,8 +162,10 @@ def worker(args) -> None:
     if T == 1 and not args.no_eps:
         n, d = (2**13, 32) if args.quick else (2**15, 64)
         seeds = 3 if args.quick else 8
+        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+        from reference import lstsq_design  # the designs of tests/test_lstsq_sketched.py
         for name in ("gauss", "cauchy-rows", "spike"):
-            a, b = design(name, n, d, np.random.default_rng(args.seed), np)
+            a, b = lstsq_design(name, n, d, args.seed)
             x_star = np.linalg.lstsq(a, b, rcond=None)[0]
             scale = np.linalg.norm(a @ x_star - b) / np.linalg.svd(a, compute_uv=False)[-1] / np.sqrt(d)
             log(f"[{T}T] eps vs m: {name}")

@@ -356,3 +356,22 @@ def linf_error_ratio(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
     x_star = np.linalg.lstsq(a64, b64, rcond=None)[0]
     scale = np.linalg.norm(a64 @ x_star - b64) / np.linalg.svd(a64, compute_uv=False)[-1] / np.sqrt(a.shape[1])
     return float(np.abs(np.asarray(x, np.float64) - x_star).max() / scale)
+
+
+def lstsq_design(name: str, n: int, d: int, seed: int):
+    """(a, b) of the three least-squares designs of ../shared/notes/linf.md: "gauss" (kappa ~ 1), "cauchy-rows" (rows
+    scaled by |Cauchy|: leverage near 1, kappa ~ 60) and "spike" (d rows e_j of leverage ~1 over a 1e-3 background,
+    plus 8 residual outliers of +-1)."""
+    rng = np.random.default_rng(seed)
+    if name == "gauss":
+        a = rng.standard_normal((n, d))
+    elif name == "cauchy-rows":
+        a = rng.standard_normal((n, d)) * np.abs(rng.standard_cauchy(n))[:, None]
+    else:
+        a = 1e-3 * rng.standard_normal((n, d))
+        a[:d] += np.eye(d)
+    b = a @ rng.standard_normal(d) + (1e-3 if name == "spike" else 1.0) * rng.standard_normal(n)
+    if name == "spike":
+        rows = rng.choice(np.arange(d, n), 8, replace=False)
+        b[rows] += rng.choice([-1.0, 1.0], 8)
+    return a, b

@@ -10,25 +10,11 @@ import numpy as np
 import pytest
 
 import simkern
-from reference import linf_error_ratio
+from reference import linf_error_ratio, lstsq_design
 
 
 def design(name: str, n: int, d: int, seed: int):
-    """(a, b) of the notes' three designs: gauss (kappa ~ 1), cauchy-rows (rows scaled by |Cauchy|: leverage near
-    1, kappa ~ 60) and spike (d rows e_j of leverage ~1 over a 1e-3 background, plus 8 residual outliers of +-1)."""
-    rng = np.random.default_rng(seed)
-    if name == "gauss":
-        a = rng.standard_normal((n, d))
-    elif name == "cauchy-rows":
-        a = rng.standard_normal((n, d)) * np.abs(rng.standard_cauchy(n))[:, None]
-    else:
-        a = 1e-3 * rng.standard_normal((n, d))
-        a[:d] += np.eye(d)
-    b = a @ rng.standard_normal(d) + (1e-3 if name == "spike" else 1.0) * rng.standard_normal(n)
-    if name == "spike":
-        rows = rng.choice(np.arange(d, n), 8, replace=False)
-        b[rows] += rng.choice([-1.0, 1.0], 8)
-    return a, b
+    return lstsq_design(name, n, d, seed)
 
 
 def achieved(a, b, x_star, scale, x):
