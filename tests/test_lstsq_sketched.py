@@ -13,10 +13,6 @@ import simkern
 from reference import linf_error_ratio, lstsq_design
 
 
-def design(name: str, n: int, d: int, seed: int):
-    return lstsq_design(name, n, d, seed)
-
-
 def achieved(a, b, x_star, scale, x):
     return float(np.abs(x - x_star).max() / scale)
 
@@ -35,7 +31,7 @@ def test_linf_error_over_20_seeds(isa, name, kind):
     make small sketches much worse (SRHT at m = 4d: median 3.5, max 10 times the law over 100 seeds; NumPy's own SRHT
     with NumPy's generator measures the same). d = 64 as in the notes."""
     n, d = (4096, 64) if kind == "srht" else (2048, 64)  # the gaussian sketch costs m n d: a smaller n
-    a, b = design(name, n, d, seed=0)
+    a, b = lstsq_design(name, n, d, seed=0)
     x_star, scale = reference_solution(a, b)
     for factor in (4, 16, 32) if kind == "srht" else (4, 16):
         m = factor * d
@@ -58,7 +54,7 @@ def test_countsketch_fails_on_spiky_data_where_srht_does_not():
     leverage ~1 moves that coordinate by ~|outlier|, whatever m. Measured here on fixed seeds: CountSketch > 1.5 in
     about a third of 100 seeds at m = 32 d; SRHT never."""
     n, d = 8192, 32
-    a, b = design("spike", n, d, seed=0)
+    a, b = lstsq_design("spike", n, d, seed=0)
     x_star, scale = reference_solution(a, b)
     fails = {}
     for kind in ("countsketch", "srht"):
@@ -77,7 +73,7 @@ def test_default_rule_and_eps_bound():
     m = simkern.sketch_rows_rule(d, 0.5, 0.01)
     assert bound(m) <= 0.5 < bound(m - 1)  # the smallest m that meets eps
     assert 0.8 < m / (np.log(d / 0.01) * d / 0.25) < 2.5  # ~ ln(d/delta) d / eps^2, corrected for m near d
-    a, b = design("gauss", 20000, d, seed=1)
+    a, b = lstsq_design("gauss", 20000, d, seed=1)
     res = simkern.lstsq_sketched(a, b)
     assert res.m == simkern.sketch_rows_rule(d) and res.kind == "srht" and res.method == "solve"
     assert res.iterations == 0
@@ -90,7 +86,7 @@ def test_default_rule_and_eps_bound():
 
 def test_precondition_reaches_tolerance(isa):
     n, d = 8192, 32
-    a, b = design("gauss", n, d, seed=3)
+    a, b = lstsq_design("gauss", n, d, seed=3)
     x_star = np.linalg.lstsq(a, b, rcond=None)[0]
     for kind in ("srht", "gaussian", "sparse_sign", "countsketch"):
         res = simkern.lstsq_sketched(a, b, m=4 * d, kind=kind, method="precondition", tol=1e-10)
@@ -103,7 +99,7 @@ def test_precondition_reaches_tolerance(isa):
 
 def test_precondition_ill_conditioned_and_many_right_hand_sides():
     n, d = 4096, 12
-    a, _ = design("cauchy-rows", n, d, seed=4)
+    a, _ = lstsq_design("cauchy-rows", n, d, seed=4)
     a[:, 0] *= 1e4  # kappa ~ 1e6: the preconditioner removes it
     rng = np.random.default_rng(5)
     b = a @ rng.standard_normal((d, 3)) + rng.standard_normal((n, 3))
@@ -117,7 +113,7 @@ def test_precondition_ill_conditioned_and_many_right_hand_sides():
 
 
 def test_result_fields_residual_and_dtypes():
-    a, b = design("gauss", 3000, 10, seed=6)
+    a, b = lstsq_design("gauss", 3000, 10, seed=6)
     res = simkern.lstsq_sketched(a, b, m=200, seed=1)
     assert res.x.shape == (10,) and res.x.dtype == np.float64 and res.m == 200
     assert res.residual_norm == pytest.approx(np.linalg.norm(a @ res.x - b), rel=1e-12)
@@ -139,7 +135,7 @@ def test_result_fields_residual_and_dtypes():
 
 
 def test_same_answer_for_every_thread_count():
-    a, b = design("cauchy-rows", 5000, 20, seed=7)
+    a, b = lstsq_design("cauchy-rows", 5000, 20, seed=7)
     for method in ("solve", "precondition"):
         xs = [simkern.lstsq_sketched(a, b, m=160, method=method, threads=t).x for t in (1, 2, 3)]
         for x in xs[1:]:
@@ -147,7 +143,7 @@ def test_same_answer_for_every_thread_count():
 
 
 def test_bad_inputs():
-    a, b = design("gauss", 100, 5, seed=8)
+    a, b = lstsq_design("gauss", 100, 5, seed=8)
     with pytest.raises(ValueError, match="a must be tall"):
         simkern.lstsq_sketched(a[:4], b[:4])
     with pytest.raises(ValueError, match="a must be 2-D"):

@@ -17,6 +17,12 @@ i64 element_stride(const py::array& x, int axis, const char* name) {
   return bytes / static_cast<i64>(sizeof(T));
 }
 
+i64 padded_rows(i64 n) {  // srht's N: the next power of two >= n
+  i64 big_n = 1;
+  while (big_n < n) big_n *= 2;
+  return big_n;
+}
+
 template <class T>
 py::array_t<T> sketch_rows(const py::array_t<T>& a, const py::object& b_obj, i64 m, int kind, std::uint64_t seed,
                            i64 nnz, int threads) {
@@ -40,8 +46,7 @@ py::array_t<T> sketch_rows(const py::array_t<T>& a, const py::object& b_obj, i64
   }
   require(kind >= 0 && kind <= 3, "unknown sketch kind");
   require(m >= 1, "m must be >= 1");
-  i64 big_n = 1;
-  while (big_n < in.n) big_n *= 2;
+  const i64 big_n = padded_rows(in.n);
   if (kind == static_cast<int>(SketchKind::srht))
     require(m <= big_n, "srht samples m distinct rows of the padded length " + std::to_string(big_n));
   require(nnz >= 1 && (kind != static_cast<int>(SketchKind::sparse_sign) || nnz <= m), "nnz must be in [1, m]");
@@ -52,9 +57,7 @@ py::array_t<T> sketch_rows(const py::array_t<T>& a, const py::object& b_obj, i64
 }
 
 py::array_t<std::int64_t> rows_of_srht(i64 n, i64 m, std::uint64_t seed) {
-  i64 big_n = 1;
-  while (big_n < n) big_n *= 2;
-  require(n >= 1 && m >= 1 && m <= big_n, "need n >= 1 and 1 <= m <= next power of two of n");
+  require(n >= 1 && m >= 1 && m <= padded_rows(n), "need n >= 1 and 1 <= m <= next power of two of n");
   py::array_t<std::int64_t> out(m);
   srht_rows(n, m, seed, out.mutable_data());
   return out;

@@ -18,6 +18,7 @@
 #include "generic/half.hpp"
 #include "simkern/dispatch.hpp"
 #include "simkern/thread_pool.hpp"
+#include "splitmix.hpp"
 
 namespace simkern {
 
@@ -32,13 +33,6 @@ inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
-}
-
-inline std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "simkern/dispatch.hpp"
+#include "splitmix.hpp"
 #include "simkern/fwht.hpp"
 #include "simkern/sketch.hpp"
 #include "simkern/thread_pool.hpp"
@@ -20,14 +21,8 @@ using u64 = std::uint64_t;
 // Random streams: value(seed, stream, counter) is a splitmix64 hash, so any entry of S can be computed on its own.
 enum : u64 { kStreamSigns = 1, kStreamRows = 2, kStreamGaussian = 3, kStreamSparse = 4 };
 
-inline u64 mix64(u64 x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-inline u64 stream_key(u64 seed, u64 stream) { return mix64(seed ^ mix64(stream * 0xd1b54a32d192ed03ULL)); }
-inline u64 hash_at(u64 key, u64 counter) { return mix64(key + counter * 0x9e3779b97f4a7c15ULL); }
+inline u64 stream_key(u64 seed, u64 stream) { return splitmix64(seed ^ splitmix64(stream * 0xd1b54a32d192ed03ULL)); }
+inline u64 hash_at(u64 key, u64 counter) { return splitmix64(key + counter * 0x9e3779b97f4a7c15ULL); }
 // floor(h * range / 2^64): a value in [0, range) from the high bits of h.
 inline u64 scale_below(u64 h, u64 range) {
   return static_cast<u64>((static_cast<unsigned __int128>(h) * range) >> 64);
@@ -87,7 +82,7 @@ std::vector<u64> sign_words(i64 n, u64 seed) {
 // m distinct rows of [0, big_n), uniformly (Floyd), increasing.
 std::vector<std::int64_t> sampled_rows(i64 big_n, i64 m, u64 seed) {
   u64 state = stream_key(seed, kStreamRows);
-  const auto next = [&state] { return mix64(state++); };
+  const auto next = [&state] { return splitmix64(state++); };
   const auto below = [&next](u64 range) {  // exactly uniform in [0, range) (Lemire's rejection)
     const u64 threshold = (0 - range) % range;
     for (;;) {

@@ -25,6 +25,17 @@ def threads_arg(threads) -> int:
     return int(threads)
 
 
+def int_arg(value, name: str, low: int, high: int | None = None) -> int:
+    """An int (Python or NumPy integer, not bool) in [low, high]; TypeError / ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {rng}, got {value}")
+    return value
+
+
 def positive_int(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")

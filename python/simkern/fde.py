@@ -24,22 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validate import threads_arg
+from ._validate import int_arg, threads_arg
 from .ragged import Ragged, as_ragged
 
 __all__ = ["FDE"]
 
 _PROJECTIONS = ("identity", "ams_sketch")
-
-
-def _int_arg(value, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        rng = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be {rng}, got {value}")
-    return value
 
 
 class FDE:
@@ -55,9 +45,9 @@ class FDE:
     def __init__(self, dim: int, *, num_repetitions: int = 20, num_simhash_projections: int = 5,
                  projection: str = "ams_sketch", projection_dimension: int | None = 16,
                  fill_empty_partitions: bool = True, final_projection_dimension: int | None = None, seed: int = 1):
-        dim = _int_arg(dim, "dim", 1)
-        num_repetitions = _int_arg(num_repetitions, "num_repetitions", 1)
-        num_simhash_projections = _int_arg(num_simhash_projections, "num_simhash_projections", 0, 30)
+        dim = int_arg(dim, "dim", 1)
+        num_repetitions = int_arg(num_repetitions, "num_repetitions", 1)
+        num_simhash_projections = int_arg(num_simhash_projections, "num_simhash_projections", 0, 30)
         if projection not in _PROJECTIONS:
             raise ValueError(f"projection must be 'identity' or 'ams_sketch', got {projection!r}")
         if projection == "identity":
@@ -68,12 +58,12 @@ class FDE:
         else:
             if projection_dimension is None:
                 raise ValueError("projection_dimension is required with projection='ams_sketch'")
-            d_proj = _int_arg(projection_dimension, "projection_dimension", 1)
+            d_proj = int_arg(projection_dimension, "projection_dimension", 1)
         if not isinstance(fill_empty_partitions, (bool, np.bool_)):
             raise TypeError(f"fill_empty_partitions must be a bool, got {type(fill_empty_partitions).__name__}")
         if final_projection_dimension is not None:
-            final_projection_dimension = _int_arg(final_projection_dimension, "final_projection_dimension", 1)
-        seed = _int_arg(seed, "seed", -(2**31), 2**31 - 1)
+            final_projection_dimension = int_arg(final_projection_dimension, "final_projection_dimension", 1)
+        seed = int_arg(seed, "seed", -(2**31), 2**31 - 1)
         self._config = {
             "dim": dim, "num_repetitions": num_repetitions, "num_simhash_projections": num_simhash_projections,
             "projection": projection, "projection_dimension": d_proj if projection == "ams_sketch" else None,

@@ -312,13 +312,14 @@ class HNSWIndex:
         self.__dict__.update(other.__dict__)
 
 
-def _progress(total: int):
+def _progress(total: int, unit: str = "vec", label: str = "HNSWIndex.add"):
+    """A progress callback (count done so far): tqdm when installed, else a line on stderr."""
     try:
         from tqdm import tqdm  # optional
     except ImportError:
         tqdm = None
     if tqdm is not None:
-        bar = tqdm(total=total, unit="vec")
+        bar = tqdm(total=total, unit=unit)
         done = [0]
 
         def update(count):
@@ -329,7 +330,7 @@ def _progress(total: int):
         return update
 
     def plain(count):
-        sys.stderr.write(f"\rHNSWIndex.add: {count}/{total}")
+        sys.stderr.write(f"\r{label}: {count}/{total}")
         if count >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._validate import threads_arg
+from ._validate import int_arg, threads_arg
 
 __all__ = ["fwht", "sketch", "lstsq_sketched", "SketchedLstsqResult", "sketch_rows_rule", "SKETCH_KINDS"]
 
@@ -90,14 +90,6 @@ def _seed_arg(seed) -> int:
     return int(seed)
 
 
-def _int_arg(value, name: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _kind_arg(kind) -> int:
     if kind not in _KIND_CODES:
         raise ValueError(f"kind must be one of {', '.join(map(repr, SKETCH_KINDS))}, got {kind!r}")
@@ -152,9 +144,9 @@ def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
     its dtype) raises ValueError."""
     a = _matrix_arg(a, "a")
     code = _kind_arg(kind)
-    m = _int_arg(m, "m", 1)
+    m = int_arg(m, "m", 1)
     seed = _seed_arg(seed)
-    nnz = _int_arg(nnz_per_column, "nnz_per_column", 1)
+    nnz = int_arg(nnz_per_column, "nnz_per_column", 1)
     threads = threads_arg(threads)
     n = a.shape[0]
     padded = 1 << (n - 1).bit_length()
@@ -180,7 +172,7 @@ def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:
     rows of leverage ~1 grow much faster than sqrt(d/m). The constant is fitted to measurements (dense sketches,
     100 seeds per case, see docs/ARCHITECTURE.md); it is not a proven theorem - the proven bounds (Price, Song,
     Woodruff 2017) need more rows."""
-    d = _int_arg(d, "d", 1)
+    d = int_arg(d, "d", 1)
     eps, delta = _eps_delta(eps, delta)
     hi = d + 1
     while _eps_of_rows(hi, d, delta) > eps:
@@ -301,8 +293,8 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
         raise TypeError("method='precondition' iterates in float64: a and b must be float64, got "
                         f"{a.dtype}; convert with .astype(numpy.float64) or use method='solve'")
     seed = _seed_arg(seed)
-    nnz = _int_arg(nnz_per_column, "nnz_per_column", 1)
-    max_iter = _int_arg(max_iter, "max_iter", 1)
+    nnz = int_arg(nnz_per_column, "nnz_per_column", 1)
+    max_iter = int_arg(max_iter, "max_iter", 1)
     if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real) or not 0 < tol < 1:
         raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
     threads = threads_arg(threads)
@@ -314,7 +306,7 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
                           UserWarning, stacklevel=2)
             m = n
     else:
-        m = _int_arg(m, "m", 1)
+        m = int_arg(m, "m", 1)
         if not d <= m <= n:
             raise ValueError(f"m must be in [d, n] = [{d}, {n}], got {m}")
     if kind == "sparse_sign" and nnz > m:

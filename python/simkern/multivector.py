@@ -25,7 +25,7 @@ import numpy as np
 
 from ._validate import BFLOAT16, int64_vector, positive_int, threads_arg
 from .fde import FDE
-from .hnsw import HNSWIndex
+from .hnsw import HNSWIndex, _progress
 from .maxsim import maxsim_topk
 from .pq_index import PQIndex
 from .ragged import Ragged, as_ragged
@@ -168,8 +168,9 @@ class MultiVectorIndex:
         lengths = d.lengths
         if (lengths == 0).any():
             raise ValueError(f"docs[{int(np.argmin(lengths))}] is empty: every document needs at least one token")
-        if d.total_tokens and not np.isfinite(d.tokens.astype(np.float32, copy=False)).all():
-            row = int(np.argmin(np.isfinite(d.tokens.astype(np.float32, copy=False)).all(axis=1)))
+        finite_rows = np.isfinite(d.tokens.astype(np.float32, copy=False)).all(axis=1)
+        if not finite_rows.all():
+            row = int(np.argmin(finite_rows))
             doc = int(np.searchsorted(d.offsets, row, side="right") - 1)
             raise ValueError(f"docs[{doc}] contains NaN or inf (token {row - int(d.offsets[doc])})")
         threads = self._threads if threads is None else threads_arg(threads)
@@ -177,7 +178,7 @@ class MultiVectorIndex:
         first_slot = self._n_docs
         slots = np.arange(first_slot, first_slot + n, dtype=np.int64)
         f32 = d if d.dtype == np.float32 else Ragged._trusted(d.tokens.astype(np.float32), d.offsets)
-        report = _progress(n, progress)
+        report = _progress(n, "doc", "MultiVectorIndex.add") if progress else (lambda done: None)
         if self._ann_kind == "tokens":
             token_ids = self._n_tokens + np.arange(f32.total_tokens, dtype=np.int64)
             self._ann.add(f32.tokens, token_ids, threads=threads or None)
@@ -259,8 +260,9 @@ class MultiVectorIndex:
         if self._ann_kind == "hnsw":
             self._ann.remove(slots)
         elif self._ann_kind == "tokens":
-            token_ids = np.concatenate([np.arange(self._offsets[s], self._offsets[s + 1]) for s in slots])
-            self._ann.remove(token_ids)
+            chosen = np.zeros(self._n_docs, np.bool_)
+            chosen[slots] = True
+            self._ann.remove(self._token_rows(chosen))
         self._alive[slots] = False
         self._lookup = None
 
@@ -313,7 +315,7 @@ class MultiVectorIndex:
 
     def _token_candidates(self, q: Ragged, c: int, threads: int) -> np.ndarray:
         token_k = int(self._options.get("token_k", 32))
-        token_k = min(token_k, self._ann_total_live_tokens())
+        token_k = min(token_k, len(self._ann))
         sims, tok = self._ann.search(q.tokens, token_k, ef=max(token_k, self._ann.ef), threads=threads or None)
         offsets = self._offsets[:self._n_docs + 1]
         out = np.full((len(q), c), -1, np.int64)
@@ -338,8 +340,9 @@ class MultiVectorIndex:
             out[i, :len(top)] = top
         return out
 
-    def _ann_total_live_tokens(self) -> int:
-        return len(self._ann)
+    def _token_rows(self, docs_mask: np.ndarray) -> np.ndarray:
+        """Token rows (the token ANN's ids) of the slots selected by a per-slot mask, increasing."""
+        return np.flatnonzero(np.repeat(docs_mask, np.diff(self._offsets[:self._n_docs + 1])))
 
     # -- persistence ----------------------------------------------------------------------------------------
     def _arrays(self) -> dict:
@@ -460,9 +463,7 @@ class MultiVectorIndex:
             ann_ids = np.sort(self._ann.ids())
             ok = np.array_equal(ann_ids, np.flatnonzero(self._alive))
         else:
-            live = np.concatenate([np.arange(self._offsets[s], self._offsets[s + 1]) for s in np.flatnonzero(self._alive)]) \
-                if self._alive.any() else np.zeros(0, np.int64)
-            ok = np.array_equal(np.sort(self._ann.ids()), live)
+            ok = np.array_equal(np.sort(self._ann.ids()), self._token_rows(self._alive))
         if not ok:
             raise ValueError(f"{where!r}: the ANN index does not match the token store")
 
@@ -485,23 +486,3 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return lambda done: None
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="doc")
-        state = {"done": 0}
-
-        def update(done):
-            bar.update(done - state["done"])
-            state["done"] = done
-            if done >= total:
-                bar.close()
-        return update
-    except ImportError:
-        def plain(done):
-            print(f"\rMultiVectorIndex.add: {done}/{total} docs", end="\n" if done >= total else "", flush=True)
-        return plain
