@@ -34,3 +34,28 @@ def test_info_runs_in_a_subprocess():
     out = subprocess.run([sys.executable, "-m", "simkern", "info"], capture_output=True, text=True, timeout=60,
                          check=True).stdout
     assert "isa" in out
+
+
+def test_bench_update_replaces_only_the_named_sections(tmp_path):
+    from simkern.benchreport import _merge_report
+    import datetime
+    old = tmp_path / "RESULTS.md"
+    old.write_text("# simkern benchmark report\n\nGenerated earlier.\n\n## Machine\n\n- old cpu\n\n"
+                   "## maxsim (`bench/bench_maxsim.py`, 1 s)\n\nold maxsim\n\n"
+                   "## multivector (`bench/bench_multivector.py`, 2 s)\n\nold mv\n")
+    new = ["# simkern benchmark report", "", "Generated now.", "", "## Machine", "", "- new cpu", "",
+           "## multivector (`bench/bench_multivector.py`, 3 s, run now)", "", "new mv", "",
+           "## linf (`bench/bench_linf.py`, 4 s, run now)", "", "new linf", ""]
+    when = datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc)
+    text = "\n".join(_merge_report(str(old), new, ["multivector", "linf"], when))
+    assert "Generated earlier." in text and "Generated now." not in text
+    assert "--update multivector linf` on 2026-01-02 03:04 UTC" in text
+    assert "new cpu" in text and "old cpu" not in text
+    assert "old maxsim" in text and "old mv" not in text and "new mv" in text and "new linf" in text
+    assert text.index("## maxsim") < text.index("## multivector") < text.index("## linf")
+
+
+def test_bench_update_needs_families(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--update", "--bench-dir", str(tmp_path)])
+    assert e.value.code == 2

@@ -70,7 +70,7 @@ def test_recall_and_exact_scores(data, ann):
     assert len(index) == len(d)
     scores, ids = index.search(q, 10)
     assert scores.shape == ids.shape == (len(q), 10) and scores.dtype == np.float32 and ids.dtype == np.int64
-    # measured on this seeded corpus: flat / hnsw / pq 0.92, tokens 0.99 (candidates = 100)
+    # measured on this seeded corpus: flat / hnsw / pq 0.92-0.93, tokens 1.00 (candidates = 100, token_k = 100)
     assert recall_at_10(ids, exact) >= (0.97 if ann == "tokens" else 0.88), ann
     # the returned scores are the exact MaxSim scores of the returned ids, best first
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids, 1), rtol=1e-6, atol=1e-6)
@@ -219,6 +219,35 @@ def test_bad_inputs(data):
     pq = simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="pq")
     with pytest.raises(ValueError, match="at least 256 docs"):
         pq.add([d[i] for i in range(100)])
+    with pytest.raises(TypeError, match="token_k is an option of ann='tokens' only"):
+        simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="hnsw", token_k=8)
+    with pytest.raises(ValueError, match="token_k"):
+        simkern.MultiVectorIndex(DIM, ann="tokens", token_k=0)
+    with pytest.raises(TypeError, match="token_k applies to ann='tokens' only"):
+        index.search(q, 3, token_k=4)
+
+
+def test_pq_default_subspaces_fit_the_quantised_scan():
+    # 10240-d default FDE: 256 subspaces of 40 coordinates (the most the uint16 quantised scan takes); a 1280-d FDE:
+    # 256 of 5; an output_dim without a divisor in 129..256 gets its largest divisor <= 256
+    assert simkern.MultiVectorIndex(128, ann="pq")._ann.pq.m == 256
+    assert simkern.MultiVectorIndex(DIM, fde=small_fde(), ann="pq")._ann.pq.m == 256
+    odd = simkern.FDE(DIM, num_repetitions=3, num_simhash_projections=2, projection_dimension=7)  # 84-d
+    assert simkern.MultiVectorIndex(DIM, fde=odd, ann="pq")._ann.pq.m == 84
+    assert simkern.MultiVectorIndex(DIM, fde=odd, ann="pq", m=12)._ann.pq.m == 12
+
+
+def test_token_k_grows_the_union_and_all_tokens_is_exact(data):
+    d, q, exact = data
+    index = build("tokens", d, candidates=100)
+    union = [(index._candidates(q, len(d), 1, tk) >= 0).sum(1).mean() for tk in (1, 4, 16)]
+    assert union[0] < union[1] < union[2], union
+    r = [recall_at_10(index.search(q, 10, candidates=len(d), token_k=tk)[1], exact) for tk in (1, 16)]
+    assert r[0] < r[1], r
+    # every token of the corpus retrieved for every query token and every doc reranked: exact MaxSim top-10
+    index._ann.ef = d.total_tokens
+    scores, ids = index.search(q, 10, candidates=len(d), token_k=d.total_tokens)
+    np.testing.assert_allclose(scores, -np.sort(-exact, axis=1)[:, :10], rtol=1e-6, atol=1e-6)
 
 
 # -- simkern.compat.pylate -------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""``python -m simkern bench [family ...] [--quick] [--out DIR]``: run the bench/ scripts of a source checkout and
+"""``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source checkout and
 write one Markdown report (machine, every table, PNG plots).
 
 Families: maxsim, pq, fde, hnsw, linf, multivector (default: all). The scripts live in the repository's bench/
 folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for
 bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
 The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), linf.png
-(eps_inf vs m), multivector.png (recall@10 vs latency), maxsim.png (GFLOP/s and % of the sgemm peak).
+(eps_inf vs m), multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the
+sgemm peak). ``--update`` re-runs only the named families and replaces their sections of an existing report, keeping
+the others (each section says when it ran).
 """
 
 from __future__ import annotations
@@ -100,28 +102,66 @@ def _plot_multivector(json_path: str, png: str) -> bool:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return False
     with open(json_path) as f:
         data = json.load(f)
     worker = next(iter(data["workers"].values()))
     sets = list(worker["sets"])
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.8 * len(sets), 4), squeeze=False)
-    for ax, name in zip(axes[0], sets):
+    fig, axes = plt.subplots(2, len(sets), figsize=(4.8 * len(sets), 8), squeeze=False)
+    for col, name in enumerate(sets):
         rows = [r for r in worker["rows"] if r["set"] == name]
+        top, bottom = axes[0][col], axes[1][col]
         for method in dict.fromkeys(r["method"] for r in rows):
             mr = [r for r in rows if r["method"] == method]
             style = "k*" if method.startswith("brute") else "o-"
-            ax.plot([r["latency_s"] * 1e3 for r in mr], [r["r10"] for r in mr], style, label=method, markersize=5)
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per query (1 thread)")
-        ax.set_ylabel("recall@10 vs exact MaxSim")
-        ax.set_title(name, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
+            top.plot([r["latency_s"] * 1e3 for r in mr], [r["r10"] for r in mr], style, label=method, markersize=5)
+            mr = [r for r in mr if r.get("r100") is not None and not method.startswith("brute")]
+            if mr:
+                bottom.plot([r["candidates"] for r in mr], [r["r100"] for r in mr], "o-", label=method, markersize=5)
+        top.set_xlabel("ms per query (1 thread)")
+        top.set_ylabel("recall@10 vs exact MaxSim")
+        bottom.set_xlabel("candidates reranked (SV heuristic: docs in the union)")
+        bottom.set_ylabel("recall@100 vs exact MaxSim")
+        bottom.axhline(0.9, color="gray", lw=0.8, ls="--")
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(name, fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     return True
+
+
+def _sections(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Split a report into its preamble and (name, lines) sections: name = the first word of each "## " heading."""
+    pre: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith("## "):
+            sections.append((line[3:].split(" ")[0], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            pre.append(line)
+    return pre, sections
+
+
+def _merge_report(path: str, new_lines: list[str], families: list[str], started) -> list[str]:
+    """The existing report with the sections of ``families`` (and the machine) replaced by the new run's."""
+    with open(path) as f:
+        old_pre, old = _sections(f.read().rstrip("\n").split("\n"))
+    _, new = _sections(new_lines)
+    fresh = dict(new)
+    merged = [(name, fresh.pop(name) if name in fresh else body) for name, body in old]
+    merged += list(fresh.items())  # families the old report did not have
+    pre = [line for line in old_pre if line.strip()]
+    pre += ["", f"Updated by `python -m simkern bench --update {' '.join(families)}` on {started:%Y-%m-%d %H:%M} UTC "
+            "(those sections and the machine; the others are from the earlier run).", ""]
+    return pre + [line for _, body in merged for line in body]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,11 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="pass --quick to every script (smoke test, not a measurement)")
     ap.add_argument("--out", default=None, help="report folder (default: the bench/ folder)")
     ap.add_argument("--bench-dir", default=None, help="the repository's bench/ folder")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only these families' sections of an existing DIR/RESULTS.md, keep the others")
     args = ap.parse_args(argv)
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         ap.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
     families = args.families or list(FAMILIES)
+    if args.update and not args.families:
+        ap.error("--update needs the families to re-run")
     bench_dir = _find_bench_dir(args.bench_dir)
     out = os.path.abspath(args.out or bench_dir)
     os.makedirs(out, exist_ok=True)
@@ -160,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         took = time.perf_counter() - t0
-        lines += [f"## {fam} (`bench/{script}`, {took:.0f} s{', exit code ' + str(proc.returncode) if proc.returncode else ''})",
+        lines += [f"## {fam} (`bench/{script}`, {took:.0f} s, run {started:%Y-%m-%d %H:%M} UTC"
+                  f"{', exit code ' + str(proc.returncode) if proc.returncode else ''})",
                   "", "```", proc.stdout.rstrip(), "```", ""]
         plot = None
         if fam == "maxsim" and proc.returncode == 0 and _plot_maxsim(json_path, os.path.join(out, "maxsim.png")):
@@ -175,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.exists(json_path):
             os.remove(json_path)
     report = os.path.join(out, "RESULTS.md")
+    if args.update and os.path.exists(report):
+        lines = _merge_report(report, lines, families, started)
     with open(report, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {report}")

@@ -4,10 +4,12 @@
     index.add(docs)                                         # Ragged / list of (L_i, 128) arrays / 3-D array
     scores, ids = index.search(queries, k=10)               # exact MaxSim scores of the best k docs
 
-``ann``: ``"hnsw"`` (HNSWIndex over document FDEs, inner product), ``"pq"`` (PQIndex over the FDEs, 8-bit codes of
-8 coordinates each as in the MUVERA paper; trained on the first ``add``), ``"flat"`` (exact inner product over the
-FDEs) or ``"tokens"`` (the paper's baseline: every doc token in an HNSWIndex; each query token retrieves its
-``token_k`` nearest tokens, their docs are ranked by the MaxSim of the retrieved tokens, the best ``candidates`` are
+``ann``: ``"hnsw"`` (HNSWIndex over document FDEs, inner product), ``"pq"`` (PQIndex over the FDEs, 8-bit codes;
+by default 256 subspaces, 40 coordinates each for the 10240-d FDE, the most our quantised scan sums in uint16 -
+the paper's 8-coordinate subspaces give 1280 of them and a float scan 2-5x slower at about the same recall after
+rerank; trained on the first ``add``), ``"flat"`` (exact inner product over the FDEs) or ``"tokens"`` (the paper's
+baseline: every doc token in an HNSWIndex; each query token retrieves its ``token_k`` nearest tokens (default
+max(32, candidates)), their docs are ranked by the MaxSim of the retrieved tokens, the best ``candidates`` are
 reranked). Whatever the ANN, the returned scores are exact MaxSim scores of the returned ids (``maxsim_topk`` over
 the kept tokens).
 """
@@ -55,7 +57,8 @@ class MultiVectorIndex:
     query (default 100); ``storage`` dtype of the kept doc tokens (``"float32"``, ``"float16"``, ``"bfloat16"``;
     tokens are converted on add); ``threads`` default threads. ``ann_options``: for ``"hnsw"`` / ``"tokens"`` the
     HNSWIndex options (``M``, ``ef_construction``, ``seed``, and ``ef`` for search; ``"tokens"`` also ``token_k``,
-    tokens retrieved per query token, default 32); for ``"pq"`` ``m`` (subspaces, default output_dim / 8), ``nbits``
+    tokens retrieved per query token, default max(32, candidates)); for ``"pq"`` ``m`` (subspaces, default the largest
+    divisor of output_dim <= 256), ``nbits``
     (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means sample, default all of the first add).
     """
 
@@ -92,14 +95,18 @@ class MultiVectorIndex:
         o = dict(options)
         if self._ann_kind in ("hnsw", "tokens"):
             ef = o.pop("ef", None)
-            o.pop("token_k", None)
+            token_k = o.pop("token_k", None)
+            if token_k is not None:
+                if self._ann_kind != "tokens":
+                    raise TypeError("token_k is an option of ann='tokens' only")
+                positive_int(token_k, "token_k")
             dim = self._dim if self._ann_kind == "tokens" else self._fde.output_dim
             index = HNSWIndex(dim, metric="ip", **o)
             if ef is not None:
                 index.ef = ef
             return index
         if self._ann_kind == "pq":
-            m = o.pop("m", None) or max(1, self._fde.output_dim // 8)
+            m = o.pop("m", None) or max(d for d in range(1, 257) if self._fde.output_dim % d == 0)
             nbits = o.pop("nbits", 8)
             self._pq_train = {"seed": o.pop("seed", 0), "iters": o.pop("iters", 25),
                               "max_train_points": o.pop("max_train_points", None)}
@@ -267,10 +274,12 @@ class MultiVectorIndex:
         self._lookup = None
 
     # -- search ---------------------------------------------------------------------------------------------
-    def search(self, queries, k: int = 10, *, candidates: int | None = None, threads: int | None = None):
+    def search(self, queries, k: int = 10, *, candidates: int | None = None, token_k: int | None = None,
+               threads: int | None = None):
         """The ``k`` best docs per query by exact MaxSim among the ANN's ``candidates``: ``(scores float32 (nq, k),
         ids int64 (nq, k))``, best first; fewer than k: ids -1, scores -inf. ``queries``: float32 Ragged / list /
-        2-D (one query) / 3-D array."""
+        2-D (one query) / 3-D array. ``token_k`` (ann="tokens" only): tokens retrieved per query token for this
+        call (default: the index's option, else max(32, candidates))."""
         q = as_ragged(queries, "queries")
         if q.dtype != np.float32:
             raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
@@ -280,6 +289,10 @@ class MultiVectorIndex:
         c = self.candidates if candidates is None else positive_int(candidates, "candidates")
         if c < k:
             raise ValueError(f"candidates ({c}) must be >= k ({k})")
+        if token_k is not None:
+            if self._ann_kind != "tokens":
+                raise TypeError("token_k applies to ann='tokens' only")
+            token_k = positive_int(token_k, "token_k")
         threads = self._threads if threads is None else threads_arg(threads)
         nq = len(q)
         if nq == 0:
@@ -289,15 +302,15 @@ class MultiVectorIndex:
         live = int(self._alive.sum())
         if live == 0:
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
-        cand = self._candidates(q, min(c, live), threads)
+        cand = self._candidates(q, min(c, live), threads, token_k)
         scores, slots = maxsim_topk(q, self.docs(), k, candidates=cand, threads=threads or None)
         ids = np.where(slots >= 0, self._ids[np.maximum(slots, 0)], -1)
         return scores, ids
 
-    def _candidates(self, q: Ragged, c: int, threads: int) -> np.ndarray:
+    def _candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None) -> np.ndarray:
         """(nq, c) candidate slots, -1 padded."""
         if self._ann_kind == "tokens":
-            return self._token_candidates(q, c, threads)
+            return self._token_candidates(q, c, threads, token_k)
         enc = self._fde.encode_queries(q, threads=threads or None)
         if self._ann_kind == "hnsw":
             _, slots = self._ann.search(enc, c, ef=max(c, self._ann.ef), threads=threads or None)
@@ -313,9 +326,10 @@ class MultiVectorIndex:
             order = np.argpartition(-scores, c - 1, axis=1)[:, :c]
         return np.where(np.take_along_axis(scores, order, 1) > -np.inf, order, -1).astype(np.int64)
 
-    def _token_candidates(self, q: Ragged, c: int, threads: int) -> np.ndarray:
-        token_k = int(self._options.get("token_k", 32))
-        token_k = min(token_k, len(self._ann))
+    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None) -> np.ndarray:
+        if token_k is None:
+            token_k = self._options.get("token_k")
+        token_k = min(max(32, c) if token_k is None else int(token_k), len(self._ann))
         sims, tok = self._ann.search(q.tokens, token_k, ef=max(token_k, self._ann.ef), threads=threads or None)
         offsets = self._offsets[:self._n_docs + 1]
         out = np.full((len(q), c), -1, np.int64)
