@@ -14,12 +14,12 @@ Methods (searched with one thread, as the issue's targets; indexes built with ev
 simkern.maxsim_topk over every doc; FDE + flat / HNSW / PQ = MultiVectorIndex with the paper's FDE (R=20, k=5,
 AMS 16, fill: 10240-d; HNSW M=16, ef_construction=100; PQ: the index's default, 256 subspaces of 40 coordinates,
 8-bit codes, trained on 4096 docs); tokens (HNSW) = MultiVectorIndex(ann="tokens"): every doc token in an
-HNSWIndex (M=16, ef_construction=100), max(32, candidates) tokens per query token, docs ranked by the partial
+HNSWIndex (M=16, ef_construction=100), max(32, candidates // 2) tokens per query token, docs ranked by the partial
 MaxSim of the retrieved tokens, the best `candidates` reranked; SV heuristic = the MUVERA paper's baseline on the
 same index: k' tokens per query token (k' in 1 .. 128), the whole union of their docs reranked, "candidates" = the
 mean size of that union. Doc tokens kept as float16. candidates in {10, 20, 50, 100, 200, 300, 500, 1000};
 recall@10 (k = 10) and recall@100 (k = 100, candidates >= 100) against the exact MaxSim top lists; latency = time
-of one search call over all queries / number of queries.
+of one search call over all queries / number of queries, the fastest of 3 calls (brute force: top-100, also 3).
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def recall(ids, gt, k):
 
 
 SV_TOKEN_K = [1, 2, 4, 8, 16, 32, 64, 128]
+REPEATS = 3  # latency = the fastest of this many identical search calls (this VM's neighbours add 2-3x outliers)
 
 
 def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np, simkern):
@@ -112,9 +113,11 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
     queries = simkern.Ragged(q_tokens, q_offsets)
     nq, n_docs = len(queries), len(docs16)
     rows = []
-    t0 = time.perf_counter()
-    _, bf_ids = simkern.maxsim_topk(queries, docs16, 100, threads=T)
-    bf = (time.perf_counter() - t0) / nq
+    bf = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        _, bf_ids = simkern.maxsim_topk(queries, docs16, 100, threads=T)
+        bf = min(bf, (time.perf_counter() - t0) / nq)
     if gt is None:
         gt = bf_ids
     rows.append(dict(set=name, method="brute-force MaxSim", candidates=n_docs, build_s=0.0, latency_s=bf,
@@ -133,15 +136,18 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
         build = time.perf_counter() - t0
         log(f"[{T}T] {name}: {label} built in {build:.1f} s")
 
-        def timed(index, k, **kw):
-            t0 = time.perf_counter()
-            _, ids = index.search(queries, k, threads=T, **kw)
-            return ids, (time.perf_counter() - t0) / nq
+        def timed(index, k, repeats=1, **kw):
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                _, ids = index.search(queries, k, threads=T, **kw)
+                best = min(best, time.perf_counter() - t0)
+            return ids, best / nq
 
         for c in CANDIDATES:
             if c > n_docs:
                 continue
-            ids10, lat = timed(index, 10, candidates=c)
+            ids10, lat = timed(index, 10, REPEATS, candidates=c)
             r100 = recall(timed(index, 100, candidates=c)[0], gt, 100) if c >= 100 else None
             rows.append(dict(set=name, method=label, candidates=c, build_s=build, latency_s=lat,
                              r10=recall(ids10, gt, 10), r100=r100))
@@ -150,7 +156,7 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
             # union of their docs is reranked; its "candidates" = the mean size of that union (deduplicated docs).
             for tk in SV_TOKEN_K:
                 union = index._candidates(queries, n_docs, T, tk)  # (nq, n_docs) slots, -1 padded (private: bench)
-                ids10, lat = timed(index, 10, candidates=n_docs, token_k=tk)
+                ids10, lat = timed(index, 10, REPEATS, candidates=n_docs, token_k=tk)
                 ids100, _ = timed(index, 100, candidates=n_docs, token_k=tk)
                 rows.append(dict(set=name, method="SV heuristic", token_k=tk, candidates=float((union >= 0).sum(1).mean()),
                                  retrieved=float(tk * queries.total_tokens / nq),

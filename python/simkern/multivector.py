@@ -9,7 +9,7 @@ by default 256 subspaces, 40 coordinates each for the 10240-d FDE, the most our 
 the paper's 8-coordinate subspaces give 1280 of them and a float scan 2-5x slower at about the same recall after
 rerank; trained on the first ``add``), ``"flat"`` (exact inner product over the FDEs) or ``"tokens"`` (the paper's
 baseline: every doc token in an HNSWIndex; each query token retrieves its ``token_k`` nearest tokens (default
-max(32, candidates)), their docs are ranked by the MaxSim of the retrieved tokens, the best ``candidates`` are
+max(32, candidates // 2)), their docs are ranked by the MaxSim of the retrieved tokens, the best ``candidates`` are
 reranked). Whatever the ANN, the returned scores are exact MaxSim scores of the returned ids (``maxsim_topk`` over
 the kept tokens).
 """
@@ -57,7 +57,7 @@ class MultiVectorIndex:
     query (default 100); ``storage`` dtype of the kept doc tokens (``"float32"``, ``"float16"``, ``"bfloat16"``;
     tokens are converted on add); ``threads`` default threads. ``ann_options``: for ``"hnsw"`` / ``"tokens"`` the
     HNSWIndex options (``M``, ``ef_construction``, ``seed``, and ``ef`` for search; ``"tokens"`` also ``token_k``,
-    tokens retrieved per query token, default max(32, candidates)); for ``"pq"`` ``m`` (subspaces, default the largest
+    tokens retrieved per query token, default max(32, candidates // 2)); for ``"pq"`` ``m`` (subspaces, default the largest
     divisor of output_dim <= 256), ``nbits``
     (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means sample, default all of the first add).
     """
@@ -279,7 +279,7 @@ class MultiVectorIndex:
         """The ``k`` best docs per query by exact MaxSim among the ANN's ``candidates``: ``(scores float32 (nq, k),
         ids int64 (nq, k))``, best first; fewer than k: ids -1, scores -inf. ``queries``: float32 Ragged / list /
         2-D (one query) / 3-D array. ``token_k`` (ann="tokens" only): tokens retrieved per query token for this
-        call (default: the index's option, else max(32, candidates))."""
+        call (default: the index's option, else max(32, candidates // 2))."""
         q = as_ragged(queries, "queries")
         if q.dtype != np.float32:
             raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
@@ -329,7 +329,7 @@ class MultiVectorIndex:
     def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None) -> np.ndarray:
         if token_k is None:
             token_k = self._options.get("token_k")
-        token_k = min(max(32, c) if token_k is None else int(token_k), len(self._ann))
+        token_k = min(max(32, c // 2) if token_k is None else int(token_k), len(self._ann))
         sims, tok = self._ann.search(q.tokens, token_k, ef=max(token_k, self._ann.ef), threads=threads or None)
         offsets = self._offsets[:self._n_docs + 1]
         out = np.full((len(q), c), -1, np.int64)
