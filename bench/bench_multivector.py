@@ -2,7 +2,7 @@
 """Multi-vector retrieval end to end: simkern.MultiVectorIndex (FDE + flat / HNSW / PQ, and the token-HNSW baseline)
 against brute-force MaxSim, recall and latency over a sweep of `candidates`.
 
-    python bench/bench_multivector.py                 # dev set + synthetic 7.5k and 30k docs (about 20 minutes)
+    python bench/bench_multivector.py                 # dev set + synthetic 7.5k and 30k docs (about 17 minutes)
     python bench/bench_multivector.py --quick         # smoke test (synthetic 1k / 4k docs, dev subset)
 
 Data: the ColBERT-like token vectors of ../shared/data/dev (3000 docs of 40-180 tokens, 300 queries, 128-d, stored
@@ -123,6 +123,15 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
     rows.append(dict(set=name, method="brute-force MaxSim", candidates=n_docs, build_s=0.0, latency_s=bf,
                      r10=recall(bf_ids, gt, 10), r100=recall(bf_ids, gt, 100)))
     log(f"[{T}T] {name}: brute force {bf * 1e3:.2f} ms/query")
+    def timed(index, k, repeats=1, **kw):
+        """ids of index.search(queries, k, **kw) and the fastest of `repeats` calls' time per query"""
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _, ids = index.search(queries, k, threads=T, **kw)
+            best = min(best, time.perf_counter() - t0)
+        return ids, best / nq
+
     configs = [("FDE + flat", dict(ann="flat")), ("FDE + HNSW", dict(ann="hnsw", M=16, ef_construction=100)),
                ("FDE + PQ", dict(ann="pq", max_train_points=4096, iters=10)),
                ("tokens (HNSW)", dict(ann="tokens", M=16, ef_construction=100))]
@@ -135,14 +144,6 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
         index.add(docs32)
         build = time.perf_counter() - t0
         log(f"[{T}T] {name}: {label} built in {build:.1f} s")
-
-        def timed(index, k, repeats=1, **kw):
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                _, ids = index.search(queries, k, threads=T, **kw)
-                best = min(best, time.perf_counter() - t0)
-            return ids, best / nq
 
         for c in CANDIDATES:
             if c > n_docs:
@@ -158,9 +159,10 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
                 union = index._candidates(queries, n_docs, T, tk)  # (nq, n_docs) slots, -1 padded (private: bench)
                 ids10, lat = timed(index, 10, REPEATS, candidates=n_docs, token_k=tk)
                 ids100, _ = timed(index, 100, candidates=n_docs, token_k=tk)
-                rows.append(dict(set=name, method="SV heuristic", token_k=tk, candidates=float((union >= 0).sum(1).mean()),
-                                 retrieved=float(tk * queries.total_tokens / nq),
-                                 build_s=build, latency_s=lat, r10=recall(ids10, gt, 10), r100=recall(ids100, gt, 100)))
+                rows.append(dict(set=name, method="SV heuristic", token_k=tk,
+                                 candidates=float((union >= 0).sum(1).mean()),
+                                 retrieved=float(tk * queries.total_tokens / nq), build_s=build, latency_s=lat,
+                                 r10=recall(ids10, gt, 10), r100=recall(ids100, gt, 100)))
         del index
     return rows
 
@@ -211,7 +213,8 @@ def main() -> None:
         return
     threads = parse_threads(args.threads)
     n = args.synthetic_docs or (4000 if args.quick else 30000)
-    extra = ["--seed", str(args.seed), "--build-threads", str(args.build_threads or os.cpu_count() or 1), "--data", args.data or "", "--synthetic-docs", str(n)]
+    extra = ["--seed", str(args.seed), "--build-threads", str(args.build_threads or os.cpu_count() or 1),
+             "--data", args.data or "", "--synthetic-docs", str(n)]
     extra += ["--quick"] if args.quick else []
     t_all = time.perf_counter()
     workers, busy = run_children(threads, lambda T: run_worker(__file__, T, extra, args.keep_openblas_env))

@@ -1,5 +1,5 @@
-"""``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source checkout and
-write one Markdown report (machine, every table, PNG plots).
+"""``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source
+checkout and write one Markdown report (machine, every table, PNG plots).
 
 Families: maxsim, pq, fde, hnsw, linf, multivector (default: all). The scripts live in the repository's bench/
 folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for

@@ -57,9 +57,9 @@ class MultiVectorIndex:
     query (default 100); ``storage`` dtype of the kept doc tokens (``"float32"``, ``"float16"``, ``"bfloat16"``;
     tokens are converted on add); ``threads`` default threads. ``ann_options``: for ``"hnsw"`` / ``"tokens"`` the
     HNSWIndex options (``M``, ``ef_construction``, ``seed``, and ``ef`` for search; ``"tokens"`` also ``token_k``,
-    tokens retrieved per query token, default max(32, candidates // 2)); for ``"pq"`` ``m`` (subspaces, default the largest
-    divisor of output_dim <= 256), ``nbits``
-    (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means sample, default all of the first add).
+    tokens retrieved per query token, default max(32, candidates // 2)); for ``"pq"`` ``m`` (subspaces, default the
+    largest divisor of output_dim <= 256), ``nbits`` (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means
+    sample, default all of the first add).
     """
 
     def __init__(self, dim: int, *, fde: FDE | None = None, ann: str = "hnsw", candidates: int = 100,
