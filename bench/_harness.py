@@ -1,5 +1,5 @@
 """Shared plumbing of the bench/ scripts: one child process per thread count (thread variables set before any
-import), CPU / BLAS / load reporting, table printing. Imported by bench_maxsim.py and bench_pq.py."""
+import), CPU / BLAS / load reporting, table printing, the --json output. Imported by every bench script."""
 
 from __future__ import annotations
 
@@ -252,6 +252,15 @@ def run_metadata(threads: list[int], quick: bool, busy: dict, workers: dict) -> 
                 other_cpu_busy_before_child={str(k): v for k, v in busy.items()},
                 steal_during_child={str(k): w.get("steal") for k, w in workers.items()},
                 workers={str(k): v for k, v in workers.items()})
+
+
+def write_json(path: str | None, threads: list[int], quick: bool, busy: dict, workers: dict, **extra) -> None:
+    """The --json output (when a path was given): run_metadata plus the script's own entries (summary, ...)."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump(dict(run_metadata(threads, quick, busy, workers), **extra), f, indent=1)
+    print(f"wrote {path}")
 
 
 def fmt_rate(x: float) -> str:

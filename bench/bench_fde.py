@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (add_common_args, fmt_ms, fmt_rate, log, parse_threads, print_blas,  # noqa: E402
-                      print_load, print_table, run_children, run_metadata, run_worker)
+                      print_load, print_table, run_children, run_worker, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
@@ -235,10 +235,7 @@ def main() -> None:
         print_table(rows, ["config", "dim", "N=100", "N=200", "N=500", "N=1000"], left=1)
         summary["quality"] = quality
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(run_metadata(threads, args.quick, busy, workers), summary=summary), f, indent=1)
-        print(f"wrote {args.json}")
+    write_json(args.json, threads, args.quick, busy, workers, summary=summary)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (add_common_args, fmt_ms, log, parse_threads, print_blas, print_load,  # noqa: E402
-                      print_table, run_children, run_metadata, run_worker)
+                      print_table, run_children, run_worker, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = dict(n=2**20, d=64, factor=16, vs_gelsd=20.0, transform_vs_memcpy=3.0, fwht_vs_numpy=3.0)
@@ -325,10 +325,7 @@ def main() -> None:
             print_table(table, ["m", "law", "bound"] + kinds, left=1)
         plot(eps_rows, args.png)
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(run_metadata(threads, args.quick, busy, workers), summary=summary), f, indent=1)
-        print(f"wrote {args.json}")
+    write_json(args.json, threads, args.quick, busy, workers, summary=summary)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms, fmt_rate, log,  # noqa: E402
-                      parse_threads, print_blas, print_load, print_table, run_children, run_metadata, run_worker)
+                      parse_threads, print_blas, print_load, print_table, run_children, run_worker, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -473,10 +473,7 @@ def main() -> None:
           "simkern float32 (f16/bf16 rows: vs float32 scoring of the same rounded docs).")
     print_load(busy, workers)
     summary = report(workers, peak1)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(run_metadata(threads, args.quick, busy, workers), sgemm_peak_1t_gflops=peak1, summary=summary), f, indent=1)
-        print(f"\nwrote {args.json}")
+    write_json(args.json, threads, args.quick, busy, workers, sgemm_peak_1t_gflops=peak1, summary=summary)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (add_common_args, log, parse_threads, print_load, print_table, run_children,  # noqa: E402
-                      run_metadata, run_worker)
+                      run_worker, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
@@ -260,10 +260,7 @@ def main() -> None:
                               f"{'MET' if need[m] <= need[sv] / 2 else 'NOT MET'})")
             summary["targets"].append(dict(set=name, what="candidates for recall@100>=0.9", **need))
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(run_metadata(threads, args.quick, busy, workers), summary=summary), f, indent=1)
-        print(f"wrote {args.json}")
+    write_json(args.json, threads, args.quick, busy, workers, summary=summary)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms,  # noqa: E402
-                      fmt_rate, log, parse_threads, print_blas, print_load, print_table, run_children, run_metadata,
-                      run_worker)
+                      fmt_rate, log, parse_threads, print_blas, print_load, print_table, run_children,
+                      run_worker, write_json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -599,10 +599,7 @@ def main() -> None:
     print_load(busy, workers)
     summary = report(workers)
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(run_metadata(threads, args.quick, busy, workers), summary=summary), f, indent=1)
-        print(f"wrote {args.json}")
+    write_json(args.json, threads, args.quick, busy, workers, summary=summary)
 
 
 if __name__ == "__main__":

@@ -201,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         if fam == "linf":
             cmd += ["--png", os.path.join(out, "linf.png")]
         print(f"--- {fam}: {' '.join(cmd)}", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
+        t0, section_start = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         took = time.perf_counter() - t0
-        lines += [f"## {fam} (`bench/{script}`, {took:.0f} s, run {started:%Y-%m-%d %H:%M} UTC"
+        lines += [f"## {fam} (`bench/{script}`, {took:.0f} s, run {section_start:%Y-%m-%d %H:%M} UTC"
                   f"{', exit code ' + str(proc.returncode) if proc.returncode else ''})",
                   "", "```", proc.stdout.rstrip(), "```", ""]
         plot = None
