@@ -16,16 +16,18 @@ the kept tokens).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import numbers
 import os
 import shutil
 import tempfile
+import threading
 
 import numpy as np
 
-from ._validate import BFLOAT16, int64_vector, positive_int, threads_arg
+from ._validate import (BFLOAT16, MAX_ID, NORM_LIMIT, check_norms, id_vector, is_valid_id, positive_int,
+                        row_norms64, threads_arg)
 from .fde import FDE
 from .hnsw import HNSWIndex, _progress
 from .maxsim import maxsim_topk
@@ -36,17 +38,50 @@ __all__ = ["MultiVectorIndex"]
 
 _ANNS = ("hnsw", "pq", "flat", "tokens")
 _STORAGES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+_STORAGE_MAX = {"float16": float(np.finfo(np.float16).max)}  # largest finite value of the narrow storages
 if BFLOAT16 is not None:
+    from ml_dtypes import finfo as _ml_finfo
+
     _STORAGES["bfloat16"] = BFLOAT16
+    _STORAGE_MAX["bfloat16"] = float(_ml_finfo(BFLOAT16).max)
 _FORMAT = "simkern.MultiVectorIndex"
 _VERSION = 1
 _ENCODE_BATCH = 2048  # docs per FDE batch during add
+_NORM_CHUNK = 1 << 22  # values per float64 norm pass (bounds the temporary copy to 32 MB)
+# A MaxSim score is at most sum_i |q_i| * (largest doc token norm): searches whose bound passes this are refused
+# (float32 overflows at ~2**128).
+_SCORE_LIMIT = 2.0**127
+_SAVE_TRIES = 100  # save: attempts to swap the new folder in while other savers keep replacing the same path
 
 
 def _default_fde(dim: int) -> FDE:
     """The paper's 10240-d configuration: R = 20, k = 5, AMS projection to 16, empty partitions filled."""
     return FDE(dim, num_repetitions=20, num_simhash_projections=5, projection="ams_sketch", projection_dimension=16,
                fill_empty_partitions=True)
+
+
+class _Store:
+    """One published state of the index (what a search works on). Never modified once published, except rows of
+    ``tokens`` past ``n_tokens`` and of ``offsets`` past ``n_docs + 1`` (spare capacity that the next add fills
+    before it publishes a new state) and the lazily built ``lookup``. ``ann`` is shared between states for
+    "hnsw" / "tokens" (searches drop its entries past the state) and copied on write for "pq"."""
+
+    __slots__ = ("tokens", "n_tokens", "offsets", "n_docs", "ids", "alive", "fdes", "ann", "max_norm", "live",
+                 "live_tokens", "lookup")
+    _FIELDS = ("tokens", "n_tokens", "offsets", "n_docs", "ids", "alive", "fdes", "ann", "max_norm")
+
+    def __init__(self, tokens, n_tokens, offsets, n_docs, ids, alive, fdes, ann, max_norm):
+        self.tokens, self.n_tokens, self.offsets, self.n_docs = tokens, n_tokens, offsets, n_docs
+        self.ids, self.alive, self.fdes, self.ann, self.max_norm = ids, alive, fdes, ann, max_norm
+        self.live = int(alive.sum())
+        self.live_tokens = int(np.diff(offsets[:n_docs + 1])[alive].sum())
+        self.lookup = None  # (sorted external ids of the live docs, their slots)
+
+    def replace(self, **changes) -> _Store:
+        return _Store(**({name: getattr(self, name) for name in self._FIELDS} | changes))
+
+    def docs(self) -> Ragged:
+        return Ragged._trusted(self.tokens[:self.n_tokens], self.offsets[:self.n_docs + 1])
 
 
 class MultiVectorIndex:
@@ -60,6 +95,18 @@ class MultiVectorIndex:
     tokens retrieved per query token, default max(32, candidates // 2)); for ``"pq"`` ``m`` (subspaces, default the
     largest divisor of output_dim <= 256), ``nbits`` (8 or 4), ``seed``, ``iters``, ``max_train_points`` (k-means
     sample, default all of the first add).
+
+    Ids: user ids in 0..2**63-2 (-1 pads results). Values: doc and query tokens are finite with Euclidean norms of
+    at most 2**62 (and within the storage dtype's range), so that no FDE, ANN or MaxSim sum can overflow float32.
+
+    Transactions: ``add`` and ``remove`` either complete or leave the index exactly as it was (any exception,
+    KeyboardInterrupt included). ``save`` writes a new folder beside ``path`` and swaps it in; it replaces only an
+    empty folder or one written by ``save``.
+
+    Threads: any number of ``search`` calls (and ``len``, ``in``, ``ids``, ``docs``) may run concurrently with
+    each other and with one writer (``add``, ``remove``, ``save``, pickling; writers are serialised by a lock). A
+    search works on the state published before it started: it sees each ``add`` / ``remove`` entirely or not at
+    all, never a part of one.
     """
 
     def __init__(self, dim: int, *, fde: FDE | None = None, ann: str = "hnsw", candidates: int = 100,
@@ -79,16 +126,10 @@ class MultiVectorIndex:
         self._storage = storage
         self._threads = threads_arg(threads)
         self._options = dict(ann_options)
-        self._ann = self._make_ann(self._options)
+        self._lock = threading.RLock()  # writers: add, remove, save, pickling
         # doc store: tokens in slots (insertion order), capacity-doubling buffers, tombstones for removed docs
-        self._tokens = np.zeros((0, self._dim), _STORAGES[storage])
-        self._n_tokens = 0
-        self._offsets = np.zeros(1, np.int64)
-        self._n_docs = 0
-        self._ids = np.zeros(0, np.int64)       # slot -> external id
-        self._alive = np.zeros(0, np.bool_)     # slot -> not removed
-        self._fdes = None                       # flat: (slots, output_dim) float32
-        self._lookup = None                     # (sorted external ids, their slots), rebuilt lazily
+        self._st = _Store(np.zeros((0, self._dim), _STORAGES[storage]), 0, np.zeros(1, np.int64), 0,
+                          np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._make_ann(self._options), 0.0)
 
     # -- construction helpers -------------------------------------------------------------------------------
     def _make_ann(self, options: dict):
@@ -136,8 +177,13 @@ class MultiVectorIndex:
     def fde(self) -> FDE | None:
         return self._fde
 
+    @property
+    def _ann(self):
+        """The ANN index of the published state (None for "flat")."""
+        return self._st.ann
+
     def __len__(self) -> int:
-        return int(self._alive.sum())
+        return self._st.live
 
     def __repr__(self) -> str:
         return (f"MultiVectorIndex(dim={self._dim}, ann={self._ann_kind!r}, docs={len(self)}, "
@@ -145,25 +191,26 @@ class MultiVectorIndex:
                 f"fde_dim={None if self._fde is None else self._fde.output_dim})")
 
     def __contains__(self, id) -> bool:
-        if isinstance(id, (bool, np.bool_)) or not isinstance(id, numbers.Integral):
+        if not is_valid_id(id):
             return False
-        slot = self._slots_of(np.array([id], np.int64), strict=False)[0]
-        return slot >= 0
+        return bool(self._slots_of(np.array([int(id)], np.int64), self._st, strict=False)[0] >= 0)
 
     def ids(self) -> np.ndarray:
         """External ids of the live docs, in insertion order."""
-        return self._ids[self._alive].copy()
+        st = self._st
+        return st.ids[st.alive]
 
     def docs(self) -> Ragged:
         """All kept doc tokens by slot (removed docs included), in the storage dtype; a zero-copy view."""
-        return Ragged._trusted(self._tokens[:self._n_tokens], self._offsets[:self._n_docs + 1])
+        return self._st.docs()
 
     # -- add / remove ---------------------------------------------------------------------------------------
     def add(self, docs, ids=None, *, threads: int | None = None, progress: bool = False) -> np.ndarray:
         """Add documents (a Ragged, a list of ``(L_i, dim)`` arrays or a 3-D array; float32 for the FDE, any of
-        float32/float16/bfloat16 for storage - tokens are converted to ``storage``). ``ids``: int64 external ids
-        (default: continuing after the largest id so far); an id already present raises ValueError. Empty docs
-        raise ValueError. Returns the ids."""
+        float32/float16/bfloat16 for storage - tokens are converted to ``storage``). ``ids``: external ids in
+        0..2**63-2 (default: continuing after the largest id so far); an id already present raises ValueError.
+        Empty docs, NaN/inf, values beyond the storage dtype's range and tokens of norm > 2**62 raise ValueError.
+        All or nothing: if it raises (KeyboardInterrupt included) the index is as before. Returns the ids."""
         d = as_ragged(docs, "docs")
         if d.dim != self._dim:
             raise ValueError(f"docs must have dim {self._dim}, got dim {d.dim}")
@@ -175,83 +222,118 @@ class MultiVectorIndex:
         lengths = d.lengths
         if (lengths == 0).any():
             raise ValueError(f"docs[{int(np.argmin(lengths))}] is empty: every document needs at least one token")
-        finite_rows = np.isfinite(d.tokens.astype(np.float32, copy=False)).all(axis=1)
+        f32 = d if d.dtype == np.float32 else Ragged._trusted(d.tokens.astype(np.float32), d.offsets)
+        finite_rows = np.isfinite(f32.tokens).all(axis=1)
         if not finite_rows.all():
             row = int(np.argmin(finite_rows))
-            doc = int(np.searchsorted(d.offsets, row, side="right") - 1)
+            doc = _owner(d.offsets, row)
             raise ValueError(f"docs[{doc}] contains NaN or inf (token {row - int(d.offsets[doc])})")
+        limit = _STORAGE_MAX.get(self._storage)
+        if limit is not None:
+            over = np.abs(f32.tokens).max(axis=1) > limit
+            if over.any():
+                row = int(np.argmax(over))
+                doc = _owner(d.offsets, row)
+                raise ValueError(f"docs[{doc}] token {row - int(d.offsets[doc])} holds "
+                                 f"{float(np.abs(f32.tokens[row]).max()):.6g}, beyond the largest finite "
+                                 f"{self._storage} ({limit:.6g}) of storage={self._storage!r}")
+        max_norm = float(_token_norms(f32, "docs").max())
         threads = self._threads if threads is None else threads_arg(threads)
-        new_ids = self._new_ids(ids, n)
-        first_slot = self._n_docs
-        slots = np.arange(first_slot, first_slot + n, dtype=np.int64)
-        f32 = d if d.dtype == np.float32 else Ragged._trusted(d.tokens.astype(np.float32), d.offsets)
         report = _progress(n, "doc", "MultiVectorIndex.add") if progress else (lambda done: None)
-        if self._ann_kind == "tokens":
-            token_ids = self._n_tokens + np.arange(f32.total_tokens, dtype=np.int64)
-            self._ann.add(f32.tokens, token_ids, threads=threads or None)
-            report(n)
-        else:
-            for b0 in range(0, n, _ENCODE_BATCH):
-                b1 = min(n, b0 + _ENCODE_BATCH)
-                part = Ragged._trusted(f32.tokens[f32.offsets[b0]:f32.offsets[b1]], f32.offsets[b0:b1 + 1] - f32.offsets[b0])
-                enc = self._fde.encode_documents(part, threads=threads or None)
-                self._add_fdes(enc, slots[b0:b1], threads)
-                report(b1)
-        self._append_tokens(d, new_ids)
+        with self._lock:
+            st = self._st
+            new_ids = self._new_ids(ids, n, st)
+            self._st = self._added(st, d, f32, new_ids, max_norm, threads, report)  # the commit
         return new_ids
 
-    def _add_fdes(self, enc: np.ndarray, slots: np.ndarray, threads: int) -> None:
-        if self._ann_kind == "hnsw":
-            self._ann.add(enc, slots, threads=threads or None)
-        elif self._ann_kind == "pq":
-            if not self._ann.is_trained:
-                if len(enc) < 2 ** self._ann.pq.nbits:
-                    raise ValueError(f"ann='pq' trains its codebooks on the first add: it needs at least "
-                                     f"{2 ** self._ann.pq.nbits} docs, got {len(enc)}")
-                self._ann.train(enc, threads=threads or None, **self._pq_train)
-            self._ann.add(enc, threads=threads or None)
-        else:
-            self._fdes = enc if self._fdes is None else np.concatenate([self._fdes, enc])
+    def _added(self, st: _Store, d: Ragged, f32: Ragged, new_ids: np.ndarray, max_norm: float, threads: int,
+               report) -> _Store:
+        """The state with ``d`` added. The ANN entries go in first; on any exception they are taken out again."""
+        n = len(d)
+        slots = np.arange(st.n_docs, st.n_docs + n, dtype=np.int64)
+        ann, fdes, labels = st.ann, st.fdes, None
+        try:
+            if self._ann_kind == "tokens":
+                labels = st.n_tokens + np.arange(f32.total_tokens, dtype=np.int64)
+                _drop_entries(ann, labels)  # left over by an add interrupted during its own rollback
+                ann.add(f32.tokens, labels, threads=threads or None)
+                report(n)
+            else:
+                if self._ann_kind == "hnsw":
+                    labels = slots
+                    _drop_entries(ann, labels)
+                elif self._ann_kind == "pq":  # copy on write: searches keep the published PQIndex
+                    ann = _pq_copy(ann) if ann.is_trained else self._make_ann(self._options)
+                encoded = []
+                for b0 in range(0, n, _ENCODE_BATCH):
+                    b1 = min(n, b0 + _ENCODE_BATCH)
+                    part = Ragged._trusted(f32.tokens[f32.offsets[b0]:f32.offsets[b1]],
+                                           f32.offsets[b0:b1 + 1] - f32.offsets[b0])
+                    enc = self._fde.encode_documents(part, threads=threads or None)
+                    _check_fde_norms(enc, b0)
+                    if self._ann_kind == "hnsw":
+                        ann.add(enc, slots[b0:b1], threads=threads or None)
+                    elif self._ann_kind == "pq":
+                        if not ann.is_trained:
+                            if len(enc) < 2 ** ann.pq.nbits:
+                                raise ValueError(f"ann='pq' trains its codebooks on the first add: it needs at "
+                                                 f"least {2 ** ann.pq.nbits} docs, got {len(enc)}")
+                            ann.train(enc, threads=threads or None, **self._pq_train)
+                        ann.add(enc, threads=threads or None)
+                    else:
+                        encoded.append(enc)
+                    report(b1)
+                if self._ann_kind == "flat":
+                    fdes = np.concatenate(([] if fdes is None else [fdes]) + encoded)
+            return self._grow_store(st, d, new_ids, ann, fdes, max(st.max_norm, max_norm))
+        except BaseException:
+            if labels is not None:
+                _drop_entries(st.ann, labels)
+            raise
 
-    def _new_ids(self, ids, n: int) -> np.ndarray:
+    def _grow_store(self, st: _Store, d: Ragged, new_ids: np.ndarray, ann, fdes, max_norm: float) -> _Store:
+        """A new state with ``d`` appended: written past the published rows of the buffers, or into new ones."""
+        n, total = len(d), d.total_tokens
+        need = st.n_tokens + total
+        tokens = st.tokens
+        if need > tokens.shape[0]:
+            tokens = np.zeros((max(need, 2 * tokens.shape[0]), self._dim), tokens.dtype)
+            tokens[:st.n_tokens] = st.tokens[:st.n_tokens]
+        tokens[st.n_tokens:need] = d.tokens.astype(tokens.dtype, copy=False)
+        offsets = st.offsets
+        if st.n_docs + n + 1 > offsets.shape[0]:
+            offsets = np.zeros(max(st.n_docs + n + 1, 2 * offsets.shape[0]), np.int64)
+            offsets[:st.n_docs + 1] = st.offsets[:st.n_docs + 1]
+        offsets[st.n_docs + 1:st.n_docs + n + 1] = st.n_tokens + d.offsets[1:]
+        return _Store(tokens, need, offsets, st.n_docs + n, np.concatenate([st.ids, new_ids]),
+                      np.concatenate([st.alive, np.ones(n, np.bool_)]), fdes, ann, max_norm)
+
+    def _new_ids(self, ids, n: int, st: _Store) -> np.ndarray:
         if ids is None:
-            start = int(self._ids.max()) + 1 if self._ids.size else 0
+            start = int(st.ids.max()) + 1 if st.ids.size else 0
+            if start + n - 1 > MAX_ID:
+                raise ValueError(f"ids: the default ids continue after the largest id so far ({start - 1}) and "
+                                 f"would pass 2**63-2; pass ids explicitly")
             return np.arange(start, start + n, dtype=np.int64)
-        ids = int64_vector(ids, "ids")
+        ids = id_vector(ids, "ids")
         if ids.shape[0] != n:
             raise ValueError(f"ids must have one id per doc ({n}), got {ids.shape[0]}")
         if np.unique(ids).shape[0] != n:
             raise ValueError("ids must be distinct")
-        present = self._slots_of(ids, strict=False)
+        present = self._slots_of(ids, st, strict=False)
         if (present >= 0).any():
             raise ValueError(f"id {int(ids[np.argmax(present >= 0)])} is already in the index")
         return ids
 
-    def _append_tokens(self, d: Ragged, new_ids: np.ndarray) -> None:
-        n, total = len(d), d.total_tokens
-        need = self._n_tokens + total
-        if need > self._tokens.shape[0]:
-            grown = np.zeros((max(need, 2 * self._tokens.shape[0]), self._dim), self._tokens.dtype)
-            grown[:self._n_tokens] = self._tokens[:self._n_tokens]
-            self._tokens = grown
-        self._tokens[self._n_tokens:need] = d.tokens.astype(self._tokens.dtype, copy=False)
-        if self._n_docs + n + 1 > self._offsets.shape[0]:
-            grown = np.zeros(max(self._n_docs + n + 1, 2 * self._offsets.shape[0]), np.int64)
-            grown[:self._n_docs + 1] = self._offsets[:self._n_docs + 1]
-            self._offsets = grown
-        self._offsets[self._n_docs + 1:self._n_docs + n + 1] = self._n_tokens + d.offsets[1:]
-        self._n_tokens, self._n_docs = need, self._n_docs + n
-        self._ids = np.concatenate([self._ids, new_ids])
-        self._alive = np.concatenate([self._alive, np.ones(n, np.bool_)])
-        self._lookup = None
-
-    def _slots_of(self, ids: np.ndarray, strict: bool = True) -> np.ndarray:
+    @staticmethod
+    def _slots_of(ids: np.ndarray, st: _Store, strict: bool = True) -> np.ndarray:
         """Slots of live docs with these external ids (-1 where absent; ValueError when strict)."""
-        if self._lookup is None:
-            live = np.flatnonzero(self._alive)
-            order = np.argsort(self._ids[live], kind="stable")
-            self._lookup = (self._ids[live][order], live[order])
-        keys, slots = self._lookup
+        lookup = st.lookup
+        if lookup is None:
+            live = np.flatnonzero(st.alive)
+            order = np.argsort(st.ids[live], kind="stable")
+            lookup = st.lookup = (st.ids[live][order], live[order])
+        keys, slots = lookup
         pos = np.searchsorted(keys, ids)
         pos_c = np.minimum(pos, max(len(keys) - 1, 0))
         found = (pos < len(keys)) & (keys[pos_c] == ids) if len(keys) else np.zeros(len(ids), np.bool_)
@@ -260,26 +342,42 @@ class MultiVectorIndex:
         return np.where(found, slots[pos_c] if len(keys) else -1, -1)
 
     def remove(self, ids) -> None:
-        """Remove docs by external id (ValueError for an id not in the index). Their tokens stay in memory (slots
-        are not reused); they are never returned again."""
-        ids = int64_vector(np.atleast_1d(ids), "ids")
-        slots = self._slots_of(ids)
-        if self._ann_kind == "hnsw":
-            self._ann.remove(slots)
-        elif self._ann_kind == "tokens":
-            chosen = np.zeros(self._n_docs, np.bool_)
-            chosen[slots] = True
-            self._ann.remove(self._token_rows(chosen))
-        self._alive[slots] = False
-        self._lookup = None
+        """Remove docs by external id (ValueError for an id not in the index or listed twice; nothing is removed
+        then). Their tokens stay in memory (slots are not reused); they are never returned again."""
+        ids = id_vector(np.atleast_1d(ids), "ids")
+        with self._lock:
+            st = self._st
+            slots = self._slots_of(ids, st)
+            if np.unique(slots).shape[0] != slots.shape[0]:
+                raise ValueError("ids contain duplicates")
+            alive = st.alive.copy()
+            alive[slots] = False
+            labels = None
+            if self._ann_kind == "hnsw":
+                labels = slots
+            elif self._ann_kind == "tokens":
+                chosen = np.zeros(st.n_docs, np.bool_)
+                chosen[slots] = True
+                labels = self._token_rows(chosen, st)
+            try:
+                if labels is not None and labels.size:
+                    st.ann.remove(labels)
+                self._st = st.replace(alive=alive)  # the commit
+            except BaseException:
+                if labels is not None:  # put back what the ANN removed
+                    for label in labels[~st.ann._core.contains(labels)]:
+                        st.ann._core.unremove(int(label))
+                raise
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(self, queries, k: int = 10, *, candidates: int | None = None, token_k: int | None = None,
                threads: int | None = None):
         """The ``k`` best docs per query by exact MaxSim among the ANN's ``candidates``: ``(scores float32 (nq, k),
         ids int64 (nq, k))``, best first; fewer than k: ids -1, scores -inf. ``queries``: float32 Ragged / list /
-        2-D (one query) / 3-D array. ``token_k`` (ann="tokens" only): tokens retrieved per query token for this
-        call (default: the index's option, else max(32, candidates // 2))."""
+        2-D (one query) / 3-D array, finite, token norms <= 2**62. ``token_k`` (ann="tokens" only): tokens
+        retrieved per query token for this call (default: the index's option, else max(32, candidates // 2)).
+        Safe during a concurrent add/remove: it sees the index as it was when the search started."""
+        st = self._st  # the published state this search works on
         q = as_ragged(queries, "queries")
         if q.dtype != np.float32:
             raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
@@ -299,46 +397,65 @@ class MultiVectorIndex:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         if q.total_tokens and not np.isfinite(q.tokens).all():
             raise ValueError("queries contain NaN or inf")
-        live = int(self._alive.sum())
-        if live == 0:
+        norms = _token_norms(q, "queries")
+        bound = np.bincount(np.repeat(np.arange(nq), q.lengths), weights=norms, minlength=nq) * st.max_norm
+        if (bound > _SCORE_LIMIT).any():
+            i = int(np.argmax(bound > _SCORE_LIMIT))
+            raise ValueError(f"queries[{i}] could overflow float32 MaxSim scores: its token norms sum to "
+                             f"{bound[i] / st.max_norm:.3g} and the largest doc token norm is {st.max_norm:.3g} "
+                             f"(product beyond 2**127); scale the tokens down")
+        if st.live == 0:
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
-        cand = self._candidates(q, min(c, live), threads, token_k)
-        scores, slots = maxsim_topk(q, self.docs(), k, candidates=cand, threads=threads or None)
-        ids = np.where(slots >= 0, self._ids[np.maximum(slots, 0)], -1)
+        cand = self._candidates(q, min(c, st.live), threads, token_k, st)
+        scores, slots = maxsim_topk(q, st.docs(), k, candidates=cand, threads=threads or None)
+        ids = np.where(slots >= 0, st.ids[np.maximum(slots, 0)], -1)
         return scores, ids
 
-    def _candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None) -> np.ndarray:
-        """(nq, c) candidate slots, -1 padded."""
+    def _candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None,
+                    st: _Store | None = None) -> np.ndarray:
+        """(nq, c) candidate slots of the state ``st`` (default: the published one), -1 padded."""
+        st = self._st if st is None else st
         if self._ann_kind == "tokens":
-            return self._token_candidates(q, c, threads, token_k)
+            return self._token_candidates(q, c, threads, token_k, st)
         enc = self._fde.encode_queries(q, threads=threads or None)
+        norms = _chunked_norms(enc)
+        big = norms > NORM_LIMIT
+        if big.any():  # scaling a query's FDE by a power of 2 keeps its ranking and keeps the ANN arithmetic finite
+            enc[big] *= np.exp2(-np.ceil(np.log2(norms[big] / NORM_LIMIT)))[:, None].astype(np.float32)
         if self._ann_kind == "hnsw":
-            _, slots = self._ann.search(enc, c, ef=max(c, self._ann.ef), threads=threads or None)
-            return slots
+            # while a writer is between its ANN update and its commit, the ANN differs from the state: filter
+            flt = None if len(st.ann) == st.live else st.alive
+            _, slots = st.ann.search(enc, c, ef=max(c, st.ann.ef), filter=flt, threads=threads or None)
+            keep = (slots >= 0) & (slots < st.n_docs)  # in case a writer started after the check above
+            keep[keep] = st.alive[slots[keep]]
+            return np.where(keep, slots, -1)
         if self._ann_kind == "pq":
-            _, slots = self._ann.search(enc, c, filter=self._alive, threads=threads or None)
+            _, slots = st.ann.search(enc, c, filter=st.alive, threads=threads or None)
             return slots
-        scores = enc @ self._fdes.T
-        scores[:, ~self._alive] = -np.inf
+        scores = enc @ st.fdes[:st.n_docs].T
+        scores[:, ~st.alive] = -np.inf
         if c >= scores.shape[1]:
             order = np.argsort(-scores, axis=1, kind="stable")
         else:
             order = np.argpartition(-scores, c - 1, axis=1)[:, :c]
         return np.where(np.take_along_axis(scores, order, 1) > -np.inf, order, -1).astype(np.int64)
 
-    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None) -> np.ndarray:
+    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None, st: _Store) -> np.ndarray:
         if token_k is None:
             token_k = self._options.get("token_k")
-        token_k = min(max(32, c // 2) if token_k is None else int(token_k), len(self._ann))
-        sims, tok = self._ann.search(q.tokens, token_k, ef=max(token_k, self._ann.ef), threads=threads or None)
-        offsets = self._offsets[:self._n_docs + 1]
+        token_k = max(1, min(max(32, c // 2) if token_k is None else int(token_k), len(st.ann)))
+        offsets = st.offsets[:st.n_docs + 1]
+        flt = None if len(st.ann) == st.live_tokens else np.repeat(st.alive, np.diff(offsets))  # as for "hnsw"
+        sims, tok = st.ann.search(q.tokens, token_k, ef=max(token_k, st.ann.ef), filter=flt,
+                                  threads=threads or None)
         out = np.full((len(q), c), -1, np.int64)
         for i in range(len(q)):
             rows = slice(int(q.offsets[i]), int(q.offsets[i + 1]))
             t, s = tok[rows], sims[rows]
-            valid = t >= 0
+            valid = (t >= 0) & (t < st.n_tokens)  # tokens of a concurrent add are not in this state
             doc = np.searchsorted(offsets, t[valid], side="right") - 1
-            qtok = np.nonzero(valid)[0]
+            live = st.alive[doc]
+            doc, qtok = doc[live], np.nonzero(valid)[0][live]
             # approximate MaxSim from the retrieved tokens: per (query token, doc) the best retrieved similarity,
             # summed over the query tokens that retrieved something of the doc
             width = rows.stop - rows.start
@@ -346,7 +463,7 @@ class MultiVectorIndex:
             if pair.size == 0:
                 continue
             best = np.full(pair.size, -np.inf)
-            np.maximum.at(best, inv, s[valid].astype(np.float64))
+            np.maximum.at(best, inv, s[valid][live].astype(np.float64))
             uniq, inv2 = np.unique(pair // width, return_inverse=True)
             approx = np.zeros(uniq.size)
             np.add.at(approx, inv2, best)
@@ -354,55 +471,56 @@ class MultiVectorIndex:
             out[i, :len(top)] = top
         return out
 
-    def _token_rows(self, docs_mask: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _token_rows(docs_mask: np.ndarray, st: _Store) -> np.ndarray:
         """Token rows (the token ANN's ids) of the slots selected by a per-slot mask, increasing."""
-        return np.flatnonzero(np.repeat(docs_mask, np.diff(self._offsets[:self._n_docs + 1])))
+        return np.flatnonzero(np.repeat(docs_mask, np.diff(st.offsets[:st.n_docs + 1])))
 
     # -- persistence ----------------------------------------------------------------------------------------
-    def _arrays(self) -> dict:
-        arrays = {"tokens": self._tokens[:self._n_tokens].view(np.uint16) if self._tokens.dtype != np.float32
-                  else self._tokens[:self._n_tokens],
-                  "offsets": self._offsets[:self._n_docs + 1], "ids": self._ids, "alive": self._alive}
+    def _arrays(self, st: _Store) -> dict:
+        tokens = st.tokens[:st.n_tokens]
+        arrays = {"tokens": tokens.view(np.uint16) if tokens.dtype != np.float32 else tokens,
+                  "offsets": st.offsets[:st.n_docs + 1], "ids": st.ids, "alive": st.alive}
         if self._ann_kind == "flat":
-            arrays["fdes"] = self._fdes if self._fdes is not None else np.zeros((0, self._fde.output_dim), np.float32)
+            arrays["fdes"] = st.fdes if st.fdes is not None else np.zeros((0, self._fde.output_dim), np.float32)
         return arrays
 
-    def _manifest(self) -> dict:
+    def _manifest(self, st: _Store) -> dict:
         return {"format": _FORMAT, "version": _VERSION, "dim": self._dim, "ann": self._ann_kind,
                 "candidates": self.candidates, "storage": self._storage, "options": self._options,
-                "fde": None if self._fde is None else self._fde.config, "docs": self._n_docs,
-                "tokens": self._n_tokens}
+                "fde": None if self._fde is None else self._fde.config, "docs": st.n_docs,
+                "tokens": st.n_tokens}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to the folder ``path`` (created or replaced atomically): ``manifest.json`` (format,
-        version, configuration, sizes, SHA-256 of every file), the token store as .npy files and the ANN's own
-        file. ``load`` verifies all of it."""
-        path = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(path))
-        tmp = tempfile.mkdtemp(prefix=".mvindex-", dir=parent)
-        try:
-            files = {}
-            for name, arr in self._arrays().items():
-                np.save(os.path.join(tmp, f"{name}.npy"), np.ascontiguousarray(arr), allow_pickle=False)
-                files[f"{name}.npy"] = None
-            if self._ann_kind in ("hnsw", "tokens", "pq"):
-                self._ann.save(os.path.join(tmp, "ann.bin"))
-                files["ann.bin"] = None
-            for name in files:
-                files[name] = _sha256(os.path.join(tmp, name))
-            manifest = self._manifest() | {"files": files}
-            with open(os.path.join(tmp, "manifest.json"), "w") as f:
-                json.dump(manifest, f, indent=1)
-            if os.path.isdir(path):
-                old = tempfile.mkdtemp(prefix=".mvindex-old-", dir=parent)
-                os.rename(path, os.path.join(old, "x"))
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        """Write the index to the folder ``path``: ``manifest.json`` (format, version, configuration, sizes,
+        SHA-256 of every file), the token store as .npy files and the ANN's own file. ``load`` verifies all of it.
+        The folder is written beside ``path`` under a unique temporary name, then renamed into place: an existing
+        ``path`` must be an empty folder or one written by ``save`` (anything else, the current directory, one of
+        its parents and ``/`` raise ValueError); if ``save`` fails, the previous folder is left as it was."""
+        shown, full = _save_target(path)
+        with self._lock:
+            st = self._st
+            self._drop_stale(st)
+            tmp = tempfile.mkdtemp(prefix=".mvindex-", dir=os.path.dirname(full))
+            try:
+                files = {}
+                for name, arr in self._arrays(st).items():
+                    with open(os.path.join(tmp, f"{name}.npy"), "wb") as f:
+                        np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+                    files[f"{name}.npy"] = None
+                if st.n_docs and st.ann is not None:  # an empty index has no ANN file (pq: never trained)
+                    st.ann.save(os.path.join(tmp, "ann.bin"))
+                    files["ann.bin"] = None
+                for name in files:
+                    files[name] = _sha256(os.path.join(tmp, name))
+                with open(os.path.join(tmp, "manifest.json"), "w") as f:
+                    json.dump(self._manifest(st) | {"files": files}, f, indent=1)
+                for name in [*files, "manifest.json"]:
+                    _fsync(os.path.join(tmp, name))
+                _swap_in(tmp, full, shown)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MultiVectorIndex:
@@ -439,16 +557,18 @@ class MultiVectorIndex:
                 arrays[name] = np.load(os.path.join(path, f"{name}.npy"), allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise ValueError(f"{path!r}: {name}.npy is unreadable ({e})") from None
-        index._restore(arrays, manifest, path)
+        ann = index._st.ann
         if index._ann_kind in ("hnsw", "tokens", "pq"):
-            if "ann.bin" not in files:
+            if "ann.bin" in files:
+                loader = HNSWIndex if index._ann_kind != "pq" else PQIndex
+                ann = loader.load(os.path.join(path, "ann.bin"))
+            elif manifest.get("docs") != 0:  # an empty index has no ANN file: it keeps the fresh one
                 raise ValueError(f"{path!r}: ann.bin is not listed in the manifest")
-            loader = HNSWIndex if index._ann_kind != "pq" else PQIndex
-            index._ann = loader.load(os.path.join(path, "ann.bin"))
-            index._check_ann(path)
+        index._restore(arrays, manifest, ann, path)
         return index
 
-    def _restore(self, arrays: dict, manifest: dict, where: str) -> None:
+    def _restore(self, arrays: dict, manifest: dict, ann, where: str) -> None:
+        """Publish the state read from a folder or a pickle, after checking it against the manifest and the ANN."""
         n, total = manifest.get("docs"), manifest.get("tokens")
         tokens, offsets, ids, alive = arrays["tokens"], arrays["offsets"], arrays["ids"], arrays["alive"]
         want = _STORAGES[self._storage]
@@ -458,40 +578,204 @@ class MultiVectorIndex:
               and ids.shape == (n,) and alive.dtype == np.bool_ and alive.shape == (n,))
         if ok:
             ok = (offsets[0] == 0 and offsets[-1] == total and bool(np.all(np.diff(offsets) > 0))
-                  and np.unique(ids).shape[0] == n)
+                  and np.unique(ids[alive]).shape[0] == int(alive.sum())  # a removed doc's id may come back
+                  and (n == 0 or 0 <= int(ids.min()) <= int(ids.max()) <= MAX_ID))
+        fdes = None
         if ok and self._ann_kind == "flat":
             f = arrays["fdes"]
             ok = f.dtype == np.float32 and f.shape == (n, self._fde.output_dim) and bool(np.isfinite(f).all())
-            self._fdes = f if n else None
+            fdes = f if n else None
+        if ok:
+            tokens = tokens.view(want) if want != np.float32 else tokens
+            store = Ragged._trusted(tokens, offsets)
+            norms = _chunked_norms(store.tokens)
+            ok = bool(np.all(norms <= NORM_LIMIT))  # False for NaN / inf too
         if not ok:
             raise ValueError(f"{where!r}: the token store is inconsistent with the manifest")
-        self._tokens = tokens.view(want) if want != np.float32 else tokens
-        self._n_tokens, self._n_docs = total, n
-        self._offsets, self._ids, self._alive = offsets, ids, alive
-        self._lookup = None
+        st = _Store(tokens, total, offsets, n, ids, alive, fdes, ann, float(norms.max()) if total else 0.0)
+        self._check_ann(st, where)
+        self._st = st
 
-    def _check_ann(self, where: str) -> None:
+    def _drop_stale(self, st: _Store) -> None:
+        """Writers only: tombstone HNSW entries past the state (left by an add interrupted during its rollback)."""
+        if self._ann_kind == "hnsw" and len(st.ann) != st.live:
+            labels = st.ann.ids()
+            _drop_entries(st.ann, labels[labels >= st.n_docs])
+        elif self._ann_kind == "tokens" and len(st.ann) != st.live_tokens:
+            labels = st.ann.ids()
+            _drop_entries(st.ann, labels[labels >= st.n_tokens])
+
+    def _check_ann(self, st: _Store, where: str) -> None:
+        if self._ann_kind == "flat":
+            return
         if self._ann_kind == "pq":
-            ok = len(self._ann) == self._n_docs and self._ann.dim == self._fde.output_dim
+            ok = len(st.ann) == st.n_docs and st.ann.dim == self._fde.output_dim
         elif self._ann_kind == "hnsw":
-            ann_ids = np.sort(self._ann.ids())
-            ok = np.array_equal(ann_ids, np.flatnonzero(self._alive))
+            ok = np.array_equal(np.sort(st.ann.ids()), np.flatnonzero(st.alive))
         else:
-            ok = np.array_equal(np.sort(self._ann.ids()), self._token_rows(self._alive))
+            ok = np.array_equal(np.sort(st.ann.ids()), self._token_rows(st.alive, st))
         if not ok:
             raise ValueError(f"{where!r}: the ANN index does not match the token store")
 
     def __getstate__(self):
-        return {"manifest": self._manifest(), "arrays": {k: np.array(v) for k, v in self._arrays().items()},
-                "ann": self._ann}
+        with self._lock:  # the ANN is serialised here, with no add running
+            st = self._st
+            self._drop_stale(st)
+            return {"manifest": self._manifest(st), "arrays": {k: np.array(v) for k, v in self._arrays(st).items()},
+                    "ann": st.ann.__getstate__() if st.n_docs and st.ann is not None else None}
 
     def __setstate__(self, state):
         m = state["manifest"]
         fde = None if m["fde"] is None else FDE(**m["fde"])
         self.__init__(m["dim"], fde=fde, ann=m["ann"], candidates=m["candidates"], storage=m["storage"], **m["options"])
-        self._restore(state["arrays"], m, "pickle")
-        if state["ann"] is not None:
-            self._ann = state["ann"]
+        ann = state["ann"]
+        if isinstance(ann, dict):
+            cls = type(self._st.ann)
+            ann = cls.__new__(cls)
+            ann.__setstate__(state["ann"])
+        self._restore(state["arrays"], m, self._st.ann if ann is None else ann, "pickle")
+
+
+def _owner(offsets: np.ndarray, row: int) -> int:
+    """The doc (query) holding token row ``row``."""
+    return int(np.searchsorted(offsets, row, side="right") - 1)
+
+
+def _chunked_norms(x: np.ndarray) -> np.ndarray:
+    """``row_norms64`` of a 2-D array, a few rows at a time."""
+    norms = np.empty(x.shape[0])
+    step = max(1, _NORM_CHUNK // max(1, x.shape[1]))
+    for a in range(0, x.shape[0], step):
+        norms[a:a + step] = row_norms64(x[a:a + step])
+    return norms
+
+
+def _token_norms(r: Ragged, name: str) -> np.ndarray:
+    """float64 norm of every token of ``r`` (finite); a token beyond 2**62 raises ValueError naming ``name[i]``."""
+    norms = _chunked_norms(r.tokens)
+    big = norms > NORM_LIMIT
+    if big.any():
+        i = _owner(r.offsets, int(np.argmax(big)))
+        check_norms(r.tokens[r.offsets[i]:r.offsets[i + 1]], f"{name}[{i}] token")  # raises
+    return norms
+
+
+def _check_fde_norms(enc: np.ndarray, first_doc: int) -> None:
+    """Doc FDEs go into an ANN index: their norms must stay within 2**62 too (an FDE averages projected tokens,
+    which can make it ~25x longer than the tokens)."""
+    norms = _chunked_norms(enc)
+    big = ~(norms <= NORM_LIMIT)
+    if big.any():
+        row = int(np.argmax(big))
+        raise ValueError(f"docs[{first_doc + row}]: its FDE has norm {norms[row]:.3g}, beyond the supported 2**62 "
+                         f"(~4.6e18): the token values are too large")
+
+
+def _drop_entries(ann: HNSWIndex, labels: np.ndarray) -> None:
+    """Tombstone whichever of ``labels`` the HNSW index holds (rollback of an interrupted add)."""
+    if labels.size:
+        present = labels[ann._core.contains(labels)]
+        if present.size:
+            ann.remove(present)
+
+
+def _pq_copy(ann: PQIndex) -> PQIndex:
+    """A PQIndex sharing ``ann``'s quantizer and codes; its ``add`` replaces the arrays (never writes into them)."""
+    new = PQIndex.__new__(PQIndex)
+    new.__dict__.update(ann.__dict__)
+    return new
+
+
+def _is_ours(folder: str) -> bool:
+    """True for a folder holding a manifest.json of our format."""
+    try:
+        with open(os.path.join(folder, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == _FORMAT
+
+
+def _replaceable(full: str) -> bool | None:
+    """None: nothing at ``full``; True: an empty folder or a saved index; False: anything else."""
+    if not os.path.lexists(full):
+        return None
+    if os.path.islink(full) or not os.path.isdir(full):
+        return False
+    try:
+        return not os.listdir(full) or _is_ours(full)
+    except FileNotFoundError:
+        return None
+
+
+def _save_target(path) -> tuple[str, str]:
+    """(path as given, absolute path) of a folder that ``save`` may write; ValueError naming the path otherwise."""
+    shown = os.fspath(path)
+    full = os.path.abspath(shown)
+    real = os.path.realpath(full)
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:  # the working directory was deleted
+        cwd = None
+    if os.path.dirname(real) == real or (cwd is not None and (real == cwd or
+                                                               cwd.startswith(real.rstrip(os.sep) + os.sep))):
+        raise ValueError(f"path {shown!r} is the root, the current directory or one of its parents: save replaces "
+                         f"the folder at path, so give it a folder of its own")
+    if _replaceable(full) is False:
+        raise ValueError(f"path {shown!r} exists and is not an empty folder or a saved MultiVectorIndex (no "
+                         f"manifest.json of format {_FORMAT!r}): refusing to replace it")
+    return shown, full
+
+
+def _swap_in(tmp: str, full: str, shown: str) -> None:
+    """Rename the finished folder ``tmp`` to ``full``; a saved index there is moved aside first and deleted after.
+    Concurrent savers of the same path each succeed (the last rename wins); on an error the previous folder is
+    put back."""
+    parent = os.path.dirname(full)
+    for _ in range(_SAVE_TRIES):
+        try:
+            os.rename(tmp, full)  # atomic when nothing or an empty folder is there
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+        kind = _replaceable(full)
+        if kind is None:
+            continue  # another saver moved it away meanwhile
+        if not kind:
+            raise ValueError(f"path {shown!r} exists and is not an empty folder or a saved MultiVectorIndex: "
+                             f"refusing to replace it")
+        old = tempfile.mkdtemp(prefix=".mvindex-old-", dir=parent)
+        aside = os.path.join(old, "x")
+        try:
+            try:
+                os.rename(full, aside)
+            except FileNotFoundError:
+                continue  # another saver moved it away meanwhile
+            try:
+                os.rename(tmp, full)
+                return
+            except OSError as e:  # another saver filled the path meanwhile: its folder is newer than `aside`
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        except BaseException:
+            if os.path.isdir(aside) and not os.path.lexists(full):
+                try:
+                    os.rename(aside, full)
+                except OSError:
+                    pass
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    raise OSError(f"save could not replace {shown!r}: other savers kept replacing it")
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256(path: str) -> str:
