@@ -25,3 +25,56 @@ def isa(request):
     with simkern.max_isa(request.param) as active:
         assert active == request.param
         yield active
+
+
+def _misaligned_arrays(value, path="argument"):
+    """(path, array) for every misaligned ndarray in an argument (lists and tuples looked into)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return [(path, value)] if not value.flags.aligned else []
+    if isinstance(value, (list, tuple)):
+        return [hit for i, v in enumerate(value) for hit in _misaligned_arrays(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.fixture
+def aligned_core(monkeypatch):
+    """Make every array-taking entry point of simkern._core (and of _FDEPlan) fail the test when it is handed a
+    misaligned array (a view at an odd byte offset): the C++ kernels load whole elements, which is undefined
+    behaviour there (UBSan), so the Python layer must copy such views first. Yields the names called."""
+    from simkern import _core
+
+    called = []
+
+    def wrap(name, fn, method=False):
+        def checked(*args, **kwargs):
+            bad = _misaligned_arrays(list(args[1:] if method else args) + list(kwargs.values()))
+            assert not bad, f"_core.{name} got a misaligned array ({bad[0][0]})"
+            called.append(name)
+            return fn(*args, **kwargs)
+        return checked
+
+    for name in dir(_core):
+        fn = getattr(_core, name)
+        if name.startswith("_") and not name.startswith("__") and callable(fn) and not isinstance(fn, type):
+            monkeypatch.setattr(_core, name, wrap(name, fn))
+    for name in ("encode", "encode_list"):
+        monkeypatch.setattr(_core._FDEPlan, name, wrap(f"_FDEPlan.{name}", getattr(_core._FDEPlan, name), True))
+    yield called
+
+
+@pytest.fixture
+def misaligned():
+    """misaligned(x, writeable=False): a copy of ``x`` viewed at an odd byte offset (``flags.aligned`` False), as
+    ``np.frombuffer(b"\\0" + data, dtype, offset=1)`` makes."""
+    import numpy as np
+
+    def make(x, writeable=False):
+        x = np.ascontiguousarray(x)
+        raw = b"\0" + x.tobytes()
+        view = np.frombuffer(bytearray(raw) if writeable else raw, x.dtype, offset=1).reshape(x.shape)
+        assert not view.flags.aligned or x.itemsize == 1
+        return view
+
+    return make

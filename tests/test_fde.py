@@ -254,3 +254,35 @@ def test_many_simhash_bits_match_reference(k, document, fill):
         got = (f.encode_documents if document else f.encode_queries)(cloud)[0]
         want, mag = fde_ref(cloud, cfg, mats, document)
         assert (np.abs(got - want) <= 4 * (n + 12) * 2.0**-24 * mag + 1e-30).all()
+
+
+@pytest.mark.parametrize("projection", ["identity", "ams_sketch"])
+def test_overflow_raises_instead_of_returning_inf(projection):
+    """Finite tokens whose float32 sums overflow used to encode to inf/NaN silently: ValueError naming the argument
+    and the set, on the list path and the Ragged/array path."""
+    f = simkern.FDE(4, num_repetitions=2, num_simhash_projections=1, projection=projection,
+                    projection_dimension=None if projection == "identity" else 4, fill_empty_partitions=False)
+    small = np.ones((3, 4), np.float32)
+    big = np.full((3, 4), 3e38, np.float32)
+    for inputs in ([small, big], simkern.Ragged.from_list([small, big])):
+        with pytest.raises(ValueError, match=r"FDE of queries\[1\] overflowed float32"):
+            f.encode_queries(inputs)
+        with pytest.raises(ValueError, match=r"FDE of documents\[1\] overflowed float32"):
+            f.encode_documents(inputs)
+    assert np.isfinite(f.encode_queries(np.full((3, 4), 1e30, np.float32))).all()  # large but representable
+
+
+def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned):
+    """Token arrays at odd byte offsets (list items, 2-D/3-D arrays, Ragged tokens) are copied before the encoder
+    reads them; out= at an odd offset is refused."""
+    rng = np.random.default_rng(9)
+    clouds = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 1, 6)]
+    f = simkern.FDE(8, num_repetitions=3, num_simhash_projections=2, projection_dimension=4)
+    want = f.encode_documents(clouds)
+    np.testing.assert_array_equal(f.encode_documents([misaligned(c) for c in clouds]), want)
+    ragged = simkern.Ragged.from_list(clouds)
+    np.testing.assert_array_equal(f.encode_documents(simkern.Ragged(misaligned(ragged.tokens), ragged.offsets)), want)
+    np.testing.assert_array_equal(f.encode_queries(misaligned(clouds[2])), f.encode_queries(clouds[2]))
+    with pytest.raises(ValueError, match="out must be aligned"):
+        f.encode_queries(clouds, out=misaligned(np.zeros((3, f.output_dim), np.float32), writeable=True))
+    assert "_FDEPlan.encode" in aligned_core and "_FDEPlan.encode_list" in aligned_core

@@ -93,3 +93,41 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="at least one dimension"):
         simkern.fwht(np.ones(()))
     assert simkern.fwht(np.ones((1, 0))).shape == (1, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_overflow_raises_instead_of_returning_inf(dtype):
+    """fwht(3e38...) returned [inf, 0, nan, 0] silently: finite input whose transform overflows raises ValueError
+    naming x, on every path (new array, out=, in place, another axis)."""
+    big = np.finfo(dtype).max / 2
+    x = np.full(4, big, dtype)
+    with pytest.raises(ValueError, match=rf"transform of x overflowed {np.dtype(dtype).name}"):
+        simkern.fwht(x)
+    with pytest.raises(ValueError, match="overflowed"):
+        simkern.fwht(x, normalize=True)  # the unnormalised sums overflow first
+    with pytest.raises(ValueError, match="overflowed"):
+        simkern.fwht(x.copy(), out=np.empty_like(x))
+    with pytest.raises(ValueError, match="overflowed"):
+        y = x.copy()
+        simkern.fwht(y, out=y)
+    with pytest.raises(ValueError, match="overflowed"):
+        simkern.fwht(np.full((3, 8), big, dtype), axis=1)
+    ok = np.array([big, -big, 0, 0], dtype)  # large but representable: no error
+    np.testing.assert_array_equal(simkern.fwht(ok), np.array([0, 2 * big, 0, 2 * big], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned, dtype):
+    """Views at an odd byte offset are never handed to the kernels (UBSan: misaligned loads); results equal the
+    aligned input's, for a new array, out= a misaligned array (in place too) and another axis."""
+    x = np.random.default_rng(5).standard_normal((16, 6)).astype(dtype)
+    want = simkern.fwht(x)
+    np.testing.assert_array_equal(simkern.fwht(misaligned(x)), want)
+    np.testing.assert_array_equal(simkern.fwht(misaligned(x.T.copy()), axis=1), simkern.fwht(x.T.copy(), axis=1))
+    out = misaligned(np.zeros_like(x), writeable=True)
+    assert simkern.fwht(x, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    inplace = misaligned(x, writeable=True)
+    simkern.fwht(inplace, out=inplace, normalize=True)
+    np.testing.assert_array_equal(inplace, simkern.fwht(x, normalize=True))
+    assert any(name.startswith("_fwht") for name in aligned_core)

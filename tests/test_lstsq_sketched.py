@@ -164,8 +164,15 @@ def test_bad_inputs():
         simkern.lstsq_sketched(a, b, eps=0)
     with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
         simkern.lstsq_sketched(a, b, delta=1.0)
-    with pytest.raises(TypeError, match="eps must be a finite float"):
-        simkern.lstsq_sketched(a, b, eps=float("nan"))
+    for name in ("eps", "delta"):  # a float of the wrong value: ValueError (TypeError is for other types)
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(ValueError, match=f"{name} must be a finite float"):
+                simkern.lstsq_sketched(a, b, **{name: bad})
+        with pytest.raises(TypeError, match=f"{name} must be a finite float"):
+            simkern.lstsq_sketched(a, b, **{name: "0.1"})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tol must be"):
+            simkern.lstsq_sketched(a, b, tol=bad)
     with pytest.raises(ValueError, match="method must be"):
         simkern.lstsq_sketched(a, b, method="cholesky")
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -196,3 +203,30 @@ def test_bad_inputs():
         warnings.simplefilter("error")
         simkern.lstsq_sketched(a, b, m=5)  # m = d is allowed: an interpolating sketch, eps_bound = inf
         assert simkern.lstsq_sketched(a, b, m=5).eps_bound == np.inf
+
+
+def test_tiny_eps_is_a_clear_value_error():
+    """eps=1e-300 used to raise OverflowError (the row rule's search overflowed a float): now a ValueError naming eps,
+    from lstsq_sketched and sketch_rows_rule alike; an explicit m does not use the rule."""
+    a, b = lstsq_design("gauss", 100, 5, seed=8)
+    for eps in (1e-300, 5e-324, 1e-12):
+        with pytest.raises(ValueError, match=f"eps={eps} is too small.*would need more than .* rows"):
+            simkern.lstsq_sketched(a, b, eps=eps)
+        with pytest.raises(ValueError, match=f"eps={eps} is too small"):
+            simkern.sketch_rows_rule(5, eps)
+    with pytest.warns(UserWarning, match="using m = n"):  # a small eps that int64 rows can meet: capped at n as before
+        assert simkern.lstsq_sketched(a, b, eps=1e-6).m == 100
+    assert simkern.lstsq_sketched(a, b, eps=1e-300, m=50).m == 50
+
+
+def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned):
+    """A float64 view at an odd byte offset (np.frombuffer(b"\\0" + data, offset=1)) is copied before C++ reads it
+    (UBSan: misaligned loads in the sketch driver); the result equals the aligned input's."""
+    a, b = lstsq_design("gauss", 200, 6, seed=3)
+    for kind in simkern.SKETCH_KINDS:
+        for method in ("solve", "precondition"):
+            want = simkern.lstsq_sketched(a, b, m=60, kind=kind, method=method, seed=4)
+            got = simkern.lstsq_sketched(misaligned(a), misaligned(b), m=60, kind=kind, method=method, seed=4)
+            np.testing.assert_array_equal(got.x, want.x)
+            assert got.residual_norm == want.residual_norm
+    assert "_sketch_f64" in aligned_core and "_matvec" in aligned_core

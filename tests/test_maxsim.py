@@ -361,3 +361,27 @@ def test_torch_cpu_tensors_are_viewed_not_copied():
     np.testing.assert_array_equal(simkern.maxsim(tq, torch.from_numpy(np.stack(d))), want)
     with pytest.raises(TypeError, match="bfloat16"):
         simkern.maxsim(tq, torch.from_numpy(np.stack(d)).to(torch.bfloat16))
+
+
+def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned):
+    """Tokens, offsets, ids and candidates at odd byte offsets are copied before the kernels read them (whole-element
+    loads); out= at an odd offset is refused. Same scores as aligned inputs."""
+    rng = np.random.default_rng(21)
+    q = simkern.Ragged(rng.standard_normal((9, 16)).astype(np.float32), np.array([0, 4, 9]))
+    d = simkern.Ragged(rng.standard_normal((20, 16)).astype(np.float32), np.array([0, 3, 3, 11, 20]))
+    for dtype in (np.float32, np.float16):
+        docs = simkern.Ragged(d.tokens.astype(dtype), d.offsets)
+        bad_q = simkern.Ragged(misaligned(q.tokens), misaligned(q.offsets))
+        bad_d = simkern.Ragged(misaligned(docs.tokens), misaligned(docs.offsets))
+        np.testing.assert_array_equal(simkern.maxsim(bad_q, bad_d), simkern.maxsim(q, docs))
+        np.testing.assert_array_equal(simkern.maxsim(misaligned(q.tokens[:4]), bad_d), simkern.maxsim(q[0], docs))
+        qi, di = np.array([0, 1, 1]), np.array([3, 0, 2])
+        np.testing.assert_array_equal(simkern.maxsim_pairs(bad_q, bad_d, misaligned(qi), misaligned(di)),
+                                      simkern.maxsim_pairs(q, docs, qi, di))
+        cand = np.array([[3, 0, -1], [2, 1, 0]])
+        for got, want in zip(simkern.maxsim_topk(bad_q, bad_d, 2, candidates=misaligned(cand)),
+                             simkern.maxsim_topk(q, docs, 2, candidates=cand)):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="out must be aligned"):
+        simkern.maxsim(q, d, out=misaligned(np.zeros((2, 4), np.float32), writeable=True))
+    assert {"_maxsim_dense", "_maxsim_pairs", "_maxsim_topk"} <= set(aligned_core)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -147,7 +150,7 @@ def test_bad_input(built):
         index.search(queries, 0)
     with pytest.raises(ValueError, match=r"queries must have shape \(n, 32\)"):
         index.search(queries[:, :16].copy(), 3)
-    with pytest.raises(ValueError, match="filter mask must have shape"):
+    with pytest.raises(ValueError, match=r"boolean filter mask needs one entry per id: shape \(3000,\)"):
         index.search(queries, 3, filter=np.ones(5, bool))
     with pytest.raises(ValueError, match="filter ids must lie in 0..2999"):
         index.search(queries, 3, filter=np.array([3000]))
@@ -245,3 +248,144 @@ def test_scan8_kernel_matches_numpy(isa, n_blocks, m, nq, threshold, seed):
     sums, reported = _core._pq_scan8(blocks, luts, threshold)
     np.testing.assert_array_equal(reported, want <= threshold)
     np.testing.assert_array_equal(sums[reported], want[reported].astype(np.uint16))
+
+
+# -- concurrency, filters, value checks ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nbits", [8, 4])
+def test_search_concurrent_with_add_sees_one_published_state(nbits):
+    """2 searcher threads + 1 adder for 0.5 s per code width. Before, searches raised thousands of "blocked codes must
+    have shape ..." errors and a stale blocked copy kept later searches failing or returning wrong ids. Every
+    result must now equal the exact answer (float ADC top-k; rerank; filter) over the first n vectors for one n the
+    index held while that search ran."""
+    rng = np.random.default_rng(31)
+    x = _clustered(rng, 40000, 16)
+    queries = _clustered(np.random.default_rng(32), 3, 16)
+    index = simkern.PQIndex(16, 4, nbits, keep_vectors=True).train(x[:4000], iters=2)
+    index.add(x[:50])
+    sizes, results, errors = [50], [], []
+    stop = threading.Event()
+    allowed = np.arange(0, 50, 3)  # ids present in every state the searchers can see
+
+    def searcher(seed):
+        r = np.random.default_rng(seed)
+        while not stop.is_set():
+            k, kind = int(r.integers(1, 12)), int(r.integers(0, 3))
+            before = len(index)
+            try:
+                if kind == 0:
+                    got = index.search(queries, k, threads=1)
+                elif kind == 1:
+                    got = index.search(queries, k, rerank=2, threads=1)
+                else:
+                    got = index.search(queries, k, filter=allowed, threads=1)
+            except Exception as e:  # noqa: BLE001 - any exception fails the test below
+                errors.append(e)
+                return
+            results.append((kind, k, before, len(index), got))
+
+    def adder():
+        r = np.random.default_rng(33)
+        pos = 50
+        while pos < len(x) and not stop.is_set():
+            step = int(r.integers(1, 300))
+            index.add(x[pos : pos + step], threads=1)
+            pos = min(pos + step, len(x))
+            sizes.append(pos)
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: more interleavings per second
+    try:
+        threads = [threading.Thread(target=searcher, args=(s,)) for s in (1, 2)] + [threading.Thread(target=adder)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not errors, f"{len(errors)} searches failed, first: {errors[0]!r}"
+    assert len(sizes) > 3 and len(results) > 20, (len(sizes), len(results))
+
+    n_final = len(index)
+    np.testing.assert_array_equal(index.codes, index.pq.encode(x[:n_final]))  # in order, across buffer growth
+    adc = index.pq.adc(queries, index.codes)  # codes never change once published: prefixes are the old states
+    order = [np.lexsort((np.arange(n_final), adc[q])) for q in range(len(queries))]  # l2: ascending, then id
+    in_allowed = np.zeros(n_final, bool)
+    in_allowed[allowed] = True
+
+    def expected(kind, k, n):
+        out_d = np.full((len(queries), k), np.inf, np.float32)
+        out_i = np.full((len(queries), k), -1, np.int64)
+        for q in range(len(queries)):
+            ids = order[q][order[q] < n]
+            if kind == 2:
+                ids = ids[in_allowed[ids]]
+            ids = ids[: 2 * k if kind == 1 else k]
+            scores = adc[q, ids]
+            if kind == 1:  # exact re-scoring of the 2k ADC candidates, as _rerank computes it
+                exact = ((x[ids] - queries[q]) ** 2).sum(axis=1, dtype=np.float32)
+                pick = np.lexsort((ids, exact))[:k]
+                ids, scores = ids[pick], exact[pick]
+            out_d[q, : len(ids)], out_i[q, : len(ids)] = scores, ids
+        return out_d, out_i
+
+    for kind, k, before, after, (d, i) in results:
+        candidates = [n for n in sizes if before <= n <= after]
+        assert candidates, (before, after)
+        for n in candidates:
+            want_d, want_i = expected(kind, k, n)
+            if np.array_equal(i, want_i) and np.array_equal(d, want_d):
+                break
+        else:
+            raise AssertionError(f"search (kind {kind}, k {k}) during sizes {candidates} returned ids {i.tolist()}, "
+                                 f"not the exact answer of any of those states")
+
+
+def test_empty_filter_allows_no_id(built):
+    """filter=[] raised TypeError (float64 dtype); HNSWIndex accepts it. Any empty array now means: no id allowed."""
+    _, queries, indexes = built
+    for index in indexes.values():
+        pad = np.inf if index.metric == "l2" else -np.inf
+        for empty in ([], (), np.array([], np.int64), np.array([]), np.array([], bool)):
+            d, i = index.search(queries[:3], 4, filter=empty)
+            assert (i == -1).all() and (d == pad).all()
+    index = indexes["l2", 8]
+    with pytest.raises(ValueError, match=r"boolean filter mask needs one entry per id: shape \(3000,\).*got shape "
+                                         r"\(2999,\); pass an array of ids"):
+        index.search(queries, 3, filter=np.ones(2999, bool))
+    with pytest.raises(ValueError, match=r"filter ids must lie in 0..2999"):
+        index.search(queries, 3, filter=[2**70])
+
+
+def test_vectors_whose_distances_overflow_float32_are_refused(built):
+    """Finite rows of norm > 2**62 (distances could overflow float32 to inf/NaN) raise ValueError naming x / queries."""
+    _, queries, indexes = built
+    index = indexes["l2", 4]
+    huge = queries[:2].copy()
+    huge[1] *= 3e19 / np.linalg.norm(huge[1])
+    n = len(index)
+    with pytest.raises(ValueError, match=r"x row 1 has norm 3e\+19, beyond the supported 2\*\*62"):
+        index.add(huge)
+    assert len(index) == n  # nothing added
+    with pytest.raises(ValueError, match=r"queries row 1 has norm 3e\+19"):
+        index.search(huge, 3)
+    big_ok = queries[:2] * (1e18 / np.linalg.norm(queries[:2], axis=1, keepdims=True))  # within the limit
+    assert np.isfinite(index.search(big_ok.astype(np.float32), 3)[0]).all()
+
+
+def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned, built):
+    """float32 rows at odd byte offsets are copied before the kernels read them (train, add, search, rerank)."""
+    x, queries, indexes = built
+    for nbits in (8, 4):
+        a = simkern.PQIndex(32, 8, nbits, keep_vectors=True).train(x[:1000], iters=2)
+        b = simkern.PQIndex(32, 8, nbits, keep_vectors=True).train(misaligned(x[:1000]), iters=2)
+        np.testing.assert_array_equal(a.pq.codebooks, b.pq.codebooks)
+        a.add(x[:500])
+        b.add(misaligned(x[:500]))
+        np.testing.assert_array_equal(a.codes, b.codes)
+        for rerank in (None, 3):
+            for got, want in zip(b.search(misaligned(queries), 5, rerank=rerank), a.search(queries, 5, rerank=rerank)):
+                np.testing.assert_array_equal(got, want)
+    assert {"_pq_train", "_pq_encode", "_pq_tables", "_pq_search_quantised"} <= set(aligned_core)

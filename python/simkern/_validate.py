@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
+import tempfile
 
 import numpy as np
 
@@ -14,44 +17,180 @@ except ImportError:  # pragma: no cover - ml_dtypes is required by pyproject
 BFLOAT16 = np.dtype(_bfloat16) if _bfloat16 is not None else None
 
 
+# Integer arguments that reach C++ as int (counts, sizes, beam widths) are bounded here, so that an absurd value
+# raises ValueError naming the argument instead of a pybind11 "incompatible function arguments" TypeError.
+INT32_MAX = 2**31 - 1
+MAX_THREADS = 1024  # the pool's own limit (csrc/runtime/thread_pool.cpp): larger requests are clamped to it
+
+# User ids of every index: 0 <= id <= MAX_ID. -1 is the padding of search results; 2**63 - 1 is kept free so
+# that the next default id (largest + 1) always fits in int64.
+MAX_ID = 2**63 - 2
+
+
 def threads_arg(threads) -> int:
-    """None -> 0 (the configured default), else an int >= 1."""
+    """None -> 0 (every thread of the pool), else an int >= 1 (values above 1024 are clamped to 1024)."""
     if threads is None:
         return 0
     if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral):
         raise TypeError(f"threads must be an int >= 1 or None, got {type(threads).__name__}")
     if threads < 1:
         raise ValueError(f"threads must be >= 1 (or None for the default), got {threads}")
-    return int(threads)
+    return int(min(threads, MAX_THREADS))
 
 
-def int_arg(value, name: str, low: int, high: int | None = None) -> int:
+def int_arg(value, name: str, low: int, high: int | None = INT32_MAX) -> int:
     """An int (Python or NumPy integer, not bool) in [low, high]; TypeError / ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)
     if value < low or (high is not None and value > high):
-        rng = f">= {low}" if high is None else f"in {low}..{high}"
+        if high is None or (high == INT32_MAX and value < low):
+            rng = f">= {low}"
+        elif high == INT32_MAX:  # the bound of a C int, not of the argument's meaning
+            rng = f"<= {INT32_MAX} (2**31 - 1)"
+        else:
+            rng = f"in {low}..{high}"
         raise ValueError(f"{name} must be {rng}, got {value}")
     return value
 
 
-def positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+def positive_int(value, name: str, high: int | None = INT32_MAX) -> int:
+    """An int in [1, high] (default: what a C int holds)."""
+    return int_arg(value, name, 1, high)
+
+
+def beyond_int64(x, arr: np.ndarray) -> bool:
+    """True when ``x`` (``arr = np.asarray(x)``) holds integers that NumPy could not put in an integer array: Python
+    ints beyond int64 (then ``arr`` is object, or float64 for a list like ``[0, 2**63]``), or uint64 values >= 2**63."""
+    if arr.dtype == np.uint64:
+        return bool(arr.size) and int(arr.max()) > 2**63 - 1
+    if arr.dtype.kind not in "fO" or not arr.size or (isinstance(x, np.ndarray) and arr.dtype != object):
+        return False
+    values = np.asarray(x, dtype=object).ravel()
+    return all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in values)
 
 
 def int64_vector(x, name: str) -> np.ndarray:
-    """A 1-D integer array-like as a C-contiguous int64 array (converted from other integer types)."""
+    """A 1-D integer array-like as a C-contiguous int64 array (converted from other integer types); values that
+    int64 cannot hold raise ValueError (never a silent wrap-around)."""
     arr = np.asarray(x)
+    if beyond_int64(x, arr):
+        raise ValueError(f"{name} holds integers outside the int64 range")
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    return out if out.flags.aligned else out.copy()  # a view at an odd byte offset: C++ loads whole int64s
+
+
+def id_vector(x, name: str = "ids") -> np.ndarray:
+    """User ids of an index: a 1-D int64 array with every value in 0..MAX_ID (ValueError otherwise)."""
+    ids = int64_vector(x, name)
+    if ids.size:
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high > MAX_ID:
+            bad = low if low < 0 else high
+            raise ValueError(f"{name} must lie in 0..2**63-2 (-1 is the padding of results), got {bad}")
+    return ids
+
+
+def is_valid_id(value) -> bool:
+    """True for an int that may be an index id (``id in index`` is False for anything else, never an error)."""
+    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Integral)
+            and 0 <= int(value) <= MAX_ID)
+
+
+# Vectors stored in or searched against an index: every row's Euclidean norm is at most NORM_LIMIT, so that no
+# distance between two such rows (squared L2 <= (2 * 2**62)**2 = 2**126, |inner product| <= 2**124) can
+# overflow float32, whatever the summation order. Finite rows beyond it raise ValueError naming the argument.
+NORM_LIMIT = 2.0**62
+
+
+def row_norms64(x: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows of a 2-D float array, computed in float64 (no underflow of 1e-30 rows, no
+    overflow of 1e38 ones)."""
+    x64 = x.astype(np.float64, copy=False)
+    return np.sqrt(np.einsum("ij,ij->i", x64, x64))
+
+
+def check_norms(x: np.ndarray, name: str, *, cosine: bool = False) -> None:
+    """Refuse rows whose norm exceeds NORM_LIMIT (arithmetic on them could overflow float32), and for cosine rows
+    of norm 0. ``x`` is 2-D and finite."""
+    if not x.size:
+        return
+    norms = row_norms64(x)
+    big = norms > NORM_LIMIT
+    if big.any() and not cosine:  # cosine rows are normalised (in float64) before any arithmetic
+        row = int(np.flatnonzero(big)[0])
+        raise ValueError(f"{name} row {row} has norm {norms[row]:.3g}, beyond the supported 2**62 (~4.6e18): "
+                         f"distances to it could overflow float32")
+    if cosine:
+        zero = norms == 0
+        if zero.any():
+            raise ValueError(f"{name} row {int(np.flatnonzero(zero)[0])} is all zeros: cosine is undefined")
+
+
+def check_no_overlap(out: np.ndarray, name: str, *inputs) -> None:
+    """``out=`` must not share memory with any input (the kernels read inputs while writing ``out``)."""
+    for arr in inputs:
+        if not isinstance(arr, np.ndarray) or not np.may_share_memory(out, arr):  # disjoint address ranges
+            continue
+        try:
+            overlap = np.shares_memory(out, arr, max_work=10_000)
+        except np.exceptions.TooHardError:
+            overlap = True
+        if overlap:
+            raise ValueError(f"out must not overlap {name}")
+
+
+def _new_file_mode(path: str) -> int:
+    """The permission bits ``open(path, "w")`` would give: the existing file's, else 0o666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    try:  # Linux: read the umask without changing it (os.umask would race with other threads)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def check_out_aligned(out, name: str = "out") -> None:
+    """``out=`` arrays are written in place by the kernels, whole elements at a time: a view at an address that is not
+    a multiple of its itemsize (e.g. ``np.frombuffer(buf, offset=1)``) is refused."""
+    if isinstance(out, np.ndarray) and not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned (its address a multiple of its itemsize, {out.itemsize}); "
+                         f"pass a fresh array, e.g. numpy.empty(...)")
+
+
+def atomic_write(path, write) -> None:
+    """Write a file through ``write(f)`` into a uniquely named temporary file beside ``path``, flush it to disk,
+    then rename it over ``path``: readers see the old file or the new one, never a mix; two writers never share a
+    temporary name; on any error (or KeyboardInterrupt) the temporary file is removed and ``path`` is untouched."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory: save needs a file path")
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=folder)
+    try:
+        with contextlib.suppress(OSError):  # mkstemp makes 0600 files: give the usual mode (or the old file's)
+            os.fchmod(fd, _new_file_mode(path))
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.ndarray:
@@ -67,6 +206,8 @@ def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.nd
         raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
     if not x.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
+    if not x.flags.aligned:  # a view at an odd byte offset: the kernels load whole floats
+        x = x.copy()
     if x.size and not np.isfinite(x).all():
         row = int(np.argmin(np.isfinite(x).all(axis=1)))
         raise ValueError(f"{name} contains NaN or inf (row {row})")

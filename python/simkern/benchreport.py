@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from ._validate import atomic_write
+
 FAMILIES = {
     "maxsim": ("bench_maxsim.py", []),
     "pq": ("bench_pq.py", []),
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     report = os.path.join(out, "RESULTS.md")
     if args.update and os.path.exists(report):
         lines = _merge_report(report, lines, families, started)
-    with open(report, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    text = ("\n".join(lines) + "\n").encode()
+    atomic_write(report, lambda f: f.write(text))  # an interrupted run leaves the previous report whole
     print(f"wrote {report}")
     return 0

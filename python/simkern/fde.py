@@ -16,7 +16,8 @@ Differences from the reference, by design: a batch API (Ragged / list / 2-D / 3-
 the point clouds; results do not depend on batch size, threads or ISA); ``fill_empty_partitions`` applies to
 documents only (queries ignore it instead of failing); an empty document raises ``ValueError`` (the reference
 returns NaN or reads out of bounds) unless ``empty="zeros"``; an empty query encodes to zeros (the reference's
-sum of nothing). Input tokens must be float32 and finite.
+sum of nothing). Input tokens must be float32 and finite; an encoding that overflows float32 (huge finite tokens)
+raises ValueError naming the argument instead of returning inf/NaN.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validate import int_arg, threads_arg
-from .ragged import Ragged, as_ragged
+from ._validate import check_out_aligned, int_arg, threads_arg
+from .ragged import Ragged, aligned_tokens, as_ragged
 
 __all__ = ["FDE"]
 
@@ -108,8 +109,8 @@ class FDE:
     def encode_queries(self, x, *, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """float32 ``(n, output_dim)``: per repetition and partition, the sum of the projected tokens. An empty
         query encodes to zeros. ``out``: write into this float32 C-contiguous ``(n, output_dim)`` array (not
-        overlapping the input) and return it; if a ValueError is raised for the values (NaN or infinity), the
-        contents of ``out`` are unspecified."""
+        overlapping the input) and return it; if a ValueError is raised for the values (NaN or infinity, or a
+        float32 overflow of the sums), the contents of ``out`` are unspecified."""
         return self._encode(x, "queries", False, True, threads, out)
 
     def encode_documents(self, x, *, threads: int | None = None, empty: str = "error",
@@ -124,13 +125,17 @@ class FDE:
 
     def _encode(self, x, name: str, documents: bool, allow_empty: bool, threads, out) -> np.ndarray:
         threads = threads_arg(threads)
+        check_out_aligned(out)
         if isinstance(x, (list, tuple)) and x:
-            # A list of float32 C-contiguous (rows, dim) arrays is encoded where it lies (no concatenation); any
-            # other list goes through Ragged (which names what is wrong).
+            # A list of float32 C-contiguous (rows, dim) arrays is encoded where it lies (no concatenation), except
+            # views at odd byte offsets (copied: the kernels load whole floats); any other list goes through Ragged
+            # (which names what is wrong).
+            if any(isinstance(a, np.ndarray) and not a.flags.aligned for a in x):
+                x = [a.copy() if isinstance(a, np.ndarray) and not a.flags.aligned else a for a in x]
             rows = self._plan.encode_list(x, documents, allow_empty, threads, out, name)
             if rows is not None:
-                return rows
-        r = self._input(x, name)
+                return _check_encoded(rows, name)
+        r = aligned_tokens(self._input(x, name))
         if documents and not allow_empty and len(r):
             lengths = np.diff(r.offsets)
             if (lengths == 0).any():
@@ -142,7 +147,7 @@ class FDE:
         if not len(r) and r.tokens.shape[1] != self.dim:  # e.g. a Ragged of 0 sets and another width
             return self._plan.encode(np.zeros((0, self.dim), np.float32), r.offsets, documents, threads, out, name)
         # NaN and infinities are found by the encoder (each set is checked just before it is encoded).
-        return self._plan.encode(r.tokens, r.offsets, documents, threads, out, name)
+        return _check_encoded(self._plan.encode(r.tokens, r.offsets, documents, threads, out, name), name)
 
     def _input(self, x, name: str) -> Ragged:
         if isinstance(x, (list, tuple)) and not x:
@@ -153,3 +158,12 @@ class FDE:
         if len(r) and r.dim != self.dim:
             raise ValueError(f"{name} must have dim {self.dim}, got {r.dim}")
         return r
+
+
+def _check_encoded(rows: np.ndarray, name: str) -> np.ndarray:
+    """The encoder refuses NaN/inf tokens, so a non-finite encoding means the float32 sums overflowed."""
+    if rows.size and not np.isfinite(rows).all():
+        row = int(np.argmin(np.isfinite(rows).all(axis=1)))
+        raise ValueError(f"the FDE of {name}[{row}] overflowed float32: the token values of {name} are too large "
+                         f"(each coordinate sums up to every token of a set); scale them down")
+    return rows

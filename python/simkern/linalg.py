@@ -34,6 +34,7 @@ _KIND_CODES = {name: code for code, name in enumerate(SKETCH_KINDS)}
 # measurement we made (100 seeds x {2, 4, 8, 16, 32} d x gauss / cauchy-rows / spike designs x d in {16, 64}: the
 # largest C needed was 0.8).
 _RULE_C = 1.0
+_MAX_RULE_ROWS = 2.0**62  # sketch_rows_rule refuses an eps that needs more rows (eps ~1e-9 and below)
 
 
 def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = None,
@@ -42,7 +43,7 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
 
     ``normalize=True`` scales by 1/sqrt(n) (the transform is then orthonormal and its own inverse). Returns a new
     array, or ``out`` (same shape and dtype as ``x``; ``out=x`` transforms in place). Non-finite values raise
-    ValueError."""
+    ValueError, as does a result that overflows the dtype (the contents of ``out`` are then unspecified)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype not in (np.float32, np.float64):
@@ -69,17 +70,28 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
     rest = int(np.prod(x.shape[:axis] + x.shape[axis + 1:], dtype=np.int64))
     target = out if out is not None else np.empty_like(x, order="C")
     view = np.moveaxis(target, axis, 0)
-    if view.flags.c_contiguous:  # transform in the result's own memory
+    if view.flags.c_contiguous and view.flags.aligned:  # transform in the result's own memory
         if target is not x:
             np.copyto(target, x)
         if x.size:
             kernel(view.reshape(n, rest), bool(normalize), threads)
+            _check_transform(view, "x")
         return target
-    work = np.moveaxis(x, axis, 0).copy(order="C")  # one temporary: the axis first, C order
+    # One temporary (the axis first, C order, aligned): also for an out= view at an odd byte offset, since the
+    # kernels load whole elements.
+    work = np.moveaxis(x, axis, 0).copy(order="C")
     if x.size:
         kernel(work.reshape(n, rest), bool(normalize), threads)
+        _check_transform(work, "x")
     np.copyto(view, work)
     return target
+
+
+def _check_transform(y: np.ndarray, name: str) -> None:
+    """The input was finite: a non-finite output means the sums overflowed the dtype."""
+    if not np.isfinite(y).all():
+        raise ValueError(f"the transform of {name} overflowed {y.dtype}: the values of {name} are too large "
+                         f"(the output grows up to n = {y.shape[0]} times the largest |value|); scale them down")
 
 
 def _seed_arg(seed) -> int:
@@ -97,7 +109,7 @@ def _kind_arg(kind) -> int:
 
 
 def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
-    """a float32/float64 ndarray, 1-D or 2-D, non-empty; returned as is (any strides)."""
+    """a float32/float64 ndarray, 1-D or 2-D, non-empty; returned as is (any strides) unless misaligned."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if dtype is None and a.dtype not in (np.float32, np.float64):
@@ -108,6 +120,8 @@ def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {a.shape}")
     if a.shape[0] == 0 or (a.ndim == 2 and a.shape[1] == 0):
         raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if not a.flags.aligned:  # a view at an odd byte offset: the kernels load whole elements, so copy it once
+        a = a.copy()
     return a
 
 
@@ -140,7 +154,8 @@ def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
 
     Every kind has E ||S x||^2 = ||x||^2. ``S`` depends only on ``(kind, n, m, seed, nnz_per_column)``: the result is
     bit-identical for every thread count and ISA. Sparse sketches are cheap but give no l_inf guarantee for least
-    squares (see :func:`lstsq_sketched`). ``a`` is not copied whatever its strides. NaN/inf in ``a`` (or an overflow of
+    squares (see :func:`lstsq_sketched`). ``a`` is not copied whatever its strides (except a misaligned view, at
+    an address that is not a multiple of its itemsize, copied once). NaN/inf in ``a`` (or an overflow of
     its dtype) raises ValueError."""
     a = _matrix_arg(a, "a")
     code = _kind_arg(kind)
@@ -174,6 +189,12 @@ def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:
     Woodruff 2017) need more rows."""
     d = int_arg(d, "d", 1)
     eps, delta = _eps_delta(eps, delta)
+    # eps_bound(m) >= sqrt(C ln(d / delta) d / m) for every m: no m below this meets eps.
+    fewest = _RULE_C * math.log(d / delta) * d / (eps * eps) if eps * eps > 0 else math.inf
+    if not fewest < _MAX_RULE_ROWS:
+        amount = f"{fewest:.3g}" if math.isfinite(fewest) else "1e308"
+        raise ValueError(f"eps={eps} is too small (with d={d}, delta={delta}): the sketch would need more than "
+                         f"{amount} rows (about ln(d/delta) d / eps^2), beyond 2**62; use a larger eps, or pass m")
     hi = d + 1
     while _eps_of_rows(hi, d, delta) > eps:
         hi *= 2
@@ -189,8 +210,10 @@ def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:
 
 def _eps_delta(eps, delta):
     for name, value in (("eps", eps), ("delta", delta)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise TypeError(f"{name} must be a finite float, got {value!r}")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a finite float, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite float, got {value!r}")
     if eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     if not 0 < delta < 1:

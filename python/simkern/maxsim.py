@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _core
-from ._validate import BFLOAT16, int64_vector, positive_int, threads_arg
-from .ragged import Ragged, as_ragged
+from ._validate import BFLOAT16, check_no_overlap, check_out_aligned, int64_vector, positive_int, threads_arg
+from .ragged import Ragged, aligned_tokens, as_ragged
 
 __all__ = ["maxsim", "maxsim_pairs", "maxsim_topk"]
 
@@ -35,7 +35,7 @@ def _queries(queries) -> Ragged:
     q = as_ragged(queries, "queries")
     if q.dtype != np.float32:
         raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
-    return q
+    return aligned_tokens(q)
 
 
 def _docs(docs) -> tuple[Ragged, np.ndarray, int]:
@@ -43,6 +43,7 @@ def _docs(docs) -> tuple[Ragged, np.ndarray, int]:
     code = _DOC_DTYPE_CODES.get(d.dtype)
     if code is None:
         raise TypeError(f"docs must be float32, float16 or bfloat16, got {d.dtype}")
+    d = aligned_tokens(d)
     tokens = d.tokens if code == 0 else d.tokens.view(np.uint16)  # zero-copy bit view for 16-bit types
     return d, tokens, code
 
@@ -62,6 +63,9 @@ def maxsim(queries, docs, *, threads: int | None = None, out: np.ndarray | None 
     """
     q, (d, tokens, code) = _queries(queries), _docs(docs)
     _check_dims(q, d)
+    if out is not None:
+        check_no_overlap(out, "the query or doc tokens", q.tokens, tokens, q.offsets, d.offsets)
+        check_out_aligned(out)
     return _core._maxsim_dense(q.tokens, q.offsets, tokens, code, d.offsets, threads_arg(threads), out)
 
 
@@ -74,6 +78,9 @@ def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = Non
     q, (d, tokens, code) = _queries(queries), _docs(docs)
     _check_dims(q, d)
     qi, di = int64_vector(query_ids, "query_ids"), int64_vector(doc_ids, "doc_ids")
+    if out is not None:
+        check_no_overlap(out, "the query or doc tokens or ids", q.tokens, tokens, q.offsets, d.offsets, qi, di)
+        check_out_aligned(out)
     return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads), out)
 
 
@@ -109,6 +116,8 @@ def _candidates(candidates, n_queries: int, n_docs: int) -> tuple[np.ndarray, np
         if candidates.dtype == np.bool_ or not np.issubdtype(candidates.dtype, np.integer):
             raise TypeError(f"candidates must hold integer doc ids, got dtype {candidates.dtype}")
         flat = np.ascontiguousarray(candidates, dtype=np.int64).reshape(-1)
+        if not flat.flags.aligned:
+            flat = flat.copy()
         offsets = np.arange(n_queries + 1, dtype=np.int64) * candidates.shape[1]
     elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):
         if len(candidates) != n_queries:

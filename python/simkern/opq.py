@@ -9,11 +9,9 @@ L2 distances and inner products, so both metrics work unchanged.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from ._validate import float32_rows, positive_int
+from ._validate import float32_rows, int_arg, positive_int
 from .pq import ProductQuantizer
 
 __all__ = ["OPQ"]
@@ -25,10 +23,7 @@ class OPQ:
     def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, iters: int = 20,
                  pq_iters: int = 4):
         self.pq = ProductQuantizer(dim, m, nbits, metric)
-        for name, value in (("iters", iters), ("pq_iters", pq_iters)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        self.iters, self.pq_iters = int(iters), int(pq_iters)
+        self.iters, self.pq_iters = int_arg(iters, "iters", 0), int_arg(pq_iters, "pq_iters", 0)
         self.rotation = np.eye(dim, dtype=np.float32)
 
     @property
@@ -47,6 +42,7 @@ class OPQ:
             threads: int | None = None) -> OPQ:
         """Learn the rotation on ``x`` (float32 (n, dim)), then fit the quantizer on ``x @ rotation``."""
         x = float32_rows(x, self.dim, "x")
+        pq_final_iters = int_arg(pq_final_iters, "pq_final_iters", 0)
         if max_train_points is not None:
             max_train_points = positive_int(max_train_points, "max_train_points")
             if max_train_points < x.shape[0]:

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._validate import float32_rows, positive_int, threads_arg
+from ._validate import check_out_aligned, float32_rows, int_arg, positive_int, threads_arg
 
 __all__ = ["ProductQuantizer"]
 
@@ -108,8 +108,7 @@ class ProductQuantizer:
         only on the data, ``seed`` and the options - not on the thread count or the ISA. Returns ``self``.
         """
         x = float32_rows(x, self.dim, "x")
-        if isinstance(iters, bool) or not isinstance(iters, numbers.Integral) or iters < 0:
-            raise ValueError(f"iters must be an int >= 0, got {iters!r}")
+        iters = int_arg(iters, "iters", 0)
         if init not in _INITS:
             raise ValueError(f"init must be 'kmeans++' or 'random', got {init!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -150,6 +149,7 @@ class ProductQuantizer:
         q = float32_rows(queries, self.dim, "queries")
         if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, q):
             raise ValueError("out must not overlap queries")
+        check_out_aligned(out)
         return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)
 
     def adc(self, queries: np.ndarray, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:

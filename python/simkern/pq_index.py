@@ -6,9 +6,12 @@ uint8-quantised tables and uint16 sums (4-bit: 16-entry vpshufb lookups over blo
 of 64 codes, AVX-512 VBMI byte permutes where the CPU has them, table loads otherwise), up to four queries per
 pass over the codes, with a running threshold in the kernel so that only ids within the quantisation error bound
 of the k-th best come out; those are re-scored with the float tables; m > 256 falls back to the float scan.
-The blocked copy of the codes (as large as the packed codes) is built at the first search after ``add``. ``filter`` restricts the ids inside
-the scan. With ``keep_vectors=True`` the original vectors are stored too and ``rerank=r`` re-scores the best
-``r * k`` candidates exactly.
+The blocked copy of the codes (as large as the packed codes) is built at the first search after ``add``.
+``filter`` restricts the ids inside the scan. With ``keep_vectors=True`` the original vectors are stored too and
+``rerank=r`` re-scores the best ``r * k`` candidates exactly.
+
+Vectors and queries must be finite with Euclidean norms of at most 2**62 (larger ones could overflow float32 in
+the distance arithmetic): ValueError otherwise.
 
 File format (``save`` / ``load``), little-endian: magic ``SIMKPQI\\0``, u32 version (1), u32 dim, u32 m, u32 nbits,
 u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored, bit 1: OPQ rotation stored), u32 reserved;
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 
 import numpy as np
 
 from . import _core
-from ._validate import float32_rows, positive_int, threads_arg
+from ._validate import atomic_write, beyond_int64, check_norms, float32_rows, int_arg, positive_int, threads_arg
 from .opq import OPQ
 from .pq import _METRICS, ProductQuantizer
 
@@ -36,9 +40,56 @@ _VERSION = 1
 _HEADER = struct.Struct("<8sIIIIIQII")  # magic, version, dim, m, nbits, metric, n, flags, reserved
 
 
+def _block_codes(codes: np.ndarray, nbits: int) -> np.ndarray:
+    """Codes re-packed for the quantised scans. 4-bit: (ceil(n / 32), ceil(m / 2), 32) bytes, byte i of a block =
+    code of vector i for subspace 2p (low nibble) and 2p + 1 (high nibble). 8-bit: (ceil(n / 64), m, 64), row s of
+    a block = the codes of its 64 vectors for subspace s. Padding vectors and subspace are 0."""
+    n, m = codes.shape
+    if nbits == 4:
+        n_blocks, n_pairs = (n + 31) // 32, (m + 1) // 2
+        padded = np.zeros((n_blocks * 32, n_pairs * 2), np.uint8)
+        padded[:n, :m] = codes
+        pairs = padded.reshape(n_blocks, 32, n_pairs, 2)
+        packed = pairs[..., 0] | (pairs[..., 1] << 4)            # (n_blocks, 32, n_pairs)
+        return np.ascontiguousarray(packed.transpose(0, 2, 1))
+    n_blocks = (n + 63) // 64
+    padded = np.zeros((n_blocks * 64, m), np.uint8)
+    padded[:n] = codes
+    return np.ascontiguousarray(padded.reshape(n_blocks, 64, m).transpose(0, 2, 1))
+
+
+class _Snapshot:
+    """One published state of a PQIndex: ``codes`` (n, m) and ``vectors`` (n, dim) or None, never modified after
+    publication, plus their blocked copy, built once (under a lock) by the first search that needs it."""
+
+    __slots__ = ("codes", "vectors", "_blocks", "_lock")
+
+    def __init__(self, codes: np.ndarray, vectors: np.ndarray | None):
+        self.codes, self.vectors = codes, vectors
+        self._blocks: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def blocks(self, nbits: int) -> np.ndarray:
+        blocks = self._blocks
+        if blocks is None:
+            with self._lock:
+                if self._blocks is None:
+                    self._blocks = _block_codes(self.codes, nbits)
+                blocks = self._blocks
+        return blocks
+
+
 class PQIndex:
     """Flat PQ index over ``dim``-dimensional float32 vectors (``metric`` "l2": ascending squared distances;
-    "ip": descending inner products). Ids are 0..len-1 in insertion order."""
+    "ip": descending inner products). Ids are 0..len-1 in insertion order.
+
+    Threads: any number of ``search`` calls may run concurrently with each other and with ``add`` (``add`` calls
+    are serialised with each other). A search sees the index as it was at one instant: every vector of the
+    ``add`` calls that completed before it started, and of those that complete while it runs either all the
+    vectors of an ``add`` or none; results, ``filter`` masks and ``rerank`` refer to that state (a mask must
+    have the length of that state). ``train``, ``load`` and unpickling must not run concurrently with other
+    calls on the same index.
+    """
 
     def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, keep_vectors: bool = False,
                  opq: bool = False):
@@ -46,9 +97,14 @@ class PQIndex:
         self.opq = OPQ(dim, m, nbits, metric) if opq else None
         self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)
         self.keep_vectors = bool(keep_vectors)
-        self._codes = np.zeros((0, m), np.uint8)  # one code per byte, whatever nbits
-        self._blocks: np.ndarray | None = None   # blocked scan layout, rebuilt lazily after add()
-        self._vectors = np.zeros((0, dim), np.float32) if self.keep_vectors else None
+        self._write_lock = threading.Lock()
+        self._set_contents(np.zeros((0, self.pq.m), np.uint8),
+                           np.zeros((0, self.dim), np.float32) if self.keep_vectors else None)
+
+    def _set_contents(self, codes: np.ndarray, vectors: np.ndarray | None) -> None:
+        """Adopt ``codes`` (one code per byte, whatever nbits) and ``vectors`` as the buffers and publish them."""
+        self._code_buf, self._vector_buf = codes, vectors  # rows past the published n are private to add()
+        self._snap = _Snapshot(codes, vectors)
 
     # -- basic properties --------------------------------------------------------------------------------------
     @property
@@ -64,7 +120,7 @@ class PQIndex:
         return self.pq.is_trained
 
     def __len__(self) -> int:
-        return int(self._codes.shape[0])
+        return int(self._snap.codes.shape[0])
 
     def __repr__(self) -> str:
         return (f"PQIndex(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.metric!r}, "
@@ -72,43 +128,66 @@ class PQIndex:
                 f"{'trained' if self.is_trained else 'untrained'})")
 
     @property
+    def _codes(self) -> np.ndarray:
+        """The published codes, one per byte (read-only use: demo and benchmarks read them)."""
+        return self._snap.codes
+
+    @property
     def codes(self) -> np.ndarray:
         """uint8 ``(n, code_size)`` codes in ProductQuantizer's format (4-bit codes packed two per byte)."""
-        return self._codes.copy() if self.pq.nbits == 8 else self.pq._pack4(self._codes)
+        codes = self._snap.codes
+        return codes.copy() if self.pq.nbits == 8 else self.pq._pack4(codes)
 
     # -- building ----------------------------------------------------------------------------------------------
     def train(self, x: np.ndarray, *, seed: int = 0, iters: int = 25, max_train_points: int | None = None,
               threads: int | None = None) -> PQIndex:
         """Train the quantizer (see ``ProductQuantizer.fit``). Returns ``self``."""
-        if len(self):
-            raise ValueError("train() must come before add(): the index already holds codes")
-        if self.opq is not None:
-            self.opq.fit(x, pq_final_iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
-        else:
-            self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+        iters = int_arg(iters, "iters", 0)
+        with self._write_lock:
+            if len(self):
+                raise ValueError("train() must come before add(): the index already holds codes")
+            if self.opq is not None:
+                self.opq.fit(x, pq_final_iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+            else:
+                self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
         return self
 
-    def _to_pq_space(self, x: np.ndarray, name: str) -> np.ndarray:
-        x = float32_rows(x, self.dim, name)
+    def _to_pq_space(self, x: np.ndarray) -> np.ndarray:
+        """Checked float32 rows as the quantizer sees them (rotated with OPQ)."""
         return x if self.opq is None else self.opq.rotate(x)
 
     def add(self, x: np.ndarray, *, threads: int | None = None) -> None:
-        """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``."""
+        """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``. Concurrent
+        searches see all of ``x`` or none of it (see the class docstring)."""
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
         x = float32_rows(x, self.dim, "x")
-        codes = _core._pq_encode(self._to_pq_space(x, "x"), self.pq._ct, threads_arg(threads))
-        self._codes = np.concatenate([self._codes, codes]) if len(self) else codes
-        self._blocks = None
-        if self.keep_vectors:
-            self._vectors = np.concatenate([self._vectors, x]) if len(self) > len(codes) else x.copy()
+        check_norms(x, "x")
+        codes = _core._pq_encode(self._to_pq_space(x), self.pq._ct, threads_arg(threads))
+        if not len(codes):
+            return
+        with self._write_lock:
+            n, count = len(self), len(codes)
+            if n + count > len(self._code_buf):
+                # Grow by half (amortised O(1) copies per row); published snapshots keep the old buffers.
+                capacity = max(n + count, n + n // 2, 64)
+                self._code_buf = _grow(self._code_buf, n, capacity)
+                if self.keep_vectors:
+                    self._vector_buf = _grow(self._vector_buf, n, capacity)
+            # Rows n.. of the buffers belong to no published snapshot: writing them is invisible to searches.
+            self._code_buf[n : n + count] = codes
+            if self.keep_vectors:
+                self._vector_buf[n : n + count] = x
+            self._snap = _Snapshot(self._code_buf[: n + count],
+                                   self._vector_buf[: n + count] if self.keep_vectors else None)
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, *, filter=None, rerank: int | None = None,
                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best ids per query: ``(distances float32 (nq, k), ids int64 (nq, k))``, best first.
 
-        ``filter``: a boolean mask of length ``len(index)`` or an array of allowed ids; applied inside the scan.
+        ``filter``: a boolean mask of length ``len(index)`` or an array of allowed ids (an empty list or array
+        allows none: every result is padding); applied inside the scan.
         ``rerank``: re-score the best ``rerank * k`` ADC candidates with the stored vectors (needs
         ``keep_vectors=True``; without stored vectors the scan is already exact float ADC, so rerank would change
         nothing and is refused). Fewer than ``k`` results: ids -1 and +inf (l2) / -inf (ip).
@@ -117,68 +196,62 @@ class PQIndex:
             raise ValueError("the index is not trained: call train() first")
         k = positive_int(k, "k")
         core_threads = threads_arg(threads)
-        mask = self._filter_mask(filter)
         if rerank is not None:
             rerank = positive_int(rerank, "rerank")
             if not self.keep_vectors:
                 raise ValueError("rerank needs the original vectors: build the index with keep_vectors=True")
-        tables = self.pq.distance_tables(self._to_pq_space(queries, "queries"), threads=threads)
+        queries = float32_rows(queries, self.dim, "queries")
+        check_norms(queries, "queries")
+        snap = self._snap  # one consistent state for the whole search (add publishes a new one)
+        n = len(snap.codes)
+        mask = self._filter_mask(filter, n)
+        tables = self.pq.distance_tables(self._to_pq_space(queries), threads=threads)
         smaller = self.metric == "l2"
-        width = k * rerank if rerank else k
-        if len(self) and self.pq.m <= 256:
+        # More candidates than ids only adds padding: cap the width (k * rerank may be huge).
+        width = min(k * rerank, max(k, n)) if rerank else k
+        if n and self.pq.m <= 256:
             # Quantised scan on uint8 tables (4-bit: fast scan over blocked codes), then exact float re-scoring of
             # every id within the error bound of the k-th best: the same result as the float scan.
-            scores, ids = _core._pq_search_quantised(tables, self._codes, self._scan_blocks(), mask, width, smaller, core_threads)
+            scores, ids = _core._pq_search_quantised(tables, snap.codes, snap.blocks(self.pq.nbits), mask, width,
+                                                     smaller, core_threads)
         else:
-            scores, ids = _core._pq_search(tables, self._codes, mask, width, smaller, core_threads)
+            scores, ids = _core._pq_search(tables, snap.codes, mask, width, smaller, core_threads)
         if rerank:
-            scores, ids = self._rerank(float32_rows(queries, self.dim, "queries"), ids, k, smaller)
+            scores, ids = self._rerank(snap.vectors, queries, ids, k, smaller)
         return scores, ids
 
-    def _scan_blocks(self) -> np.ndarray:
-        """Codes re-packed for the quantised scans. 4-bit: (ceil(n / 32), ceil(m / 2), 32) bytes, byte i of a
-        block = code of vector i for subspace 2p (low nibble) and 2p + 1 (high nibble). 8-bit: (ceil(n / 64), m,
-        64), row s of a block = the codes of its 64 vectors for subspace s. Padding vectors and subspace are 0."""
-        if self._blocks is None:
-            n, m = self._codes.shape
-            if self.pq.nbits == 4:
-                n_blocks, n_pairs = (n + 31) // 32, (m + 1) // 2
-                padded = np.zeros((n_blocks * 32, n_pairs * 2), np.uint8)
-                padded[:n, :m] = self._codes
-                pairs = padded.reshape(n_blocks, 32, n_pairs, 2)
-                packed = pairs[..., 0] | (pairs[..., 1] << 4)            # (n_blocks, 32, n_pairs)
-                self._blocks = np.ascontiguousarray(packed.transpose(0, 2, 1))
-            else:
-                n_blocks = (n + 63) // 64
-                padded = np.zeros((n_blocks * 64, m), np.uint8)
-                padded[:n] = self._codes
-                self._blocks = np.ascontiguousarray(padded.reshape(n_blocks, 64, m).transpose(0, 2, 1))
-        return self._blocks
-
-    def _filter_mask(self, filter) -> np.ndarray | None:
+    @staticmethod
+    def _filter_mask(filter, n: int) -> np.ndarray | None:
+        """The byte mask over the ``n`` ids of the searched state: from a boolean mask of length n, or from an
+        array of allowed ids (an empty list or array allows no id)."""
         if filter is None:
             return None
         arr = np.asarray(filter)
-        n = len(self)
+        if arr.ndim == 1 and arr.size == 0:  # filter=[] (any dtype): no id allowed, every result is padding
+            return np.zeros(n, np.uint8)
         if arr.dtype == np.bool_:
             if arr.shape != (n,):
-                raise ValueError(f"filter mask must have shape ({n},) (one entry per id), got {arr.shape}")
+                raise ValueError(f"a boolean filter mask needs one entry per id: shape ({n},) for this index of "
+                                 f"{n} vectors, got shape {arr.shape}; pass an array of ids to allow a subset")
             return np.ascontiguousarray(arr.view(np.uint8))
+        if beyond_int64(filter, arr):
+            raise ValueError(f"filter ids must lie in 0..{n - 1}: got integers beyond int64")
         if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
             raise TypeError("filter must be a boolean mask over ids or a 1-D array of allowed ids")
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"filter ids must lie in 0..{n - 1}")
+        if arr.min() < 0 or arr.max() >= n:
+            raise ValueError(f"filter ids must lie in 0..{n - 1}, got {arr.min() if arr.min() < 0 else arr.max()}")
         mask = np.zeros(n, np.uint8)
         mask[arr] = 1
         return mask
 
-    def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int, smaller: bool):
+    @staticmethod
+    def _rerank(vectors: np.ndarray, queries: np.ndarray, cand: np.ndarray, k: int, smaller: bool):
         nq = cand.shape[0]
         out_scores = np.full((nq, k), np.inf if smaller else -np.inf, np.float32)
         out_ids = np.full((nq, k), -1, np.int64)
         for qi in range(nq):
             ids = cand[qi][cand[qi] >= 0]
-            vecs = self._vectors[ids]
+            vecs = vectors[ids]
             if smaller:
                 exact = ((vecs - queries[qi]) ** 2).sum(axis=1, dtype=np.float32)
                 order = np.lexsort((ids, exact))[:k]
@@ -191,8 +264,9 @@ class PQIndex:
 
     # -- persistence -------------------------------------------------------------------------------------------
     def __getstate__(self):
-        return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": self._codes,
-                "vectors": self._vectors, "opq": None if self.opq is None else self.opq.__getstate__()}
+        snap = self._snap
+        return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": snap.codes,
+                "vectors": snap.vectors, "opq": None if self.opq is None else self.opq.__getstate__()}
 
     def __setstate__(self, state):
         if state.get("opq") is not None:
@@ -204,30 +278,35 @@ class PQIndex:
             self.pq = ProductQuantizer.__new__(ProductQuantizer)
             self.pq.__setstate__(state["pq"])
         self.keep_vectors = state["keep_vectors"]
-        self._codes = state["codes"]
-        self._vectors = state["vectors"]
-        self._blocks = None
+        self._write_lock = threading.Lock()
+        self._set_contents(state["codes"], state["vectors"])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index (format in the module docstring). The index must be trained."""
         cb = self.pq._require_trained()
+        snap = self._snap  # the state published when save started (adds may go on meanwhile)
         flags = (1 if self.keep_vectors else 0) | (2 if self.opq is not None else 0)
         header = _HEADER.pack(_MAGIC, _VERSION, self.dim, self.pq.m, self.pq.nbits, _METRICS[self.metric],
-                              len(self), flags, 0)
-        parts = [header, cb.tobytes(), self._codes.tobytes()]
+                              len(snap.codes), flags, 0)
+        parts = [header, cb, snap.codes]
         if self.keep_vectors:
-            parts.append(self._vectors.tobytes())
+            parts.append(snap.vectors)
         if self.opq is not None:
-            parts.append(self.opq.rotation.tobytes())
-        crc = 0
-        for part in parts:
-            crc = zlib.crc32(part, crc)
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
+            parts.append(self.opq.rotation)
+        # Byte views of the arrays (no copies of the codes or vectors).
+        parts = [np.ascontiguousarray(p).reshape(-1).view(np.uint8) if isinstance(p, np.ndarray) else p
+                 for p in parts]
+
+        def write(f):
+            crc = 0
             for part in parts:
+                crc = zlib.crc32(part, crc)
                 f.write(part)
             f.write(struct.pack("<I", crc))
-        os.replace(tmp, path)  # never leave a half-written file under the user's name
+
+        # A unique temporary file renamed into place: readers see the old file or the new one; a failed save
+        # leaves the old file and no temporary behind; concurrent saves to one path never share a temporary.
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PQIndex:
@@ -263,13 +342,21 @@ class PQIndex:
             raise ValueError(f"{os.fspath(path)}: codes out of range for nbits={nbits}")
         index = cls(dim, m, nbits, "l2" if metric == 0 else "ip", keep_vectors=bool(flags & 1), opq=bool(flags & 2))
         index.pq._set_codebooks(codebooks)
-        index._codes = codes
+        vectors = None
         if flags & 1:
-            index._vectors = np.frombuffer(data, np.float32, n * dim, offset).reshape(n, dim).copy()
+            vectors = np.frombuffer(data, np.float32, n * dim, offset).reshape(n, dim).copy()
             offset += sizes[2]
         if flags & 2:
             rotation = np.frombuffer(data, np.float32, dim * dim, offset).reshape(dim, dim).copy()
             if not np.isfinite(rotation).all():
                 raise ValueError(f"{os.fspath(path)}: rotation contains NaN or inf")
             index.opq.rotation = rotation
+        index._set_contents(codes, vectors)
         return index
+
+
+def _grow(buf: np.ndarray, n: int, capacity: int) -> np.ndarray:
+    """A new buffer of ``capacity`` rows holding the first ``n`` rows of ``buf``."""
+    out = np.empty((capacity,) + buf.shape[1:], buf.dtype)
+    out[:n] = buf[:n]
+    return out

@@ -10,11 +10,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._validate import beyond_int64, int_arg
+
 __all__ = ["Ragged", "as_ragged"]
 
 
 def _int_array(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
+    if beyond_int64(x, arr):
+        raise ValueError(f"{name} holds integers outside the int64 range")
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     return arr
@@ -47,6 +51,8 @@ class Ragged:
         if offs.ndim != 1 or offs.shape[0] < 1:
             raise ValueError(f"offsets must be 1-D with n + 1 >= 1 entries, got shape {offs.shape}")
         offs = np.ascontiguousarray(offs, dtype=np.int64)
+        if not offs.flags.aligned:  # a view at an odd byte offset: the kernels load whole int64s
+            offs = offs.copy()
         if offs[0] != 0:
             raise ValueError(f"offsets[0] must be 0, got {offs[0]}")
         steps = np.diff(offs)
@@ -79,7 +85,7 @@ class Ragged:
         if len(arrays) == 0:
             if dim is None:
                 raise ValueError("from_list([]) needs dim= to know the token width")
-            return cls(np.zeros((0, int(dim)), dtype=dtype or np.float32), np.zeros(1, np.int64))
+            return cls(np.zeros((0, int_arg(dim, "dim", 0)), dtype=dtype or np.float32), np.zeros(1, np.int64))
         items = []
         for i, a in enumerate(arrays):
             if not isinstance(a, np.ndarray):
@@ -87,7 +93,7 @@ class Ragged:
             if a.ndim != 2:
                 raise ValueError(f"arrays[{i}] must be 2-D (n_tokens, dim), got shape {a.shape}")
             items.append(a)
-        width = items[0].shape[1] if dim is None else int(dim)
+        width = items[0].shape[1] if dim is None else int_arg(dim, "dim", 0)
         kind = items[0].dtype if dtype is None else np.dtype(dtype)
         for i, a in enumerate(items):
             if a.shape[1] != width:
@@ -222,6 +228,14 @@ def as_ragged(x, name: str) -> Ragged:
             return Ragged._trusted(flat, np.arange(n + 1, dtype=np.int64) * length)
         raise ValueError(f"{name} must be a Ragged, a list of 2-D arrays or a 2-D/3-D array, got shape {x.shape}")
     raise TypeError(f"{name} must be a Ragged, a list of 2-D arrays or a numpy array, got {type(x).__name__}")
+
+
+def aligned_tokens(r: Ragged) -> Ragged:
+    """``r`` itself, or (when its tokens are a view at an address that is not a multiple of the itemsize) a Ragged
+    over an aligned copy of them: the kernels load whole elements."""
+    if r.tokens.flags.aligned:
+        return r
+    return Ragged._trusted(r.tokens.copy(), r.offsets)
 
 
 def _contiguous(x: np.ndarray, name: str) -> np.ndarray:
