@@ -106,7 +106,10 @@ void run_without_gil(Fn&& fn) {
     py::gil_scoped_release release;
     fn();
   } catch (const Interrupted&) {
-    throw py::error_already_set();  // the exception PyErr_CheckSignals set (KeyboardInterrupt or the handler's)
+    // The exception PyErr_CheckSignals set (KeyboardInterrupt or the handler's); KeyboardInterrupt when the
+    // interruption came from elsewhere (a test hook).
+    if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
   }
 }
 

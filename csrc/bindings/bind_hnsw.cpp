@@ -2,16 +2,21 @@
 // started on the old graph finish on it). Mutating calls take a writer mutex with the GIL released; searches
 // take no lock (see simkern/hnsw.hpp for what they may see during an add). python/simkern/hnsw.py owns the
 // argument policy (ids, duplicates, filters) and the file format.
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "arrays.hpp"
 #include "simkern/hnsw.hpp"
+#include "simkern/mapped_file.hpp"
 
 namespace simkern::bind {
 
@@ -29,9 +34,31 @@ class HNSW {
   }
 
   std::shared_ptr<HNSWGraph> graph() const {
+    check_not_forked_mid_write();
     std::lock_guard<std::mutex> guard(swap_mutex_);
     return graph_;
   }
+
+  // A process forked while another thread was adding, removing or compacting holds a copy of the graph in the
+  // middle of that change (and a writer mutex that nobody will release): refuse to use it there.
+  void check_not_forked_mid_write() const {
+    const pid_t writer = writer_pid_.load(std::memory_order_acquire);
+    if (writer != 0 && writer != getpid())
+      throw py::value_error("this index was being modified by another thread when the process forked: the copy in "
+                            "this process is incomplete; load it again from a file in the child");
+  }
+
+  // Held by every mutating call for its whole duration (with the writer mutex), so a fork in the middle is seen.
+  class WriteScope {
+   public:
+    explicit WriteScope(const HNSW& h) : h_(h) { h_.writer_pid_.store(getpid(), std::memory_order_release); }
+    ~WriteScope() { h_.writer_pid_.store(0, std::memory_order_release); }
+    WriteScope(const WriteScope&) = delete;
+    WriteScope& operator=(const WriteScope&) = delete;
+
+   private:
+    const HNSW& h_;
+  };
 
   void add(const CArray<float>& x, const CArray<i64>& labels, int threads) {
     require_ndim(x, 2, "x");
@@ -41,8 +68,10 @@ class HNSW {
     const float* xp = x.data();
     const i64* lp = labels.data();
     const i64 n = x.shape(0);
+    check_not_forked_mid_write();
     run_without_gil([&] {
       std::lock_guard<std::mutex> writer(writer_mutex_);
+      WriteScope scope(*this);
       std::shared_ptr<HNSWGraph> g = graph();
       if (g->external()) throw py::value_error("this index was loaded with mmap=True and is read-only; call "
                                                "compact() first to copy it into memory");
@@ -102,7 +131,10 @@ class HNSW {
     const float* qp = q.data();
     float* sp = scores.mutable_data();
     i64* lp = labels.mutable_data();
+    const MappedFile* mapped = mapped_for(*g);
+    check_mapped(mapped);
     run_without_gil([&] { g->search(qp, nq, k, ef, filtered ? &filter : nullptr, threads, sp, lp); });
+    check_mapped(mapped);  // results computed from a file that changed meanwhile are not returned
     return py::make_tuple(scores, labels);
   }
 
@@ -110,8 +142,10 @@ class HNSW {
     const i64* lp = labels.data();
     const i64 n = labels.shape(0);
     i64 removed = 0;
+    check_not_forked_mid_write();
     run_without_gil([&] {
       std::lock_guard<std::mutex> writer(writer_mutex_);
+      WriteScope scope(*this);
       std::shared_ptr<HNSWGraph> g = graph();
       for (i64 i = 0; i < n; ++i) removed += g->remove(lp[i]) ? 1 : 0;
     });
@@ -139,19 +173,26 @@ class HNSW {
     std::shared_ptr<HNSWGraph> g = graph();
     const i64 n = labels.shape(0);
     py::array_t<float> out({n, config_.dim});
+    const MappedFile* mapped = mapped_for(*g);
+    check_mapped(mapped);
     for (i64 i = 0; i < n; ++i) {
       const i64 node = g->find(labels.data()[i]);
       if (node < 0) throw py::value_error("id " + std::to_string(labels.data()[i]) + " is not in the index");
       g->vector(node, out.mutable_data() + i * config_.dim);
     }
+    check_mapped(mapped);
     return out;
   }
 
   // Rebuild from the live nodes (in node order) and swap it in; searches running on the old graph finish there.
   void compact(int threads) {
+    check_not_forked_mid_write();
     run_without_gil([&] {
       std::lock_guard<std::mutex> writer(writer_mutex_);
+      WriteScope scope(*this);
       std::shared_ptr<HNSWGraph> old = graph();
+      const MappedFile* mapped = mapped_for(*old);
+      check_mapped(mapped);
       auto fresh = std::make_shared<HNSWGraph>(config_);
       const i64 n = old->size();
       std::vector<float> vectors;
@@ -162,6 +203,7 @@ class HNSW {
         vectors.resize(vectors.size() + static_cast<std::size_t>(config_.dim));
         old->vector(node, vectors.data() + vectors.size() - static_cast<std::size_t>(config_.dim));
       }
+      check_mapped(mapped);
       fresh->add(vectors.data(), labels.data(), static_cast<i64>(labels.size()), threads);
       std::lock_guard<std::mutex> guard(swap_mutex_);
       graph_ = std::move(fresh);
@@ -173,6 +215,7 @@ class HNSW {
   // The writer mutex is taken with the GIL released: an add() on the main thread takes the GIL to poll for
   // Ctrl-C while it holds the writer mutex.
   std::unique_lock<std::mutex> lock_writer() const {
+    check_not_forked_mid_write();
     std::unique_lock<std::mutex> writer(writer_mutex_, std::defer_lock);
     py::gil_scoped_release release;
     writer.lock();
@@ -199,12 +242,15 @@ class HNSW {
     const i64 n = g->size();
     py::array_t<i64> labels({n});
     py::array_t<std::uint8_t> levels({n}), deleted({n});
+    py::array_t<std::uint32_t> dups({n});
     py::array_t<float> vectors({n, config_.dim});
     std::vector<std::uint32_t> counts, ids;
+    check_mapped(mapped_for(*g));
     for (i64 node = 0; node < n; ++node) {
       labels.mutable_data()[node] = g->label(node);
       levels.mutable_data()[node] = static_cast<std::uint8_t>(g->level(node));
       deleted.mutable_data()[node] = g->is_deleted(node) ? 1 : 0;
+      dups.mutable_data()[node] = g->next_dup(node);
       g->vector(node, vectors.mutable_data() + node * config_.dim);
       for (int lev = 0; lev <= g->level(node); ++lev) {
         const std::vector<std::uint32_t> l = g->links(node, lev);
@@ -212,10 +258,12 @@ class HNSW {
         ids.insert(ids.end(), l.begin(), l.end());
       }
     }
+    check_mapped(mapped_for(*g));
     py::dict d;
     d["labels"] = labels;
     d["levels"] = levels;
     d["deleted"] = deleted;
+    d["next_dup"] = dups;
     d["vectors"] = vectors;
     d["link_counts"] = py::array_t<std::uint32_t>({static_cast<i64>(counts.size())}, counts.data());
     d["link_ids"] = py::array_t<std::uint32_t>({static_cast<i64>(ids.size())}, ids.data());
@@ -227,8 +275,15 @@ class HNSW {
   // The inverse of state(), validating everything (a corrupt file raises ValueError, never crashes).
   void restore(const CArray<i64>& labels, const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& deleted,
                const CArray<float>& vectors, const CArray<std::uint32_t>& counts, const CArray<std::uint32_t>& ids,
-               i64 entry, int max_level, bool external) {
+               i64 entry, int max_level, const py::object& dups_obj, const py::object& mapped_obj) {
     const i64 n = labels.shape(0);
+    const bool external = !mapped_obj.is_none();
+    MappedFile* mapped = external ? &mapped_obj.cast<MappedFile&>() : nullptr;
+    if (mapped) {
+      const auto* v = reinterpret_cast<const std::uint8_t*>(vectors.data());
+      require(n == 0 || (v >= mapped->data() && v + n * config_.dim * 4 <= mapped->data() + mapped->size()),
+              "the vectors must lie in the mapped file");
+    }
     require(levels.shape(0) == n && deleted.shape(0) == n, "corrupt index: per-node arrays differ in length");
     require(vectors.ndim() == 2 && vectors.shape(0) == n && vectors.shape(1) == config_.dim,
             "corrupt index: vectors have the wrong shape");
@@ -239,6 +294,11 @@ class HNSW {
       pairs += levels.data()[node] + 1;
     }
     require(counts.shape(0) == pairs, "corrupt index: link counts do not match the levels");
+    // Levels are drawn with P(level >= L) = M^-L (mean 1 / (M - 1)): a file whose levels sum far beyond that is
+    // crafted, and would make us allocate (M + 1) uint32 per upper level of every node (a 426 KB file asked for
+    // ~900x its size). Bounded by 4x the mean plus a margin for small indexes.
+    require(pairs - n <= 4 * n / (config_.M - 1) + 64,
+            "corrupt index: node levels far beyond what HNSW draws (the file is corrupted or crafted)");
     i64 total = 0;
     for (i64 j = 0; j < pairs; ++j) total += counts.data()[j];
     require(total == ids.shape(0), "corrupt index: link ids do not match the counts");
@@ -257,6 +317,11 @@ class HNSW {
           fresh->restore_links(node, lev, ids.data() + offset, c);
           offset += c;
         }
+      if (!dups_obj.is_none()) {
+        const auto dups = CArray<std::uint32_t>::ensure(dups_obj);
+        require(dups && dups.ndim() == 1 && dups.shape(0) == n, "corrupt index: duplicate chains have the wrong length");
+        for (i64 node = 0; node < n; ++node) fresh->restore_dup(node, dups.data()[node]);
+      }
       if (n > 0) require(max_level >= 0 && max_level < HNSWGraph::kMaxLevel, "corrupt index: max level out of range");
       fresh->restore_entry(entry, max_level);
     } catch (const std::invalid_argument& e) {
@@ -266,6 +331,9 @@ class HNSW {
     std::lock_guard<std::mutex> guard(swap_mutex_);
     graph_ = std::move(fresh);
     keep_alive_ = external ? py::object(vectors) : py::object();
+    mapped_file_ = external ? py::object(mapped_obj) : py::object();
+    mapped_ = mapped;
+    mapped_graph_ = external ? graph_.get() : nullptr;
   }
 
   i64 size() const { return graph()->size(); }
@@ -282,6 +350,17 @@ class HNSW {
   int max_level() const { return graph()->max_level(); }
 
  private:
+  // The mapped file of a graph restored with mmap (null for the others: compact() swaps in an in-memory graph).
+  const MappedFile* mapped_for(const HNSWGraph& g) const { return &g == mapped_graph_ ? mapped_ : nullptr; }
+  static void check_mapped(const MappedFile* mapped) {
+    if (!mapped) return;
+    try {
+      mapped->check();
+    } catch (const std::runtime_error& e) {
+      throw py::value_error(e.what());
+    }
+  }
+
   static void require_capacity(const HNSWGraph& g, i64 n) {
     if (g.size() + n > HNSWGraph::kMaxChunks * HNSWGraph::kChunkNodes)
       throw py::value_error("the index would exceed its capacity of 134M vectors");
@@ -290,7 +369,11 @@ class HNSW {
   HNSWConfig config_;
   std::shared_ptr<HNSWGraph> graph_;
   py::object keep_alive_;  // the memory-mapped vectors of an external graph
+  py::object mapped_file_;  // ... and the _MappedFile they lie in
+  const MappedFile* mapped_ = nullptr;
+  const HNSWGraph* mapped_graph_ = nullptr;
   mutable std::mutex swap_mutex_, writer_mutex_;
+  mutable std::atomic<pid_t> writer_pid_{0};  // the process whose thread is inside a mutating call (0: none)
 };
 
 // Test hook: the active ISA's distance of one float32 query to each row of `vectors` (float32, or float16 bit
@@ -318,6 +401,31 @@ py::array_t<float> hnsw_distances(const CArray<float>& q, const py::array& vecto
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
+  py::class_<MappedFile>(m, "_MappedFile", py::buffer_protocol())
+      .def(py::init([](const std::string& path) {
+             try {
+               return std::make_unique<MappedFile>(path);
+             } catch (const std::system_error& e) {
+               errno = e.code().value();
+               PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
+               throw py::error_already_set();
+             }
+           }),
+           py::arg("path"))
+      .def_property_readonly("size", &MappedFile::size)
+      .def("check", [](const MappedFile& f) {
+        try {
+          f.check();
+        } catch (const std::runtime_error& e) {
+          throw py::value_error(e.what());
+        }
+      })
+      .def_buffer([](MappedFile& f) {
+        return py::buffer_info(const_cast<std::uint8_t*>(f.data()), 1, py::format_descriptor<std::uint8_t>::format(),
+                               1, {static_cast<py::ssize_t>(f.size())}, {py::ssize_t{1}}, /*readonly=*/true);
+      });
+  m.def("_hnsw_interrupt_after", &hnsw_test_interrupt_after, py::arg("tasks"),
+        "Test hook: the next HNSW add raises KeyboardInterrupt before linking its task number `tasks`.");
   m.def("_hnsw_distances", &hnsw_distances, py::arg("q").noconvert(), py::arg("vectors"), py::arg("l2"));
   py::class_<HNSW>(m, "_HNSW")
       .def(py::init<i64, int, int, int, bool, std::uint64_t>(), py::arg("dim"), py::arg("metric"), py::arg("M"),
@@ -334,9 +442,11 @@ void bind_hnsw(py::module_& m) {
       .def("labels", &HNSW::labels)
       .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
            py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
-           py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("external") = false)
+           py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("next_dup") = py::none(),
+           py::arg("mapped") = py::none())
       .def("links", &HNSW::links)
       .def_property_readonly("size", &HNSW::size)
+      .def_property_readonly("last_add_count", [](const HNSW& h) { return h.graph()->last_add_count(); })
       .def_property_readonly("live", &HNSW::live)
       .def_property_readonly("deleted", &HNSW::deleted_count)
       .def_property_readonly("memory_bytes", &HNSW::memory_bytes)

@@ -51,13 +51,17 @@ char* alloc_chunk(std::size_t bytes) {
 }
 void free_aligned(char* p) { ::operator delete[](p, std::align_val_t{kAlign}); }
 
+std::atomic<i64> g_interrupt_after{-1};
+
 }  // namespace
+
+void hnsw_test_interrupt_after(i64 tasks) { g_interrupt_after.store(tasks < 0 ? -1 : tasks); }
 
 // Per-thread search state: visited tags (epochs; cleared on wrap-around), heaps, a query buffer.
 struct HNSWGraph::Scratch {
   std::vector<std::uint16_t> visited;
   std::uint16_t epoch = 0;
-  std::vector<Pair> top, candidates, chosen, pruned, found, mine;
+  std::vector<Pair> top, candidates, chosen, pruned, found, mine, pruned_kept;
   std::vector<std::vector<Pair>> per_level;  // insert: the neighbours chosen at each level
   std::vector<float> query;
   std::vector<std::uint32_t> batch;  // unvisited neighbours of one expansion
@@ -247,31 +251,175 @@ void HNSWGraph::add(const float* x, const i64* labels, i64 n, int threads) {
   if (n <= 0) return;
   if (external_) throw std::logic_error("this index reads memory-mapped vectors: it is read-only");
   use_active_isa();
+  last_add_count_ = 0;
   const i64 first = count_.load(std::memory_order_relaxed);
-  // Phase 1 (this thread): complete records for every new node, labels mapped (the old node of a replaced label
-  // becomes a tombstone), then one release store publishes them all.
-  std::vector<float> buffer(static_cast<std::size_t>(config_.dim));
-  for (i64 i = 0; i < n; ++i) {
-    prepare_query(x + i * config_.dim, buffer.data());
-    const i64 node = new_record(labels[i], draw_level(sequence_++), false, buffer.data());
-    {
-      std::lock_guard<std::mutex> guard(label_mutex_);
-      auto it = label_to_node_.find(labels[i]);
-      if (it != label_to_node_.end()) {
-        __atomic_store_n(&header(it->second)->deleted, std::uint8_t{1}, __ATOMIC_RELAXED);
-        deleted_.fetch_add(1, std::memory_order_relaxed);
-        it->second = static_cast<std::uint32_t>(node);
-      } else {
-        label_to_node_.emplace(labels[i], static_cast<std::uint32_t>(node));
+  std::vector<i64> replaced(static_cast<std::size_t>(n), -1);  // the node each label had before (-1: none)
+  std::unique_ptr<std::atomic<std::uint8_t>[]> linked(new std::atomic<std::uint8_t>[static_cast<std::size_t>(n)]);
+  for (i64 i = 0; i < n; ++i) linked[i].store(0, std::memory_order_relaxed);
+  i64 published = 0;
+  try {
+    // Phase 1 (this thread): complete records for every new node, labels mapped (the old node of a replaced label
+    // becomes a tombstone), each published with a release store of the count.
+    std::vector<float> buffer(static_cast<std::size_t>(config_.dim));
+    for (i64 i = 0; i < n; ++i) {
+      prepare_query(x + i * config_.dim, buffer.data());
+      const i64 node = new_record(labels[i], draw_level(sequence_), false, buffer.data());
+      ++sequence_;
+      {
+        std::lock_guard<std::mutex> guard(label_mutex_);
+        auto it = label_to_node_.find(labels[i]);
+        if (it != label_to_node_.end()) {
+          replaced[static_cast<std::size_t>(i)] = it->second;
+          __atomic_store_n(&header(it->second)->deleted, std::uint8_t{1}, __ATOMIC_RELAXED);
+          deleted_.fetch_add(1, std::memory_order_relaxed);
+          it->second = static_cast<std::uint32_t>(node);
+        } else {
+          label_to_node_.emplace(labels[i], static_cast<std::uint32_t>(node));
+        }
+      }
+      count_.store(node + 1, std::memory_order_release);
+      published = i + 1;
+    }
+    // Phase 2: link them, in order on one thread (deterministic), in parallel otherwise.
+    parallel_for(n, threads, [&](i64 i, int) {
+      if (g_interrupt_after.load(std::memory_order_relaxed) >= 0 && g_interrupt_after.fetch_sub(1) == 0) {
+        g_interrupt_after.store(-1);
+        throw Interrupted();  // the test hook (hnsw_test_interrupt_after)
+      }
+      Scratch& s = thread_scratch();
+      insert(first + i, exact_vector(first + i), s);
+      linked[i].store(1, std::memory_order_release);
+    });
+    last_add_count_ = n;
+    note_added(n);
+  } catch (...) {
+    // Tasks start in index order and every started task finishes before parallel_for throws, so after an
+    // interrupt the linked nodes are a prefix [0, j). Nodes past the last linked one are unreachable (nothing links
+    // to a node before its own insert): they are taken back. When a task failed (an exception inside an insert)
+    // while later ones finished on other threads, the nodes from the first unlinked one to the last linked one
+    // lose their labels and stay as tombstones (they may be linked, or half linked: tombstones route, never
+    // come back). Either way the live labels are exactly those of the first j vectors.
+    i64 j = 0;
+    while (j < published && linked[j].load(std::memory_order_acquire)) ++j;
+    i64 last = published;
+    while (last > j && !linked[last - 1].load(std::memory_order_acquire)) --last;
+    for (i64 i = j; i < last; ++i) {
+      give_label_back(first + i, replaced[static_cast<std::size_t>(i)]);
+      __atomic_store_n(&header(first + i)->deleted, std::uint8_t{1}, __ATOMIC_RELAXED);
+      deleted_.fetch_add(1, std::memory_order_relaxed);
+    }
+    take_back(first + last, published - last, std::vector<i64>(replaced.begin() + last, replaced.begin() + published));
+    last_add_count_ = j;
+    note_added(j);  // as an add of those j would have (the same graph)
+    throw;
+  }
+}
+
+// Reachability is checked (and repaired) once the nodes added since the last check reach 1/16 of the index: a
+// graph walk per node added in bulk, amortised.
+void HNSWGraph::note_added(i64 count) {
+  added_since_repair_ += count;
+  if (added_since_repair_ * 16 >= size()) {
+    repair_reachability();
+    added_since_repair_ = 0;
+  }
+}
+
+// Every node reachable from the entry point at level 0 (links and duplicate chains). A node found unreachable
+// (its incoming links were all pruned, or come only from other unreachable nodes) is linked from the nearest
+// reachable node that a search for it finds - into a free slot, or in place of the farthest link whose target
+// has another incoming one - and its component is then reachable too.
+void HNSWGraph::repair_reachability() {
+  const i64 n = size();
+  const std::uint64_t entry = entry_.load(std::memory_order_acquire);
+  if (n < 2 || entry == 0) return;
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(n), 0);
+  std::vector<std::uint32_t> stack;
+  auto walk = [&](std::uint32_t from) {
+    if (seen[from]) return;
+    seen[from] = 1;
+    stack.push_back(from);
+    while (!stack.empty()) {
+      const std::uint32_t v = stack.back();
+      stack.pop_back();
+      const std::uint32_t* list = link_list(v, 0);
+      const int count = std::min<int>(static_cast<int>(load_relaxed(list)), max_links(0));
+      for (int j = 0; j <= count; ++j) {
+        const std::uint32_t nb = j < count ? load_relaxed(list + 1 + j) : next_dup(v);
+        if ((j == count && nb == 0) || nb >= n || seen[nb]) continue;
+        seen[nb] = 1;
+        stack.push_back(nb);
       }
     }
-    count_.store(node + 1, std::memory_order_release);
+  };
+  const auto entry_node = static_cast<std::uint32_t>(entry & 0xffffffffu);
+  const int top = static_cast<int>(entry >> 32) - 1;
+  walk(entry_node);
+  Scratch& s = thread_scratch();
+  const int cap = max_links(0);
+  for (i64 u = 0; u < n; ++u) {
+    if (seen[static_cast<std::size_t>(u)]) continue;
+    const float* q = exact_vector(u);
+    i64 cur = entry_node;
+    float cur_dist = dist(q, cur);
+    greedy_descent(q, top, 0, n, cur, cur_dist);
+    search_layer(q, cur, cur_dist, config_.ef_construction, 0, n, s, AnyNode{});
+    std::sort(s.top.begin(), s.top.end());
+    for (const Pair& r : s.top) {  // nearest reachable first
+      if (r.second == static_cast<std::uint32_t>(u) || !seen[r.second]) continue;
+      std::uint32_t* list = link_list(r.second, 0);
+      const int count = static_cast<int>(load_relaxed(list));
+      int slot = count < cap ? count : -1;
+      if (slot < 0) {
+        const float* base = exact_vector(r.second);
+        float worst = -std::numeric_limits<float>::infinity();
+        for (int j = 0; j < count; ++j) {
+          const std::uint32_t e = load_relaxed(list + 1 + j);
+          const float d = dist(base, e);
+          if (in_degree(e) >= 2 && d > worst) {
+            worst = d;
+            slot = j;
+          }
+        }
+        if (slot < 0) continue;
+        add_in_degree(load_relaxed(list + 1 + slot), -1);
+      }
+      store_relaxed(list + 1 + slot, static_cast<std::uint32_t>(u));
+      if (slot == count) __atomic_store_n(list, static_cast<std::uint32_t>(count + 1), __ATOMIC_RELEASE);
+      add_in_degree(static_cast<std::uint32_t>(u), 1);
+      walk(static_cast<std::uint32_t>(u));
+      break;
+    }
   }
-  // Phase 2: link them, in order on one thread (deterministic), in parallel otherwise.
-  parallel_for(n, threads, [&](i64 i, int) {
-    Scratch& s = thread_scratch();
-    insert(first + i, exact_vector(first + i), s);
-  });
+}
+
+// The label of `node` goes back to the node it replaced (revived), or is forgotten when it replaced none.
+void HNSWGraph::give_label_back(i64 node, i64 replaced_node) {
+  std::lock_guard<std::mutex> guard(label_mutex_);
+  auto it = label_to_node_.find(header(node)->label);
+  if (it == label_to_node_.end() || it->second != static_cast<std::uint32_t>(node)) return;
+  if (replaced_node >= 0) {
+    it->second = static_cast<std::uint32_t>(replaced_node);
+    __atomic_store_n(&header(replaced_node)->deleted, std::uint8_t{0}, __ATOMIC_RELAXED);
+    deleted_.fetch_sub(1, std::memory_order_relaxed);
+  } else {
+    label_to_node_.erase(it);
+  }
+}
+
+// Removes the last `count` nodes (first .. first + count - 1), none of which is linked from anywhere: their labels
+// go back to the nodes they replaced (revived) or are forgotten, and the level sequence is rewound.
+void HNSWGraph::take_back(i64 first, i64 count, const std::vector<i64>& replaced) {
+  if (count <= 0) return;
+  for (i64 node = first + count - 1; node >= first; --node) {
+    Header* h = header(node);
+    give_label_back(node, replaced[static_cast<std::size_t>(node - first)]);
+    count_.store(node, std::memory_order_release);
+    delete[] h->upper;
+    h->upper = nullptr;
+    h->level = 0;
+  }
+  sequence_ -= static_cast<std::uint64_t>(count);
 }
 
 // Beam search at one level from `entry` (ef results in s.top, a max-heap). Nodes for which `allowed` is false
@@ -333,10 +481,12 @@ void HNSWGraph::prefetch_links(std::uint32_t node) const {
 int HNSWGraph::unvisited_neighbors(std::uint32_t node, int level, int cap, i64 limit, Scratch& s) const {
   const std::uint32_t* list = link_list(node, level);
   const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
-  if (static_cast<int>(s.batch.size()) < cap) s.batch.resize(static_cast<std::size_t>(cap));
+  if (static_cast<int>(s.batch.size()) < cap + 1) s.batch.resize(static_cast<std::size_t>(cap + 1));
   int fresh = 0;
-  for (int j = 0; j < count; ++j) {
-    const std::uint32_t nb = load_relaxed(list + 1 + j);
+  const std::uint32_t dup = level == 0 ? next_dup(node) : 0;  // an exact duplicate: as good as a link
+  for (int j = 0; j <= count; ++j) {
+    const std::uint32_t nb = j < count ? load_relaxed(list + 1 + j) : dup;
+    if (j == count && dup == 0) break;
     if (nb >= limit || !s.visit(nb)) continue;
     s.batch[static_cast<std::size_t>(fresh++)] = nb;
     const char* r = record(nb);  // its links (read if it is expanded later) and the start of its vector
@@ -373,13 +523,22 @@ void HNSWGraph::select_neighbors(std::vector<Pair>& candidates, int m, Scratch& 
   }
 }
 
+// Level 0 keeps every node reachable: each record counts the level-0 links (and duplicate chain pointers) that
+// point to it (in_degree). A neighbour's full list is re-selected with the heuristic, but a link that would leave
+// its target with no other incoming link is kept, in place of the farthest kept link whose target has another one;
+// and a new node that no neighbour kept is put into the list of its nearest neighbour the same way. Upper levels
+// only route: plain heuristic there.
 void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Scratch& s) {
   const int cap = max_links(level);
+  const bool track = level == 0;
   {
     lock(node);
     std::uint32_t* list = link_list(node, level);
     const int count = std::min<int>(static_cast<int>(chosen.size()), cap);
-    for (int j = 0; j < count; ++j) store_relaxed(list + 1 + j, chosen[static_cast<std::size_t>(j)].second);
+    for (int j = 0; j < count; ++j) {
+      store_relaxed(list + 1 + j, chosen[static_cast<std::size_t>(j)].second);
+      if (track) add_in_degree(chosen[static_cast<std::size_t>(j)].second, 1);
+    }
     __atomic_store_n(list, static_cast<std::uint32_t>(count), __ATOMIC_RELEASE);
     unlock(node);
   }
@@ -395,6 +554,7 @@ void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Sc
       if (count < cap) {
         store_relaxed(list + 1 + count, static_cast<std::uint32_t>(node));
         __atomic_store_n(list, static_cast<std::uint32_t>(count + 1), __ATOMIC_RELEASE);
+        if (track) add_in_degree(static_cast<std::uint32_t>(node), 1);
       } else {  // full: re-select among its links and the new node
         const float* base = exact_vector(nb);
         s.pruned.clear();
@@ -404,12 +564,66 @@ void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Sc
           s.pruned.push_back({dist(base, other), other});
         }
         select_neighbors(s.pruned, cap, s);
+        if (track) keep_reachable(static_cast<std::uint32_t>(node), s);
         const int kept = static_cast<int>(s.chosen.size());
         for (int j = 0; j < kept; ++j) store_relaxed(list + 1 + j, s.chosen[static_cast<std::size_t>(j)].second);
         __atomic_store_n(list, static_cast<std::uint32_t>(kept), __ATOMIC_RELEASE);
       }
     }
     unlock(nb);
+  }
+  if (track && in_degree(static_cast<std::uint32_t>(node)) == 0) {
+    for (const Pair& p : s.mine) {  // nearest first: the first list with a link to spare takes the new node
+      const i64 nb = p.second;
+      lock(nb);
+      std::uint32_t* list = link_list(nb, level);
+      const int count = static_cast<int>(load_relaxed(list));
+      int spare = -1;
+      for (int j = count - 1; j >= 0 && spare < 0; --j)
+        if (in_degree(load_relaxed(list + 1 + j)) >= 2) spare = j;
+      if (spare >= 0) {
+        add_in_degree(load_relaxed(list + 1 + spare), -1);
+        store_relaxed(list + 1 + spare, static_cast<std::uint32_t>(node));
+        add_in_degree(static_cast<std::uint32_t>(node), 1);
+      }
+      unlock(nb);
+      if (spare >= 0) break;
+    }
+  }
+}
+
+// After select_neighbors re-selected a full list (s.pruned: the old links and `added`, s.chosen: those kept):
+// dropped old links whose target has no other incoming link replace the farthest kept links whose targets have
+// one; then the in-degrees follow the new list.
+void HNSWGraph::keep_reachable(std::uint32_t added, Scratch& s) const {
+  auto in_list = [&](const std::vector<Pair>& v, std::uint32_t id) {
+    for (const Pair& q : v)
+      if (q.second == id) return true;
+    return false;
+  };
+  // Other incoming links of a node once this list changes: an old link's count includes this list's link.
+  auto others = [&](std::uint32_t id) { return in_degree(id) - (id == added ? 0 : 1); };
+  int replace_from = static_cast<int>(s.chosen.size()) - 1;
+  for (const Pair& d : s.pruned) {
+    if (d.second == added || in_list(s.chosen, d.second) || others(d.second) > 0) continue;
+    while (replace_from >= 0) {  // the farthest kept link whose target stays reachable without it
+      const std::uint32_t e = s.chosen[static_cast<std::size_t>(replace_from)].second;
+      if ((e == added ? in_degree(e) >= 1 : others(e) >= 1) && !in_list(s.pruned_kept, e)) break;
+      --replace_from;
+    }
+    if (replace_from < 0) break;
+    s.chosen[static_cast<std::size_t>(replace_from)] = d;
+    s.pruned_kept.push_back(d);
+    --replace_from;
+  }
+  s.pruned_kept.clear();
+  for (const Pair& d : s.pruned) {
+    const bool now = in_list(s.chosen, d.second);
+    if (d.second == added) {
+      if (now) add_in_degree(added, 1);
+    } else if (!now) {
+      add_in_degree(d.second, -1);
+    }
   }
 }
 
@@ -467,6 +681,19 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
     std::vector<Pair>& chosen = s.per_level[static_cast<std::size_t>(lev)];
     chosen.clear();
     if (s.found.empty()) continue;
+    if (lev == 0) {  // an exact duplicate of a node already reachable: chain it there instead of linking it
+      // A copy's distance is the node's distance to itself (0 for l2; for inner products not always the best).
+      const float self = dist(q, node);
+      for (const Pair& p : s.found) {
+        if (p.first != self || !is_duplicate_of(node, p.second)) continue;
+        lock(p.second);
+        add_in_degree(static_cast<std::uint32_t>(node), 1);
+        header(node)->next_dup = header(p.second)->next_dup;
+        __atomic_store_n(&header(p.second)->next_dup, static_cast<std::uint32_t>(node), __ATOMIC_RELEASE);
+        unlock(p.second);
+        return;  // no links at any level; never the entry point
+      }
+    }
     select_neighbors(s.found, config_.M, s);
     chosen = s.chosen;
     const Pair nearest = s.found.front();  // sorted by select_neighbors
@@ -479,11 +706,16 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
                  std::memory_order_release);
 }
 
-void HNSWGraph::exact_filtered(const float* q, i64 k, const HNSWFilter& filter, i64 limit, Scratch& s) const {
+bool HNSWGraph::is_duplicate_of(i64 node, i64 other) const {
+  return std::memcmp(exact_vector(node), exact_vector(other), static_cast<std::size_t>(config_.dim) * sizeof(float)) == 0;
+}
+
+// The k nearest of every live node (allowed by `filter`, when given) by a scan over all of them.
+void HNSWGraph::exact_filtered(const float* q, i64 k, const HNSWFilter* filter, i64 limit, Scratch& s) const {
   s.top.clear();
-  const i64 n = std::min(limit, filter.size);
+  const i64 n = filter ? std::min(limit, filter->size) : limit;
   for (i64 node = 0; node < n; ++node) {
-    if (!filter.allowed[node] || __atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED)) continue;
+    if ((filter && !filter->allowed[node]) || __atomic_load_n(&header(node)->deleted, __ATOMIC_RELAXED)) continue;
     const float d = exact_dist(q, node);
     if (static_cast<i64>(s.top.size()) < k || d < s.top.front().first) {
       push_max(s.top, {d, static_cast<std::uint32_t>(node)});
@@ -508,8 +740,11 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
   }
   if (entry == 0 || limit == 0) return;
   const bool tombstones = deleted_.load(std::memory_order_relaxed) > 0;
-  if (filter && (filter->count < 2048 || filter->count * 50 < limit)) {  // small allowed set: exact search
-    exact_filtered(q, k, *filter, limit, s);
+  // A small allowed set, or a beam as wide as the index: exact search (a walk would visit everything anyway).
+  const i64 live_nodes = limit - deleted_.load(std::memory_order_relaxed);
+  if ((filter && (filter->count < 2048 || filter->count * 50 < limit || ef >= filter->count)) ||
+      (!filter && ef >= live_nodes)) {
+    exact_filtered(q, k, filter, limit, s);
   } else {
     i64 cur = static_cast<i64>(entry & 0xffffffffu);
     float cur_dist = dist(q, cur);
@@ -526,6 +761,10 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
       for (Pair& p : s.top) p.first = exact_dist(q, p.second);
     std::sort(s.top.begin(), s.top.end());
   }
+  // Never fewer results than exist: a walk that found fewer than min(k, live) (a graph cut apart, most of the index
+  // tombstoned) is redone as an exact scan.
+  const i64 expected = std::min<i64>(k, filter ? filter->count : limit - deleted_.load(std::memory_order_relaxed));
+  if (static_cast<i64>(s.top.size()) < expected) exact_filtered(q, k, filter, limit, s);
   const i64 found = std::min<i64>(k, static_cast<i64>(s.top.size()));
   for (i64 j = 0; j < found; ++j) {
     const Pair& p = s.top[static_cast<std::size_t>(j)];
@@ -615,8 +854,20 @@ void HNSWGraph::restore_links(i64 node, int lev, const std::uint32_t* ids, i64 c
     if (header(ids[j])->level < lev) throw std::invalid_argument("link to a node below the level");
   }
   std::uint32_t* list = link_list(node, lev);
-  for (i64 j = 0; j < count; ++j) list[1 + j] = ids[j];
+  for (i64 j = 0; j < count; ++j) {
+    list[1 + j] = ids[j];
+    if (lev == 0) add_in_degree(ids[j], 1);
+  }
   list[0] = static_cast<std::uint32_t>(count);
+}
+
+void HNSWGraph::restore_dup(i64 node, std::uint32_t next) {
+  const i64 n = size();
+  if (node < 0 || node >= n) throw std::invalid_argument("duplicate chain of a node out of range");
+  if (next == 0) return;
+  if (static_cast<i64>(next) >= n || next == node) throw std::invalid_argument("duplicate chain to a node out of range");
+  header(node)->next_dup = next;
+  add_in_degree(next, 1);
 }
 
 void HNSWGraph::restore_entry(i64 node, int top) {

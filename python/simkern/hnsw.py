@@ -19,8 +19,9 @@ The index grows by itself. ``remove(ids)`` leaves tombstones: never returned, st
 
 Filters (``filter=``): a boolean mask over ids (``mask[id]``; ids past its end are excluded) or an array of allowed
 ids, applied inside the graph walk: excluded nodes route but never enter the results. When fewer than 2048 ids are
-allowed, or fewer than 2 % of the index, the search is exact over the allowed set instead (a graph walk would
-have to visit most of the index to find them). Fewer than k results: ids -1 and scores +inf (l2) / -inf.
+allowed, fewer than 2 % of the index, or no more than ``ef``, the search is exact over the allowed set instead
+(a graph walk would have to visit most of the index to find them); so is a search whose ``ef`` is at least the
+number of live vectors. Fewer than k results: ids -1 and scores +inf (l2) / -inf.
 
 Threads: ``add`` and ``search`` release the GIL and use the library's thread pool (``threads=``). With
 ``threads=1`` and a seed the graph is deterministic, and distances are bit-identical on every ISA (32 fixed
@@ -28,17 +29,34 @@ accumulation lanes), so the same ids come back everywhere. Searches may run from
 ``add`` runs: they see the vectors published before they started (and possibly some that are being linked),
 never a half-written record; ``remove``/``compact``/``add`` calls are serialised with each other.
 
-File format (``save``): little-endian; a 64-byte header (magic ``SIMKHNSW``, format version, dim, metric, storage,
-M, ef_construction, seed, node count, next default id, search ef, entry point, top level, CRC32 of the header),
-then sections, each ``[8-byte name][uint64 byte length][uint32 CRC32][bytes]``: labels (int64), levels (uint8),
-tombstones (uint8), vectors (float32 n x dim), link counts (uint32 per node and level), link ids (uint32). ``load``
-checks lengths, checksums and every link (ids in range, counts within the level's limit) and raises ValueError on
-anything inconsistent. ``load(path, mmap=True)`` maps the file and reads the vectors in place (see ``load``).
+File format (``save``, version 2): little-endian; a 64-byte header (magic ``SIMKHNSW``, format version, dim, metric,
+storage, M, ef_construction, seed, node count, next default id, search ef, entry point, top level) and the CRC32 of
+the header, then sections, each ``[8-byte name][uint64 byte length][uint32 CRC32][uint32 0]``, zero padding to the
+next multiple of 64 bytes, and the bytes: labels (int64), levels (uint8), tombstones (uint8), duplicate chains
+(uint32 per node: the next exact duplicate, 0 for none), vectors (float32 n x dim), link counts (uint32 per node and
+level), link ids (uint32). Every section starts 64-byte aligned, so a mapped file's vectors are aligned. ``load``
+checks lengths, checksums, padding and every link (ids in range, counts within the level's limit) and raises
+ValueError on anything inconsistent; version 1 files (20-byte section headers, no padding, no duplicate chains)
+are still read. ``load(path, mmap=True)`` maps the file and reads the vectors in place (see ``load``).
+
+Ids: 0 <= id <= 2**63 - 2 (-1 is the padding of results); anything else raises ValueError. Vectors and queries
+must be finite with a norm of at most 2**62 (distances between such vectors cannot overflow float32).
+
+Interrupted ``add`` (Ctrl-C, or any error while linking): the index is left exactly as if only the first j vectors
+of the call had been added (their ids are in the index, the others are not), and the KeyboardInterrupt carries a
+note saying how many. Exact duplicate vectors are chained to the copy already in the graph instead of competing
+for its links, and a search that finds fewer than ``min(k, live)`` results (a walk cut off by tombstones or a
+filter) is redone as an exact scan: fewer than k results only when fewer exist.
+
+Concurrency: any number of threads may ``search`` (and ``len``, ``in``, ``ids``, ``get_vectors``) while one thread
+adds, removes, compacts or saves; those writers are serialised with each other. A process forked while another
+thread was modifying an index gets an incomplete copy: every use of that copy in the child raises ValueError.
 """
 
 from __future__ import annotations
 
 
+import io
 import numbers
 import os
 import struct
@@ -48,20 +66,31 @@ import zlib
 import numpy as np
 
 from . import _core
-from ._validate import float32_rows, int64_vector, positive_int, threads_arg
+from ._validate import (MAX_ID, atomic_write, check_norms, float32_rows, id_vector, int64_vector, is_valid_id, positive_int,
+                        threads_arg)
 
 __all__ = ["HNSWIndex"]
 
 _METRICS = {"l2": 0, "ip": 1, "cosine": 2}
 _STORAGES = {"float32": 0, "float16": 1}
 _MAGIC = b"SIMKHNSW"
-_VERSION = 1
+_VERSION = 2
 # magic, version, dim, metric, storage, M, ef_construction, seed, nodes, next_id, ef, entry, top level, crc
 _HEADER = struct.Struct("<8sIIBBHIQQqIqi")
-_SECTIONS = [("labels", np.int64), ("levels", np.uint8), ("deleted", np.uint8), ("vectors", np.float32),
-             ("lcounts", np.uint32), ("link_ids", np.uint32)]
+_SECTIONS = {  # per format version, in file order
+    1: [("labels", np.int64), ("levels", np.uint8), ("deleted", np.uint8), ("vectors", np.float32),
+        ("lcounts", np.uint32), ("link_ids", np.uint32)],
+    2: [("labels", np.int64), ("levels", np.uint8), ("deleted", np.uint8), ("nextdup", np.uint32),
+        ("vectors", np.float32), ("lcounts", np.uint32), ("link_ids", np.uint32)],
+}
+_SECTION_HEAD = {1: struct.Struct("<8sQI"), 2: struct.Struct("<8sQII")}
+_ALIGN = 64  # version 2: every section's bytes start at a multiple of 64 in the file
 _STATE_KEYS = {"labels": "labels", "levels": "levels", "deleted": "deleted", "vectors": "vectors",
-               "lcounts": "link_counts", "link_ids": "link_ids"}
+               "lcounts": "link_counts", "link_ids": "link_ids", "nextdup": "next_dup"}
+
+
+def _pad(offset: int) -> int:
+    return -offset % _ALIGN
 
 
 class HNSWIndex:
@@ -78,7 +107,9 @@ class HNSWIndex:
         if not 2 <= M <= 1024:
             raise ValueError(f"M must be in 2..1024, got {M}")
         ef_construction = positive_int(ef_construction, "ef_construction")
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int in 0..2**64-1, got {type(seed).__name__}")
+        if not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an int in 0..2**64-1, got {seed!r}")
         if capacity is not None:
             positive_int(capacity, "capacity")  # accepted for hnswlib-style code: the index grows by itself
@@ -108,7 +139,7 @@ class HNSWIndex:
         return int(self._core.live)
 
     def __contains__(self, id) -> bool:
-        if isinstance(id, (bool, np.bool_)) or not isinstance(id, numbers.Integral):
+        if not is_valid_id(id):
             return False
         return bool(self._core.contains(np.array([id], np.int64))[0])
 
@@ -125,22 +156,24 @@ class HNSWIndex:
 
     # -- building ----------------------------------------------------------------------------------------------
     def add(self, x, ids=None, *, replace: bool = False, threads: int | None = None, progress: bool = False) -> None:
-        """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id)."""
+        """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id).
+
+        Interrupted (Ctrl-C) or failing while linking: the first j vectors stay added, the others are not, and the
+        exception says j in a note (``e.__notes__``); the index is exactly as if ``add(x[:j], ids[:j])`` had run."""
         x = float32_rows(x, self._dim, "x", allow_vector=True)
         n = x.shape[0]
         if ids is None:
+            if self._next_id + n - 1 > MAX_ID:
+                raise ValueError("default ids would pass 2**63-2: pass ids explicitly")
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         else:
-            ids = int64_vector(ids, "ids")
+            ids = id_vector(ids, "ids")
             if ids.shape[0] != n:
                 raise ValueError(f"ids must have one entry per row of x ({n}), got {ids.shape[0]}")
             if n and np.unique(ids).size != n:
                 dup = ids[np.flatnonzero(np.diff(np.sort(ids)) == 0)[0]]
                 raise ValueError(f"ids contain duplicates (id {int(dup)} appears more than once)")
-        if self._metric == "cosine" and n:
-            norms = np.einsum("ij,ij->i", x, x)
-            if (norms == 0).any():
-                raise ValueError(f"x row {int(np.flatnonzero(norms == 0)[0])} is all zeros: cosine is undefined")
+        check_norms(x, "x", cosine=self._metric == "cosine")
         if n and not replace:
             present = self._core.contains(ids)
             if present.any():
@@ -149,21 +182,36 @@ class HNSWIndex:
         threads = threads_arg(threads)
         if n == 0:
             return
-        if not progress:
-            self._core.add(x, ids, threads)
-        else:
-            step = 4096
-            bar = _progress(n)
+        step = 4096 if progress else n
+        bar = _progress(n) if progress else None
+        done = 0
+        try:
             for start in range(0, n, step):
-                self._core.add(x[start:start + step], ids[start:start + step], threads)
-                bar(min(n, start + step))
-        self._next_id = max(self._next_id, int(ids.max()) + 1)
+                chunk = ids[start:start + step]
+                try:
+                    self._core.add(x[start:start + step], chunk, threads)
+                except BaseException:
+                    done = start + int(self._core.last_add_count)  # the graph kept this prefix of the chunk
+                    raise
+                done = start + len(chunk)
+                if bar is not None:
+                    bar(min(n, start + step))
+        except BaseException as e:
+            if done < n and hasattr(e, "add_note"):
+                e.add_note(f"HNSWIndex.add stopped: the first {done} of {n} vectors were added "
+                           f"(ids[:{done}]), the other {n - done} were not")
+            raise
+        finally:
+            if done:
+                self._next_id = max(self._next_id, int(ids[:done].max()) + 1)
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries, k: int = 10, *, ef: int | None = None, filter=None, threads: int | None = None):
         """``(scores, ids)`` of shape ``(n_queries, k)``: the k nearest live vectors per query (see the module
         docstring for the score convention, filters and padding)."""
         q = float32_rows(queries, self._dim, "queries", allow_vector=True)
+        if self._metric != "cosine":  # cosine queries are normalised in float64 first
+            check_norms(q, "queries")
         k = positive_int(k, "k")
         ef = self._ef if ef is None else positive_int(ef, "ef")
         threads = threads_arg(threads)
@@ -175,7 +223,7 @@ class HNSWIndex:
                     raise ValueError(f"filter mask must be 1-D (one entry per id), got shape {arr.shape}")
                 mask = np.ascontiguousarray(arr).view(np.uint8)
             elif np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
-                ids = int64_vector(arr, "filter")
+                ids = int64_vector(arr, "filter")  # ids outside the id domain simply match nothing
             else:
                 raise TypeError(f"filter must be a boolean mask over ids or an array of ids, got dtype {arr.dtype}")
         return self._core.search(q, k, max(ef, k), mask, ids, threads)
@@ -183,7 +231,7 @@ class HNSWIndex:
     # -- maintenance -------------------------------------------------------------------------------------------
     def remove(self, ids) -> None:
         """Tombstone ``ids`` (all must be present; nothing is removed otherwise)."""
-        ids = int64_vector(np.atleast_1d(ids), "ids")
+        ids = id_vector(np.atleast_1d(ids), "ids")
         present = self._core.contains(ids)
         if not present.all():
             raise ValueError(f"id {int(ids[np.flatnonzero(~present)[0]])} is not in the index")
@@ -197,7 +245,7 @@ class HNSWIndex:
 
     def get_vectors(self, ids) -> np.ndarray:
         """float32 ``(len(ids), dim)`` stored vectors (normalised for cosine); unknown ids raise ValueError."""
-        return self._core.get_vectors(int64_vector(np.atleast_1d(ids), "ids"))
+        return self._core.get_vectors(id_vector(np.atleast_1d(ids), "ids"))
 
     def ids(self) -> np.ndarray:
         """The live ids, in insertion order."""
@@ -205,22 +253,35 @@ class HNSWIndex:
         return labels[~deleted]
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def _to_bytes(self) -> bytes:
+    def _write(self, f) -> None:
+        """Stream the index to a binary file object in the current format (one state snapshot, section by
+        section: no whole-file copy in memory)."""
         st = self._core.state()
         n = int(st["labels"].shape[0])
         fields = (_MAGIC, _VERSION, self._dim, _METRICS[self._metric], _STORAGES[self._storage], self._M,
                   self._ef_construction, self._seed, n, self._next_id, self._ef, int(st["entry"]),
                   int(st["max_level"]))
         head = _HEADER.pack(*fields)
-        parts = [head, struct.pack("<I", zlib.crc32(head))]
-        for name, dtype in _SECTIONS:
-            data = np.ascontiguousarray(st[_STATE_KEYS[name]], dtype=dtype).tobytes()
-            parts.append(name.encode().ljust(8, b"\0") + struct.pack("<QI", len(data), zlib.crc32(data)))
-            parts.append(data)
-        return b"".join(parts)
+        f.write(head)
+        f.write(struct.pack("<I", zlib.crc32(head)))
+        offset = _HEADER.size + 4
+        for name, dtype in _SECTIONS[_VERSION]:
+            data = np.ascontiguousarray(st[_STATE_KEYS[name]], dtype=dtype).reshape(-1).view(np.uint8)
+            f.write(_SECTION_HEAD[_VERSION].pack(name.encode().ljust(8, b"\0"), data.size, zlib.crc32(data), 0))
+            offset += _SECTION_HEAD[_VERSION].size
+            f.write(b"\0" * _pad(offset))
+            offset += _pad(offset)
+            f.write(data)
+            offset += data.size
+
+    def _to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        self._write(buf)
+        return buf.getvalue()
 
     @classmethod
-    def _from_bytes(cls, data, where: str, mapped: bool = False) -> HNSWIndex:
+    def _from_bytes(cls, data, where: str, mapped=None) -> HNSWIndex:
+        """An index from the bytes of a file; ``mapped``: the _MappedFile those bytes are (vectors left there)."""
         mv = memoryview(data)
         if len(mv) < _HEADER.size + 4:
             raise ValueError(f"{where}: not a simkern HNSW file (too short: {len(mv)} bytes)")
@@ -228,8 +289,8 @@ class HNSWIndex:
         (magic, version, dim, metric, storage, M, efc, seed, n, next_id, ef, entry, top) = fields
         if magic != _MAGIC:
             raise ValueError(f"{where}: not a simkern HNSW file (bad magic)")
-        if version != _VERSION:
-            raise ValueError(f"{where}: unsupported HNSW file version {version} (this build reads {_VERSION})")
+        if version not in _SECTIONS:
+            raise ValueError(f"{where}: unsupported HNSW file version {version} (this build reads 1 and 2)")
         (crc,) = struct.unpack_from("<I", mv, _HEADER.size)
         if zlib.crc32(mv[:_HEADER.size]) != crc:
             raise ValueError(f"{where}: header checksum mismatch (the file is corrupted)")
@@ -237,20 +298,32 @@ class HNSWIndex:
         storages = {v: k for k, v in _STORAGES.items()}
         if metric not in metrics or storage not in storages or dim == 0 or not 2 <= M <= 1024 or efc == 0 or ef == 0:
             raise ValueError(f"{where}: corrupted header (dim={dim}, metric={metric}, storage={storage}, M={M})")
+        if efc > 2**31 - 1 or ef > 2**31 - 1 or not 0 <= next_id <= MAX_ID + 1:
+            raise ValueError(f"{where}: corrupted header (ef_construction={efc}, ef={ef}, next id={next_id})")
+        # Every section must fit in the file: n nodes need at least 14 + 4 * dim bytes each (a bound on n before
+        # anything is allocated for it).
+        if n * (14 + 4 * dim) > len(mv):
+            raise ValueError(f"{where}: truncated or corrupted file ({n} nodes of dim {dim} do not fit in "
+                             f"{len(mv)} bytes)")
+        section_head = _SECTION_HEAD[version]
         offset = _HEADER.size + 4
         arrays = {}
-        for name, dtype in _SECTIONS:
-            if len(mv) < offset + 20:
+        for name, dtype in _SECTIONS[version]:
+            if len(mv) < offset + section_head.size:
                 raise ValueError(f"{where}: truncated file (section {name!r} missing)")
-            tag = bytes(mv[offset:offset + 8])
-            length, sec_crc = struct.unpack_from("<QI", mv, offset + 8)
-            offset += 20
-            if tag != name.encode().ljust(8, b"\0"):
+            tag, length, sec_crc, *reserved = section_head.unpack_from(mv, offset)
+            offset += section_head.size
+            if tag != name.encode().ljust(8, b"\0") or any(reserved):
                 raise ValueError(f"{where}: corrupted file (expected section {name!r}, found {tag!r})")
+            if version >= 2:
+                pad = _pad(offset)
+                if offset + pad > len(mv) or any(mv[offset:offset + pad]):
+                    raise ValueError(f"{where}: corrupted file (padding before section {name!r})")
+                offset += pad
             if length % np.dtype(dtype).itemsize or offset + length > len(mv):
                 raise ValueError(f"{where}: truncated or corrupted section {name!r}")
             chunk = mv[offset:offset + length]
-            if mapped and name == "vectors":  # left on disk: neither read nor checksummed
+            if mapped is not None and name == "vectors" and offset % 4 == 0:  # left in the file, not read
                 arrays[name] = np.frombuffer(chunk, dtype)
             else:
                 if zlib.crc32(chunk) != sec_crc:
@@ -259,45 +332,50 @@ class HNSWIndex:
             offset += length
         if offset != len(mv):
             raise ValueError(f"{where}: {len(mv) - offset} unexpected bytes after the last section")
-        for name in ("labels", "levels", "deleted"):
-            if arrays[name].shape[0] != n:
+        for name in ("labels", "levels", "deleted", "nextdup"):
+            if name in arrays and arrays[name].shape[0] != n:
                 raise ValueError(f"{where}: corrupted file (section {name!r} has {arrays[name].shape[0]} entries, "
                                  f"expected {n})")
         if arrays["vectors"].size != n * dim:
             raise ValueError(f"{where}: corrupted file (vectors section has the wrong size)")
+        labels = arrays["labels"]
+        if n and (labels.min() < 0 or labels.max() > MAX_ID):
+            raise ValueError(f"{where}: corrupted file (an id outside 0..2**63-2)")
+        external = mapped is not None and not arrays["vectors"].flags.owndata
         index = cls(dim, metric=metrics[metric], M=M, ef_construction=efc, storage=storages[storage], seed=seed)
-        index._core.restore(arrays["labels"], arrays["levels"], arrays["deleted"],
+        index._core.restore(labels, arrays["levels"], arrays["deleted"],
                             arrays["vectors"].reshape(n, dim), arrays["lcounts"], arrays["link_ids"], entry, top,
-                            mapped)
+                            arrays.get("nextdup"), mapped if external else None)
         index._next_id = next_id
         index._ef = ef
         return index
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index (format in the module docstring), atomically (a temporary file renamed into place)."""
-        data = self._to_bytes()
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        """Write the index (format in the module docstring) atomically: a uniquely named temporary file beside
+        ``path``, flushed, then renamed over it (a failed save leaves the previous file as it was)."""
+        atomic_write(path, self._write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = False) -> HNSWIndex:
         """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError.
 
-        ``mmap=True``: the vectors stay in the file, mapped read-only (the operating system pages them in as
-        searches touch them); the graph, ids and links are read and checked as usual, but the vectors section is
-        neither read nor checksummed. Such an index is read-only for ``add`` (``remove`` works; ``compact()`` copies
-        it into memory and makes it writable); the file must not change while it is open. float16 storage walks
-        the graph on the mapped float32 vectors."""
+        ``mmap=True``: the vectors stay in the file, mapped read-only and private (the operating system pages them
+        in as searches touch them); the graph, ids and links are read and checked as usual, but the vectors
+        section is neither read nor checksummed. Such an index is read-only for ``add`` (``remove`` works;
+        ``compact()`` copies it into memory and makes it writable). The file must not change while it is mapped;
+        if it does (truncated, rewritten in place) the next call that reads the vectors raises ValueError instead
+        of returning scores of changed vectors, and a truncation during a search is caught too (the pages that
+        vanished read as zeros and the search raises ValueError) - never a crash. ``save`` to the same path is
+        safe: it writes a new file and renames it, so the mapped one stays intact. Version 1 files, whose vectors
+        may be misaligned, are read into memory instead."""
         if not mmap:
             with open(path, "rb") as f:
                 data = f.read()
             return cls._from_bytes(data, os.fspath(path))
-        if os.path.getsize(path) == 0:
+        mapped = _core._MappedFile(os.fspath(path))
+        if mapped.size == 0:
             raise ValueError(f"{os.fspath(path)}: not a simkern HNSW file (empty)")
-        data = np.memmap(path, dtype=np.uint8, mode="r")
-        return cls._from_bytes(data, os.fspath(path), mapped=True)
+        return cls._from_bytes(mapped, os.fspath(path), mapped=mapped)
 
     @property
     def mmapped(self) -> bool:

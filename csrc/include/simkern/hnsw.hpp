@@ -16,6 +16,15 @@
 // seen half old, half new: every id in it is a complete node). Mutating calls (add, remove, compact) are
 // serialised by the caller (the binding holds a writer mutex).
 //
+// Interrupted or failed add(): the nodes whose linking had not finished are taken out again (tasks are handed out
+// in order, so those linked form a prefix of the batch): the graph is exactly as if the first j vectors had been
+// added (labels that they replaced are live again), and add() rethrows.
+//
+// Exact duplicates: a vector equal (bit for bit, after cosine normalisation) to one found by its level-0 search is
+// not linked into the graph: it is put on that node's duplicate chain (next_dup, one uint32 in the record), which
+// searches follow like a level-0 link. Without this, copies of one vector (say the embedding of an empty text)
+// fill each other's link lists and cut themselves and the rest of the graph apart.
+//
 // Distances: the HNSWKernels of the active ISA (generic/hnsw-inl.hpp), bit-identical on every ISA.
 #pragma once
 
@@ -46,6 +55,10 @@ struct HNSWKernels {
 };
 
 const HNSWKernels& hnsw_kernels();  // for the active ISA
+
+// Test hook: the next add() throws Interrupted (as Ctrl-C would) when it is about to link its task number `tasks`
+// (counted across calls until it fires; negative: off).
+void hnsw_test_interrupt_after(i64 tasks);
 
 enum class HNSWMetric : int { l2 = 0, ip = 1, cosine = 2 };
 
@@ -87,8 +100,11 @@ class HNSWGraph {
   bool external() const { return external_ != nullptr; }
 
   // Inserts n vectors (n x dim float32) under `labels`. Labels already present: with replace, the old node becomes
-  // a tombstone; the caller checks duplicates first (find()). Deterministic for threads == 1.
+  // a tombstone; the caller checks duplicates first (find()). Deterministic for threads == 1. When interrupted
+  // (Interrupted) or failing, the graph is left as if only the first j vectors had been added (j = size() after
+  // minus before) and the exception is rethrown.
   void add(const float* x, const i64* labels, i64 n, int threads);
+  i64 last_add_count() const { return last_add_count_; }  // j: the vectors the last add() kept (n on success)
   void use_active_isa() const { kernels_.store(&hnsw_kernels(), std::memory_order_relaxed); }
 
   // k nearest live (and allowed) nodes per query: scores (metric's sign: l2 ascending, ip/cosine descending) and
@@ -105,6 +121,8 @@ class HNSWGraph {
   int level(i64 node) const;
   int max_level() const { return static_cast<int>(entry_.load(std::memory_order_acquire) >> 32) - 1; }
   i64 entry_point() const;
+  // The next node on `node`'s duplicate chain (0: none; node 0 is never a duplicate).
+  std::uint32_t next_dup(i64 node) const { return __atomic_load_n(&header(node)->next_dup, __ATOMIC_ACQUIRE); }
 
   // Links of a node at a level (tests, save): count then ids.
   std::vector<std::uint32_t> links(i64 node, int level) const;
@@ -112,6 +130,7 @@ class HNSWGraph {
   void restore_node(const float* v, i64 label, int level, bool deleted);
   void restore_links(i64 node, int level, const std::uint32_t* ids, i64 count);
   void restore_entry(i64 node, int max_level);
+  void restore_dup(i64 node, std::uint32_t next);  // after every node is restored
 
   int max_links(int level) const { return level == 0 ? 2 * config_.M : config_.M; }
 
@@ -122,10 +141,19 @@ class HNSWGraph {
     std::uint8_t lock;
     std::uint8_t deleted;
     std::uint16_t level;
-    std::uint32_t reserved;
+    std::uint32_t next_dup;  // the next exact duplicate of this vector (0: none)
     std::int64_t label;
     std::uint32_t* upper;  // levels 1..level: (1 + M) uint32 each, count first
+    std::uint32_t in_degree;  // level-0 links and duplicate chain pointers to this node (see connect())
+    std::uint32_t unused;
   };
+  std::uint32_t in_degree(std::uint32_t node) const { return __atomic_load_n(&header(node)->in_degree, __ATOMIC_RELAXED); }
+  void add_in_degree(std::uint32_t node, int delta) const {
+    __atomic_fetch_add(&header(node)->in_degree, static_cast<std::uint32_t>(delta), __ATOMIC_RELAXED);
+  }
+  void keep_reachable(std::uint32_t added, Scratch& s) const;
+  void note_added(i64 count);
+  void repair_reachability();
   char* record(i64 node) const {
     return chunks_[static_cast<std::size_t>(node >> kChunkBits)].load(std::memory_order_acquire) +
            (node & (kChunkNodes - 1)) * record_bytes_;
@@ -161,7 +189,10 @@ class HNSWGraph {
   void connect(i64 node, int level, const std::vector<std::pair<float, std::uint32_t>>& chosen, Scratch& s);
   void search_one(const float* q, i64 k, i64 ef, const HNSWFilter* filter, Scratch& s, float* scores,
                   i64* labels) const;
-  void exact_filtered(const float* q, i64 k, const HNSWFilter& filter, i64 limit, Scratch& s) const;
+  void exact_filtered(const float* q, i64 k, const HNSWFilter* filter, i64 limit, Scratch& s) const;
+  bool is_duplicate_of(i64 node, i64 other) const;
+  void take_back(i64 first, i64 count, const std::vector<i64>& replaced);  // undo new_record of the last nodes
+  void give_label_back(i64 node, i64 replaced_node);
   float score(float internal) const { return config_.metric == HNSWMetric::l2 ? internal : -internal; }
 
   HNSWConfig config_;
@@ -181,6 +212,8 @@ class HNSWGraph {
   mutable std::mutex label_mutex_;
   std::unordered_map<i64, std::uint32_t> label_to_node_;
   std::uint64_t sequence_ = 0;  // insertions so far (levels)
+  i64 last_add_count_ = 0;
+  i64 added_since_repair_ = 0;
 };
 
 }  // namespace simkern
