@@ -385,3 +385,17 @@ def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned):
     with pytest.raises(ValueError, match="out must be aligned"):
         simkern.maxsim(q, d, out=misaligned(np.zeros((2, 4), np.float32), writeable=True))
     assert {"_maxsim_dense", "_maxsim_pairs", "_maxsim_topk"} <= set(aligned_core)
+
+
+def test_out_overlapping_the_inputs_is_refused():
+    rng = np.random.default_rng(5)
+    q = simkern.Ragged.from_list([rng.standard_normal((3, 8)).astype(np.float32)])
+    buf = rng.standard_normal(64).astype(np.float32)
+    docs = simkern.Ragged(buf.reshape(8, 8), np.array([0, 4, 8], np.int64))
+    want = simkern.maxsim(q, simkern.Ragged(buf.reshape(8, 8).copy(), np.array([0, 4, 8], np.int64)))
+    with pytest.raises(ValueError, match="out must not overlap"):
+        simkern.maxsim(q, docs, out=buf[:2].reshape(1, 2))  # the doc tokens' own memory
+    with pytest.raises(ValueError, match="out must not overlap"):
+        simkern.maxsim_pairs(q, docs, [0, 0], [0, 1], out=buf[10:12])
+    other = np.empty((1, 2), np.float32)
+    np.testing.assert_array_equal(simkern.maxsim(q, docs, out=other), want)  # disjoint: fine
