@@ -483,17 +483,19 @@ int HNSWGraph::unvisited_neighbors(std::uint32_t node, int level, int cap, i64 l
   const int count = std::min<int>(static_cast<int>(__atomic_load_n(list, __ATOMIC_ACQUIRE)), cap);
   if (static_cast<int>(s.batch.size()) < cap + 1) s.batch.resize(static_cast<std::size_t>(cap + 1));
   int fresh = 0;
-  const std::uint32_t dup = level == 0 ? next_dup(node) : 0;  // an exact duplicate: as good as a link
-  for (int j = 0; j <= count; ++j) {
-    const std::uint32_t nb = j < count ? load_relaxed(list + 1 + j) : dup;
-    if (j == count && dup == 0) break;
-    if (nb >= limit || !s.visit(nb)) continue;
+  auto take = [&](std::uint32_t nb) {
+    if (nb >= limit || !s.visit(nb)) return;
     s.batch[static_cast<std::size_t>(fresh++)] = nb;
     const char* r = record(nb);  // its links (read if it is expanded later) and the start of its vector
     for (i64 line = 0; line < prefetch_lines_; ++line) prefetch(r + line * 64);
     if (external_)
       for (i64 line = 0; line < kPrefetchLines - link_lines_; ++line)
         prefetch(static_cast<const char*>(stored(nb)) + line * 64);
+  };
+  for (int j = 0; j < count; ++j) take(load_relaxed(list + 1 + j));
+  if (level == 0) {  // an exact duplicate of this node: as good as a link
+    const std::uint32_t dup = next_dup(node);
+    if (dup != 0) take(dup);
   }
   return fresh;
 }
