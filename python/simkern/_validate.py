@@ -212,3 +212,25 @@ def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.nd
         row = int(np.argmin(np.isfinite(x).all(axis=1)))
         raise ValueError(f"{name} contains NaN or inf (row {row})")
     return x
+
+
+def state_dict(state, keys, what: str) -> dict:
+    """A pickled state (``__setstate__``): a dict holding at least ``keys``, else ValueError naming ``what``."""
+    if not isinstance(state, dict):
+        raise ValueError(f"corrupt {what} state: expected a dict, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"corrupt {what} state: missing {', '.join(map(repr, missing))}")
+    return state
+
+
+def state_array(value, what: str, dtype, shape) -> np.ndarray:
+    """An array of a pickled state with this dtype and shape (None in ``shape``: any length), finite if float."""
+    if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype):
+        raise ValueError(f"corrupt state: {what} must be a {np.dtype(dtype)} array, got "
+                         f"{getattr(value, 'dtype', type(value).__name__)}")
+    if value.ndim != len(shape) or any(w is not None and w != g for w, g in zip(shape, value.shape)):
+        raise ValueError(f"corrupt state: {what} has shape {value.shape}, expected {tuple(shape)}")
+    if value.dtype.kind == "f" and value.size and not np.isfinite(value).all():
+        raise ValueError(f"corrupt state: {what} contains NaN or inf")
+    return np.ascontiguousarray(value)

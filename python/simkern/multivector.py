@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import tokenize
 
 import numpy as np
 
@@ -553,10 +554,7 @@ class MultiVectorIndex:
         for name in ("tokens", "offsets", "ids", "alive") + (("fdes",) if index._ann_kind == "flat" else ()):
             if f"{name}.npy" not in files:
                 raise ValueError(f"{path!r}: {name}.npy is not listed in the manifest")
-            try:
-                arrays[name] = np.load(os.path.join(path, f"{name}.npy"), allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"{path!r}: {name}.npy is unreadable ({e})") from None
+            arrays[name] = _load_npy(os.path.join(path, f"{name}.npy"), f"{path!r}: {name}.npy")
         ann = index._st.ann
         if index._ann_kind in ("hnsw", "tokens", "pq"):
             if "ann.bin" in files:
@@ -776,6 +774,30 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _load_npy(path: str, where: str) -> np.ndarray:
+    """A .npy file of plain data; anything malformed (bad header, a shape the file cannot hold, truncation) raises
+    ValueError. The header is checked against the file size before anything is allocated."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError("object arrays are not accepted")
+            count = 1
+            for width in shape:
+                count *= int(width)
+            if count * dtype.itemsize != os.fstat(f.fileno()).st_size - f.tell():
+                raise ValueError(f"shape {shape} of {dtype} does not match the file size")
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, SyntaxError, MemoryError, TypeError, tokenize.TokenError) as e:
+        raise ValueError(f"{where} is unreadable ({type(e).__name__}: {e})") from None
 
 
 def _sha256(path: str) -> str:

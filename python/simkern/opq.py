@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import float32_rows, int_arg, positive_int
+from ._validate import float32_rows, int_arg, positive_int, state_array, state_dict
 from .pq import ProductQuantizer
 
 __all__ = ["OPQ"]
@@ -84,7 +84,8 @@ class OPQ:
                 "rotation": self.rotation}
 
     def __setstate__(self, state):
+        state = state_dict(state, ("pq", "iters", "pq_iters", "rotation"), "OPQ")
         self.pq = ProductQuantizer.__new__(ProductQuantizer)
         self.pq.__setstate__(state["pq"])
-        self.iters, self.pq_iters = state["iters"], state["pq_iters"]
-        self.rotation = np.ascontiguousarray(state["rotation"], dtype=np.float32)
+        self.iters, self.pq_iters = int_arg(state["iters"], "iters", 0), int_arg(state["pq_iters"], "pq_iters", 1)
+        self.rotation = state_array(state["rotation"], "rotation", np.float32, (self.pq.dim, self.pq.dim))

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._validate import check_out_aligned, float32_rows, int_arg, positive_int, threads_arg
+from ._validate import check_out_aligned, float32_rows, int_arg, positive_int, state_array, state_dict, threads_arg
 
 __all__ = ["ProductQuantizer"]
 
@@ -79,9 +79,11 @@ class ProductQuantizer:
                 "codebooks": self._codebooks}
 
     def __setstate__(self, state):
+        state = state_dict(state, ("dim", "m", "nbits", "metric", "codebooks"), "ProductQuantizer")
         self.__init__(state["dim"], state["m"], state["nbits"], state["metric"])
         if state["codebooks"] is not None:
-            self._set_codebooks(np.asarray(state["codebooks"], dtype=np.float32))
+            self._set_codebooks(state_array(state["codebooks"], "codebooks", np.float32,
+                                            (self.m, self.ksub, self.dsub)))
 
     # -- training ----------------------------------------------------------------------------------------------
     @classmethod

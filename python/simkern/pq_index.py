@@ -29,7 +29,8 @@ import zlib
 import numpy as np
 
 from . import _core
-from ._validate import atomic_write, beyond_int64, check_norms, float32_rows, int_arg, positive_int, threads_arg
+from ._validate import (atomic_write, beyond_int64, check_norms, float32_rows, int_arg, positive_int, state_array,
+                        state_dict, threads_arg)
 from .opq import OPQ
 from .pq import _METRICS, ProductQuantizer
 
@@ -269,6 +270,7 @@ class PQIndex:
                 "vectors": snap.vectors, "opq": None if self.opq is None else self.opq.__getstate__()}
 
     def __setstate__(self, state):
+        state = state_dict(state, ("pq", "keep_vectors", "codes", "vectors", "opq"), "PQIndex")
         if state.get("opq") is not None:
             self.opq = OPQ.__new__(OPQ)
             self.opq.__setstate__(state["opq"])
@@ -277,9 +279,19 @@ class PQIndex:
             self.opq = None
             self.pq = ProductQuantizer.__new__(ProductQuantizer)
             self.pq.__setstate__(state["pq"])
-        self.keep_vectors = state["keep_vectors"]
+        if not isinstance(state["keep_vectors"], (bool, np.bool_)):
+            raise ValueError("corrupt PQIndex state: keep_vectors must be a bool")
+        self.keep_vectors = bool(state["keep_vectors"])
+        codes = state_array(state["codes"], "codes", np.uint8, (None, self.pq.m))
+        if codes.size and int(codes.max()) >= self.pq.ksub:
+            raise ValueError(f"corrupt PQIndex state: codes out of range for nbits={self.pq.nbits}")
+        vectors = None
+        if self.keep_vectors:
+            vectors = state_array(state["vectors"], "vectors", np.float32, (len(codes), self.dim))
+        elif state["vectors"] is not None:
+            raise ValueError("corrupt PQIndex state: vectors stored without keep_vectors")
         self._write_lock = threading.Lock()
-        self._set_contents(state["codes"], state["vectors"])
+        self._set_contents(codes, vectors)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index (format in the module docstring). The index must be trained."""
