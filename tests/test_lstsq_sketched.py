@@ -23,6 +23,7 @@ def reference_solution(a, b):
     return x_star, scale
 
 
+@pytest.mark.slow  # 20 seeds x 2-3 sketch sizes per case: ~25 s in all on 2 cores, ~19 min under ASan
 @pytest.mark.parametrize("name", ["gauss", "cauchy-rows", "spike"])
 @pytest.mark.parametrize("kind", ["srht", "gaussian"])
 def test_linf_error_over_20_seeds(isa, name, kind):
@@ -49,6 +50,7 @@ def test_linf_error_over_20_seeds(isa, name, kind):
             assert errs.max() <= 4.5 * law, (name, kind, m, errs)
 
 
+@pytest.mark.slow  # statistical (fixed seeds); ~20 s under ASan
 def test_countsketch_fails_on_spiky_data_where_srht_does_not():
     """The documented failure (PSW17; ../shared/notes/linf.md): an outlier residual hashed into the bucket of a row of
     leverage ~1 moves that coordinate by ~|outlier|, whatever m. Measured here on fixed seeds: CountSketch > 1.5 in
