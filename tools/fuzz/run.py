@@ -67,6 +67,7 @@ def main() -> int:
     work = args.work or tempfile.mkdtemp(prefix="simkern-fuzz-run-")
     seeds = os.path.join(work, "seeds")
     py = [sys.executable] + ([STAGED, args.stage] if args.stage else [])
+    os.environ["SIMKERN_FUZZ_TMP"] = os.path.join(work, "tmp")  # the targets' scratch files (targets._work_dir)
     subprocess.run(py + [os.path.join(HERE, "make_seeds.py"), seeds], check=True)
     findings = []
     for name in names:

@@ -74,9 +74,14 @@ _work: str | None = None
 
 
 def _work_dir() -> str:
+    """Scratch files of this process: under $SIMKERN_FUZZ_TMP (run.py points it into its work folder, removed with
+    it; libFuzzer exits without running Python's atexit), else a new temporary folder."""
     global _work
     if _work is None:
-        _work = tempfile.mkdtemp(prefix="simkern-fuzz-")
+        parent = os.environ.get("SIMKERN_FUZZ_TMP")
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        _work = tempfile.mkdtemp(prefix="simkern-fuzz-", dir=parent or None)
     return _work
 
 
