@@ -418,8 +418,11 @@ class HNSWMachine(RuleBasedStateMachine):
         if n:
             self.next_id = int(ids.max()) + 1
 
-    @rule(n=st.integers(1, 60), at=st.integers(0, 60), threads=st.sampled_from([1, 2]))
-    def interrupted_add(self, n, at, threads):
+    @rule(n=st.integers(1, 60), at=st.integers(0, 60))
+    def interrupted_add(self, n, at):
+        # One thread: the prefix kept is then exactly `at` (with more threads it depends on timing, which would
+        # make hypothesis' replays draw differently; test_interrupted_add_keeps_exactly_a_prefix covers threads=2).
+        threads = 1
         x = self._vectors(n)
         _core._hnsw_interrupt_after(at)
         try:
@@ -427,7 +430,7 @@ class HNSWMachine(RuleBasedStateMachine):
             done = n
         except KeyboardInterrupt:
             done = self.index._core.last_add_count
-            assert done == at or (threads > 1 and done <= at)
+            assert done == at
         finally:
             _core._hnsw_interrupt_after(-1)
         ids = np.arange(self.next_id, self.next_id + done)
