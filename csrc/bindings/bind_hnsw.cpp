@@ -330,7 +330,6 @@ class HNSW {
     std::unique_lock<std::mutex> writer = lock_writer();
     std::lock_guard<std::mutex> guard(swap_mutex_);
     graph_ = std::move(fresh);
-    keep_alive_ = external ? py::object(vectors) : py::object();
     mapped_file_ = external ? py::object(mapped_obj) : py::object();
     mapped_ = mapped;
     mapped_graph_ = external ? graph_.get() : nullptr;
@@ -368,8 +367,7 @@ class HNSW {
 
   HNSWConfig config_;
   std::shared_ptr<HNSWGraph> graph_;
-  py::object keep_alive_;  // the memory-mapped vectors of an external graph
-  py::object mapped_file_;  // ... and the _MappedFile they lie in
+  py::object mapped_file_;  // the _MappedFile an external graph's vectors lie in (kept mapped while used)
   const MappedFile* mapped_ = nullptr;
   const HNSWGraph* mapped_graph_ = nullptr;
   mutable std::mutex swap_mutex_, writer_mutex_;

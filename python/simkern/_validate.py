@@ -107,11 +107,18 @@ def is_valid_id(value) -> bool:
 NORM_LIMIT = 2.0**62
 
 
+_NORM_CHUNK = 1 << 22  # values per float64 pass of row_norms64 (bounds its temporary copy to 32 MB)
+
+
 def row_norms64(x: np.ndarray) -> np.ndarray:
     """Euclidean norms of the rows of a 2-D float array, computed in float64 (no underflow of 1e-30 rows, no
-    overflow of 1e38 ones)."""
-    x64 = x.astype(np.float64, copy=False)
-    return np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    overflow of 1e38 ones), a few rows at a time (no float64 copy of a large input)."""
+    norms = np.empty(x.shape[0])
+    step = max(1, _NORM_CHUNK // max(1, x.shape[1]))
+    for a in range(0, x.shape[0], step):
+        x64 = x[a:a + step].astype(np.float64, copy=False)
+        norms[a:a + step] = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    return norms
 
 
 def check_norms(x: np.ndarray, name: str, *, cosine: bool = False) -> None:

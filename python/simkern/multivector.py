@@ -48,7 +48,6 @@ if BFLOAT16 is not None:
 _FORMAT = "simkern.MultiVectorIndex"
 _VERSION = 1
 _ENCODE_BATCH = 2048  # docs per FDE batch during add
-_NORM_CHUNK = 1 << 22  # values per float64 norm pass (bounds the temporary copy to 32 MB)
 # A MaxSim score is at most sum_i |q_i| * (largest doc token norm): searches whose bound passes this are refused
 # (float32 overflows at ~2**128).
 _SCORE_LIMIT = 2.0**127
@@ -419,7 +418,7 @@ class MultiVectorIndex:
         if self._ann_kind == "tokens":
             return self._token_candidates(q, c, threads, token_k, st)
         enc = self._fde.encode_queries(q, threads=threads or None)
-        norms = _chunked_norms(enc)
+        norms = row_norms64(enc)
         big = norms > NORM_LIMIT
         if big.any():  # scaling a query's FDE by a power of 2 keeps its ranking and keeps the ANN arithmetic finite
             enc[big] *= np.exp2(-np.ceil(np.log2(norms[big] / NORM_LIMIT)))[:, None].astype(np.float32)
@@ -586,7 +585,7 @@ class MultiVectorIndex:
         if ok:
             tokens = tokens.view(want) if want != np.float32 else tokens
             store = Ragged._trusted(tokens, offsets)
-            norms = _chunked_norms(store.tokens)
+            norms = row_norms64(store.tokens)
             ok = bool(np.all(norms <= NORM_LIMIT))  # False for NaN / inf too
         if not ok:
             raise ValueError(f"{where!r}: the token store is inconsistent with the manifest")
@@ -639,18 +638,9 @@ def _owner(offsets: np.ndarray, row: int) -> int:
     return int(np.searchsorted(offsets, row, side="right") - 1)
 
 
-def _chunked_norms(x: np.ndarray) -> np.ndarray:
-    """``row_norms64`` of a 2-D array, a few rows at a time."""
-    norms = np.empty(x.shape[0])
-    step = max(1, _NORM_CHUNK // max(1, x.shape[1]))
-    for a in range(0, x.shape[0], step):
-        norms[a:a + step] = row_norms64(x[a:a + step])
-    return norms
-
-
 def _token_norms(r: Ragged, name: str) -> np.ndarray:
     """float64 norm of every token of ``r`` (finite); a token beyond 2**62 raises ValueError naming ``name[i]``."""
-    norms = _chunked_norms(r.tokens)
+    norms = row_norms64(r.tokens)
     big = norms > NORM_LIMIT
     if big.any():
         i = _owner(r.offsets, int(np.argmax(big)))
@@ -661,7 +651,7 @@ def _token_norms(r: Ragged, name: str) -> np.ndarray:
 def _check_fde_norms(enc: np.ndarray, first_doc: int) -> None:
     """Doc FDEs go into an ANN index: their norms must stay within 2**62 too (an FDE averages projected tokens,
     which can make it ~25x longer than the tokens)."""
-    norms = _chunked_norms(enc)
+    norms = row_norms64(enc)
     big = ~(norms <= NORM_LIMIT)
     if big.any():
         row = int(np.argmax(big))
