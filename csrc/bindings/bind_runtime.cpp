@@ -120,6 +120,8 @@ void bind_runtime(py::module_& m) {
   m.def("build_info", &build_info);
   m.def("_pool_probe", &pool_probe, py::arg("n_tasks"), py::arg("threads"), py::arg("fail_at") = -1,
         py::arg("sleep_ms") = 0.0);
+  m.def("_parallel_widest_request", &parallel_for_widest_request, py::arg("reset") = true,
+        "Test probe: widest resolved thread count parallel_for was asked for on this thread since the last reset.");
 }
 
 }  // namespace simkern::bind

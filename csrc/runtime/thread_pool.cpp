@@ -206,7 +206,19 @@ int resolve_threads(int requested) {
   return requested > kMaxThreads ? kMaxThreads : requested;
 }
 
+namespace {
+thread_local int t_widest_request = 0;  // parallel_for_widest_request(): widest resolved request on this thread
+}  // namespace
+
+int parallel_for_widest_request(bool reset) {
+  const int widest = t_widest_request;
+  if (reset) t_widest_request = 0;
+  return widest;
+}
+
 void parallel_for(std::int64_t n_tasks, int n_threads, const std::function<void(std::int64_t, int)>& fn) {
+  n_threads = resolve_threads(n_threads);  // <= 0 (threads=None) means every pool thread, in every family
+  if (n_threads > t_widest_request) t_widest_request = n_threads;
   if (n_tasks <= 0) return;
   if (n_threads > n_tasks) n_threads = static_cast<int>(n_tasks);
   if (n_threads > 1 && get_pool()->try_run(n_tasks, n_threads, fn)) return;

@@ -1,7 +1,8 @@
 // simkern/thread_pool.hpp - the library's own persistent thread pool (no OpenMP).
 //
 // parallel_for(n_tasks, n_threads, fn) runs fn(task, thread_index) for every task in [0, n_tasks) on up to
-// n_threads threads (the caller is thread 0 and always takes part). Tasks are handed out dynamically from an
+// n_threads threads (the caller is thread 0 and always takes part); n_threads <= 0 (a binding's threads=None)
+// means default_num_threads(), resolved here so that no family can forget it. Tasks are handed out dynamically from an
 // atomic counter, so kernels must make each task's result independent of which thread runs it.
 // - The first exception thrown by any task stops the hand-out and is rethrown in the caller.
 // - Workers are created lazily and kept; the pool grows to the largest thread count asked for.
@@ -39,6 +40,11 @@ class InterruptScope {
 int default_num_threads();           // SIMKERN_NUM_THREADS, else hardware concurrency
 void set_default_num_threads(int n); // n >= 1
 int resolve_threads(int requested);  // requested <= 0 -> default
+
+// Test probe (timing-free): the widest thread count, after resolution, that parallel_for was asked for on the
+// calling thread since the last reset (0: none). tests/test_threads.py checks that threads=None reaches
+// default_num_threads() in every family.
+int parallel_for_widest_request(bool reset);
 
 void parallel_for(std::int64_t n_tasks, int n_threads, const std::function<void(std::int64_t, int)>& fn);
 
