@@ -16,14 +16,15 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-ISAS = simkern.available_isas()
+from levels import KERNEL_LEVELS, kernel_level  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=ISAS)
+@pytest.fixture(scope="module", params=KERNEL_LEVELS)
 def isa(request):
-    """Run the test module's kernel tests at each ISA level this CPU has (module-scoped: hypothesis-safe)."""
-    with simkern.max_isa(request.param) as active:
-        assert active == request.param
+    """Run the test module's kernel tests at each ISA level this CPU has, and at "avx512-own" (the avx512 level
+    with its own kernels, see levels.py); module-scoped: hypothesis-safe. Yields the active ISA name."""
+    with kernel_level(request.param) as active:
+        assert active == request.param.removesuffix("-own")
         yield active
 
 

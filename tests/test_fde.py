@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from reference import LOGF, fde_matrices_ref, fde_ref
 
 import simkern
+from levels import KERNEL_LEVELS, kernel_level
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 
@@ -106,8 +107,8 @@ def test_invariant_to_batch_threads_isa_and_input_form():
     f = simkern.FDE(24, num_repetitions=4, num_simhash_projections=4, projection_dimension=8)
     ragged = simkern.Ragged.from_list(clouds)
     want = f.encode_documents(ragged, threads=1)
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             for threads in (1, 2, 3):
                 np.testing.assert_array_equal(f.encode_documents(clouds, threads=threads), want, err_msg=level)
     for i in (0, 5, 36):

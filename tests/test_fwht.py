@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import simkern
+from levels import KERNEL_LEVELS, kernel_level
 from reference import fwht_reference
 from strategies import EDGE_DIMS
 
@@ -36,8 +37,8 @@ def test_against_float64_reference_and_identical_everywhere(log_n, width, seed, 
     x = np.random.default_rng(seed).standard_normal((n, width)).astype(dtype)
     want = fwht_reference(x) / (np.sqrt(n) if normalize else 1.0)
     results = []
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             for threads in (1, 2, 3):
                 results.append(simkern.fwht(x, normalize=normalize, threads=threads))
     tol = (1e-12 if f64 else 3e-6) * np.sqrt(n) * (1.0 if normalize else np.sqrt(n))

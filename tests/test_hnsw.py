@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import simkern
+from levels import KERNEL_LEVELS, kernel_level
 from simkern import _core
 from strategies import EDGE_DIMS
 
@@ -56,14 +57,14 @@ def test_distances_match_float64_reference_and_every_isa(dim, seed, f16):
     want_l2 = ((q.astype(np.float64) - exact_v) ** 2).sum(1)
     want_ip = exact_v @ q.astype(np.float64)
     results = {}
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             l2 = _core._hnsw_distances(q, stored, True)
             ip = _core._hnsw_distances(q, stored, False)
         np.testing.assert_allclose(l2, want_l2, rtol=1e-5, atol=1e-5 * dim)
         np.testing.assert_allclose(ip, want_ip, rtol=1e-5, atol=1e-5 * np.sqrt(dim) * 4)
         results[level] = (l2, ip)
-    first = results[simkern.available_isas()[0]]
+    first = results[KERNEL_LEVELS[0]]
     for level, (l2, ip) in results.items():  # the same 32-lane order everywhere: bit-identical
         assert l2.tobytes() == first[0].tobytes() and ip.tobytes() == first[1].tobytes(), level
 
@@ -91,8 +92,8 @@ def test_recall_against_brute_force(isa, metric, storage):
 def test_graph_and_results_are_deterministic_and_isa_independent():
     x, q = clustered(1500, 20, 4), clustered(50, 20, 5)
     results = []
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             index = simkern.HNSWIndex(20, M=8, ef_construction=50, seed=11)
             index.add(x, threads=1)
             results.append((index.search(q, k=5, ef=30), [index._core.links(i, 0) for i in range(0, 1500, 7)]))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reference import pq_decode_ref, pq_table_tolerance, pq_tables_ref
 
 import simkern
+from levels import KERNEL_LEVELS, kernel_level
 
 # Subspace widths at SIMD edges; ksub 16 and 256 are the two code widths.
 DSUBS = [1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 32]
@@ -77,8 +78,8 @@ def test_codes_and_tables_identical_across_isas_and_threads():
     pq, _ = _random_pq(rng, 8, 16, 8)
     x = rng.standard_normal((500, 128)).astype(np.float32)
     results = []
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             for threads in (1, 3):
                 results.append((level, pq.encode(x, threads=threads), pq.distance_tables(x[:20], threads=threads)))
     for level, codes, tables in results[1:]:
@@ -100,8 +101,8 @@ def test_encode_ties_go_to_the_lowest_code_on_every_isa(nbits):
     dist = pq_tables_ref(x, books, "l2")  # float64; exact zeros on the tied rows
     want = dist.argmin(axis=2)  # NumPy's argmin: first index among equal minima
     assert (want[::2] == 1).all()
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             chosen = _unpack(pq.encode(x), m, nbits)
             np.testing.assert_array_equal(chosen[::2], want[::2], err_msg=level)
             picked = np.take_along_axis(dist, chosen[:, :, None], axis=2)[:, :, 0]
@@ -132,8 +133,8 @@ def test_fit_is_deterministic_across_threads_and_isas():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3000, 32)).astype(np.float32)
     books = []
-    for level in simkern.available_isas():
-        with simkern.max_isa(level):
+    for level in KERNEL_LEVELS:
+        with kernel_level(level):
             for threads in (1, 2):
                 books.append(simkern.ProductQuantizer(32, 4).fit(x, iters=5, seed=7, threads=threads).codebooks)
     for b in books[1:]:

@@ -92,3 +92,58 @@ def test_stub_file_lists_every_compiled_function():
     stubbed = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     compiled = {name for name in dir(_core) if not name.startswith("__") and callable(getattr(_core, name))}
     assert stubbed == compiled
+
+
+def test_kernel_names_cover_every_family():
+    names = simkern.kernel_names()
+    assert set(names) == {"maxsim", "pq", "fde", "hnsw", "fwht", "sketch"}
+    assert set(names["pq"]) == {"float32", "scan8", "scan4"}
+    with simkern.max_isa("scalar"):
+        flat = [n for fam in simkern.kernel_names().values() for n in fam.values()]
+        assert all(n.endswith("_scalar") for n in flat), flat
+
+
+_NAMES = "import json, simkern; simkern.set_max_isa('avx512'); print(json.dumps(simkern.kernel_names()))"
+
+
+@pytest.mark.skipif("avx512" not in simkern.available_isas(), reason="no AVX-512 on this CPU")
+@pytest.mark.parametrize("fma512", ["half", "full"])
+def test_avx512_level_runs_avx2_kernels_where_they_are_not_slower(fma512):
+    import json
+
+    names = json.loads(_run(_NAMES, SIMKERN_FMA512=fma512))
+    info = json.loads(_run("import json; from simkern import _core; print(json.dumps(_core.dispatch_info()))",
+                           SIMKERN_FMA512=fma512))
+    assert info["fma512_full_rate"] == (fma512 == "full") and info["fma512_source"] == "SIMKERN_FMA512"
+    assert names["fde"]["float32"] == "fde_avx2"  # the 512-bit FDE kernels are slower everywhere we measured
+    assert names["hnsw"]["distances"] == "hnsw_avx512"
+    assert names["pq"]["scan4"] == "scan4_x86"
+    assert names["pq"]["scan8"] == ("scan8_vbmi" if simkern.capabilities()["avx512_vbmi"] else "scan8_scalar")
+    if simkern.capabilities()["avx512_bf16"]:
+        assert names["maxsim"]["bfloat16"] == "maxsim_bf16_avx512_dpbf16"
+    wide = "avx512" if fma512 == "full" else "avx2"
+    assert names["maxsim"]["float32"] == f"maxsim_f32_{wide}"
+    assert names["maxsim"]["float16"] == f"maxsim_f16_{wide}"
+    assert names["pq"]["float32"] == f"pq_{wide}"
+    assert names["fwht"]["float"] == f"fwht_{wide}" and names["sketch"]["float"] == f"sketch_{wide}"
+
+
+@pytest.mark.skipif("avx512" not in simkern.available_isas(), reason="no AVX-512 on this CPU")
+def test_fma_probe_and_own_kernels_hook():
+    from simkern import _core
+
+    info = _run("import json; from simkern import _core; print(json.dumps(_core.dispatch_info()))")
+    import json
+
+    info = json.loads(info)
+    assert info["fma512_source"] == "probe"
+    assert info["fma256_flops_per_ns"] > 0 and info["fma512_flops_per_ns"] > 0
+    assert info["fma512_full_rate"] == (info["fma512_flops_per_ns"] >= 1.5 * info["fma256_flops_per_ns"])
+    with simkern.max_isa("avx512"):
+        _core._set_own_kernels(True)
+        try:
+            own = simkern.kernel_names()
+        finally:
+            _core._set_own_kernels(False)
+    flat = [n for fam in own.values() for n in fam.values() if not n.startswith("scan")]
+    assert all("avx512" in n for n in flat), flat

@@ -63,14 +63,19 @@ py::dict kernel_names() {
   py::dict pq;
   pq["float32"] = t.pq.name;
   pq["scan8"] = t.pq.scan8_name;  // the 8-bit quantised scan: scan8_scalar or scan8_vbmi
-  py::dict fde, hnsw;
+  pq["scan4"] = t.pq.scan4_name;
+  py::dict fde, hnsw, fwht, sketch;
   fde["float32"] = t.fde.name;
   hnsw["distances"] = t.hnsw.name;
+  fwht["float"] = t.fwht.name;
+  sketch["float"] = t.sketch.name;
   py::dict d;
   d["maxsim"] = maxsim;
   d["pq"] = pq;
   d["fde"] = fde;
   d["hnsw"] = hnsw;
+  d["fwht"] = fwht;
+  d["sketch"] = sketch;
   return d;
 }
 
@@ -120,6 +125,18 @@ void bind_runtime(py::module_& m) {
   m.def("build_info", &build_info);
   m.def("_pool_probe", &pool_probe, py::arg("n_tasks"), py::arg("threads"), py::arg("fail_at") = -1,
         py::arg("sleep_ms") = 0.0);
+  m.def("dispatch_info", [] {
+    const DispatchInfo& i = dispatch_info();
+    py::dict d;
+    d["fma256_flops_per_ns"] = i.fma256_flops_per_ns;
+    d["fma512_flops_per_ns"] = i.fma512_flops_per_ns;
+    d["fma512_full_rate"] = i.fma512_full_rate;
+    d["fma512_source"] = std::string(i.fma512_source);
+    return d;
+  }, "What the dispatcher measured to choose the avx512 level's kernels (FMA probe).");
+  m.def("_set_own_kernels", &set_own_kernels_only, py::arg("own"),
+        "Test hook: True runs each level's own kernels (no substitution from the level below).");
+  m.def("_own_kernels", &own_kernels_only);
   m.def("_parallel_widest_request", &parallel_for_widest_request, py::arg("reset") = true,
         "Test probe: widest resolved thread count parallel_for was asked for on this thread since the last reset.");
 }

@@ -1,14 +1,71 @@
 // Builds one KernelTable per supported ISA level at first use and hands out the active one.
 #include "simkern/dispatch.hpp"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 
 namespace simkern {
 namespace {
 
-KernelTable g_tables[kNumIsas];
+KernelTable g_tables[kNumIsas];  // own kernels per level
+KernelTable g_chosen[kNumIsas];  // what each level runs (see dispatch.hpp)
+DispatchInfo g_info;
 std::once_flag g_tables_once;
+std::atomic<bool> g_own_only{false};
+
+#if defined(SIMKERN_HAVE_X86_KERNELS)
+// Whether 512-bit FMAs give more flops than 256-bit ones here: SIMKERN_FMA512=full|half, else the probes (a few
+// hundred microseconds, once). Zen 4 splits a 512-bit FMA into two 256-bit halves (ratio ~1.0); Intel server
+// cores with two 512-bit FMA units reach ~2.0. The choice never changes a result: the float kernels of both
+// levels are bit-identical (same per-lane FMA sequence).
+void measure_fma512() {
+  const char* env = std::getenv("SIMKERN_FMA512");
+  if (env && (std::strcmp(env, "full") == 0 || std::strcmp(env, "half") == 0)) {
+    g_info.fma512_full_rate = std::strcmp(env, "full") == 0;
+    g_info.fma512_source = "SIMKERN_FMA512";
+    return;
+  }
+  double r256 = 0, r512 = 0;
+  for (int i = 0; i < 3; ++i) {  // interleaved, best of 3 each: a preempted run only lowers one sample
+    const double a = avx2::fma_flops_per_ns(), b = avx512::fma_flops_per_ns();
+    if (a > r256) r256 = a;
+    if (b > r512) r512 = b;
+  }
+  g_info.fma256_flops_per_ns = r256;
+  g_info.fma512_flops_per_ns = r512;
+  g_info.fma512_full_rate = r512 >= 1.5 * r256;
+  g_info.fma512_source = "probe";
+}
+
+// The avx512 level's substitutions, each measured by bench/bench_isa.py (one thread, AMD EPYC Zen 4 VM):
+//  - fde: the avx2 kernels, always. The 512-bit ones ran at 0.28-0.42x (16-token AMS blocks pad short sets,
+//    48-hyperplane SimHash passes leave a scalar tail for R * k = 120, 5 x 24 at avx2).
+//  - on CPUs whose 512-bit FMA rate is not above the 256-bit one (Zen 4): maxsim float32 / float16 (the 16-lane
+//    query groups waste up to 15 lanes: 0.28x at 8 tokens, 0.76x at 18), the PQ float kernels (encode / train,
+//    0.96x), fwht (0.97x) and sketch (0.92x) run the avx2 kernels. What AVX-512 does better stays: the VBMI 8-bit
+//    PQ scan (4x), the vdpbf16ps MaxSim on bf16 docs (2x), HNSW distances (1.07x; 32 registers).
+void choose_avx512(const KernelTable& own, const KernelTable& below, KernelTable* chosen) {
+  *chosen = own;
+  chosen->fde = below.fde;
+  if (!g_info.fma512_full_rate) {
+    chosen->maxsim[static_cast<int>(DocDType::f32)] = below.maxsim[static_cast<int>(DocDType::f32)];
+    chosen->maxsim[static_cast<int>(DocDType::f16)] = below.maxsim[static_cast<int>(DocDType::f16)];
+    if (!cpu_features().avx512_bf16)
+      chosen->maxsim[static_cast<int>(DocDType::bf16)] = below.maxsim[static_cast<int>(DocDType::bf16)];
+    PQKernels pq = below.pq;  // float kernels (encode, tables, training) from avx2; the quantised scans stay
+    pq.scan8 = own.pq.scan8;
+    pq.scan8_name = own.pq.scan8_name;
+    pq.scan4 = own.pq.scan4;
+    pq.scan4_name = own.pq.scan4_name;
+    chosen->pq = pq;
+    chosen->fwht = below.fwht;
+    chosen->sketch = below.sketch;
+  }
+}
+#endif
 
 void build_tables() {
   // Fill functions run only for supported levels: their bodies may use that level's instructions.
@@ -54,6 +111,13 @@ void build_tables() {
     neon::fill_sketch(&g_tables[3].sketch);
   }
 #endif
+  for (int level = 0; level < kNumIsas; ++level) g_chosen[level] = g_tables[level];
+#if defined(SIMKERN_HAVE_X86_KERNELS)
+  if (isa_supported(Isa::avx512)) {
+    measure_fma512();
+    choose_avx512(g_tables[2], g_tables[1], &g_chosen[2]);
+  }
+#endif
 }
 
 }  // namespace
@@ -64,7 +128,19 @@ const KernelTable& kernels_for(Isa isa) {
   return g_tables[static_cast<int>(isa)];
 }
 
-const KernelTable& kernels() { return kernels_for(active_isa()); }
+const KernelTable& kernels() {
+  const Isa isa = active_isa();
+  const KernelTable& own = kernels_for(isa);  // builds the tables, checks the level
+  return g_own_only.load(std::memory_order_relaxed) ? own : g_chosen[static_cast<int>(isa)];
+}
+
+const DispatchInfo& dispatch_info() {
+  std::call_once(g_tables_once, build_tables);
+  return g_info;
+}
+
+void set_own_kernels_only(bool own) { g_own_only.store(own); }
+bool own_kernels_only() { return g_own_only.load(); }
 
 const MaxSimKernel& maxsim_kernel(DocDType dtype) { return kernels().maxsim[static_cast<int>(dtype)]; }
 

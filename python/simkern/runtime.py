@@ -92,6 +92,13 @@ def show_runtime(file=None) -> None:
     print(f"  threads      : {get_num_threads()} (persistent pool, no OpenMP)", file=out)
     for family, kernels in kernel_names().items():
         print(f"  {family:<12} : " + ", ".join(f"{dt}={name}" for dt, name in kernels.items()), file=out)
+    if "avx512" in available_isas():
+        d = _core.dispatch_info()
+        how = ("SIMKERN_FMA512" if d["fma512_source"] == "SIMKERN_FMA512" else
+               f"probe: {d['fma512_flops_per_ns']:.0f} vs {d['fma256_flops_per_ns']:.0f} flops/ns at 512 vs 256 bits")
+        rate = "full" if d["fma512_full_rate"] else "half (no faster than 256-bit)"
+        print(f"  dispatch     : 512-bit FMA rate {rate} ({how}); the avx512 level runs an avx2 kernel where its "
+              f"own is not faster (names above)", file=out)
     print(f"  build        : {info['compiler']}, {info['build_type']}, compiled isas={','.join(info['compiled_isas'])}",
           file=out)
     print(f"  flags        : baseline '{info['baseline_flags'].strip()}'; per-ISA {dict(info['isa_flags'])}", file=out)

@@ -1,8 +1,13 @@
 // simkern/dispatch.hpp - the kernel table: one function-pointer set per ISA level.
 //
 // Each ISA translation unit exports `fill_<family>(...)` inside `namespace simkern::<isa>`; dispatch.cpp calls
-// them only for levels the CPU supports (their bodies may contain that ISA's instructions) and builds one
-// immutable KernelTable per level at first use. kernels() returns the table of the active level.
+// them only for levels the CPU supports (their bodies may contain that ISA's instructions) and builds, at first
+// use, two immutable KernelTables per level:
+//   own    - the level's own kernels (kernels_for(isa): what tools/cross_check and the "own" test mode check);
+//   chosen - what the level runs (kernels(): the active level's): its own kernels, except that an entry whose
+//            kernel is not faster than the level below's on this CPU points at the lower level's kernel (the
+//            rule "no level is slower than the one below it"; dispatch.cpp lists each substitution and why).
+//            kernel_names() shows the result (e.g. fde_avx2 at the avx512 level).
 // To add a kernel family: add its struct here, a fill_ function per ISA TU, and a line in dispatch.cpp.
 #pragma once
 
@@ -26,8 +31,20 @@ struct KernelTable {
   SketchKernels sketch;
 };
 
-const KernelTable& kernels();             // active level
-const KernelTable& kernels_for(Isa isa);  // isa must be supported
+const KernelTable& kernels();             // active level, chosen table (own table in the own-kernels test mode)
+const KernelTable& kernels_for(Isa isa);  // the level's own kernels; isa must be supported
+
+// What the dispatcher measured and chose (simkern.runtime.dispatch_info()).
+struct DispatchInfo {
+  double fma256_flops_per_ns = 0;  // 0: not measured (no AVX-512 on this CPU)
+  double fma512_flops_per_ns = 0;
+  bool fma512_full_rate = false;   // 512-bit FMAs give >= 1.5x the 256-bit flop rate (or SIMKERN_FMA512=full)
+  const char* fma512_source = "";  // "probe", "SIMKERN_FMA512" or "" (not measured)
+};
+const DispatchInfo& dispatch_info();
+// Test hook: kernels() returns the active level's own table (true) or its chosen table (false, the default).
+void set_own_kernels_only(bool own);
+bool own_kernels_only();
 
 namespace scalar {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
@@ -47,6 +64,7 @@ float sum_squares(const float* x, i64 dsub);
 void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, i64 h_begin, float* out);
 }  // namespace scalar
 namespace avx2 {
+double fma_flops_per_ns();  // throughput probe (x86_avx2/maxsim.cpp)
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);
@@ -55,6 +73,7 @@ void fill_fwht(FWHTKernels* out);
 void fill_sketch(SketchKernels* out);
 }  // namespace avx2
 namespace avx512 {
+double fma_flops_per_ns();  // throughput probe (x86_avx512/maxsim.cpp)
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);
 void fill_fde(FDEKernels* out);

@@ -72,6 +72,7 @@ struct PQKernels {
                 const ScanQueries& qs) = nullptr;
   void (*scan8)(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs) = nullptr;
   const char* scan8_name = nullptr;  // "scan8_scalar" or "scan8_vbmi" (a sub-feature variant of the avx512 level)
+  const char* scan4_name = nullptr;  // "scan4_scalar", "scan4_x86" (vpshufb, 256-bit) or "scan4_neon"
 };
 
 const PQKernels& pq_kernels();  // for the active ISA

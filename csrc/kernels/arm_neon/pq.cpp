@@ -74,6 +74,7 @@ void fill_pq(PQKernels* out) {
   out->scan8 = scalar::scan8;  // tbl instructions index at most 64 bytes: a 256-entry NEON lookup is not written
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4_neon;
+  out->scan4_name = "scan4_neon";
 }
 
 }  // namespace neon

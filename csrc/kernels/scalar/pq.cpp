@@ -149,6 +149,7 @@ void fill_pq(PQKernels* out) {
   out->scan8 = scan8;
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4;
+  out->scan4_name = "scan4_scalar";
   out->sq_dists = sq_dists;
   out->nearest = nearest;
   out->tables = tables;

@@ -25,6 +25,7 @@ void fill_pq(PQKernels* out) {
   out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4_x86;
+  out->scan4_name = "scan4_x86";
 }
 
 }  // namespace avx2

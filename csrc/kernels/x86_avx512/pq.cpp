@@ -28,8 +28,10 @@ void fill_pq(PQKernels* out) {
   out->scan8_name = "scan8_scalar";  // replaced by the VBMI variant when the CPU has it (dispatch.cpp)
 #if !defined(SIMKERN_TEST_EMULATE_AVX512)
   out->scan4 = scan4_x86;
+  out->scan4_name = "scan4_x86";
 #else
   out->scan4 = scalar::scan4;
+  out->scan4_name = "scan4_scalar";
 #endif
 }
 
