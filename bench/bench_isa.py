@@ -12,6 +12,8 @@ alike. A cell is the best of the rounds (``--json``: every sample). The table pr
 each level (``kernel_names()`` inside the level: an avx512 entry may name an avx2 kernel, the dispatcher's choice
 where the wider one is not faster on this CPU), the time per level, the ratio of each level to the one below it
 (> 1: faster) and the default level's ratio to the fastest level (the issue's target: >= 0.95 for every family).
+On an AVX-512 CPU an extra column, avx512-own, runs the avx512 level with its own kernels only (no substitution):
+what the dispatcher chose against, and its ratio to avx2.
 
 Shapes (seeded N(0, 1) data; dim 128 unless said): MaxSim one query of 8 / 18 / 32 tokens over 2000 docs of 70
 tokens (float32 docs, and bfloat16 docs for the 32-token query); FDE (R=20, k=6, AMS 16, fill) on 2000 docs x 70
@@ -24,6 +26,7 @@ rows; lstsq_sketched (solve) of 16384 x 64.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -110,18 +113,32 @@ def run(args) -> dict:
 
     import simkern
 
+    from simkern import _core
+
     levels = list(simkern.available_isas())
     default = simkern.active_isa()
+    if "avx512" in levels:  # the avx512 level with its own kernels only (what the dispatcher chose against)
+        levels.append("avx512-own")
+
+    @contextlib.contextmanager
+    def at(label):
+        with simkern.max_isa(label.removesuffix("-own")):
+            _core._set_own_kernels(label.endswith("-own"))
+            try:
+                yield
+            finally:
+                _core._set_own_kernels(False)
+
     calls = build_calls(np, simkern, args.quick)
     names = {}
     for level in levels:
-        with simkern.max_isa(level):
+        with at(level):
             names[level] = simkern.kernel_names()
     samples = {c: {lv: [] for lv in levels} for c, _ in calls}
     for name, fn in calls:  # warm-up, and one call count per level so that each sample is ~target seconds
         reps = {}
         for level in levels:
-            with simkern.max_isa(level):
+            with at(level):
                 fn()
                 t0 = time.perf_counter()
                 fn()
@@ -130,31 +147,40 @@ def run(args) -> dict:
         for r in range(args.rounds):
             order = levels[r % len(levels):] + levels[: r % len(levels)]
             for level in order:
-                with simkern.max_isa(level):
+                with at(level):
                     t0 = time.perf_counter()
                     for _ in range(n):
                         fn()
                     samples[name][level].append((time.perf_counter() - t0) / n)
         log(f"{name}: " + ", ".join(f"{lv} {min(samples[name][lv]) * 1e3:.2f} ms" for lv in levels))
     return dict(levels=levels, default=default, names=names, samples=samples, cpu=cpu_model(),
-                capabilities=simkern.capabilities(), calls=[c for c, _ in calls])
+                capabilities=simkern.capabilities(), calls=[c for c, _ in calls], dispatch=_core.dispatch_info())
 
 
 def report(res: dict) -> None:
-    levels, default = res["levels"], res["default"]
+    cols, default = res["levels"], res["default"]
+    levels = [lv for lv in cols if not lv.endswith("-own")]  # the levels a user can select
+    d = res.get("dispatch", {})
     print(f"\nCPU: {res['cpu']}; levels: {', '.join(levels)}; default level: {default}; one thread, best of "
-          f"{len(next(iter(res['samples'].values()))[levels[0]])} interleaved rounds\n")
-    header = ["call"] + [f"{lv} ms" for lv in levels] + [f"{b}/{a}" for a, b in zip(levels, levels[1:])] + \
-             ["default/fastest", "kernel per level"]
+          f"{len(next(iter(res['samples'].values()))[cols[0]])} interleaved rounds")
+    if "avx512-own" in cols:
+        print(f"512-bit FMA probe: {d.get('fma512_flops_per_ns', 0):.0f} vs {d.get('fma256_flops_per_ns', 0):.0f} "
+              f"flops/ns at 512 vs 256 bits -> {'full' if d.get('fma512_full_rate') else 'half'} rate "
+              f"({d.get('fma512_source')}); 'avx512-own' runs the avx512 level's own kernels, for comparison only")
+    print()
+    header = ["call"] + [f"{lv} ms" for lv in cols] + [f"{b}/{a}" for a, b in zip(levels, levels[1:])] + \
+             (["own/avx2"] if "avx512-own" in cols else []) + ["default/fastest", "kernel per level"]
     rows, worst = [], 1.0
     for call in res["calls"]:
-        best = {lv: min(res["samples"][call][lv]) for lv in levels}
+        best = {lv: min(res["samples"][call][lv]) for lv in cols}
         ratios = [f"{best[a] / best[b]:.2f}x" for a, b in zip(levels, levels[1:])]
-        fastest = min(best.values())
+        if "avx512-own" in cols:
+            ratios.append(f"{best['avx2'] / best['avx512-own']:.2f}x")
+        fastest = min(best[lv] for lv in levels)
         dflt = fastest / best[default]
         worst = min(worst, dflt)
         kern = " / ".join(kernel_for(res["names"][lv], call) for lv in levels)
-        rows.append([call] + [f"{best[lv] * 1e3:.2f}" for lv in levels] + ratios + [f"{dflt:.2f}", kern])
+        rows.append([call] + [f"{best[lv] * 1e3:.2f}" for lv in cols] + ratios + [f"{dflt:.2f}", kern])
     print_table(rows, header)
     print(f"\nlowest default/fastest: {worst:.2f} (target >= 0.95 for every family)")
 
