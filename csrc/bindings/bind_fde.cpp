@@ -114,13 +114,20 @@ class FDEPlan {
     return a.nbytes() > 0 && b.nbytes() > 0 && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
   }
 
-  // Encodes without the GIL; a cloud holding a NaN or infinity raises ValueError naming it and its first such token.
+  // Encodes without the GIL; a cloud holding a NaN or infinity raises ValueError naming it and its first such token,
+  // and an encoding that overflowed float32 (finite tokens) raises ValueError naming the first such cloud.
   void run(const std::vector<const float*>& clouds, const std::vector<i64>& rows, bool documents, int threads,
            py::array_t<float>& out, const std::string& name) {
     float* o = out.mutable_data();
     const auto n = static_cast<i64>(clouds.size());
-    i64 bad = -1;
-    run_without_gil([&] { bad = fde_encode(config_, matrices_, clouds.data(), rows.data(), n, documents, o, threads); });
+    i64 bad = -1, overflow = -1;
+    run_without_gil([&] {
+      bad = fde_encode(config_, matrices_, clouds.data(), rows.data(), n, documents, o, threads, &overflow);
+    });
+    if (bad < 0 && overflow >= 0)
+      throw py::value_error("the FDE of " + name + "[" + std::to_string(overflow) + "] overflowed float32: the token "
+                            "values of " + name + " are too large (each coordinate sums up to every token of a "
+                            "set); scale them down");
     if (bad < 0) return;
     const float* x = clouds[static_cast<std::size_t>(bad)];
     i64 token = 0;

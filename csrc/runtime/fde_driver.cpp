@@ -230,8 +230,11 @@ inline i64 nearest_token(const Scratch& s, i64 n, std::uint32_t target) {
   return static_cast<i64>(s.keys32[target] & ((std::int32_t{1} << kNarrowShift) - 1));
 }
 
-void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& kern, const float* x, i64 n,
+// Returns whether the encoding is finite (checked on the scratch block before each repetition is written, and on
+// the final projection).
+bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& kern, const float* x, i64 n,
                 bool documents, Scratch& s, float* out) {
+  bool finite = true;
   const int k = c.simhash_bits;
   const i64 hyperplanes = c.repetitions * k, parts = c.partitions(), dp = c.projection_dim;
   const i64 inner_dim = c.inner_dim();
@@ -291,6 +294,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         }
       };
       if (!documents) {
+        for (i64 t = 0; t < n; ++t) finite &= all_finite(block + static_cast<i64>(parts_r[t]) * dp, dp);
         write_and_reset(false);
         continue;
       }
@@ -334,6 +338,7 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
           for (i64 j = 0; j < dp; ++j) dst[j] = dst[j] / count;
         }
       }
+      finite &= all_finite(block, parts * dp);
       write_and_reset(k > 0 && c.fill_empty && empty > 0);
     }
   }
@@ -345,30 +350,37 @@ void encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
     const std::int32_t* index = mats.final_index.data();
     const float* sign = mats.final_sign.data();
     for (i64 i = 0; i < inner_dim; ++i) out[index[i]] += sign[i] * inner[i];
+    finite &= all_finite(out, c.final_dim);
   }
+  return finite;
 }
 
 }  // namespace
 
 i64 fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* const* clouds, const i64* rows,
-               i64 n_clouds, bool documents, float* out, int threads) {
+               i64 n_clouds, bool documents, float* out, int threads, i64* first_overflow) {
   threads = resolve_threads(threads);
   const FDEKernels& kern = fde_kernels();
   const i64 out_dim = config.output_dim();
-  std::atomic<i64> first_bad{n_clouds};
+  std::atomic<i64> first_bad{n_clouds}, overflow{n_clouds};
+  const auto lower_to = [](std::atomic<i64>& a, i64 v) {
+    i64 seen = a.load(std::memory_order_relaxed);
+    while (v < seen && !a.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+    }
+  };
   parallel_for(n_clouds, threads, [&](i64 cloud, int) {
     thread_local Scratch scratch;
     const float* x = clouds[cloud];
     const i64 n = rows[cloud];
     if (cloud > first_bad.load(std::memory_order_relaxed)) return;  // an error will be raised: skip the rest
     if (!all_finite(x, n * config.dim)) {  // the tokens are in cache for the sketches right after
-      i64 seen = first_bad.load(std::memory_order_relaxed);
-      while (cloud < seen && !first_bad.compare_exchange_weak(seen, cloud, std::memory_order_relaxed)) {
-      }
+      lower_to(first_bad, cloud);
       return;
     }
-    encode_one(config, matrices, kern, x, n, documents, scratch, out + cloud * out_dim);
+    if (!encode_one(config, matrices, kern, x, n, documents, scratch, out + cloud * out_dim)) lower_to(overflow, cloud);
   });
+  const i64 over = overflow.load();
+  *first_overflow = over < n_clouds ? over : -1;
   const i64 bad = first_bad.load();
   return bad < n_clouds ? bad : -1;
 }

@@ -134,7 +134,7 @@ class FDE:
                 x = [a.copy() if isinstance(a, np.ndarray) and not a.flags.aligned else a for a in x]
             rows = self._plan.encode_list(x, documents, allow_empty, threads, out, name)
             if rows is not None:
-                return _check_encoded(rows, name)
+                return rows
         r = aligned_tokens(self._input(x, name))
         if documents and not allow_empty and len(r):
             lengths = np.diff(r.offsets)
@@ -146,8 +146,9 @@ class FDE:
             raise ValueError("out must not overlap the input tokens")
         if not len(r) and r.tokens.shape[1] != self.dim:  # e.g. a Ragged of 0 sets and another width
             return self._plan.encode(np.zeros((0, self.dim), np.float32), r.offsets, documents, threads, out, name)
-        # NaN and infinities are found by the encoder (each set is checked just before it is encoded).
-        return _check_encoded(self._plan.encode(r.tokens, r.offsets, documents, threads, out, name), name)
+        # NaN and infinities are found by the encoder (each set is checked just before it is encoded), and so is a
+        # float32 overflow of the sums (each encoding is checked in cache as it is written).
+        return self._plan.encode(r.tokens, r.offsets, documents, threads, out, name)
 
     def _input(self, x, name: str) -> Ragged:
         if isinstance(x, (list, tuple)) and not x:
@@ -158,12 +159,3 @@ class FDE:
         if len(r) and r.dim != self.dim:
             raise ValueError(f"{name} must have dim {self.dim}, got {r.dim}")
         return r
-
-
-def _check_encoded(rows: np.ndarray, name: str) -> np.ndarray:
-    """The encoder refuses NaN/inf tokens, so a non-finite encoding means the float32 sums overflowed."""
-    if rows.size and not np.isfinite(rows).all():
-        row = int(np.argmin(np.isfinite(rows).all(axis=1)))
-        raise ValueError(f"the FDE of {name}[{row}] overflowed float32: the token values of {name} are too large "
-                         f"(each coordinate sums up to every token of a set); scale them down")
-    return rows

@@ -82,8 +82,10 @@ const FDEKernels& fde_kernels();  // for the active ISA
 // (n_clouds x config.output_dim()). documents: average + fill; else query sums. Empty clouds give zero rows (the
 // Python layer raises before unless asked for zeros). Threads split clouds; results do not depend on them. Each
 // cloud's values are checked to be finite just before it is encoded: returns -1, or the lowest index of a cloud
-// holding a NaN or infinity (then the contents of `out` are unspecified).
+// holding a NaN or infinity (then the contents of `out` are unspecified). Each encoding is checked too, in cache
+// as it is written (the float32 sums of finite tokens can overflow): *first_overflow gets -1 or the lowest index of
+// a cloud whose encoding is not finite.
 i64 fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float* const* clouds, const i64* rows,
-               i64 n_clouds, bool documents, float* out, int threads);
+               i64 n_clouds, bool documents, float* out, int threads, i64* first_overflow);
 
 }  // namespace simkern
