@@ -141,6 +141,47 @@ def test_isas_agree_within_tolerance():
         assert np.all(np.abs(got - results["scalar"]) <= 2 * tol), level
 
 
+@pytest.mark.parametrize("dtype", DOC_DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("dim", [128, 96, 33])
+def test_every_query_length_around_the_tiles(isa, dtype, dim):
+    """One query per call, 1..64 tokens: every register tile shape, the half groups of 1..4 leftover tokens (AVX2),
+    and the compile-time dim-128 path; docs of 1..30 and 70 tokens end tiles at every remainder. Negative
+    similarities catch a padded lane (a zero dot) leaking into a max."""
+    rng = np.random.default_rng(dim)
+    docs = [make_tokens(rng, n, dim, "normal") for n in list(range(1, 31)) + [70]]
+    docs[3] = -np.abs(docs[3])
+    stored, exact = _widen(docs, dtype)
+    d = simkern.Ragged.from_list(stored)
+    for n in range(1, 65):
+        q = make_tokens(rng, n, dim, "normal")
+        if n % 5 == 0:
+            q = np.abs(q)  # all-negative dots against docs[3]
+        got = simkern.maxsim([q], d)
+        want = maxsim_ref([q.astype(np.float64)], exact)
+        tol = maxsim_tolerance([q], exact, dim, query_rounded_to_bf16=_query_rounded(dtype))
+        _assert_scores_close(got, want, tol)
+
+
+def test_fma_levels_are_bit_identical_for_every_query_length():
+    """The FMA tiles of every level (avx2 with half groups, the avx512 level as dispatched, its own 512-bit tiles)
+    compute each dot by the same FMA sequence: same bits, for any query length, alone or in a batch."""
+    levels = [lv for lv in KERNEL_LEVELS if lv != "scalar"]
+    if len(levels) < 2:
+        pytest.skip("fewer than two SIMD levels on this CPU")
+    rng = np.random.default_rng(5)
+    docs = simkern.Ragged.from_list([make_tokens(rng, n, 128, "normal") for n in (1, 5, 13, 70, 181)])
+    queries = [make_tokens(rng, n, 128, "normal") for n in range(1, 41)]
+    results = {}
+    for level in levels:
+        with kernel_level(level):
+            alone = np.concatenate([simkern.maxsim([q], docs) for q in queries])
+            batch = simkern.maxsim(queries, docs)
+            np.testing.assert_array_equal(alone, batch, err_msg=level)
+            results[level] = alone
+    for level in levels[1:]:
+        np.testing.assert_array_equal(results[level], results[levels[0]], err_msg=level)
+
+
 # -- semantics ----------------------------------------------------------------------------------------------------
 
 def test_empty_doc_scores_minus_inf_and_empty_query_scores_zero(isa):

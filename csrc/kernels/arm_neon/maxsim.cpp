@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "generic/half.hpp"
 #include "simkern/dispatch.hpp"

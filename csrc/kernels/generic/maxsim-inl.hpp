@@ -22,12 +22,12 @@
 // its rmax entries in token order, so the result does not depend on the tiling, the thread count or the batch.
 #pragma once
 
-// Needs <cstdint>, <limits>, generic/half.hpp and simkern/maxsim.hpp included at file scope first.
+// Needs <cstdint>, <limits>, <type_traits>, generic/half.hpp and simkern/maxsim.hpp included at file scope first.
 
 namespace detail {
 
-template <class Ops, int QR, int ND>
-static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d, i64 dim,
+template <class Ops, int QR, int ND, class DimT = i64>
+static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d, DimT dim,
                             float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
   Ops::template tile<QR, ND>(q, group_elems, d, dim, rmax, chk, pf);
 }
@@ -40,9 +40,9 @@ template <class Ops, int QR>
 constexpr int rows_per_block() { return Ops::acc_budget / QR; }
 
 // Runtime nd in [1, ND(QR)] -> compile-time tile.
-template <class Ops, int QR, int ND = 1>
+template <class Ops, int QR, int ND = 1, class DimT = i64>
 static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
-                               const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk,
+                               const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
                                PrefetchRows pf) {
   if constexpr (ND <= rows_per_block<Ops, QR>()) {
     if (nd == ND) {
@@ -54,9 +54,9 @@ static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_e
 }
 
 // One block of QR groups over nd prepared rows (row stride dim): full ND(QR)-row tiles, then the remainder.
-template <class Ops, int QR>
+template <class Ops, int QR, class DimT = i64>
 static inline void run_block(int nd, const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d,
-                             i64 dim, float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
+                             DimT dim, float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
   constexpr int NDQ = rows_per_block<Ops, QR>();
   const auto rows_ahead = [&](int r) {
     return PrefetchRows{pf.base ? pf.base + r * pf.row_bytes : nullptr, pf.row_bytes, pf.elem_bytes};
@@ -67,9 +67,9 @@ static inline void run_block(int nd, const typename Ops::QElem* q, i64 group_ele
 }
 
 // Runtime qr in [1, Ops::max_query_regs] -> compile-time block.
-template <class Ops, int QR = 1>
+template <class Ops, int QR = 1, class DimT = i64>
 static inline void run_block_qr(i64 qr, int nd, const typename Ops::QElem* q, i64 group_elems,
-                                const typename Ops::TileElem* d, i64 dim, float* rmax, typename Ops::reg& chk,
+                                const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
                                 PrefetchRows pf) {
   if constexpr (QR <= Ops::max_query_regs) {
     if (qr == QR) {
@@ -80,6 +80,54 @@ static inline void run_block_qr(i64 qr, int nd, const typename Ops::QElem* q, i6
   }
 }
 
+// Half query groups (Ops::half_groups, AVX2): when the job's last group holds 1 .. L/2 tokens, the packing stores
+// them twice (lanes [0, L/2) and [L/2, L)) and the last block runs Ops::tile_half: QM full groups plus the half
+// group, whose FMA pairs doc rows t and t + 1 (one vector = [d_t[k] x L/2 | d_t+1[k] x L/2]). Per pair of doc rows
+// the half group costs 1 FMA + 1 blend instead of 2 FMAs: 12 tokens need 3 FMAs per 2 rows instead of 4, 18 or 20
+// tokens 5 instead of 6, 1..4 tokens 1 instead of 2. Each lane still computes its dot by the same FMA sequence over
+// k from zero, so scores are bit-identical to the full-group tiles. The upper half's running maxima (odd rows) are
+// folded into the lower half once per doc (score()).
+template <class Ops, int QM, int ND = 1, class DimT = i64>
+static inline void run_tile_half_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
+                                    const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
+                                    PrefetchRows pf) {
+  if constexpr (ND <= Ops::template half_rows<QM>()) {
+    if (nd == ND) {
+      Ops::template tile_half<QM, ND>(q, group_elems, d, dim, rmax, chk, pf);
+      return;
+    }
+    run_tile_half_nd<Ops, QM, ND + 1>(nd, q, group_elems, d, dim, rmax, chk, pf);
+  }
+}
+
+template <class Ops, int QM, class DimT = i64>
+static inline void run_block_half(int nd, const typename Ops::QElem* q, i64 group_elems,
+                                  const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
+                                  PrefetchRows pf) {
+  constexpr int NDH = Ops::template half_rows<QM>();
+  const auto rows_ahead = [&](int r) {
+    return PrefetchRows{pf.base ? pf.base + r * pf.row_bytes : nullptr, pf.row_bytes, pf.elem_bytes};
+  };
+  int r = 0;
+  for (; r + NDH <= nd; r += NDH)
+    Ops::template tile_half<QM, NDH>(q, group_elems, d + r * dim, dim, rmax, chk, rows_ahead(r));
+  if (r < nd) run_tile_half_nd<Ops, QM>(nd - r, q, group_elems, d + r * dim, dim, rmax, chk, rows_ahead(r));
+}
+
+// Runtime qm (full groups before the half one) in [0, Ops::max_query_regs - 1] -> compile-time block.
+template <class Ops, int QM = 0, class DimT = i64>
+static inline void run_block_qr_half(i64 qm, int nd, const typename Ops::QElem* q, i64 group_elems,
+                                     const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
+                                     PrefetchRows pf) {
+  if constexpr (QM < Ops::max_query_regs) {
+    if (qm == QM) {
+      run_block_half<Ops, QM>(nd, q, group_elems, d, dim, rmax, chk, pf);
+      return;
+    }
+    run_block_qr_half<Ops, QM + 1>(qm, nd, q, group_elems, d, dim, rmax, chk, pf);
+  }
+}
+
 // Software prefetch of the doc rows kPrefetchAheadRows ahead (continuing into the next doc), into L2 (T1),
 // spread over the first block's k loops. Measured on a Zen 4 (AVX2 exposed): 1 query x 1000 docs x 180 tokens,
 // f32, one thread, 92 MB of docs: no prefetch ~48 GF/s; T0 one or two tiles ahead ~50-55; a T1 burst of the
@@ -87,13 +135,12 @@ static inline void run_block_qr(i64 qr, int nd, const typename Ops::QElem* q, i6
 // overflow the miss queues (prefetches get dropped); T0 competes with the tile's own loads for L1.
 constexpr i64 kPrefetchAheadRows = 36;
 
-template <class Ops, DocDType DT>
-static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) {
+template <class Ops, DocDType DT, class DimT>
+static bool score_impl(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch, DimT dim) {
   constexpr int L = Ops::lanes;
   constexpr int QR = Ops::query_regs;  // preferred block; the last block takes the 1..max_query_regs left
   constexpr int ND = Ops::doc_tile;
   constexpr i64 doc_elem_bytes = DT == DocDType::f32 ? 4 : 2;
-  const i64 dim = q.dim;
   const i64 group_elems = q.group_elems;
   const i64 g_first = q.lane_begin[job.q_begin] / L;
   const i64 lane_end = q.lane_begin[job.q_end - 1] + q.lengths[job.q_end - 1];
@@ -104,6 +151,8 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
   const char* doc_bytes = static_cast<const char*>(d.tokens);
   typename Ops::reg chk = Ops::zero();
   bool sums_finite = true;
+  const i64 last_count = lane_end - g_first * L - (n_groups - 1) * L;  // tokens in the last group
+  const bool half = Ops::half_groups && n_groups > 0 && last_count <= L / 2;
 
   for (i64 i = 0; i < job.n_docs; ++i) {
     const i64 doc = job.doc_ids ? job.doc_ids[i] : job.doc_begin + i;
@@ -126,7 +175,18 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
           run_block<Ops, QR>(nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk, pf);
           pf.base = nullptr;
         }
+        if constexpr (Ops::half_groups) {
+          if (half) {
+            run_block_qr_half<Ops>(n_groups - g - 1, nd, packed + g * group_elems, group_elems, tile, dim,
+                                   rmax + g * L, chk, pf);
+            continue;
+          }
+        }
         run_block_qr<Ops>(n_groups - g, nd, packed + g * group_elems, group_elems, tile, dim, rmax + g * L, chk, pf);
+      }
+      if (half) {  // the half group's odd-row maxima join the even-row ones
+        float* m = rmax + (n_groups - 1) * L;
+        for (int l = 0; l < L / 2; ++l) m[l] = m[l + L / 2] > m[l] ? m[l + L / 2] : m[l];
       }
     }
     for (i64 qi = job.q_begin; qi < job.q_end; ++qi) {
@@ -138,6 +198,15 @@ static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& jo
     }
   }
   return sums_finite && !Ops::any_nonfinite(chk);
+}
+
+// dim 128 (ColBERT's) is compiled with the row stride as a constant: a tile then addresses its doc rows from one
+// register with displacements (a runtime stride needs one register per row: with 12 rows the loop spilled and ran
+// at ~60 % of the FMA rate for 8-token queries). Other dims take the runtime-stride instantiation.
+template <class Ops, DocDType DT>
+static bool score(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) {
+  if (q.dim == 128) return score_impl<Ops, DT>(q, d, job, scratch, std::integral_constant<i64, 128>{});
+  return score_impl<Ops, DT>(q, d, job, scratch, q.dim);
 }
 
 }  // namespace detail
@@ -156,6 +225,12 @@ struct FloatOps {
   static constexpr int max_query_regs = V::max_query_regs;
   static constexpr int acc_budget = V::acc_budget;
   static constexpr int doc_tile = V::doc_tile;
+  static constexpr bool half_groups = V::half_groups;
+
+  // Doc rows per tile_half with QM full groups (V's choice: QM * ND + ceil(ND / 2) accumulators within
+  // acc_budget, ND dividing doc_tile).
+  template <int QM>
+  static constexpr int half_rows() { return V::template half_rows<QM>(); }
 
   static inline reg zero() { return V::zero(); }
   static inline void prefetch(const char* p) { V::prefetch(p); }
@@ -165,8 +240,8 @@ struct FloatOps {
     for (i64 i = 0; i < n; i += lanes) V::store(p + i, v);
   }
 
-  template <int QR, int ND>
-  static inline void tile(const float* q, i64 group_elems, const float* d, i64 dim, float* rmax, reg& chk,
+  template <int QR, int ND, class DimT = i64>
+  static inline void tile(const float* q, i64 group_elems, const float* d, DimT dim, float* rmax, reg& chk,
                           PrefetchRows pf) {
     reg acc[ND][QR];
 #pragma GCC unroll 16
@@ -204,6 +279,61 @@ struct FloatOps {
     chk = V::fma(chk_odd, zero_v, chk_even);
   }
 
+  // QM full groups (as tile) plus the half group at q + QM * group_elems (see detail::run_block_half).
+  template <int QM, int ND, class DimT = i64>
+  static inline void tile_half(const float* q, i64 group_elems, const float* d, DimT dim, float* rmax, reg& chk,
+                               PrefetchRows pf) {
+    if constexpr (V::half_groups) {
+      constexpr int NH = (ND + 1) / 2;
+      constexpr int QA = QM > 0 ? QM : 1;
+      reg acc[ND][QA], acch[NH];
+#pragma GCC unroll 16
+      for (int t = 0; t < ND; ++t)
+#pragma GCC unroll 4
+        for (int r = 0; r < QA; ++r) acc[t][r] = V::zero();
+#pragma GCC unroll 8
+      for (int h = 0; h < NH; ++h) acch[h] = V::zero();
+      const float* qh_base = q + QM * group_elems;
+      const i64 pf_step = ND * pf.elem_bytes;
+      for (i64 k = 0; k < dim; ++k) {
+        if (pf.base) V::prefetch(pf.base + k * pf_step);
+        reg qv[QA];
+#pragma GCC unroll 4
+        for (int r = 0; r < QM; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);
+        const reg qh = V::load(qh_base + k * lanes);
+#pragma GCC unroll 8
+        for (int t = 0; t < ND; t += 2) {
+          const reg b0 = V::set1(d[t * dim + k]);
+          const reg b1 = t + 1 < ND ? V::set1(d[(t + 1) * dim + k]) : b0;
+#pragma GCC unroll 4
+          for (int r = 0; r < QM; ++r) {
+            acc[t][r] = V::fma(qv[r], b0, acc[t][r]);
+            if (t + 1 < ND) acc[t + 1][r] = V::fma(qv[r], b1, acc[t + 1][r]);
+          }
+          acch[t / 2] = V::fma(qh, V::blend_halves(b0, b1), acch[t / 2]);
+        }
+      }
+      const reg zero_v = V::zero();
+#pragma GCC unroll 4
+      for (int r = 0; r < QM; ++r) {
+        reg m = V::load(rmax + r * lanes);
+#pragma GCC unroll 16
+        for (int t = 0; t < ND; ++t) {
+          chk = V::fma(acc[t][r], zero_v, chk);
+          m = V::max(m, acc[t][r]);
+        }
+        V::store(rmax + r * lanes, m);
+      }
+      reg m = V::load(rmax + QM * lanes);
+#pragma GCC unroll 8
+      for (int h = 0; h < NH; ++h) {
+        chk = V::fma(acch[h], zero_v, chk);
+        m = V::max(m, acch[h]);
+      }
+      V::store(rmax + QM * lanes, m);
+    }
+  }
+
   template <DocDType DT>
   static inline const float* prepare(const void* tokens, i64 row, int nd, i64 dim, float* buf) {
     const i64 first = row * dim, n = nd * dim;
@@ -227,18 +357,22 @@ struct FloatOps {
 template <int Lanes>
 static i64 float_group_elems(i64 dim) { return dim * Lanes + 16; }
 
-// Packing for FloatOps: group g of a query holds dim x lanes floats as [k][lane]; missing tokens are zero.
+// Packing for FloatOps: group g of a query holds dim x lanes floats as [k][lane]; missing tokens are zero. With
+// half groups (DupHalf), a last group of at most Lanes / 2 tokens holds them twice: lanes [0, Lanes/2) and
+// [Lanes/2, Lanes) (detail::run_block_half).
 
-template <int Lanes>
+template <int Lanes, bool DupHalf>
 static void pack_float_groups(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
   float* out = static_cast<float*>(dst);
   const i64 n_groups = (n_tokens + Lanes - 1) / Lanes;
   const i64 stride = float_group_elems<Lanes>(dim);
+  const bool dup_last = DupHalf && n_tokens - (n_groups - 1) * Lanes <= Lanes / 2;
   for (i64 g = 0; g < n_groups; ++g) {
     float* group = out + g * stride;
+    const bool dup = dup_last && g == n_groups - 1;
     for (i64 k = 0; k < dim; ++k)
       for (int l = 0; l < Lanes; ++l) {
-        const i64 token = g * Lanes + l;
+        const i64 token = g * Lanes + (dup && l >= Lanes / 2 ? l - Lanes / 2 : l);
         group[k * Lanes + l] = token < n_tokens ? q_tokens[token * dim + k] : 0.0f;
       }
     for (i64 pad = dim * Lanes; pad < stride; ++pad) group[pad] = 0.0f;
@@ -257,7 +391,7 @@ static void fill_float_kernels(MaxSimKernel out[kNumDocDTypes], const char* cons
     out[t].lanes = V::lanes;
     out[t].packs_bf16 = false;
     out[t].group_elems = float_group_elems<V::lanes>;
-    out[t].pack = pack_float_groups<V::lanes>;
+    out[t].pack = pack_float_groups<V::lanes, V::half_groups>;
     out[t].scratch_floats = float_scratch_floats<V::lanes, V::doc_tile>;
   }
   out[static_cast<int>(DocDType::f32)].score = detail::score<O, DocDType::f32>;

@@ -10,6 +10,13 @@ struct V {
   static constexpr int max_query_regs = 3;
   static constexpr int acc_budget = 12;
   static constexpr int doc_tile = 12;
+  // MaxSim half query groups (generic/maxsim-inl.hpp, FloatOps::tile_half): a last group of <= 4 tokens holds them
+  // twice, and one FMA scores them against two doc rows at once: [d_t[k] x 4 | d_t+1[k] x 4] = blend_halves.
+  static constexpr bool half_groups = true;
+  static inline reg blend_halves(reg lo, reg hi) { return _mm256_blend_ps(lo, hi, 0xF0); }
+  // Doc rows per half tile with QM full groups: 6 half accumulators (QM = 0), 6 + 3, 8 + 2 (of 12; doc_tile 12).
+  template <int QM>
+  static constexpr int half_rows() { return QM == 0 ? 12 : QM == 1 ? 6 : 4; }
   static inline reg zero() { return _mm256_setzero_ps(); }
   static inline reg set1(float x) { return _mm256_set1_ps(x); }
   static inline reg load(const float* p) { return _mm256_loadu_ps(p); }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "generic/half.hpp"
 #include "simkern/dispatch.hpp"

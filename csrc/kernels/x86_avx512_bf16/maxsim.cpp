@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "generic/half.hpp"
 #include "simkern/dispatch.hpp"
@@ -38,8 +39,8 @@ struct Ops : FloatOps<V> {
     return row[2 * k2];
   }
 
-  template <int QR, int ND>
-  static inline void tile(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, i64 dim, float* rmax,
+  template <int QR, int ND, class DimT = i64>
+  static inline void tile(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim, float* rmax,
                           reg& chk, const PrefetchRows& pf) {
     reg acc[ND][QR];
 #pragma GCC unroll 16
