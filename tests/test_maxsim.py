@@ -164,13 +164,15 @@ def test_every_query_length_around_the_tiles(isa, dtype, dim):
 
 def test_fma_levels_are_bit_identical_for_every_query_length():
     """The FMA tiles of every level (avx2 with half groups, the avx512 level as dispatched, its own 512-bit tiles)
-    compute each dot by the same FMA sequence: same bits, for any query length, alone or in a batch."""
+    compute each dot by the same FMA sequence: same bits, for any query length, alone or in a batch. bf16 docs:
+    alone == batched at each level (the vdpbf16ps kernel differs from the others by design)."""
     levels = [lv for lv in KERNEL_LEVELS if lv != "scalar"]
     if len(levels) < 2:
         pytest.skip("fewer than two SIMD levels on this CPU")
     rng = np.random.default_rng(5)
     docs = simkern.Ragged.from_list([make_tokens(rng, n, 128, "normal") for n in (1, 5, 13, 70, 181)])
     queries = [make_tokens(rng, n, 128, "normal") for n in range(1, 41)]
+    docs_bf16 = simkern.Ragged(docs.tokens.astype(ml_dtypes.bfloat16), docs.offsets)
     results = {}
     for level in levels:
         with kernel_level(level):
@@ -178,6 +180,9 @@ def test_fma_levels_are_bit_identical_for_every_query_length():
             batch = simkern.maxsim(queries, docs)
             np.testing.assert_array_equal(alone, batch, err_msg=level)
             results[level] = alone
+            # bf16 docs (the vdpbf16ps kernel where the CPU has it, with its own half groups): alone == batched
+            alone16 = np.concatenate([simkern.maxsim([q], docs_bf16) for q in queries])
+            np.testing.assert_array_equal(alone16, simkern.maxsim(queries, docs_bf16), err_msg=f"{level} bf16")
     for level in levels[1:]:
         np.testing.assert_array_equal(results[level], results[levels[0]], err_msg=level)
 

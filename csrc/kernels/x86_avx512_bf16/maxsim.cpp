@@ -3,7 +3,8 @@
 // vdpbf16ps acc, a, b adds a[2l]*b[2l] + a[2l+1]*b[2l+1] to float lane l. Queries are rounded to bf16
 // (nearest even) and packed per group as [k/2][lane][2] (dim padded to even with a zero); a doc token's pair
 // of coordinates (d[k], d[k+1]) is one 32-bit broadcast straight from the flat bf16 buffer (no widening).
-// Register tiles of 24 accumulators (2 zmm x 12 doc tokens; the last block may be 3 x 8 or 1 x 24); each
+// Register tiles of 24 accumulators (2 zmm x 12 doc tokens; the last block may be 3 x 8 or 1 x 24, or a half
+// group, see Ops); each
 // vdpbf16ps does 32 multiply-adds, twice the float32 FMA rate. Precision: the query rounding costs up to 2^-8 relative per product (see maxsim.hpp);
 // the kernel name ends in "_dpbf16" so tests and show_runtime() can tell this variant apart.
 #include <immintrin.h>
@@ -28,6 +29,13 @@ namespace {
 struct Ops : FloatOps<V> {
   using QElem = std::uint16_t;
   using TileElem = std::uint16_t;
+  // Half query groups (detail::run_block_half): a last group of <= 8 tokens is packed twice (lanes 0-7 and 8-15)
+  // and one vdpbf16ps scores it against two doc rows ([pair of d_t x 8 | pair of d_t+1 x 8]): a 22-token query
+  // costs 16 + 8 lanes instead of 32. Rows per half tile with QM full groups: 12 half accumulators (QM = 0),
+  // 12 + 6, 16 + 4 (of 24).
+  static constexpr bool half_groups = true;
+  template <int QM>
+  static constexpr int half_rows() { return QM == 0 ? 24 : QM == 1 ? 12 : 8; }
 
   // Coordinates (2*k2, 2*k2 + 1) of a doc row as one 32-bit pattern; the odd tail pairs with +0.
   static inline std::uint32_t doc_pair(const std::uint16_t* row, i64 k2, i64 dim) {
@@ -62,6 +70,12 @@ struct Ops : FloatOps<V> {
         for (int r = 0; r < QR; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], qv[r], b);
       }
     }
+    fold<QR, ND>(acc, rmax, chk);
+  }
+
+  // Running max per query lane over the tile's rows (rmax + r * lanes for group r), and the finiteness check.
+  template <int QR, int ND, int QA>
+  static inline void fold(const reg (&acc)[ND][QA], float* rmax, reg& chk) {
     const reg zero_v = _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int r = 0; r < QR; ++r) {
@@ -73,6 +87,47 @@ struct Ops : FloatOps<V> {
       }
       _mm512_storeu_ps(rmax + r * lanes, m);
     }
+  }
+
+  template <int QM, int ND, class DimT = i64>
+  static inline void tile_half(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim,
+                               float* rmax, reg& chk, const PrefetchRows& pf) {
+    constexpr int NH = (ND + 1) / 2;
+    constexpr int QA = QM > 0 ? QM : 1;
+    reg acc[ND][QA], acch[NH];
+#pragma GCC unroll 16
+    for (int t = 0; t < ND; ++t)
+#pragma GCC unroll 4
+      for (int r = 0; r < QA; ++r) acc[t][r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int h = 0; h < NH; ++h) acch[h] = _mm512_setzero_ps();
+    const i64 n_pairs = (dim + 1) / 2;
+    const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
+    const std::uint16_t* qh_base = q + QM * group_elems;
+    for (i64 k2 = 0; k2 < n_pairs; ++k2) {
+      if (pf.base) prefetch(pf.base + k2 * pf_step);
+      __m512bh qv[QA];
+#pragma GCC unroll 4
+      for (int r = 0; r < QM; ++r)
+        qv[r] = (__m512bh)_mm512_loadu_si512(q + r * group_elems + k2 * 2 * lanes);
+      const __m512bh qh = (__m512bh)_mm512_loadu_si512(qh_base + k2 * 2 * lanes);
+#pragma GCC unroll 16
+      for (int t = 0; t < ND; t += 2) {
+        const __m512i b0 = _mm512_set1_epi32(static_cast<int>(doc_pair(d + t * dim, k2, dim)));
+        const __m512i b1 = t + 1 < ND ? _mm512_set1_epi32(static_cast<int>(doc_pair(d + (t + 1) * dim, k2, dim))) : b0;
+#pragma GCC unroll 4
+        for (int r = 0; r < QM; ++r) {
+          acc[t][r] = _mm512_dpbf16_ps(acc[t][r], qv[r], (__m512bh)b0);
+          if (t + 1 < ND) acc[t + 1][r] = _mm512_dpbf16_ps(acc[t + 1][r], qv[r], (__m512bh)b1);
+        }
+        acch[t / 2] = _mm512_dpbf16_ps(acch[t / 2], qh, (__m512bh)_mm512_mask_blend_epi32(0xFF00, b0, b1));
+      }
+    }
+    fold<QM, ND>(acc, rmax, chk);
+    reg half[NH][1];
+#pragma GCC unroll 16
+    for (int h = 0; h < NH; ++h) half[h][0] = acch[h];
+    fold<1, NH>(half, rmax + QM * lanes, chk);
   }
 
   template <DocDType DT>
@@ -88,11 +143,13 @@ void pack(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
   std::uint16_t* out = static_cast<std::uint16_t*>(dst);
   const i64 n_groups = (n_tokens + Ops::lanes - 1) / Ops::lanes;
   const i64 n_pairs = (dim + 1) / 2;
+  const bool dup_last = n_tokens - (n_groups - 1) * Ops::lanes <= Ops::lanes / 2;  // a half group (see Ops)
   for (i64 g = 0; g < n_groups; ++g)
     for (i64 k2 = 0; k2 < n_pairs; ++k2)
       for (int l = 0; l < Ops::lanes; ++l)
         for (int h = 0; h < 2; ++h) {
-          const i64 token = g * Ops::lanes + l, k = 2 * k2 + h;
+          const bool dup = dup_last && g == n_groups - 1 && l >= Ops::lanes / 2;
+          const i64 token = g * Ops::lanes + (dup ? l - Ops::lanes / 2 : l), k = 2 * k2 + h;
           const float v = token < n_tokens && k < dim ? q_tokens[token * dim + k] : 0.0f;
           out[((g * n_pairs + k2) * Ops::lanes + l) * 2 + h] = float_to_bf16_rne(v);
         }
