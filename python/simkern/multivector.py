@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import tokenize
@@ -685,15 +686,23 @@ def _is_ours(folder: str) -> bool:
 
 
 def _replaceable(full: str) -> bool | None:
-    """None: nothing at ``full``; True: an empty folder or a saved index; False: anything else."""
-    if not os.path.lexists(full):
-        return None
-    if os.path.islink(full) or not os.path.isdir(full):
-        return False
-    try:
-        return not os.listdir(full) or _is_ours(full)
-    except FileNotFoundError:
-        return None
+    """None: nothing at ``full``; True: an empty folder or a saved index; False: anything else. A folder that
+    another saver moves away or replaces while it is being looked at (its inode changes) is looked at again."""
+    for _ in range(_SAVE_TRIES):
+        try:
+            before = os.lstat(full)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(before.st_mode) or not stat.S_ISDIR(before.st_mode):
+            return False
+        try:
+            verdict = not os.listdir(full) or _is_ours(full)
+            after = os.lstat(full)
+        except FileNotFoundError:
+            return None
+        if (after.st_ino, after.st_dev) == (before.st_ino, before.st_dev):
+            return verdict
+    return False
 
 
 def _save_target(path) -> tuple[str, str]:
