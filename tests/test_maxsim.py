@@ -446,3 +446,30 @@ def test_out_overlapping_the_inputs_is_refused():
         simkern.maxsim_pairs(q, docs, [0, 0], [0, 1], out=buf[10:12])
     other = np.empty((1, 2), np.float32)
     np.testing.assert_array_equal(simkern.maxsim(q, docs, out=other), want)  # disjoint: fine
+
+
+def _kernel_for(lengths, stacked=True, dtype=0):
+    from simkern import _core
+
+    return _core._maxsim_kernel_for(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), 128, dtype, stacked)
+
+
+@pytest.mark.skipif("avx512" not in simkern.available_isas(), reason="no AVX-512 on this CPU")
+def test_short_query_stacks_run_the_narrow_kernel_where_the_dispatcher_gave_one():
+    """At the avx512 level on a CPU whose 512-bit FMAs are no faster (kernel_names() lists *_short_queries), a single
+    short query runs the avx2 tiles, a 32-token one and a batch the avx512 tiles; elsewhere always the avx512 ones.
+    (Both compute the same bits: test_fma_levels_are_bit_identical_for_every_query_length.)"""
+    with simkern.max_isa("avx512"):
+        names = simkern.kernel_names()["maxsim"]
+        narrow = names.get("float32_short_queries")
+        wide = names["float32"]
+        expect_short = narrow or wide
+        assert _kernel_for([8]) == expect_short and _kernel_for([18]) == expect_short
+        assert _kernel_for([36], stacked=False) == expect_short  # 36 tokens: 5 avx2 groups (the last half)
+        assert _kernel_for([32]) == wide and _kernel_for([48]) == wide
+        assert _kernel_for([20] * 16) == wide  # a batch packs densely: full 16-lane groups
+        assert _kernel_for([20] * 16, stacked=False) == expect_short  # candidate scoring: one query per stack
+        if names.get("float16_short_queries"):
+            assert _kernel_for([8], dtype=1) == names["float16_short_queries"]
+    with simkern.max_isa("avx2"):
+        assert _kernel_for([8]) == _kernel_for([32]) == "maxsim_f32_avx2"

@@ -159,6 +159,15 @@ py::tuple maxsim_topk_py(const CArray<float>& q_tokens, const CArray<i64>& q_off
 }  // namespace
 
 void bind_maxsim(py::module_& m) {
+  m.def("_maxsim_kernel_for", [](const CArray<i64>& q_offsets, i64 dim, int d_dtype, bool stacked) {
+    require(q_offsets.ndim() == 1 && q_offsets.shape(0) >= 1, "q_offsets must be 1-D, n_queries + 1");
+    require(d_dtype >= 0 && d_dtype < kNumDocDTypes, "unknown doc dtype code " + std::to_string(d_dtype));
+    require(dim >= 1, "dim must be >= 1");
+    const i64* o = q_offsets.data();
+    for (i64 i = 0; i + 1 < q_offsets.shape(0); ++i) require(o[i] <= o[i + 1] && o[0] == 0, "q_offsets must rise from 0");
+    return std::string(maxsim_kernel_name_for(o, q_offsets.shape(0) - 1, dim, static_cast<DocDType>(d_dtype), stacked));
+  }, py::arg("q_offsets").noconvert(), py::arg("dim"), py::arg("d_dtype"), py::arg("stacked"),
+     "Test probe: the MaxSim kernel a call with these query offsets would run at the active ISA.");
   m.def("_maxsim_dense", &maxsim_dense_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
         py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("threads"),
         py::arg("out") = py::none(),

@@ -60,6 +60,9 @@ py::dict kernel_names() {
   maxsim["float32"] = t.maxsim[static_cast<int>(DocDType::f32)].name;
   maxsim["float16"] = t.maxsim[static_cast<int>(DocDType::f16)].name;
   maxsim["bfloat16"] = t.maxsim[static_cast<int>(DocDType::bf16)].name;
+  static const char* const dtype_names[kNumDocDTypes] = {"float32", "float16", "bfloat16"};
+  for (int i = 0; i < kNumDocDTypes; ++i)  // the kernel short query stacks run instead (choose_kernel)
+    if (t.maxsim[i].narrow) maxsim[py::str(std::string(dtype_names[i]) + "_short_queries")] = t.maxsim[i].narrow->name;
   py::dict pq;
   pq["float32"] = t.pq.name;
   pq["scan8"] = t.pq.scan8_name;  // the 8-bit quantised scan: scan8_scalar or scan8_vbmi

@@ -43,18 +43,21 @@ void measure_fma512() {
 // The avx512 level's substitutions, each measured by bench/bench_isa.py (one thread, AMD EPYC Zen 4 VM):
 //  - fde: the avx2 kernels, always. The 512-bit ones ran at 0.28-0.42x (16-token AMS blocks pad short sets,
 //    48-hyperplane SimHash passes leave a scalar tail for R * k = 120, 5 x 24 at avx2).
-//  - on CPUs whose 512-bit FMA rate is not above the 256-bit one (Zen 4): maxsim float32 / float16 (the 16-lane
-//    query groups waste up to 15 lanes: 0.28x at 8 tokens, 0.76x at 18), the PQ float kernels (encode / train,
-//    0.96x), fwht (0.97x) and sketch (0.92x) run the avx2 kernels. What AVX-512 does better stays: the VBMI 8-bit
-//    PQ scan (4x), the vdpbf16ps MaxSim on bf16 docs (2x), HNSW distances (1.07x; 32 registers).
+//  - on CPUs whose 512-bit FMA rate is not above the 256-bit one (Zen 4): the PQ float kernels (encode / train,
+//    0.95x), fwht (0.97x) and sketch (0.92x) run the avx2 kernels; MaxSim float32 / float16 keeps its 512-bit
+//    tiles (1.2-1.3x the avx2 ones on full 16-lane groups: half the broadcasts and loads per FMA) but gets the avx2
+//    tiles as `narrow`, which the drivers run when they cost less for the call (short single queries: the 16-lane
+//    groups ran 0.2-0.33x at 8-16 tokens, 0.86x at 18). What AVX-512 does better stays: the VBMI 8-bit PQ scan
+//    (4x), the vdpbf16ps MaxSim on bf16 docs (2x), HNSW distances (1.07x; 32 registers).
 void choose_avx512(const KernelTable& own, const KernelTable& below, KernelTable* chosen) {
   *chosen = own;
   chosen->fde = below.fde;
   if (!g_info.fma512_full_rate) {
-    chosen->maxsim[static_cast<int>(DocDType::f32)] = below.maxsim[static_cast<int>(DocDType::f32)];
-    chosen->maxsim[static_cast<int>(DocDType::f16)] = below.maxsim[static_cast<int>(DocDType::f16)];
-    if (!cpu_features().avx512_bf16)
-      chosen->maxsim[static_cast<int>(DocDType::bf16)] = below.maxsim[static_cast<int>(DocDType::bf16)];
+    for (DocDType dt : {DocDType::f32, DocDType::f16, DocDType::bf16}) {
+      const int i = static_cast<int>(dt);
+      if (dt == DocDType::bf16 && cpu_features().avx512_bf16) continue;  // vdpbf16ps: its own kernel
+      chosen->maxsim[i].narrow = &below.maxsim[i];  // short stacks run the avx2 tiles (choose_kernel)
+    }
     PQKernels pq = below.pq;  // float kernels (encode, tables, training) from avx2; the quantised scans stay
     pq.scan8 = own.pq.scan8;
     pq.scan8_name = own.pq.scan8_name;

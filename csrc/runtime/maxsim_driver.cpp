@@ -51,35 +51,70 @@ struct Packed {
   i64 max_stack_groups = 0;
 };
 
-// stack_queries: consecutive queries share a stack while its packed bytes fit kStackBytes (dense and top-k
-// scans: each doc tile is then loaded once for many queries). Otherwise every query is its own stack (candidate
-// and pair scoring run one query per job).
+// Stack boundaries: stack s = queries [stacks[s], stacks[s+1]). stack_queries: consecutive queries share a stack
+// while its packed bytes fit kStackBytes (dense and top-k scans: each doc tile is then loaded once for many
+// queries). Otherwise every query is its own stack (candidate and pair scoring run one query per job).
+std::vector<i64> stack_bounds(const MaxSimKernel& kernel, const QueryTokens& q, bool stack_queries) {
+  const i64 lanes = kernel.lanes;
+  const i64 group_bytes = kernel.group_elems(q.dim) * (kernel.packs_bf16 ? 2 : 4);
+  std::vector<i64> stacks{0};
+  for (i64 qi = 0; qi < q.n_queries; ++qi) {
+    const i64 first = stacks.back();
+    const i64 grown = (q.offsets[qi + 1] - q.offsets[first] + lanes - 1) / lanes;
+    if (qi > first && (!stack_queries || grown * group_bytes > kStackBytes)) stacks.push_back(qi);
+  }
+  stacks.push_back(q.n_queries);
+  return stacks;
+}
+
+// Which of a kernel and its narrow alternative (MaxSimKernel::narrow) runs a call: the lower cost over the stacks
+// the call packs. Cost of a stack of T tokens, in lane units: narrow kernel, its lanes (a half group counted as
+// half) x kNarrowLaneCost; wide kernel, its lanes x 100, x kWideSingleGroupCost when the stack is one group.
+// Measured on Zen 4 (one thread, dim 128, one query per call, wide = avx512 tiles, narrow = avx2 tiles): per
+// filled lane the wide tiles are 1.2-1.3x faster (half the broadcasts and loads per FMA) -> 125; a one-group stack
+// (a single query of <= 16 tokens) ran 0.2-0.33x the avx2 tiles -> x3. So single queries of 1-24 and 33-39
+// tokens run narrow, 25-32 and 40-48 wide; batched calls (dense stacks) wide. Both compute the same bits.
+constexpr i64 kNarrowLaneCost = 125;
+constexpr i64 kWideSingleGroupCost = 3;
+
+const MaxSimKernel& choose_kernel(const MaxSimKernel& wide, const QueryTokens& q, bool stack_queries) {
+  if (!wide.narrow || q.n_queries == 0) return wide;
+  const MaxSimKernel& narrow = *wide.narrow;
+  const auto cost = [&](const MaxSimKernel& k, bool is_wide) {
+    const std::vector<i64> stacks = stack_bounds(k, q, stack_queries);
+    i64 total = 0;
+    for (std::size_t st = 0; st + 1 < stacks.size(); ++st) {
+      const i64 tokens = q.offsets[stacks[st + 1]] - q.offsets[stacks[st]];
+      const i64 groups = (tokens + k.lanes - 1) / k.lanes;
+      i64 lanes = groups * k.lanes;
+      if (k.half_groups && groups > 0 && tokens - (groups - 1) * k.lanes <= k.lanes / 2) lanes -= k.lanes / 2;
+      total += is_wide ? lanes * 100 * (groups == 1 ? kWideSingleGroupCost : 1) : lanes * kNarrowLaneCost;
+    }
+    return total;
+  };
+  return cost(narrow, false) <= cost(wide, true) ? narrow : wide;
+}
+
 Packed pack_queries(const MaxSimKernel& kernel, const QueryTokens& q, int threads, bool stack_queries) {
   Packed p;
   const i64 lanes = kernel.lanes;
   const i64 group_elems = kernel.group_elems(q.dim);
   const i64 group_bytes = group_elems * (kernel.packs_bf16 ? 2 : 4);
-  const auto groups_for = [lanes](i64 tokens) { return (tokens + lanes - 1) / lanes; };
   p.lane_begin.resize(static_cast<std::size_t>(q.n_queries));
   p.lengths.resize(static_cast<std::size_t>(q.n_queries));
-  p.stacks.push_back(0);
-  std::vector<i64> stack_group{0};  // first group of each stack, then the total
-  for (i64 qi = 0; qi < q.n_queries; ++qi) {
-    const i64 first = p.stacks.back();
-    const i64 grown = groups_for(q.offsets[qi + 1] - q.offsets[first]);
-    if (qi > first && (!stack_queries || grown * group_bytes > kStackBytes)) {
-      stack_group.push_back(stack_group.back() + groups_for(q.offsets[qi] - q.offsets[first]));
-      p.stacks.push_back(qi);
-    }
-    const i64 start = p.stacks.back();
-    p.lengths[qi] = q.offsets[qi + 1] - q.offsets[qi];
-    p.lane_begin[qi] = stack_group.back() * lanes + (q.offsets[qi] - q.offsets[start]);
-  }
-  const i64 last_first = p.stacks.back();
-  stack_group.push_back(stack_group.back() + groups_for(q.offsets[q.n_queries] - q.offsets[last_first]));
-  p.stacks.push_back(q.n_queries);
+  p.stacks = stack_bounds(kernel, q, stack_queries);
   const i64 n_stacks = static_cast<i64>(p.stacks.size()) - 1;
-  for (i64 st = 0; st < n_stacks; ++st) p.max_stack_groups = std::max(p.max_stack_groups, stack_group[st + 1] - stack_group[st]);
+  std::vector<i64> stack_group{0};  // first group of each stack, then the total
+  for (i64 st = 0; st < n_stacks; ++st) {
+    const i64 first = p.stacks[st];
+    for (i64 qi = first; qi < p.stacks[st + 1]; ++qi) {
+      p.lengths[qi] = q.offsets[qi + 1] - q.offsets[qi];
+      p.lane_begin[qi] = stack_group.back() * lanes + (q.offsets[qi] - q.offsets[first]);
+    }
+    const i64 groups = (q.offsets[p.stacks[st + 1]] - q.offsets[first] + lanes - 1) / lanes;
+    p.max_stack_groups = std::max(p.max_stack_groups, groups);
+    stack_group.push_back(stack_group.back() + groups);
+  }
 
   p.data = aligned_bytes(stack_group.back() * group_bytes);
   char* base = static_cast<char*>(p.data.get());
@@ -192,10 +227,19 @@ void score_id_lists(const MaxSimKernel& kernel, const Packed& packed, const DocT
 
 }  // namespace
 
+const char* maxsim_kernel_name_for(const i64* q_offsets, i64 n_queries, i64 dim, DocDType dtype,
+                                   bool stack_queries) {
+  QueryTokens q;
+  q.offsets = q_offsets;
+  q.n_queries = n_queries;
+  q.dim = dim;
+  return choose_kernel(maxsim_kernel(dtype), q, stack_queries).name;
+}
+
 void maxsim_dense(const QueryTokens& q, const DocTokens& d, float* out, int threads) {
   if (q.n_queries == 0 || d.n_docs == 0) return;
   threads = resolve_threads(threads);
-  const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
+  const MaxSimKernel& kernel = choose_kernel(maxsim_kernel(d.dtype), q, /*stack_queries=*/true);
   const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/true);
   std::atomic<bool> finite{true};
   score_stacks_by_chunk(
@@ -212,7 +256,7 @@ void maxsim_pairs(const QueryTokens& q, const DocTokens& d, const i64* query_ids
                   float* out, int threads) {
   if (n_pairs == 0) return;
   threads = resolve_threads(threads);
-  const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
+  const MaxSimKernel& kernel = choose_kernel(maxsim_kernel(d.dtype), q, /*stack_queries=*/false);
   const Packed packed = pack_queries(kernel, q, threads, /*stack_queries=*/false);
   // Counting sort of the pairs by query; within a query the doc ids keep their input order.
   std::vector<i64> seg(static_cast<std::size_t>(q.n_queries) + 1, 0);
@@ -237,7 +281,7 @@ void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* can
                  float* out_scores, i64* out_ids, int threads) {
   if (q.n_queries == 0) return;
   threads = resolve_threads(threads);
-  const MaxSimKernel& kernel = maxsim_kernel(d.dtype);
+  const MaxSimKernel& kernel = choose_kernel(maxsim_kernel(d.dtype), q, /*stack_queries=*/!cand_offsets);
   std::atomic<bool> finite{true};
 
   if (!cand_offsets) {

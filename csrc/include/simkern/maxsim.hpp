@@ -76,6 +76,11 @@ struct MaxSimKernel {
   void (*pack)(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) = nullptr;  // token rows -> groups
   i64 (*scratch_floats)(i64 dim, i64 n_groups) = nullptr;  // per-thread scratch `score` needs
   bool (*score)(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) = nullptr;
+  bool half_groups = false;                            // a stack's last group of <= lanes/2 tokens costs half
+  // A kernel with fewer lanes that the drivers run instead when it costs less for the call's packing (the avx512
+  // level's float kernels on CPUs whose 512-bit FMAs are no faster than 256-bit ones point at the avx2 ones; see
+  // choose_kernel in maxsim_driver.cpp). Both compute the same bits. nullptr: none.
+  const MaxSimKernel* narrow = nullptr;
 };
 
 struct QueryTokens {
@@ -97,5 +102,8 @@ void maxsim_topk(const QueryTokens& q, const DocTokens& d, i64 k, const i64* can
                  float* out_scores /* n_queries x k */, i64* out_ids /* n_queries x k */, int threads);
 
 const MaxSimKernel& maxsim_kernel(DocDType dtype);  // for the active ISA
+// The kernel a dense / top-k scan (stack_queries) or a candidate / pair call would run for these query lengths
+// (offsets of n_queries + 1), at the active ISA: maxsim_kernel(dtype) or its narrow alternative (tests, probes).
+const char* maxsim_kernel_name_for(const i64* q_offsets, i64 n_queries, i64 dim, DocDType dtype, bool stack_queries);
 
 }  // namespace simkern

@@ -393,6 +393,7 @@ static void fill_float_kernels(MaxSimKernel out[kNumDocDTypes], const char* cons
     out[t].group_elems = float_group_elems<V::lanes>;
     out[t].pack = pack_float_groups<V::lanes, V::half_groups>;
     out[t].scratch_floats = float_scratch_floats<V::lanes, V::doc_tile>;
+    out[t].half_groups = V::half_groups;
   }
   out[static_cast<int>(DocDType::f32)].score = detail::score<O, DocDType::f32>;
   out[static_cast<int>(DocDType::f16)].score = detail::score<O, DocDType::f16>;

@@ -167,6 +167,7 @@ void fill_maxsim_bf16(MaxSimKernel* out) {
   out->pack = pack;
   out->scratch_floats = scratch_floats;
   out->score = detail::score<Ops, DocDType::bf16>;
+  out->half_groups = Ops::half_groups;
 }
 
 }  // namespace avx512_bf16
