@@ -68,6 +68,9 @@ static inline __m512i _mm512_slli_epi32(__m512i a, unsigned int n) {
   }
   return r;
 }
+static inline __m512i _mm512_mask_blend_epi32(__mmask16 k, __m512i a, __m512i b) {  // the bf16 half groups
+  __m512i r; for (int i = 0; i < 16; ++i) std::memcpy(r.b + 4 * i, ((k >> i) & 1 ? b.b : a.b) + 4 * i, 4); return r;
+}
 static inline __m512 _mm512_castsi512_ps(__m512i a) { __m512 r; std::memcpy(r.v, a.b, 64); return r; }
 static inline float emu_bf16_to_float(std::uint16_t h) {
   const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16; float f; std::memcpy(&f, &bits, 4); return f;
