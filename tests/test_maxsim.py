@@ -471,5 +471,8 @@ def test_short_query_stacks_run_the_narrow_kernel_where_the_dispatcher_gave_one(
         assert _kernel_for([20] * 16, stacked=False) == expect_short  # candidate scoring: one query per stack
         if names.get("float16_short_queries"):
             assert _kernel_for([8], dtype=1) == names["float16_short_queries"]
+        if names.get("bfloat16_short_queries"):  # one 16-lane vdpbf16ps group: its ymm twin
+            assert _kernel_for([16], dtype=2) == names["bfloat16_short_queries"]
+            assert _kernel_for([22], dtype=2) == names["bfloat16"]
     with simkern.max_isa("avx2"):
         assert _kernel_for([8]) == _kernel_for([32]) == "maxsim_f32_avx2"

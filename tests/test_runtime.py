@@ -125,8 +125,10 @@ def test_avx512_level_runs_avx2_kernels_where_they_are_not_slower(fma512):
     assert names["maxsim"]["float32"] == "maxsim_f32_avx512" and names["maxsim"]["float16"] == "maxsim_f16_avx512"
     # half rate: short query stacks run the avx2 tiles (the drivers' cost model); full rate: none
     short = {k: v for k, v in names["maxsim"].items() if k.endswith("_short_queries")}
-    assert short == ({} if fma512 == "full" else
-                     {"float32_short_queries": "maxsim_f32_avx2", "float16_short_queries": "maxsim_f16_avx2"})
+    want_short = {"float32_short_queries": "maxsim_f32_avx2", "float16_short_queries": "maxsim_f16_avx2",
+                  "bfloat16_short_queries": ("maxsim_bf16_avx512vl_dpbf16" if simkern.capabilities()["avx512_bf16"]
+                                             else "maxsim_bf16_avx2")}
+    assert short == ({} if fma512 == "full" else want_short)
     assert names["pq"]["float32"] == f"pq_{wide}"
     assert names["fwht"]["float"] == f"fwht_{wide}" and names["sketch"]["float"] == f"sketch_{wide}"
 

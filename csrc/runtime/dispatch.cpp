@@ -13,6 +13,7 @@ namespace {
 KernelTable g_tables[kNumIsas];  // own kernels per level
 KernelTable g_chosen[kNumIsas];  // what each level runs (see dispatch.hpp)
 DispatchInfo g_info;
+MaxSimKernel g_bf16_narrow;      // the ymm vdpbf16ps kernel, the narrow alternative of the zmm one
 std::once_flag g_tables_once;
 std::atomic<bool> g_own_only{false};
 
@@ -47,7 +48,9 @@ void measure_fma512() {
 //    0.95x), fwht (0.97x) and sketch (0.92x) run the avx2 kernels; MaxSim float32 / float16 keeps its 512-bit
 //    tiles (1.2-1.3x the avx2 ones on full 16-lane groups: half the broadcasts and loads per FMA) but gets the avx2
 //    tiles as `narrow`, which the drivers run when they cost less for the call (short single queries: the 16-lane
-//    groups ran 0.2-0.33x at 8-16 tokens, 0.86x at 18). What AVX-512 does better stays: the VBMI 8-bit PQ scan
+//    groups ran 0.2-0.33x at 8-16 tokens, 0.86x at 18). The vdpbf16ps kernel gets its ymm twin as `narrow` the
+//    same way (one 16-lane group, a query of 9-16 tokens, ran at 65-86 GF/s against 185-206 for 17-32 tokens: a
+//    zmm broadcast costs a shuffle uop on Zen 4, one per dot). What AVX-512 does better stays: the VBMI 8-bit PQ scan
 //    (4x), the vdpbf16ps MaxSim on bf16 docs (2x), HNSW distances (1.07x; 32 registers).
 void choose_avx512(const KernelTable& own, const KernelTable& below, KernelTable* chosen) {
   *chosen = own;
@@ -55,7 +58,11 @@ void choose_avx512(const KernelTable& own, const KernelTable& below, KernelTable
   if (!g_info.fma512_full_rate) {
     for (DocDType dt : {DocDType::f32, DocDType::f16, DocDType::bf16}) {
       const int i = static_cast<int>(dt);
-      if (dt == DocDType::bf16 && cpu_features().avx512_bf16) continue;  // vdpbf16ps: its own kernel
+      if (dt == DocDType::bf16 && cpu_features().avx512_bf16) {  // vdpbf16ps: its narrow twin on ymm (same bits)
+        avx512_bf16::fill_maxsim_bf16_256(&g_bf16_narrow);
+        chosen->maxsim[i].narrow = &g_bf16_narrow;
+        continue;
+      }
       chosen->maxsim[i].narrow = &below.maxsim[i];  // short stacks run the avx2 tiles (choose_kernel)
     }
     PQKernels pq = below.pq;  // float kernels (encode, tables, training) from avx2; the quantised scans stay

@@ -81,7 +81,10 @@ void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
 void fill_sketch(SketchKernels* out);
 }  // namespace avx512
-namespace avx512_bf16 { void fill_maxsim_bf16(MaxSimKernel* out); }
+namespace avx512_bf16 {
+void fill_maxsim_bf16(MaxSimKernel* out);
+void fill_maxsim_bf16_256(MaxSimKernel* out);  // the same dot products on ymm (AVX512-BF16 + VL), 8 lanes
+}  // namespace avx512_bf16
 namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
 namespace neon {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);

@@ -24,14 +24,76 @@ namespace {
 #include "x86_avx512/simd.hpp"
 #include "generic/maxsim-inl.hpp"
 
-// Shapes and vector helpers (zero, prefetch, -inf fill, NaN check) come from the float AVX-512 operations; only
-// the element types, the tile and the doc-row access differ.
-struct Ops : FloatOps<V> {
+// The dot-product operations of one register width (W512: zmm, 16 lanes; W256: ymm with AVX512-BF16 + VL, 8 lanes):
+// the same per-lane vdpbf16ps sequence, so both widths give the same bits.
+struct W512 {
+  using reg = __m512;
+  using ivec = __m512i;
+  using bh = __m512bh;
+  static inline reg zero() { return _mm512_setzero_ps(); }
+  static inline bh load_bh(const std::uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static inline ivec set1_i(std::uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+  static inline reg dp(reg acc, bh a, ivec b) { return _mm512_dpbf16_ps(acc, a, (__m512bh)b); }
+  static inline ivec blend_halves(ivec lo, ivec hi) { return _mm512_mask_blend_epi32(0xFF00, lo, hi); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void storef(float* p, reg v) { _mm512_storeu_ps(p, v); }
+};
+
+#if !defined(SIMKERN_TEST_EMULATE_AVX512)  // tools/cross_check's intrinsic emulation has no 256-bit ops
+struct W256 {
+  using reg = __m256;
+  using ivec = __m256i;
+  using bh = __m256bh;
+  static inline reg zero() { return _mm256_setzero_ps(); }
+  static inline bh load_bh(const std::uint16_t* p) {
+    return (__m256bh)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static inline ivec set1_i(std::uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+  static inline reg dp(reg acc, bh a, ivec b) { return _mm256_dpbf16_ps(acc, a, (__m256bh)b); }
+  static inline ivec blend_halves(ivec lo, ivec hi) { return _mm256_blend_epi32(lo, hi, 0xF0); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline reg loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void storef(float* p, reg v) { _mm256_storeu_ps(p, v); }
+};
+
+// Shapes and the float helpers FloatOps needs, on ymm registers with the AVX-512 encodings (32 registers).
+struct V256 {
+  using reg = __m256;
+  static constexpr int lanes = 8;
+  static constexpr int query_regs = 2;
+  static constexpr int max_query_regs = 3;
+  static constexpr int acc_budget = 24;
+  static constexpr int doc_tile = 24;
+  static constexpr bool half_groups = false;  // DpOps has its own half tile
+  template <int QM>
+  static constexpr int half_rows() { return 1; }
+  static inline reg zero() { return _mm256_setzero_ps(); }
+  static inline reg set1(float x) { return _mm256_set1_ps(x); }
+  static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline bool any_nan(reg v) { return _mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0; }
+  static inline void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+};
+#endif
+
+// Shapes and vector helpers (zero, prefetch, -inf fill, NaN check) come from the float operations of the width;
+// only the element types, the tile and the doc-row access differ.
+template <class VV, class W>
+struct DpOps : FloatOps<VV> {
+  using Base = FloatOps<VV>;
+  using reg = typename Base::reg;
+  using Base::lanes;
+  using Base::prefetch;
   using QElem = std::uint16_t;
   using TileElem = std::uint16_t;
-  // Half query groups (detail::run_block_half): a last group of <= 8 tokens is packed twice (lanes 0-7 and 8-15)
-  // and one vdpbf16ps scores it against two doc rows ([pair of d_t x 8 | pair of d_t+1 x 8]): a 22-token query
-  // costs 16 + 8 lanes instead of 32. Rows per half tile with QM full groups: 12 half accumulators (QM = 0),
+  // Half query groups (detail::run_block_half): a last group of <= lanes / 2 tokens is packed twice (lower and
+  // upper half) and one vdpbf16ps scores it against two doc rows ([pair of d_t | pair of d_t+1]): a 22-token
+  // query costs 16 + 8 lanes instead of 32 on zmm. Rows per half tile with QM full groups: 12 half accumulators (QM = 0),
   // 12 + 6, 16 + 4 (of 24).
   static constexpr bool half_groups = true;
   template <int QM>
@@ -54,20 +116,20 @@ struct Ops : FloatOps<V> {
 #pragma GCC unroll 16
     for (int t = 0; t < ND; ++t)
 #pragma GCC unroll 4
-      for (int r = 0; r < QR; ++r) acc[t][r] = _mm512_setzero_ps();
+      for (int r = 0; r < QR; ++r) acc[t][r] = W::zero();
     const i64 n_pairs = (dim + 1) / 2;
     const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
     for (i64 k2 = 0; k2 < n_pairs; ++k2) {
       if (pf.base) prefetch(pf.base + k2 * pf_step);
-      __m512bh qv[QR];
+      typename W::bh qv[QR];
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r)
-        qv[r] = (__m512bh)_mm512_loadu_si512(q + r * group_elems + k2 * 2 * lanes);
+        qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
 #pragma GCC unroll 16
       for (int t = 0; t < ND; ++t) {
-        const __m512bh b = (__m512bh)_mm512_set1_epi32(static_cast<int>(doc_pair(d + t * dim, k2, dim)));
+        const typename W::ivec b = W::set1_i(doc_pair(d + t * dim, k2, dim));
 #pragma GCC unroll 4
-        for (int r = 0; r < QR; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], qv[r], b);
+        for (int r = 0; r < QR; ++r) acc[t][r] = W::dp(acc[t][r], qv[r], b);
       }
     }
     fold<QR, ND>(acc, rmax, chk);
@@ -76,16 +138,16 @@ struct Ops : FloatOps<V> {
   // Running max per query lane over the tile's rows (rmax + r * lanes for group r), and the finiteness check.
   template <int QR, int ND, int QA>
   static inline void fold(const reg (&acc)[ND][QA], float* rmax, reg& chk) {
-    const reg zero_v = _mm512_setzero_ps();
+    const reg zero_v = W::zero();
 #pragma GCC unroll 4
     for (int r = 0; r < QR; ++r) {
-      reg m = _mm512_loadu_ps(rmax + r * lanes);
+      reg m = W::loadf(rmax + r * lanes);
 #pragma GCC unroll 16
       for (int t = 0; t < ND; ++t) {
-        chk = _mm512_fmadd_ps(acc[t][r], zero_v, chk);
-        m = _mm512_max_ps(m, acc[t][r]);
+        chk = W::fma(acc[t][r], zero_v, chk);
+        m = W::max(m, acc[t][r]);
       }
-      _mm512_storeu_ps(rmax + r * lanes, m);
+      W::storef(rmax + r * lanes, m);
     }
   }
 
@@ -98,29 +160,29 @@ struct Ops : FloatOps<V> {
 #pragma GCC unroll 16
     for (int t = 0; t < ND; ++t)
 #pragma GCC unroll 4
-      for (int r = 0; r < QA; ++r) acc[t][r] = _mm512_setzero_ps();
+      for (int r = 0; r < QA; ++r) acc[t][r] = W::zero();
 #pragma GCC unroll 16
-    for (int h = 0; h < NH; ++h) acch[h] = _mm512_setzero_ps();
+    for (int h = 0; h < NH; ++h) acch[h] = W::zero();
     const i64 n_pairs = (dim + 1) / 2;
     const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
     const std::uint16_t* qh_base = q + QM * group_elems;
     for (i64 k2 = 0; k2 < n_pairs; ++k2) {
       if (pf.base) prefetch(pf.base + k2 * pf_step);
-      __m512bh qv[QA];
+      typename W::bh qv[QA];
 #pragma GCC unroll 4
       for (int r = 0; r < QM; ++r)
-        qv[r] = (__m512bh)_mm512_loadu_si512(q + r * group_elems + k2 * 2 * lanes);
-      const __m512bh qh = (__m512bh)_mm512_loadu_si512(qh_base + k2 * 2 * lanes);
+        qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
+      const typename W::bh qh = W::load_bh(qh_base + k2 * 2 * lanes);
 #pragma GCC unroll 16
       for (int t = 0; t < ND; t += 2) {
-        const __m512i b0 = _mm512_set1_epi32(static_cast<int>(doc_pair(d + t * dim, k2, dim)));
-        const __m512i b1 = t + 1 < ND ? _mm512_set1_epi32(static_cast<int>(doc_pair(d + (t + 1) * dim, k2, dim))) : b0;
+        const typename W::ivec b0 = W::set1_i(doc_pair(d + t * dim, k2, dim));
+        const typename W::ivec b1 = t + 1 < ND ? W::set1_i(doc_pair(d + (t + 1) * dim, k2, dim)) : b0;
 #pragma GCC unroll 4
         for (int r = 0; r < QM; ++r) {
-          acc[t][r] = _mm512_dpbf16_ps(acc[t][r], qv[r], (__m512bh)b0);
-          if (t + 1 < ND) acc[t + 1][r] = _mm512_dpbf16_ps(acc[t + 1][r], qv[r], (__m512bh)b1);
+          acc[t][r] = W::dp(acc[t][r], qv[r], b0);
+          if (t + 1 < ND) acc[t + 1][r] = W::dp(acc[t + 1][r], qv[r], b1);
         }
-        acch[t / 2] = _mm512_dpbf16_ps(acch[t / 2], qh, (__m512bh)_mm512_mask_blend_epi32(0xFF00, b0, b1));
+        acch[t / 2] = W::dp(acch[t / 2], qh, W::blend_halves(b0, b1));
       }
     }
     fold<QM, ND>(acc, rmax, chk);
@@ -137,8 +199,10 @@ struct Ops : FloatOps<V> {
   }
 };
 
+template <class Ops>
 i64 group_elems(i64 dim) { return ((dim + 1) / 2) * 2 * Ops::lanes; }
 
+template <class Ops>
 void pack(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
   std::uint16_t* out = static_cast<std::uint16_t*>(dst);
   const i64 n_groups = (n_tokens + Ops::lanes - 1) / Ops::lanes;
@@ -155,19 +219,36 @@ void pack(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
         }
 }
 
+template <class Ops>
 i64 scratch_floats(i64 dim, i64 n_groups) { return n_groups * Ops::lanes; }
+
+using Ops = DpOps<V, W512>;
+#if !defined(SIMKERN_TEST_EMULATE_AVX512)
+using Ops256 = DpOps<V256, W256>;
+#endif
+
+template <class O>
+void fill(MaxSimKernel* out, const char* name) {
+  out->name = name;
+  out->lanes = O::lanes;
+  out->packs_bf16 = true;
+  out->group_elems = group_elems<O>;
+  out->pack = pack<O>;
+  out->scratch_floats = scratch_floats<O>;
+  out->score = detail::score<O, DocDType::bf16>;
+  out->half_groups = O::half_groups;
+}
 
 }  // namespace
 
-void fill_maxsim_bf16(MaxSimKernel* out) {
-  out->name = "maxsim_bf16_avx512_dpbf16";
-  out->lanes = Ops::lanes;
-  out->packs_bf16 = true;
-  out->group_elems = group_elems;
-  out->pack = pack;
-  out->scratch_floats = scratch_floats;
-  out->score = detail::score<Ops, DocDType::bf16>;
-  out->half_groups = Ops::half_groups;
+void fill_maxsim_bf16(MaxSimKernel* out) { fill<Ops>(out, "maxsim_bf16_avx512_dpbf16"); }
+
+void fill_maxsim_bf16_256(MaxSimKernel* out) {
+#if !defined(SIMKERN_TEST_EMULATE_AVX512)
+  fill<Ops256>(out, "maxsim_bf16_avx512vl_dpbf16");
+#else
+  fill<Ops>(out, "maxsim_bf16_avx512_dpbf16");
+#endif
 }
 
 }  // namespace avx512_bf16
