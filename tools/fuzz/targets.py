@@ -272,6 +272,22 @@ def _round_trip(cls, state):
     return pickle.loads(buf.getvalue())
 
 
+def _load_then_use(load, use, seed: int, check=None) -> None:
+    """The shape of every file / state target: ``load()`` may refuse the input (an ALLOWED error: fine); an object
+    it accepts goes through ``check(obj)`` (any error there is a finding) and ``use(obj, seed)`` (ALLOWED errors
+    fine, anything else a finding)."""
+    try:
+        obj = load()
+    except ALLOWED:
+        return
+    if check is not None:
+        check(obj)
+    try:
+        use(obj, seed)
+    except ALLOWED:
+        pass
+
+
 # -- exercising accepted objects -----------------------------------------------------------------------------------
 MAX_DIM = 4096  # accepted objects wider than this are not searched (the fuzzer would spend its time allocating)
 
@@ -386,28 +402,14 @@ def hnsw_file(data: bytes) -> None:
     control, payload = data[0], _hnsw_payload(data)
     path = os.path.join(_work_dir(), "index.skh")
     _atomic_write(path, bytes(payload))
-    try:
-        index = simkern.HNSWIndex.load(path, mmap=bool(control & MMAP))
-    except ALLOWED:
-        return
-    try:
-        use_hnsw(index, len(data))
-    except ALLOWED:
-        pass
+    _load_then_use(lambda: simkern.HNSWIndex.load(path, mmap=bool(control & MMAP)), use_hnsw, len(data))
 
 
 def hnsw_pickle(data: bytes) -> None:
     if not data:
         return
     payload = _hnsw_payload(data)
-    try:
-        index = _round_trip(simkern.HNSWIndex, {"data": bytes(payload)})
-    except ALLOWED:
-        return
-    try:
-        use_hnsw(index, len(data))
-    except ALLOWED:
-        pass
+    _load_then_use(lambda: _round_trip(simkern.HNSWIndex, {"data": bytes(payload)}), use_hnsw, len(data))
 
 
 def pq_index_file(data: bytes) -> None:
@@ -418,14 +420,7 @@ def pq_index_file(data: bytes) -> None:
         fix_pq_index(payload)
     path = os.path.join(_work_dir(), "index.pqi")
     _atomic_write(path, bytes(payload))
-    try:
-        index = simkern.PQIndex.load(path)
-    except ALLOWED:
-        return
-    try:
-        use_pq_index(index, len(data))
-    except ALLOWED:
-        pass
+    _load_then_use(lambda: simkern.PQIndex.load(path), use_pq_index, len(data))
 
 
 _PQ_CLASSES = {"ProductQuantizer": simkern.ProductQuantizer, "OPQ": simkern.OPQ, "PQIndex": simkern.PQIndex}
@@ -530,16 +525,9 @@ def pq_pickle(data: bytes) -> None:
     except Exception:
         return
     cls = _PQ_CLASSES[cls_name]
-    try:
-        obj = _round_trip(cls, state)
-    except ALLOWED:
-        return
-    if cls is simkern.PQIndex:
-        check_pq_index_state(obj)
-    try:
-        (use_pq_index if cls is simkern.PQIndex else use_pq)(obj, len(data))
-    except ALLOWED:
-        pass
+    is_index = cls is simkern.PQIndex
+    _load_then_use(lambda: _round_trip(cls, state), use_pq_index if is_index else use_pq, len(data),
+                   check=check_pq_index_state if is_index else None)
 
 
 _mv_bases: list | None = None
@@ -565,14 +553,7 @@ def multivector_dir(data: bytes) -> None:
         manifest["files"][fname] = hashlib.sha256(payload).hexdigest()
         with open(os.path.join(folder, "manifest.json"), "w") as f:
             json.dump(manifest, f)
-    try:
-        index = simkern.MultiVectorIndex.load(folder)
-    except ALLOWED:
-        return
-    try:
-        use_multivector(index, len(data))
-    except ALLOWED:
-        pass
+    _load_then_use(lambda: simkern.MultiVectorIndex.load(folder), use_multivector, len(data))
 
 
 # -- ragged -----------------------------------------------------------------------------------------------------

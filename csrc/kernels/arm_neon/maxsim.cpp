@@ -7,6 +7,7 @@
 // Tested under qemu-aarch64 by tools/cross_check (no aarch64 machine in CI).
 #include <arm_neon.h>
 
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <type_traits>

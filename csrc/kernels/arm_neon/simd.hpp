@@ -11,8 +11,6 @@ struct V {
   static constexpr int acc_budget = 24;
   static constexpr int doc_tile = 24;
   static constexpr bool half_groups = false;  // MaxSim half query groups: 8-lane registers only so far
-  template <int QM>
-  static constexpr int half_rows() { return 1; }  // unused without half groups
   static inline reg zero() { return vdupq_n_f32(0.0f); }
   static inline reg set1(float x) { return vdupq_n_f32(x); }
   static inline reg load(const float* p) { return vld1q_f32(p); }

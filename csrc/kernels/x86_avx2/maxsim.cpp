@@ -33,31 +33,8 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]) {
 }
 
 
-// FMA throughput probe for the dispatcher (dispatch.cpp): float32 flops per ns of 256-bit FMAs, best of 5 runs of
-// 12 independent chains x 16384 steps (~100 us each). It decides whether the avx512 level's float kernels beat the
-// avx2 ones on this CPU (Zen 4 runs a 512-bit FMA as two 256-bit halves: the same flop rate).
-double fma_flops_per_ns() {
-  __m256 acc[12];
-  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(1e-3f * static_cast<float>(j + 1));
-  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-4f);
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int it = 0; it < 16384; ++it) {
-#pragma GCC unroll 12
-      for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
-    }
-    const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-    if (ns < best) best = ns;
-  }
-  __m256 sum = acc[0];
-  for (int j = 1; j < 12; ++j) sum = _mm256_add_ps(sum, acc[j]);
-  alignas(64) float lanes[8];
-  _mm256_storeu_ps(lanes, sum);
-  volatile float sink = lanes[0];
-  (void)sink;
-  return 12.0 * 16384 * 8 * 2 / (best > 1.0 ? best : 1.0);
-}
+// FMA throughput probe for the dispatcher (dispatch.cpp), 256-bit: see fma_probe in generic/maxsim-inl.hpp.
+double fma_flops_per_ns() { return fma_probe<V>(); }
 
 }  // namespace avx2
 }  // namespace simkern

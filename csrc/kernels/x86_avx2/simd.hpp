@@ -14,9 +14,6 @@ struct V {
   // twice, and one FMA scores them against two doc rows at once: [d_t[k] x 4 | d_t+1[k] x 4] = blend_halves.
   static constexpr bool half_groups = true;
   static inline reg blend_halves(reg lo, reg hi) { return _mm256_blend_ps(lo, hi, 0xF0); }
-  // Doc rows per half tile with QM full groups: 6 half accumulators (QM = 0), 6 + 3, 8 + 2 (of 12; doc_tile 12).
-  template <int QM>
-  static constexpr int half_rows() { return QM == 0 ? 12 : QM == 1 ? 6 : 4; }
   static inline reg zero() { return _mm256_setzero_ps(); }
   static inline reg set1(float x) { return _mm256_set1_ps(x); }
   static inline reg load(const float* p) { return _mm256_loadu_ps(p); }

@@ -18,8 +18,6 @@ struct V {
   static constexpr int acc_budget = 24;
   static constexpr int doc_tile = 24;
   static constexpr bool half_groups = false;  // MaxSim half query groups: 8-lane registers only so far
-  template <int QM>
-  static constexpr int half_rows() { return 1; }  // unused without half groups
   static inline reg zero() { return _mm512_setzero_ps(); }
   static inline reg set1(float x) { return _mm512_set1_ps(x); }
   static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
