@@ -69,13 +69,17 @@ std::vector<i64> stack_bounds(const MaxSimKernel& kernel, const QueryTokens& q, 
 
 // Which of a kernel and its narrow alternative (MaxSimKernel::narrow) runs a call: the lower cost over the stacks
 // the call packs. Cost of a stack of T tokens, in lane units: narrow kernel, its lanes (a half group counted as
-// half) x kNarrowLaneCost; wide kernel, its lanes x 100, x kWideSingleGroupCost when the stack is one group.
-// Measured on Zen 4 (one thread, dim 128, one query per call, wide = avx512 tiles, narrow = avx2 tiles): per
-// filled lane the wide tiles are 1.2-1.3x faster (half the broadcasts and loads per FMA) -> 125; a one-group stack
-// (a single query of <= 16 tokens) ran 0.2-0.33x the avx2 tiles -> x3. So single queries of 1-24 and 33-39
-// tokens run narrow, 25-32 and 40-48 wide; batched calls (dense stacks) wide. Both compute the same bits.
-constexpr i64 kNarrowLaneCost = 125;
-constexpr i64 kWideSingleGroupCost = 3;
+// half) x kNarrowLaneCost; wide kernel, its lanes x 100, or x kWideSingleGroupCost when the stack is one group.
+// Measured on Zen 4 (one thread, dim 128, one query per call over 3000 dev docs, wide and narrow interleaved,
+// wide = avx512 zmm tiles, narrow = avx2 / ymm vdpbf16ps tiles): per filled lane the wide tiles are ~1.05x faster
+// with two or more groups (f32 and bf16 at 32 tokens, bf16 at 22-24) and no faster with one (f32 16 tokens 1.04x,
+// bf16 0.95x) -> 105 and 105; ties go narrow. So a single query runs narrow at 1-28 f32 tokens and wide at 29-32;
+// bf16 narrow at 1-20 and 25-28, wide at 21-24 (16 + a half group of 8) and 29-32; batched calls (dense stacks)
+// wide. Both compute the same bits.
+// (A one-group wide tile once ran 0.2-0.33x the narrow one: its 24-row loop was unrolled only in part and spilled
+// the accumulators; see kMaxTileRows.)
+constexpr i64 kNarrowLaneCost = 105;
+constexpr i64 kWideSingleGroupCost = 105;
 
 const MaxSimKernel& choose_kernel(const MaxSimKernel& wide, const QueryTokens& q, bool stack_queries) {
   if (!wide.narrow || q.n_queries == 0) return wide;
@@ -88,7 +92,7 @@ const MaxSimKernel& choose_kernel(const MaxSimKernel& wide, const QueryTokens& q
       const i64 groups = (tokens + k.lanes - 1) / k.lanes;
       i64 lanes = groups * k.lanes;
       if (k.half_groups && groups > 0 && tokens - (groups - 1) * k.lanes <= k.lanes / 2) lanes -= k.lanes / 2;
-      total += is_wide ? lanes * 100 * (groups == 1 ? kWideSingleGroupCost : 1) : lanes * kNarrowLaneCost;
+      total += lanes * (!is_wide ? kNarrowLaneCost : groups == 1 ? kWideSingleGroupCost : 100);
     }
     return total;
   };

@@ -29,6 +29,18 @@
 
 namespace detail {
 
+// The most doc rows one register tile holds (acc_budget of a one-group block); the tiles' row loops are unrolled
+// this far (FloatOps::tile).
+constexpr int kMaxTileRows = 24;
+
+// The tiles' spread prefetch (see kPrefetchAheadRows): the window of a tile's ND rows advances pf_step = ND x
+// (bytes per row per k step, at most 4) bytes per k step, and [k * pf_step, (k + 1) * pf_step) must be covered. A
+// tile of more than 16 rows may step past one 64-byte line (24 rows: 96 bytes) and takes a second prefetch at
+// + 64; with one, every third line was left to the hardware prefetcher and bf16 docs streamed from DRAM at ~8 GB/s
+// instead of ~20 (one thread, Zen 4). Written out in each tile, decided on ND at compile time: as a helper, or
+// with a run-time test, it changed GCC's register allocation of the 3 x 4 AVX2 tile (the query loads folded into
+// the FMAs: -25 % for 22-24-token queries).
+
 // A block of QR query groups; Half: its last group is a half group (see below), so QR - 1 full groups plus it.
 template <class Ops, bool Half, int QR, int ND, class DimT = i64>
 static inline void run_tile(const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d, DimT dim,
@@ -215,18 +227,25 @@ struct FloatOps {
     for (i64 i = 0; i < n; i += lanes) V::store(p + i, v);
   }
 
+  // The unroll counts of the row loops (24, 12 pairs) cover every tile (kMaxTileRows): a row loop unrolled only in
+  // part indexes acc[] at run time, which spills the accumulators to the stack (a one-group 24-row tile ran at
+  // 37 GF/s instead of ~200 with unroll 16 on Zen 4).
   template <int QR, int ND, class DimT = i64>
   static inline void tile(const float* q, i64 group_elems, const float* d, DimT dim, float* rmax, reg& chk,
                           PrefetchRows pf) {
+    static_assert(ND <= detail::kMaxTileRows, "raise the row loops' unroll counts with kMaxTileRows");
     reg acc[ND][QR];
     zero_all(acc);
     const i64 pf_step = ND * pf.elem_bytes;
     for (i64 k = 0; k < dim; ++k) {
-      if (pf.base) V::prefetch(pf.base + k * pf_step);
+      if (pf.base) {
+        V::prefetch(pf.base + k * pf_step);
+        if constexpr (ND > 16) V::prefetch(pf.base + k * pf_step + 64);
+      }
       reg qv[QR];
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);
-#pragma GCC unroll 16
+#pragma GCC unroll 24
       for (int t = 0; t < ND; ++t) {
         const reg b = V::set1(d[t * dim + k]);
 #pragma GCC unroll 4
@@ -239,7 +258,7 @@ struct FloatOps {
   // Accumulators start at zero (every tile shape).
   template <int N, int M>
   static inline void zero_all(reg (&acc)[N][M]) {
-#pragma GCC unroll 16
+#pragma GCC unroll 24
     for (int i = 0; i < N; ++i)
 #pragma GCC unroll 4
       for (int j = 0; j < M; ++j) acc[i][j] = V::zero();
@@ -255,7 +274,7 @@ struct FloatOps {
 #pragma GCC unroll 4
     for (int r = 0; r < QR; ++r) {
       reg m = V::load(rmax + r * lanes);
-#pragma GCC unroll 16
+#pragma GCC unroll 24
       for (int t = 0; t < ND; ++t) {
         if (t % 2 == 0) chk_even = V::fma(acc[t][r], zero_v, chk_even);
         else chk_odd = V::fma(acc[t][r], zero_v, chk_odd);
@@ -271,6 +290,7 @@ struct FloatOps {
   static inline void tile_half(const float* q, i64 group_elems, const float* d, DimT dim, float* rmax, reg& chk,
                                PrefetchRows pf) {
     if constexpr (V::half_groups) {
+      static_assert(ND <= detail::kMaxTileRows, "raise the row loops' unroll counts with kMaxTileRows");
       constexpr int NH = (ND + 1) / 2;
       constexpr int QA = QM > 0 ? QM : 1;
       reg acc[ND][QA], acch[NH][1];
@@ -279,12 +299,15 @@ struct FloatOps {
       const float* qh_base = q + QM * group_elems;
       const i64 pf_step = ND * pf.elem_bytes;
       for (i64 k = 0; k < dim; ++k) {
-        if (pf.base) V::prefetch(pf.base + k * pf_step);
+        if (pf.base) {
+        V::prefetch(pf.base + k * pf_step);
+        if constexpr (ND > 16) V::prefetch(pf.base + k * pf_step + 64);
+      }
         reg qv[QA];
 #pragma GCC unroll 4
         for (int r = 0; r < QM; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);
         const reg qh = V::load(qh_base + k * lanes);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int t = 0; t < ND; t += 2) {
           const reg b0 = V::set1(d[t * dim + k]);
           const reg b1 = t + 1 < ND ? V::set1(d[(t + 1) * dim + k]) : b0;

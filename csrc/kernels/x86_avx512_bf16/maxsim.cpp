@@ -83,17 +83,21 @@ struct DpOps : FloatOps<VV> {
   template <int QR, int ND, class DimT = i64>
   static inline void tile(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim, float* rmax,
                           reg& chk, const PrefetchRows& pf) {
+    static_assert(ND <= detail::kMaxTileRows, "raise the row loops' unroll counts with kMaxTileRows");
     reg acc[ND][QR];
     Base::zero_all(acc);
     const i64 n_pairs = (dim + 1) / 2;
     const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
     for (i64 k2 = 0; k2 < n_pairs; ++k2) {
-      if (pf.base) prefetch(pf.base + k2 * pf_step);
+      if (pf.base) {  // two lines per step past 16 rows (maxsim-inl.hpp, before kPrefetchAheadRows)
+        prefetch(pf.base + k2 * pf_step);
+        if constexpr (ND > 16) prefetch(pf.base + k2 * pf_step + 64);
+      }
       typename W::bh qv[QR];
 #pragma GCC unroll 4
       for (int r = 0; r < QR; ++r)
         qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
-#pragma GCC unroll 16
+#pragma GCC unroll 24
       for (int t = 0; t < ND; ++t) {
         const typename W::ivec b = W::set1_i(doc_pair(d + t * dim, k2, dim));
 #pragma GCC unroll 4
@@ -106,6 +110,7 @@ struct DpOps : FloatOps<VV> {
   template <int QM, int ND, class DimT = i64>
   static inline void tile_half(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim,
                                float* rmax, reg& chk, const PrefetchRows& pf) {
+    static_assert(ND <= detail::kMaxTileRows, "raise the row loops' unroll counts with kMaxTileRows");
     constexpr int NH = (ND + 1) / 2;
     constexpr int QA = QM > 0 ? QM : 1;
     reg acc[ND][QA], acch[NH][1];
@@ -115,13 +120,16 @@ struct DpOps : FloatOps<VV> {
     const i64 pf_step = 2 * ND * pf.elem_bytes;  // two coordinates per step
     const std::uint16_t* qh_base = q + QM * group_elems;
     for (i64 k2 = 0; k2 < n_pairs; ++k2) {
-      if (pf.base) prefetch(pf.base + k2 * pf_step);
+      if (pf.base) {  // two lines per step past 16 rows (maxsim-inl.hpp, before kPrefetchAheadRows)
+        prefetch(pf.base + k2 * pf_step);
+        if constexpr (ND > 16) prefetch(pf.base + k2 * pf_step + 64);
+      }
       typename W::bh qv[QA];
 #pragma GCC unroll 4
       for (int r = 0; r < QM; ++r)
         qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
       const typename W::bh qh = W::load_bh(qh_base + k2 * 2 * lanes);
-#pragma GCC unroll 16
+#pragma GCC unroll 24
       for (int t = 0; t < ND; t += 2) {
         const typename W::ivec b0 = W::set1_i(doc_pair(d + t * dim, k2, dim));
         const typename W::ivec b1 = t + 1 < ND ? W::set1_i(doc_pair(d + (t + 1) * dim, k2, dim)) : b0;
