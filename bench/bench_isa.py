@@ -20,7 +20,7 @@ what the dispatcher chose against, and its ratio to avx2.
 Shapes (seeded N(0, 1) data; dim 128 unless said): MaxSim one query of 8 / 18 / 32 tokens over 2000 docs of 70
 tokens (float32 docs, and bfloat16 docs for the 32-token query); FDE (R=20, k=6, AMS 16, fill) on 2000 docs x 70
 tokens and 500 queries x 32 tokens, and identity projection (R=10, k=4) on the docs; PQ m=16 (8 bits) encode of
-100k rows and fit (5 iterations) of 20k rows; PQIndex.search of 100 queries over 100k codes, 8 bits and 4 bits;
+100k rows and train (5 iterations) of 20k rows; PQIndex.search of 100 queries over 100k codes, 8 bits and 4 bits;
 HNSW (M=16, ef=64) search of 500 queries in 20k x 128; fwht of 4096 x 256 float32; SRHT sketch of 16384 x 64 to 512
 rows; lstsq_sketched (solve) of 16384 x 64.
 """
@@ -79,7 +79,7 @@ def build_calls(np, simkern, quick: bool):
                          projection_dimension=None)
     x_enc = rng.standard_normal((100_000 // scale, 128)).astype(np.float32)
     x_fit = x_enc[: 20_000 // scale]
-    pq = simkern.ProductQuantizer(128, 16).fit(x_fit, iters=5, threads=1)
+    pq = simkern.ProductQuantizer(128, 16).train(x_fit, iters=5, threads=1)
     idx8 = simkern.PQIndex(128, 16, nbits=8).train(x_fit, iters=5, threads=1)
     idx8.add(x_enc, threads=1)
     idx4 = simkern.PQIndex(128, 32, nbits=4).train(x_fit, iters=5, threads=1)
@@ -108,7 +108,7 @@ def build_calls(np, simkern, quick: bool):
         ("fde queries (AMS 16)", lambda: fde.encode_queries(q_sets, **t1)),
         ("fde documents (identity)", lambda: fde_id.encode_documents(docs, **t1)),
         ("pq encode m16", lambda: pq.encode(x_enc, **t1)),
-        ("pq fit m16", lambda: simkern.ProductQuantizer(128, 16).fit(x_fit, iters=5, **t1)),
+        ("pq train m16", lambda: simkern.ProductQuantizer(128, 16).train(x_fit, iters=5, **t1)),
         ("pq-scan8 PQIndex.search m16", lambda: idx8.search(pq_q, 10, **t1)),
         ("pq-scan4 PQIndex.search m32", lambda: idx4.search(pq_q, 10, **t1)),
         ("hnsw search ef=64", lambda: hnsw.search(h_q, 10, ef=64, **t1)),

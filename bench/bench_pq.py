@@ -206,7 +206,7 @@ def run_config(key, data, T, args, np, simkern, peers, notes):
     log(f"[{T}T] {key}: train (simkern, faiss, nanopq)")
     sk = simkern.ProductQuantizer(dim, m, nbits, "l2")
     r = row("train", "simkern", n_train, f"{n_train} pts x {args.iters} it", ref=True)
-    time_once(r, lambda: sk.fit(db, iters=args.iters, seed=args.seed, max_train_points=n_train, threads=T))
+    time_once(r, lambda: sk.train(db, iters=args.iters, seed=args.seed, max_train_points=n_train, threads=T))
     sk_codes = sk.encode(db, threads=T)
     r["mse"] = float(np.mean(((db - sk.decode(sk_codes)) ** 2).sum(1, dtype=np.float64)))
     fpq = None

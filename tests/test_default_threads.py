@@ -45,7 +45,7 @@ def _widest(call):
 def _calls():
     x, q = _rows(600, 16, 1), _rows(40, 16, 2)
     qs, ds = _tokens(40, 16, 3), _tokens(300, 16, 4)
-    pq = simkern.ProductQuantizer(16, 4, nbits=8).fit(x, iters=2)
+    pq = simkern.ProductQuantizer(16, 4, nbits=8).train(x, iters=2)
     codes = pq.encode(x)
     index = simkern.PQIndex(16, 4).train(x, iters=2)
     index.add(x)
@@ -60,7 +60,7 @@ def _calls():
         "maxsim": lambda: simkern.maxsim(qs, ds),
         "maxsim_topk": lambda: simkern.maxsim_topk(qs, ds, 5),
         "maxsim_pairs": lambda: simkern.maxsim_pairs(qs, ds, np.zeros(50, np.int64), np.arange(50)),
-        "pq.fit": lambda: simkern.ProductQuantizer(16, 4, nbits=8).fit(x, iters=2),
+        "pq.train": lambda: simkern.ProductQuantizer(16, 4, nbits=8).train(x, iters=2),
         "pq.encode": lambda: pq.encode(x),
         "pq.distance_tables": lambda: pq.distance_tables(q),
         "pq.adc": lambda: pq.adc(q, codes),

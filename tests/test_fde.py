@@ -62,7 +62,7 @@ def fde_case(draw):
         "projection_dimension": None if projection == "identity" else draw(st.sampled_from([1, 3, 4, 8, 9])),
         "fill_empty_partitions": draw(st.booleans()),
         "final_projection_dimension": draw(st.sampled_from([None, 1, 7, 64])),
-        "seed": draw(st.integers(-(2**31), 2**31 - 1)),
+        "seed": draw(st.integers(0, 2**32 - 1)),
     }
     lengths = draw(st.lists(st.sampled_from([1, 2, 7, 8, 9, 16, 17, 33]), min_size=1, max_size=4))
     return cfg, lengths, draw(st.integers(0, 2**32 - 1))
@@ -134,9 +134,29 @@ def test_empty_inputs():
     assert f.encode_documents([]).shape == (0, f.output_dim)
 
 
+def test_seed_is_the_references_32_bits():
+    """Seeds are ints in [0, 2**32) (docs/API.md); the reference's negative int32 seed s is s + 2**32 here, and
+    states saved when negative seeds were accepted load as that seed (same encoding)."""
+    for bad in (-1, 2**32, -(2**31)):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\)"):
+            simkern.FDE(8, seed=bad)
+    for bad in (1.0, "1", True, None):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            simkern.FDE(8, seed=bad)
+    top = simkern.FDE(8, num_repetitions=2, num_simhash_projections=2, projection_dimension=4, seed=2**32 - 7)
+    legacy = simkern.FDE.__new__(simkern.FDE)
+    legacy.__setstate__({**top.config, "seed": -7})
+    assert legacy == top
+    cloud = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    assert np.array_equal(legacy.encode_documents([cloud]), top.encode_documents([cloud]))
+    cfg = {**top.config, "seed": -7}  # the reference's own seed for the same encoding
+    want, mag = fde_ref(cloud, cfg, fde_matrices_ref(cfg), True)
+    assert (np.abs(top.encode_documents([cloud])[0] - want) <= 1e-5 * mag + 1e-30).all()
+
+
 def test_config_pickle_repr():
     f = simkern.FDE(16, num_repetitions=3, num_simhash_projections=4, projection="identity",
-                    projection_dimension=None, final_projection_dimension=100, seed=-7)
+                    projection_dimension=None, final_projection_dimension=100, seed=2**32 - 7)
     assert f.output_dim == 100
     assert simkern.FDE(16, num_repetitions=3, num_simhash_projections=4, projection_dimension=8).output_dim == 384
     g = pickle.loads(pickle.dumps(f))

@@ -126,11 +126,11 @@ def test_pq_index_setstate_round_trip(pq_index):
 
 
 def _pq_state():
-    return simkern.ProductQuantizer(4, 2, nbits=4).fit(_x(64, 4), iters=1).__getstate__()
+    return simkern.ProductQuantizer(4, 2, nbits=4).train(_x(64, 4), iters=1).__getstate__()
 
 
 def _opq_state():
-    return simkern.OPQ(4, 2, nbits=4, iters=1, pq_iters=1).fit(_x(64, 4), pq_final_iters=1).__getstate__()
+    return simkern.OPQ(4, 2, nbits=4, iters=1, pq_iters=1).train(_x(64, 4), pq_final_iters=1).__getstate__()
 
 
 MALFORMED_STATES = {

@@ -122,7 +122,8 @@ def test_filters(form, fraction):
     allowed_pos = rng.random(6000) < fraction
     allowed_ids = np.flatnonzero(allowed_pos) * 3
     if form == "mask":
-        filt = np.zeros(6000 * 3, bool)
+        assert index.id_bound == 5999 * 3 + 1
+        filt = np.zeros(index.id_bound, bool)  # one entry per id 0..id_bound-1 (docs/API.md)
         filt[allowed_ids] = True
     else:
         filt = allowed_ids

@@ -16,7 +16,7 @@ A = RNG.standard_normal((64, 3))
 
 
 def _trained_pq():
-    return simkern.ProductQuantizer(8, 2, 4).fit(X, iters=1)
+    return simkern.ProductQuantizer(8, 2, 4).train(X, iters=1)
 
 
 def _pq_index():
@@ -34,13 +34,13 @@ CASES = [
     ("dim", lambda v: simkern.ProductQuantizer(v, 1), BIG),
     ("m", lambda v: simkern.ProductQuantizer(8, v), BIG),
     ("nbits", lambda v: simkern.ProductQuantizer(8, 2, v), BIG),
-    ("iters", lambda v: simkern.ProductQuantizer(8, 2, 4).fit(X, iters=v), BIG),
-    ("max_train_points", lambda v: simkern.ProductQuantizer(8, 2, 4).fit(X, max_train_points=v), BIG),
+    ("iters", lambda v: simkern.ProductQuantizer(8, 2, 4).train(X, iters=v), BIG),
+    ("max_train_points", lambda v: simkern.ProductQuantizer(8, 2, 4).train(X, max_train_points=v), BIG),
     ("dim", lambda v: simkern.OPQ(v, 1), BIG),
     ("iters", lambda v: simkern.OPQ(8, 2, iters=v), BIG),
     ("pq_iters", lambda v: simkern.OPQ(8, 2, pq_iters=v), BIG),
-    ("pq_final_iters", lambda v: simkern.OPQ(8, 2, 4, iters=0).fit(X, pq_final_iters=v), BIG),
-    ("max_train_points", lambda v: simkern.OPQ(8, 2, 4, iters=0).fit(X, max_train_points=v), BIG),
+    ("pq_final_iters", lambda v: simkern.OPQ(8, 2, 4, iters=0).train(X, pq_final_iters=v), BIG),
+    ("max_train_points", lambda v: simkern.OPQ(8, 2, 4, iters=0).train(X, max_train_points=v), BIG),
     ("dim", lambda v: simkern.PQIndex(v, 1), BIG),
     ("m", lambda v: simkern.PQIndex(8, v), BIG),
     ("dim", lambda v: simkern.PQIndex(v, 1, opq=True), BIG),
@@ -49,14 +49,14 @@ CASES = [
     ("max_train_points", lambda v: simkern.PQIndex(8, 2, 4).train(X, max_train_points=v), BIG),
     ("k", lambda v: _pq_index().search(X[:2], v), BIG),
     ("rerank", lambda v: _pq_index_kv().search(X[:2], 3, rerank=v), BIG),
-    ("filter", lambda v: _pq_index().search(X[:2], 3, filter=[v]), BIG),
+    ("filter", lambda v: _pq_index().search(X[:2], 3, filter=[v]), [2**63, 2**70]),  # other ids match nothing
     ("dim", lambda v: simkern.FDE(v), BIG),
     ("num_repetitions", lambda v: simkern.FDE(8, num_repetitions=v), BIG),
     ("num_simhash_projections", lambda v: simkern.FDE(8, num_simhash_projections=v), BIG),
     ("projection_dimension", lambda v: simkern.FDE(8, projection_dimension=v), BIG),
     ("projection_dimension", lambda v: simkern.FDE(8, projection="identity", projection_dimension=v), BIG),
     ("final_projection_dimension", lambda v: simkern.FDE(8, final_projection_dimension=v), BIG),
-    ("seed", lambda v: simkern.FDE(8, seed=v), BIG),
+    ("seed", lambda v: simkern.FDE(8, seed=v), [2**40, 2**63, 2**70]),  # the reference's 32-bit seed
     ("axis", lambda v: simkern.fwht(np.ones(4), axis=v), BIG),
     ("m", lambda v: simkern.sketch(A, v, kind="gaussian"), BIG),
     ("nnz_per_column", lambda v: simkern.sketch(A, 8, kind="sparse_sign", nnz_per_column=v), BIG),
@@ -90,7 +90,7 @@ def _pq_index_kv():
 @pytest.mark.parametrize("value", BIG)
 def test_huge_ints_raise_value_error_naming_the_argument(name, call, bad, value):
     if value not in bad:
-        pytest.skip(f"{value} is valid for {name} (uint64 seeds) or covered by another case")
+        pytest.skip(f"{value} is valid for {name} (seeds, filter ids) or covered by another case")
     threads = simkern.get_num_threads()
     try:
         with pytest.raises(ValueError) as info:

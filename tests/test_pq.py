@@ -136,10 +136,10 @@ def test_fit_is_deterministic_across_threads_and_isas():
     for level in KERNEL_LEVELS:
         with kernel_level(level):
             for threads in (1, 2):
-                books.append(simkern.ProductQuantizer(32, 4).fit(x, iters=5, seed=7, threads=threads).codebooks)
+                books.append(simkern.ProductQuantizer(32, 4).train(x, iters=5, seed=7, threads=threads).codebooks)
     for b in books[1:]:
         np.testing.assert_array_equal(b, books[0])
-    other = simkern.ProductQuantizer(32, 4).fit(x, iters=5, seed=8).codebooks
+    other = simkern.ProductQuantizer(32, 4).train(x, iters=5, seed=8).codebooks
     assert not np.array_equal(other, books[0])
 
 
@@ -154,8 +154,8 @@ def test_fit_reduces_quantisation_error(init, nbits):
     def mse(pq):
         return float(((pq.decode(pq.encode(x)) - x) ** 2).sum(axis=1).mean())
 
-    trained = mse(simkern.ProductQuantizer(32, 8, nbits=nbits).fit(x, iters=20, init=init))
-    init_only = mse(simkern.ProductQuantizer(32, 8, nbits=nbits).fit(x, iters=0, init=init))
+    trained = mse(simkern.ProductQuantizer(32, 8, nbits=nbits).train(x, iters=20, init=init))
+    init_only = mse(simkern.ProductQuantizer(32, 8, nbits=nbits).train(x, iters=0, init=init))
     random_books, _ = _random_pq(rng, 8, 4, nbits)
     assert trained < 0.9 * init_only
     # 256 centroids per subspace fit the 64 clusters closely; 16 centroids per 4-d subspace do not.
@@ -167,7 +167,7 @@ def test_fit_with_max_train_points_and_empty_clusters():
     # 300 points but only 20 distinct values per subspace: most of the 256 clusters start or fall empty.
     base = rng.standard_normal((20, 16)).astype(np.float32)
     x = base[rng.integers(0, 20, 300)]
-    pq = simkern.ProductQuantizer(16, 2).fit(x, iters=5, max_train_points=280)
+    pq = simkern.ProductQuantizer(16, 2).train(x, iters=5, max_train_points=280)
     assert np.isfinite(pq.codebooks).all()
     np.testing.assert_array_equal(pq.decode(pq.encode(base)), base)  # every distinct point is a centroid
 
@@ -228,17 +228,17 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="not trained"):
         pq.encode(x)
     with pytest.raises(TypeError, match="x must be float32"):
-        pq.fit(x.astype(np.float64))
+        pq.train(x.astype(np.float64))
     with pytest.raises(ValueError, match=r"x must have shape \(n, 8\)"):
-        pq.fit(np.zeros((300, 9), np.float32))
+        pq.train(np.zeros((300, 9), np.float32))
     with pytest.raises(ValueError, match="at least ksub = 256"):
-        pq.fit(x[:100])
+        pq.train(x[:100])
     nan = x.copy()
     nan[17, 3] = np.nan
     with pytest.raises(ValueError, match=r"x contains NaN or inf \(row 17\)"):
-        pq.fit(nan)
+        pq.train(nan)
     with pytest.raises(ValueError, match="init must be"):
-        pq.fit(x, init="pca")
+        pq.train(x, init="pca")
     rng = np.random.default_rng(8)
     trained, _ = _random_pq(rng, 2, 4, 8)
     with pytest.raises(ValueError, match=r"codes must have shape \(n, 2\)"):

@@ -150,10 +150,13 @@ def test_bad_input(built):
         index.search(queries, 0)
     with pytest.raises(ValueError, match=r"queries must have shape \(n, 32\)"):
         index.search(queries[:, :16].copy(), 3)
-    with pytest.raises(ValueError, match=r"boolean filter mask needs one entry per id: shape \(3000,\)"):
+    with pytest.raises(ValueError, match=r"boolean filter mask needs exactly one entry per id .*shape \(3000,\)"):
         index.search(queries, 3, filter=np.ones(5, bool))
-    with pytest.raises(ValueError, match="filter ids must lie in 0..2999"):
-        index.search(queries, 3, filter=np.array([3000]))
+    with pytest.raises(ValueError, match=r"filter ids must lie in 0..2\*\*63-2"):
+        index.search(queries, 3, filter=np.array([-1]))
+    # an id the index does not hold matches nothing (the rule of every index, docs/API.md)
+    assert (index.search(queries, 3, filter=np.array([3000, 10**12]))[1] == -1).all()
+    assert (index.search(queries, 3, filter=np.array([7, 3000]))[1][:, 0] == 7).all()
     with pytest.raises(TypeError, match="filter must be"):
         index.search(queries, 3, filter=np.array([0.5]))
     fresh = simkern.PQIndex(32, 8)
@@ -180,10 +183,10 @@ def _correlated(rng, n, dim):
 def test_opq_rotation_is_orthogonal_and_lowers_error():
     rng = np.random.default_rng(11)
     x = _correlated(rng, 3000, 32)
-    opq = simkern.OPQ(32, 8, iters=8).fit(x, pq_final_iters=10)
+    opq = simkern.OPQ(32, 8, iters=8).train(x, pq_final_iters=10)
     r = opq.rotation.astype(np.float64)
     np.testing.assert_allclose(r.T @ r, np.eye(32), atol=1e-5)
-    pq = simkern.ProductQuantizer(32, 8).fit(x, iters=10)
+    pq = simkern.ProductQuantizer(32, 8).train(x, iters=10)
     mse_pq = float(((pq.decode(pq.encode(x)) - x) ** 2).sum(axis=1).mean())
     mse_opq = float(((opq.decode(opq.encode(x)) - x) ** 2).sum(axis=1).mean())
     assert mse_opq < 0.9 * mse_pq, (mse_opq, mse_pq)
@@ -352,10 +355,10 @@ def test_empty_filter_allows_no_id(built):
             d, i = index.search(queries[:3], 4, filter=empty)
             assert (i == -1).all() and (d == pad).all()
     index = indexes["l2", 8]
-    with pytest.raises(ValueError, match=r"boolean filter mask needs one entry per id: shape \(3000,\).*got shape "
-                                         r"\(2999,\); pass an array of ids"):
+    with pytest.raises(ValueError, match=r"boolean filter mask needs exactly one entry per id.*shape \(3000,\).*got "
+                                         r"shape \(2999,\); pass an array of ids"):
         index.search(queries, 3, filter=np.ones(2999, bool))
-    with pytest.raises(ValueError, match=r"filter ids must lie in 0..2999"):
+    with pytest.raises(ValueError, match=r"filter ids must lie in 0..2\*\*63-2"):
         index.search(queries, 3, filter=[2**70])
 
 

@@ -6,6 +6,7 @@ import contextlib
 import numbers
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -54,6 +55,32 @@ def int_arg(value, name: str, low: int, high: int | None = INT32_MAX) -> int:
     return value
 
 
+SEED_LIMIT = 2**64  # seeds of every family are ints in [0, 2**64) (a uint64 in C++)
+
+
+def seed_arg(seed, name: str = "seed", limit: int = SEED_LIMIT) -> int:
+    """A seed: an int (Python or NumPy integer, not bool) in [0, limit): TypeError for anything else, ValueError
+    out of range. Every family takes its seeds through here (docs/API.md); ``limit`` is narrower only where a
+    reference fixes the width (FDE: the reference's 32-bit seed)."""
+    bound = "2**64" if limit == SEED_LIMIT else f"2**{limit.bit_length() - 1}"
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int in [0, {bound}), got {type(seed).__name__}")
+    if not 0 <= seed < limit:
+        raise ValueError(f"{name} must be in [0, {bound}), got {seed}")
+    return int(seed)
+
+
+def deprecated_alias(old: str, new: str) -> None:
+    """Warn once per call site that ``old`` is a deprecated alias of ``new`` (kept for one release)."""
+    warnings.warn(f"{old} is deprecated: use {new} (same arguments); see docs/API.md", DeprecationWarning,
+                  stacklevel=3)
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of an inner step (``seed + offset``), wrapped into [0, 2**64) as a uint64 sum would be."""
+    return (seed + offset) % SEED_LIMIT
+
+
 def positive_int(value, name: str, high: int | None = INT32_MAX) -> int:
     """An int in [1, high] (default: what a C int holds)."""
     return int_arg(value, name, 1, high)
@@ -93,6 +120,30 @@ def id_vector(x, name: str = "ids") -> np.ndarray:
             bad = low if low < 0 else high
             raise ValueError(f"{name} must lie in 0..2**63-2 (-1 is the padding of results), got {bad}")
     return ids
+
+
+def filter_arg(filter, id_bound: int, name: str = "filter") -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The one filter rule of every index (docs/API.md). ``filter`` is None (every id), a boolean mask with exactly
+    ``id_bound`` entries (``mask[id]``, ids 0..id_bound-1: ``index.id_bound``), or a 1-D array of allowed ids (each
+    in 0..2**63-2; an id not in the index matches nothing). An empty list or array (any dtype) allows none. Returns ``(mask, None)``
+    with the mask as uint8, ``(None, ids)`` with int64 ids, or ``(None, None)``."""
+    if filter is None:
+        return None, None
+    arr = np.asarray(filter)
+    if arr.size == 0 and arr.ndim == 1:  # filter=[] of any dtype (an empty mask too): no id allowed
+        return None, np.zeros(0, np.int64)
+    if arr.dtype == np.bool_:
+        if arr.shape != (id_bound,):
+            raise ValueError(f"a boolean {name} mask needs exactly one entry per id 0..id_bound-1: shape "
+                             f"({id_bound},) for this index (index.id_bound), got shape {arr.shape}; pass an array "
+                             f"of ids to allow a subset")
+        return np.ascontiguousarray(arr).view(np.uint8), None
+    if beyond_int64(filter, arr):
+        raise ValueError(f"{name} ids must lie in 0..2**63-2, got integers beyond int64")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be a boolean mask over ids or a 1-D array of allowed ids, got dtype "
+                        f"{arr.dtype}")
+    return None, id_vector(arr, f"{name} ids")
 
 
 def is_valid_id(value) -> bool:

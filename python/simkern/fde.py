@@ -25,12 +25,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validate import check_out_aligned, int_arg, threads_arg
+from ._enums import FDE_EMPTY, FDE_PROJECTIONS, choice
+from ._validate import check_out_aligned, int_arg, seed_arg, threads_arg
 from .ragged import Ragged, aligned_tokens, as_ragged
 
 __all__ = ["FDE"]
 
-_PROJECTIONS = ("identity", "ams_sketch")
 
 
 class FDE:
@@ -39,8 +39,8 @@ class FDE:
     ``num_repetitions`` R, ``num_simhash_projections`` k (0..30; 2**k partitions per repetition),
     ``projection`` ``"ams_sketch"`` (to ``projection_dimension`` coordinates) or ``"identity"`` (then
     ``projection_dimension`` must be None or ``dim``), ``fill_empty_partitions`` (documents), optional
-    ``final_projection_dimension`` (a CountSketch of the R * 2**k * d_proj vector), ``seed`` (an int32 taken
-    modulo 2**32, as the reference does). ``output_dim`` = final_projection_dimension or R * 2**k * d_proj.
+    ``final_projection_dimension`` (a CountSketch of the R * 2**k * d_proj vector), ``seed`` (in [0, 2**32): the
+    reference's 32-bit seed; its negative seeds s are s + 2**32 here, the same bits). ``output_dim`` = final_projection_dimension or R * 2**k * d_proj.
     """
 
     def __init__(self, dim: int, *, num_repetitions: int = 20, num_simhash_projections: int = 5,
@@ -49,8 +49,7 @@ class FDE:
         dim = int_arg(dim, "dim", 1)
         num_repetitions = int_arg(num_repetitions, "num_repetitions", 1)
         num_simhash_projections = int_arg(num_simhash_projections, "num_simhash_projections", 0, 30)
-        if projection not in _PROJECTIONS:
-            raise ValueError(f"projection must be 'identity' or 'ams_sketch', got {projection!r}")
+        projection = choice(projection, "projection", FDE_PROJECTIONS)
         if projection == "identity":
             if projection_dimension is not None and projection_dimension != dim:
                 raise ValueError(f"projection_dimension must be None or dim ({dim}) with the identity projection, "
@@ -64,7 +63,7 @@ class FDE:
             raise TypeError(f"fill_empty_partitions must be a bool, got {type(fill_empty_partitions).__name__}")
         if final_projection_dimension is not None:
             final_projection_dimension = int_arg(final_projection_dimension, "final_projection_dimension", 1)
-        seed = int_arg(seed, "seed", -(2**31), 2**31 - 1)
+        seed = seed_arg(seed, limit=2**32)
         self._config = {
             "dim": dim, "num_repetitions": num_repetitions, "num_simhash_projections": num_simhash_projections,
             "projection": projection, "projection_dimension": d_proj if projection == "ams_sketch" else None,
@@ -73,7 +72,7 @@ class FDE:
         }
         self._plan = _core._FDEPlan(dim, num_repetitions, num_simhash_projections, projection == "ams_sketch",
                                     d_proj, bool(fill_empty_partitions), final_projection_dimension or 0,
-                                    seed % 2**32)
+                                    seed)
 
     # -- properties --------------------------------------------------------------------------------------------
     @property
@@ -98,7 +97,13 @@ class FDE:
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
-        self.__init__(state.pop("dim"), **state)
+        self.__init__(state.pop("dim"), **_legacy_seed(state))
+
+    @classmethod
+    def _from_config(cls, config: dict) -> FDE:
+        """An encoder from a saved ``config`` (a pickle, a MultiVectorIndex folder), older seed conventions
+        included."""
+        return cls(**_legacy_seed(dict(config)))
 
     def __eq__(self, other) -> bool:
         return isinstance(other, FDE) and other._config == self._config
@@ -119,8 +124,7 @@ class FDE:
         partitions filled (``fill_empty_partitions``) with the token whose sign string is nearest. An empty
         document raises ``ValueError`` unless ``empty="zeros"`` (its row is then all zeros). ``out`` as in
         ``encode_queries``."""
-        if empty not in ("error", "zeros"):
-            raise ValueError(f"empty must be 'error' or 'zeros', got {empty!r}")
+        empty = choice(empty, "empty", FDE_EMPTY)
         return self._encode(x, "documents", True, empty == "zeros", threads, out)
 
     def _encode(self, x, name: str, documents: bool, allow_empty: bool, threads, out) -> np.ndarray:
@@ -159,3 +163,12 @@ class FDE:
         if len(r) and r.dim != self.dim:
             raise ValueError(f"{name} must have dim {self.dim}, got {r.dim}")
         return r
+
+
+def _legacy_seed(config: dict) -> dict:
+    """Configurations saved before seeds were [0, 2**32) held the reference's int32: a negative seed s encodes
+    exactly as s + 2**32 (the same 32 bits), so old pickles and saved indexes load unchanged."""
+    seed = config.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and -(2**31) <= seed < 0:
+        config = {**config, "seed": seed + 2**32}
+    return config

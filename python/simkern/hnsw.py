@@ -17,8 +17,8 @@ present raises ValueError unless ``replace=True`` (the old vector becomes a tomb
 The index grows by itself. ``remove(ids)`` leaves tombstones: never returned, still used for routing;
 ``compact()`` rebuilds the graph from the live vectors and frees the tombstones.
 
-Filters (``filter=``): a boolean mask over ids (``mask[id]``; ids past its end are excluded) or an array of allowed
-ids, applied inside the graph walk: excluded nodes route but never enter the results. When fewer than 2048 ids are
+Filters (``filter=``, the rule of every index, docs/API.md): a boolean mask with exactly ``index.id_bound`` entries
+(``mask[id]``) or an array of allowed ids (ids not in the index match nothing), applied inside the graph walk: excluded nodes route but never enter the results. When fewer than 2048 ids are
 allowed, fewer than 2 % of the index, or no more than ``ef``, the search is exact over the allowed set instead
 (a graph walk would have to visit most of the index to find them); so is a search whose ``ef`` is at least the
 number of live vectors. Fewer than k results: ids -1 and scores +inf (l2) / -inf.
@@ -55,24 +55,22 @@ thread was modifying an index gets an incomplete copy: every use of that copy in
 
 from __future__ import annotations
 
-
 import io
-import numbers
 import os
 import struct
-import sys
 import zlib
 
 import numpy as np
 
 from . import _core
-from ._validate import (MAX_ID, atomic_write, check_norms, float32_rows, id_vector, int64_vector, is_valid_id, positive_int,
-                        threads_arg)
+from ._enums import METRICS, STORAGES, choice
+from ._progress import progress_reporter
+from ._validate import (MAX_ID, atomic_write, check_norms, filter_arg, float32_rows, id_vector, is_valid_id,
+                        positive_int, seed_arg, threads_arg)
 
 __all__ = ["HNSWIndex"]
 
-_METRICS = {"l2": 0, "ip": 1, "cosine": 2}
-_STORAGES = {"float32": 0, "float16": 1}
+_METRICS, _STORAGES = METRICS, STORAGES  # the shared tables (their codes are in the file header)
 _MAGIC = b"SIMKHNSW"
 _VERSION = 2
 # magic, version, dim, metric, storage, M, ef_construction, seed, nodes, next_id, ef, entry, top level, crc
@@ -99,18 +97,13 @@ class HNSWIndex:
     def __init__(self, dim: int, *, metric: str = "l2", M: int = 16, ef_construction: int = 200,
                  storage: str = "float32", seed: int = 0, capacity: int | None = None):
         dim = positive_int(dim, "dim")
-        if metric not in _METRICS:
-            raise ValueError(f"metric must be 'l2', 'ip' or 'cosine', got {metric!r}")
-        if storage not in _STORAGES:
-            raise ValueError(f"storage must be 'float32' or 'float16', got {storage!r}")
+        metric = choice(metric, "metric", _METRICS)
+        storage = choice(storage, "storage", _STORAGES)
         M = positive_int(M, "M")
         if not 2 <= M <= 1024:
             raise ValueError(f"M must be in 2..1024, got {M}")
         ef_construction = positive_int(ef_construction, "ef_construction")
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int in 0..2**64-1, got {type(seed).__name__}")
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an int in 0..2**64-1, got {seed!r}")
+        seed = seed_arg(seed)
         if capacity is not None:
             positive_int(capacity, "capacity")  # accepted for hnswlib-style code: the index grows by itself
         self._dim, self._metric, self._storage = dim, metric, storage
@@ -138,6 +131,12 @@ class HNSWIndex:
     def __len__(self) -> int:
         return int(self._core.live)
 
+    @property
+    def id_bound(self) -> int:
+        """One more than the largest id ever added (removals do not lower it): every id is below it, default ids
+        continue from it, and a boolean ``filter`` mask has exactly this many entries."""
+        return self._next_id
+
     def __contains__(self, id) -> bool:
         if not is_valid_id(id):
             return False
@@ -155,8 +154,10 @@ class HNSWIndex:
                 + (f", tombstones={tomb}" if tomb else "") + ")")
 
     # -- building ----------------------------------------------------------------------------------------------
-    def add(self, x, ids=None, *, replace: bool = False, threads: int | None = None, progress: bool = False) -> None:
-        """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id).
+    def add(self, x, ids=None, *, replace: bool = False, threads: int | None = None,
+            progress: bool = False) -> np.ndarray:
+        """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id, i.e.
+        from ``id_bound``); returns the ids as an int64 array.
 
         Interrupted (Ctrl-C) or failing while linking: the first j vectors stay added, the others are not, and the
         exception says j in a note (``e.__notes__``); the index is exactly as if ``add(x[:j], ids[:j])`` had run."""
@@ -181,9 +182,9 @@ class HNSWIndex:
                                  f"(pass replace=True to replace it)")
         threads = threads_arg(threads)
         if n == 0:
-            return
+            return ids
         step = 4096 if progress else n
-        bar = _progress(n) if progress else None
+        bar = progress_reporter(n, "vec", "HNSWIndex.add") if progress else None
         done = 0
         try:
             for start in range(0, n, step):
@@ -204,6 +205,7 @@ class HNSWIndex:
         finally:
             if done:
                 self._next_id = max(self._next_id, int(ids[:done].max()) + 1)
+        return ids
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries, k: int = 10, *, ef: int | None = None, filter=None, threads: int | None = None):
@@ -215,18 +217,16 @@ class HNSWIndex:
         k = positive_int(k, "k")
         ef = self._ef if ef is None else positive_int(ef, "ef")
         threads = threads_arg(threads)
-        mask = ids = None
-        if filter is not None:
-            arr = np.asarray(filter)
-            if arr.dtype == np.bool_:
-                if arr.ndim != 1:
-                    raise ValueError(f"filter mask must be 1-D (one entry per id), got shape {arr.shape}")
-                mask = np.ascontiguousarray(arr).view(np.uint8)
-            elif np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
-                ids = int64_vector(arr, "filter")  # ids outside the id domain simply match nothing
-            else:
-                raise TypeError(f"filter must be a boolean mask over ids or an array of ids, got dtype {arr.dtype}")
+        mask, ids = filter_arg(filter, self._next_id)
         return self._core.search(q, k, max(ef, k), mask, ids, threads)
+
+    def _search_masked(self, q: np.ndarray, k: int, ef: int, mask: np.ndarray | None, threads: int | None):
+        """The internal path of composed calls (MultiVectorIndex), past the public checks: ``q`` float32 rows its
+        caller produced or checked, ``k`` and ``ef`` ints >= 1, ``mask`` a boolean array over ids 0..len(mask)-1
+        whose ids past its end are excluded (the caller's snapshot may be shorter than a graph a writer is
+        extending)."""
+        m = None if mask is None else np.ascontiguousarray(mask).view(np.uint8)
+        return self._core.search(q, k, max(ef, k), m, None, threads_arg(threads))
 
     # -- maintenance -------------------------------------------------------------------------------------------
     def remove(self, ids) -> None:
@@ -388,31 +388,6 @@ class HNSWIndex:
     def __setstate__(self, state):
         other = HNSWIndex._from_bytes(state["data"], "pickle")
         self.__dict__.update(other.__dict__)
-
-
-def _progress(total: int, unit: str = "vec", label: str = "HNSWIndex.add"):
-    """A progress callback (count done so far): tqdm when installed, else a line on stderr."""
-    try:
-        from tqdm import tqdm  # optional
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        bar = tqdm(total=total, unit=unit)
-        done = [0]
-
-        def update(count):
-            bar.update(count - done[0])
-            done[0] = count
-            if count >= total:
-                bar.close()
-        return update
-
-    def plain(count):
-        sys.stderr.write(f"\r{label}: {count}/{total}")
-        if count >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    return plain
 
 
 

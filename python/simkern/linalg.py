@@ -20,12 +20,13 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._validate import int_arg, threads_arg
+from ._enums import LSTSQ_METHODS, choice
+from ._enums import SKETCH_KINDS as _SKETCH_KINDS
+from ._validate import int_arg, seed_arg, threads_arg
 
 __all__ = ["fwht", "sketch", "lstsq_sketched", "SketchedLstsqResult", "sketch_rows_rule", "SKETCH_KINDS"]
 
-SKETCH_KINDS = ("srht", "gaussian", "countsketch", "sparse_sign")
-_KIND_CODES = {name: code for code, name in enumerate(SKETCH_KINDS)}
+SKETCH_KINDS = tuple(_SKETCH_KINDS)  # public: the kinds in code order
 # The l_inf bound lstsq_sketched reports for m rows (docs/ARCHITECTURE.md, "Sketched least squares"):
 #   eps(m) = sqrt(C ln(d / delta) d / m) / (1 - sqrt(d / m))^2
 # the sqrt(d/m) law of the coordinate error of a dense sketch, divided by the square of the smallest singular value
@@ -94,18 +95,8 @@ def _check_transform(y: np.ndarray, name: str) -> None:
                          f"(the output grows up to n = {y.shape[0]} times the largest |value|); scale them down")
 
 
-def _seed_arg(seed) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int in [0, 2**64), got {type(seed).__name__}")
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return int(seed)
-
-
 def _kind_arg(kind) -> int:
-    if kind not in _KIND_CODES:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, SKETCH_KINDS))}, got {kind!r}")
-    return _KIND_CODES[kind]
+    return _SKETCH_KINDS[choice(kind, "kind", _SKETCH_KINDS)]
 
 
 def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
@@ -160,7 +151,7 @@ def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
     a = _matrix_arg(a, "a")
     code = _kind_arg(kind)
     m = int_arg(m, "m", 1)
-    seed = _seed_arg(seed)
+    seed = seed_arg(seed)
     nnz = int_arg(nnz_per_column, "nnz_per_column", 1)
     threads = threads_arg(threads)
     n = a.shape[0]
@@ -310,12 +301,11 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
         raise ValueError(f"a must be tall: n >= d, got shape {a.shape}; lstsq_sketched is for overdetermined problems")
     eps, delta = _eps_delta(eps, delta)
     code = _kind_arg(kind)
-    if method not in ("solve", "precondition"):
-        raise ValueError(f"method must be 'solve' or 'precondition', got {method!r}")
+    method = choice(method, "method", LSTSQ_METHODS)
     if method == "precondition" and a.dtype != np.float64:
         raise TypeError("method='precondition' iterates in float64: a and b must be float64, got "
                         f"{a.dtype}; convert with .astype(numpy.float64) or use method='solve'")
-    seed = _seed_arg(seed)
+    seed = seed_arg(seed)
     nnz = int_arg(nnz_per_column, "nnz_per_column", 1)
     max_iter = int_arg(max_iter, "max_iter", 1)
     if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real) or not 0 < tol < 1:

@@ -84,7 +84,7 @@ def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = Non
     return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads), out)
 
 
-def maxsim_topk(queries, docs, k: int, *, candidates=None, threads: int | None = None):
+def maxsim_topk(queries, docs, k: int = 10, *, candidates=None, threads: int | None = None):
     """The ``k`` best docs per query, best first (ties: smaller doc id first).
 
     Parameters

@@ -31,14 +31,15 @@ import numpy as np
 from ._validate import (BFLOAT16, MAX_ID, NORM_LIMIT, check_norms, id_vector, is_valid_id, positive_int,
                         row_norms64, threads_arg)
 from .fde import FDE
-from .hnsw import HNSWIndex, _progress
+from ._enums import MULTIVECTOR_ANNS, choice
+from ._progress import progress_reporter
+from .hnsw import HNSWIndex
 from .maxsim import maxsim_topk
 from .pq_index import PQIndex
 from .ragged import Ragged, as_ragged
 
 __all__ = ["MultiVectorIndex"]
 
-_ANNS = ("hnsw", "pq", "flat", "tokens")
 _STORAGES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 _STORAGE_MAX = {"float16": float(np.finfo(np.float16).max)}  # largest finite value of the narrow storages
 if BFLOAT16 is not None:
@@ -113,10 +114,8 @@ class MultiVectorIndex:
     def __init__(self, dim: int, *, fde: FDE | None = None, ann: str = "hnsw", candidates: int = 100,
                  storage: str = "float32", threads: int | None = None, **ann_options):
         self._dim = positive_int(dim, "dim")
-        if ann not in _ANNS:
-            raise ValueError(f"ann must be one of {', '.join(map(repr, _ANNS))}, got {ann!r}")
-        if storage not in _STORAGES:
-            raise ValueError(f"storage must be one of {', '.join(map(repr, _STORAGES))}, got {storage!r}")
+        ann = choice(ann, "ann", MULTIVECTOR_ANNS)
+        storage = choice(storage, "storage", _STORAGES)
         if fde is not None and not isinstance(fde, FDE):
             raise TypeError(f"fde must be a simkern.FDE, got {type(fde).__name__}")
         if fde is not None and fde.dim != self._dim:
@@ -240,7 +239,7 @@ class MultiVectorIndex:
                                  f"{self._storage} ({limit:.6g}) of storage={self._storage!r}")
         max_norm = float(_token_norms(f32, "docs").max())
         threads = self._threads if threads is None else threads_arg(threads)
-        report = _progress(n, "doc", "MultiVectorIndex.add") if progress else (lambda done: None)
+        report = progress_reporter(n, "doc", "MultiVectorIndex.add") if progress else (lambda done: None)
         with self._lock:
             st = self._st
             new_ids = self._new_ids(ids, n, st)
@@ -426,7 +425,7 @@ class MultiVectorIndex:
         if self._ann_kind == "hnsw":
             # while a writer is between its ANN update and its commit, the ANN differs from the state: filter
             flt = None if len(st.ann) == st.live else st.alive
-            _, slots = st.ann.search(enc, c, ef=max(c, st.ann.ef), filter=flt, threads=threads or None)
+            _, slots = st.ann._search_masked(enc, c, max(c, st.ann.ef), flt, threads or None)
             keep = (slots >= 0) & (slots < st.n_docs)  # in case a writer started after the check above
             keep[keep] = st.alive[slots[keep]]
             return np.where(keep, slots, -1)
@@ -447,8 +446,7 @@ class MultiVectorIndex:
         token_k = max(1, min(max(32, c // 2) if token_k is None else int(token_k), len(st.ann)))
         offsets = st.offsets[:st.n_docs + 1]
         flt = None if len(st.ann) == st.live_tokens else np.repeat(st.alive, np.diff(offsets))  # as for "hnsw"
-        sims, tok = st.ann.search(q.tokens, token_k, ef=max(token_k, st.ann.ef), filter=flt,
-                                  threads=threads or None)
+        sims, tok = st.ann._search_masked(q.tokens, token_k, max(token_k, st.ann.ef), flt, threads or None)
         out = np.full((len(q), c), -1, np.int64)
         for i in range(len(q)):
             rows = slice(int(q.offsets[i]), int(q.offsets[i + 1]))
@@ -545,7 +543,7 @@ class MultiVectorIndex:
                 raise ValueError(f"{path!r}: {name} is missing or corrupt (SHA-256 mismatch)")
         try:
             fde_cfg = manifest["fde"]
-            fde = None if fde_cfg is None else FDE(**fde_cfg)
+            fde = None if fde_cfg is None else FDE._from_config(fde_cfg)
             index = cls(manifest["dim"], fde=fde, ann=manifest["ann"], candidates=manifest["candidates"],
                         storage=manifest["storage"], **manifest["options"])
         except (KeyError, TypeError, ValueError) as e:
@@ -624,7 +622,7 @@ class MultiVectorIndex:
 
     def __setstate__(self, state):
         m = state["manifest"]
-        fde = None if m["fde"] is None else FDE(**m["fde"])
+        fde = None if m["fde"] is None else FDE._from_config(m["fde"])
         self.__init__(m["dim"], fde=fde, ann=m["ann"], candidates=m["candidates"], storage=m["storage"], **m["options"])
         ann = state["ann"]
         if isinstance(ann, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import float32_rows, int_arg, positive_int, state_array, state_dict
+from ._validate import deprecated_alias, derived_seed, float32_rows, int_arg, positive_int, seed_arg, state_array, state_dict
 from .pq import ProductQuantizer
 
 __all__ = ["OPQ"]
@@ -38,11 +38,12 @@ class OPQ:
         return (f"OPQ(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.pq.metric!r}, "
                 f"iters={self.iters}, {'trained' if self.is_trained else 'untrained'})")
 
-    def fit(self, x: np.ndarray, *, pq_final_iters: int = 25, seed: int = 0, max_train_points: int | None = None,
+    def train(self, x: np.ndarray, *, pq_final_iters: int = 25, seed: int = 0, max_train_points: int | None = None,
             threads: int | None = None) -> OPQ:
-        """Learn the rotation on ``x`` (float32 (n, dim)), then fit the quantizer on ``x @ rotation``."""
+        """Learn the rotation on ``x`` (float32 (n, dim)), then train the quantizer on ``x @ rotation``."""
         x = float32_rows(x, self.dim, "x")
         pq_final_iters = int_arg(pq_final_iters, "pq_final_iters", 0)
+        seed = seed_arg(seed)
         if max_train_points is not None:
             max_train_points = positive_int(max_train_points, "max_train_points")
             if max_train_points < x.shape[0]:
@@ -53,13 +54,18 @@ class OPQ:
         for it in range(self.iters):
             rotated = np.ascontiguousarray((x64 @ rotation).astype(np.float32))
             pq = ProductQuantizer(self.dim, self.pq.m, self.pq.nbits, self.pq.metric)
-            pq.fit(rotated, iters=self.pq_iters, seed=seed + it, threads=threads)
+            pq.train(rotated, iters=self.pq_iters, seed=derived_seed(seed, it), threads=threads)
             recon = pq.decode(pq.encode(rotated, threads=threads)).astype(np.float64)
             u, _, vt = np.linalg.svd(x64.T @ recon)
             rotation = u @ vt
         self.rotation = np.ascontiguousarray(rotation.astype(np.float32))
-        self.pq.fit(self.rotate(x), iters=pq_final_iters, seed=seed, threads=threads)
+        self.pq.train(self.rotate(x), iters=pq_final_iters, seed=seed, threads=threads)
         return self
+
+    def fit(self, *args, **kwargs) -> OPQ:
+        """Deprecated alias of :meth:`train` (every family trains with ``train``; docs/API.md)."""
+        deprecated_alias("OPQ.fit", "train")
+        return self.train(*args, **kwargs)
 
     def rotate(self, x: np.ndarray) -> np.ndarray:
         """float32 ``x @ rotation``."""

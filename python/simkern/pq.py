@@ -15,17 +15,17 @@ Inputs must be float32, C-contiguous, finite; nothing is converted silently.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from . import _core
-from ._validate import check_out_aligned, float32_rows, int_arg, positive_int, state_array, state_dict, threads_arg
+from ._enums import METRICS, PQ_INITS, PQ_METRICS, choice
+from ._validate import (check_out_aligned, deprecated_alias, float32_rows, int_arg, positive_int, seed_arg, state_array, state_dict,
+                        threads_arg)
 
 __all__ = ["ProductQuantizer"]
 
-_METRICS = {"l2": 0, "ip": 1}
-_INITS = {"kmeans++": 0, "random": 1}
+_METRICS, _INITS = METRICS, PQ_INITS  # the shared tables (metric codes are in the PQIndex header)
 
 
 class ProductQuantizer:
@@ -37,8 +37,7 @@ class ProductQuantizer:
             raise ValueError(f"dim ({dim}) must be a multiple of m ({m})")
         if isinstance(nbits, bool) or nbits not in (4, 8):
             raise ValueError(f"nbits must be 8 or 4, got {nbits!r}")
-        if metric not in _METRICS:
-            raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
+        metric = choice(metric, "metric", PQ_METRICS)
         self.dim, self.m, self.nbits, self.metric = dim, m, int(nbits), metric
         self._codebooks: np.ndarray | None = None
         self._ct: np.ndarray | None = None  # (m, dsub, ksub): the layout the kernels read
@@ -100,7 +99,7 @@ class ProductQuantizer:
         pq._set_codebooks(np.array(codebooks, dtype=np.float32, order="C"))
         return pq
 
-    def fit(self, x: np.ndarray, *, iters: int = 25, seed: int = 0, max_train_points: int | None = None,
+    def train(self, x: np.ndarray, *, iters: int = 25, seed: int = 0, max_train_points: int | None = None,
             init: str = "kmeans++", threads: int | None = None) -> ProductQuantizer:
         """Train one k-means per subspace on ``x`` (float32 ``(n, dim)``, n >= ksub).
 
@@ -111,21 +110,24 @@ class ProductQuantizer:
         """
         x = float32_rows(x, self.dim, "x")
         iters = int_arg(iters, "iters", 0)
-        if init not in _INITS:
-            raise ValueError(f"init must be 'kmeans++' or 'random', got {init!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        init = choice(init, "init", _INITS)
+        seed = seed_arg(seed)
         if max_train_points is not None:
             max_train_points = positive_int(max_train_points, "max_train_points")
             if max_train_points < x.shape[0]:
                 rows = np.random.default_rng(seed).choice(x.shape[0], max_train_points, replace=False)
                 x = np.ascontiguousarray(x[np.sort(rows)])
         if x.shape[0] < self.ksub:
-            raise ValueError(f"fit needs at least ksub = {self.ksub} training vectors, got {x.shape[0]}")
-        codebooks = _core._pq_train(x, self.m, self.ksub, int(iters), int(seed) % 2**64, _INITS[init],
+            raise ValueError(f"train needs at least ksub = {self.ksub} training vectors, got {x.shape[0]}")
+        codebooks = _core._pq_train(x, self.m, self.ksub, int(iters), seed, _INITS[init],
                                     threads_arg(threads))
         self._set_codebooks(codebooks)
         return self
+
+    def fit(self, *args, **kwargs) -> ProductQuantizer:
+        """Deprecated alias of :meth:`train` (every family trains with ``train``; docs/API.md)."""
+        deprecated_alias("ProductQuantizer.fit", "train")
+        return self.train(*args, **kwargs)
 
     # -- codes -------------------------------------------------------------------------------------------------
     def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
@@ -163,7 +165,7 @@ class ProductQuantizer:
     # -- helpers -----------------------------------------------------------------------------------------------
     def _require_trained(self) -> np.ndarray:
         if self._codebooks is None:
-            raise ValueError("the ProductQuantizer is not trained: call fit() or use from_codebooks()")
+            raise ValueError("the ProductQuantizer is not trained: call train() or use from_codebooks()")
         return self._codebooks
 
     def _set_codebooks(self, codebooks: np.ndarray) -> None:

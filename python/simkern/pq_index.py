@@ -29,10 +29,13 @@ import zlib
 import numpy as np
 
 from . import _core
-from ._validate import (atomic_write, beyond_int64, check_norms, float32_rows, int_arg, positive_int, state_array,
+from ._progress import progress_reporter
+from ._validate import (atomic_write, check_norms, filter_arg, float32_rows, int_arg, positive_int, state_array,
                         state_dict, threads_arg)
 from .opq import OPQ
 from .pq import _METRICS, ProductQuantizer
+
+_PROGRESS_ROWS = 1 << 16  # rows encoded between two progress reports of add(progress=True)
 
 __all__ = ["PQIndex"]
 
@@ -123,6 +126,12 @@ class PQIndex:
     def __len__(self) -> int:
         return int(self._snap.codes.shape[0])
 
+    @property
+    def id_bound(self) -> int:
+        """Ids are 0..len(index)-1 in the order added, so this is ``len(index)``: the length of a boolean
+        ``filter`` mask (the same property as ``HNSWIndex.id_bound``)."""
+        return len(self)
+
     def __repr__(self) -> str:
         return (f"PQIndex(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.metric!r}, "
                 f"n={len(self)}, keep_vectors={self.keep_vectors}, opq={self.opq is not None}, "
@@ -142,31 +151,42 @@ class PQIndex:
     # -- building ----------------------------------------------------------------------------------------------
     def train(self, x: np.ndarray, *, seed: int = 0, iters: int = 25, max_train_points: int | None = None,
               threads: int | None = None) -> PQIndex:
-        """Train the quantizer (see ``ProductQuantizer.fit``). Returns ``self``."""
+        """Train the quantizer (see ``ProductQuantizer.train``). Returns ``self``."""
         iters = int_arg(iters, "iters", 0)
         with self._write_lock:
             if len(self):
                 raise ValueError("train() must come before add(): the index already holds codes")
             if self.opq is not None:
-                self.opq.fit(x, pq_final_iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+                self.opq.train(x, pq_final_iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
             else:
-                self.pq.fit(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
+                self.pq.train(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
         return self
 
     def _to_pq_space(self, x: np.ndarray) -> np.ndarray:
         """Checked float32 rows as the quantizer sees them (rotated with OPQ)."""
         return x if self.opq is None else self.opq.rotate(x)
 
-    def add(self, x: np.ndarray, *, threads: int | None = None) -> None:
-        """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)``. Concurrent
-        searches see all of ``x`` or none of it (see the class docstring)."""
+    def add(self, x: np.ndarray, *, threads: int | None = None, progress: bool = False) -> np.ndarray:
+        """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)`` and are
+        returned (int64). Concurrent searches see all of ``x`` or none of it (see the class docstring).
+        ``progress=True`` reports the encoding (tqdm when installed, else stderr)."""
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
         x = float32_rows(x, self.dim, "x")
         check_norms(x, "x")
-        codes = _core._pq_encode(self._to_pq_space(x), self.pq._ct, threads_arg(threads))
+        core_threads = threads_arg(threads)
+        if progress and len(x):
+            report = progress_reporter(len(x), "vec", "PQIndex.add")
+            parts = []
+            for start in range(0, len(x), _PROGRESS_ROWS):
+                part = x[start:start + _PROGRESS_ROWS]
+                parts.append(_core._pq_encode(self._to_pq_space(part), self.pq._ct, core_threads))
+                report(start + len(part))
+            codes = np.concatenate(parts)
+        else:
+            codes = _core._pq_encode(self._to_pq_space(x), self.pq._ct, core_threads)
         if not len(codes):
-            return
+            return np.zeros(0, np.int64)
         with self._write_lock:
             n, count = len(self), len(codes)
             if n + count > len(self._code_buf):
@@ -181,14 +201,16 @@ class PQIndex:
                 self._vector_buf[n : n + count] = x
             self._snap = _Snapshot(self._code_buf[: n + count],
                                    self._vector_buf[: n + count] if self.keep_vectors else None)
+        return np.arange(n, n + count, dtype=np.int64)
 
     # -- search ------------------------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, *, filter=None, rerank: int | None = None,
+    def search(self, queries: np.ndarray, k: int = 10, *, filter=None, rerank: int | None = None,
                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best ids per query: ``(distances float32 (nq, k), ids int64 (nq, k))``, best first.
 
-        ``filter``: a boolean mask of length ``len(index)`` or an array of allowed ids (an empty list or array
-        allows none: every result is padding); applied inside the scan.
+        ``filter``: a boolean mask with exactly ``id_bound`` (= ``len(index)``) entries or an array of allowed ids
+        (ids not in the index match nothing; an empty list allows none: every result is padding); applied inside
+        the scan. The same rule as every index (docs/API.md).
         ``rerank``: re-score the best ``rerank * k`` ADC candidates with the stored vectors (needs
         ``keep_vectors=True``; without stored vectors the scan is already exact float ADC, so rerank would change
         nothing and is refused). Fewer than ``k`` results: ids -1 and +inf (l2) / -inf (ip).
@@ -223,26 +245,13 @@ class PQIndex:
 
     @staticmethod
     def _filter_mask(filter, n: int) -> np.ndarray | None:
-        """The byte mask over the ``n`` ids of the searched state: from a boolean mask of length n, or from an
-        array of allowed ids (an empty list or array allows no id)."""
-        if filter is None:
-            return None
-        arr = np.asarray(filter)
-        if arr.ndim == 1 and arr.size == 0:  # filter=[] (any dtype): no id allowed, every result is padding
-            return np.zeros(n, np.uint8)
-        if arr.dtype == np.bool_:
-            if arr.shape != (n,):
-                raise ValueError(f"a boolean filter mask needs one entry per id: shape ({n},) for this index of "
-                                 f"{n} vectors, got shape {arr.shape}; pass an array of ids to allow a subset")
-            return np.ascontiguousarray(arr.view(np.uint8))
-        if beyond_int64(filter, arr):
-            raise ValueError(f"filter ids must lie in 0..{n - 1}: got integers beyond int64")
-        if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
-            raise TypeError("filter must be a boolean mask over ids or a 1-D array of allowed ids")
-        if arr.min() < 0 or arr.max() >= n:
-            raise ValueError(f"filter ids must lie in 0..{n - 1}, got {arr.min() if arr.min() < 0 else arr.max()}")
+        """The byte mask over the ``n`` ids of the searched state, from any filter of the shared rule
+        (``filter_arg``: a boolean mask of exactly n entries, or allowed ids, those >= n matching nothing)."""
+        mask, ids = filter_arg(filter, n)
+        if ids is None:
+            return mask
         mask = np.zeros(n, np.uint8)
-        mask[arr] = 1
+        mask[ids[ids < n]] = 1
         return mask
 
     @staticmethod

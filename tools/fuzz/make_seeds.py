@@ -62,10 +62,10 @@ def pq_objects(rng) -> dict[str, object]:
     """Trained and untrained quantizers and indexes: 8 and 4 bits (odd m), OPQ, stored vectors."""
     x = _vectors(rng, 300, 8)
     out = {}
-    out["pq8"] = simkern.ProductQuantizer(8, 4).fit(x, iters=2)
-    out["pq4-odd"] = simkern.ProductQuantizer(6, 3, nbits=4, metric="ip").fit(x[:, :6].copy(), iters=2)
+    out["pq8"] = simkern.ProductQuantizer(8, 4).train(x, iters=2)
+    out["pq4-odd"] = simkern.ProductQuantizer(6, 3, nbits=4, metric="ip").train(x[:, :6].copy(), iters=2)
     out["pq-untrained"] = simkern.ProductQuantizer(4, 2)
-    out["opq"] = simkern.OPQ(8, 2, nbits=4, iters=1, pq_iters=1).fit(x, pq_final_iters=1)
+    out["opq"] = simkern.OPQ(8, 2, nbits=4, iters=1, pq_iters=1).train(x, pq_final_iters=1)
     i8 = simkern.PQIndex(8, 2, keep_vectors=True).train(x, iters=2)
     i8.add(x[:20])
     out["pqindex8-vec"] = i8
