@@ -184,7 +184,6 @@ def add_common_args(ap) -> None:
 
 def print_header(threads: list[int]) -> None:
     import numpy as np
-
     import simkern
 
     print(f"CPU       : {cpu_model()} ({n_cpus()} CPUs usable by this process, {os.cpu_count()} online)")
@@ -244,7 +243,6 @@ def print_load(busy: dict[int, float | None], workers: dict[int, dict]) -> None:
 def run_metadata(threads: list[int], quick: bool, busy: dict, workers: dict) -> dict:
     """The common part of the --json output."""
     import numpy as np
-
     import simkern
 
     return dict(cpu=cpu_model(), cpus=n_cpus(), python=platform.python_version(), numpy=np.__version__,

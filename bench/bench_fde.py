@@ -30,8 +30,19 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (add_common_args, fmt_ms, fmt_rate, log, parse_threads, print_blas,  # noqa: E402
-                      print_load, print_table, run_children, run_worker, write_json)
+from _harness import (  # noqa: E402
+    add_common_args,
+    fmt_ms,
+    fmt_rate,
+    log,
+    parse_threads,
+    print_blas,
+    print_load,
+    print_table,
+    run_children,
+    run_worker,
+    write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
@@ -90,7 +101,6 @@ def time_group(methods, rounds, target):
 def worker(args) -> None:
     T = args.worker
     import numpy as np
-
     import simkern
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     from reference import fde_ref

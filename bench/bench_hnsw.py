@@ -6,7 +6,8 @@
     python bench/bench_hnsw.py --plot bench/hnsw.png
 
 Same M (16) and ef_construction (200) for every library; "simkern float16" walks the graph on float16 copies and
-re-scores the final candidates on float32 (it keeps both, so it uses more memory, not less). Build: 2 threads, wall time and the process's RSS growth
+re-scores the final candidates on float32 (it keeps both, so it uses more memory, not less). Build: 2 threads, wall
+time and the process's RSS growth
 (VmRSS before and after, the data already loaded). Search: one batch of queries per call, 1 thread (and 2 with
 --threads 1,2), ef in an increasing sweep; for each ef the libraries run in rotated order, best of --rounds.
 recall@10 against exact top-10 (dev: the shipped ground truth; synthetic: brute force). QPS at recall 0.95 is

@@ -30,8 +30,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import os
+import statistics
 import sys
 import time
 
@@ -120,9 +120,7 @@ def build_calls(np, simkern, quick: bool):
 
 def run(args) -> dict:
     import numpy as np
-
     import simkern
-
     from simkern import _core
 
     levels = list(simkern.available_isas())

@@ -36,8 +36,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (add_common_args, fmt_ms, log, parse_threads, print_blas, print_load,  # noqa: E402
-                      print_table, run_children, run_worker, write_json)
+from _harness import (  # noqa: E402
+    add_common_args,
+    fmt_ms,
+    log,
+    parse_threads,
+    print_blas,
+    print_load,
+    print_table,
+    run_children,
+    run_worker,
+    write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = dict(n=2**20, d=64, factor=16, vs_gelsd=20.0, transform_vs_memcpy=3.0, fwht_vs_numpy=3.0)
@@ -72,7 +82,6 @@ def worker(args) -> None:
     T = args.worker
     import numpy as np
     import scipy.linalg as sla
-
     import simkern
 
     notes = set()

@@ -37,8 +37,22 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms, fmt_rate, log,  # noqa: E402
-                      parse_threads, print_blas, print_load, print_table, run_children, run_worker, write_json)
+from _harness import (  # noqa: E402
+    OPENBLAS_TUNING_VARS,
+    THREAD_VARS,
+    add_common_args,
+    blas_info,
+    fmt_ms,
+    fmt_rate,
+    log,
+    parse_threads,
+    print_blas,
+    print_load,
+    print_table,
+    run_children,
+    run_worker,
+    write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -279,8 +293,8 @@ def time_case(case, methods, T, rounds, target, np, simkern, bf16, interleave_re
         t_warm = min(t_warm, time.perf_counter() - t0)
         err = verify(case, name, dtype, out, ref32, refs_lowp, np)
         reps = max(1, int(round(target / max(t_warm, 1e-6))))
-        results.append(dict(method=name, dtype=dtype, threads=T, reps=reps, max_rel_err=err, ok=err is None or err <= RTOL,
-                            ref=not results, samples=[]))
+        results.append(dict(method=name, dtype=dtype, threads=T, reps=reps, max_rel_err=err,
+                            ok=err is None or err <= RTOL, ref=not results, samples=[]))
     order = list(range(len(methods)))
     for r in range(rounds):
         rot = order[r % len(order):] + order[:r % len(order)]

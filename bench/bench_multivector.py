@@ -31,8 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (add_common_args, log, parse_threads, print_load, print_table, run_children,  # noqa: E402
-                      run_worker, write_json)
+from _harness import add_common_args, log, parse_threads, print_load, print_table, run_children, run_worker, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
@@ -170,7 +169,6 @@ def run_set(name, doc_tokens, doc_offsets, q_tokens, q_offsets, gt, args, T, np,
 def worker(args) -> None:
     T = args.worker
     import numpy as np
-
     import simkern
     out = dict(threads=T, rows=[], notes=[], sets={})
     d = args.data
@@ -203,7 +201,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: synthetic 1000 / 4000 docs, 60 queries")
     ap.add_argument("--threads", default="1", help="comma list of thread counts (default: 1)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="folder with the mv_*.npy files (default ../shared/data/dev)")
-    ap.add_argument("--synthetic-docs", type=int, default=0, help="largest synthetic corpus (default 30000, quick 4000)")
+    ap.add_argument("--synthetic-docs", type=int, default=0,
+                    help="largest synthetic corpus (default 30000, quick 4000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--build-threads", type=int, default=0, help="threads for the index builds (default: all cores)")
     add_common_args(ap)
@@ -250,8 +249,8 @@ def main() -> None:
             need = {m: candidates_for(rows, m) for m in ("FDE + flat", "FDE + HNSW", "FDE + PQ", "tokens (HNSW)",
                                                           "SV heuristic")}
             need["SV heuristic (no dedup)"] = candidates_for(rows, "SV heuristic", key="retrieved")
-            print("   candidates for recall@100 >= 0.9 (interpolated in log(candidates); SV heuristic: mean docs in the "
-                  "union, no dedup: tokens retrieved): " + ", ".join(
+            print("   candidates for recall@100 >= 0.9 (interpolated in log(candidates); SV heuristic: mean docs in "
+                  "the union, no dedup: tokens retrieved): " + ", ".join(
                       f"{m} {'-' if c is None else f'{c:.0f}'}" for m, c in need.items()))
             for m in ("FDE + HNSW", "FDE + flat"):
                 for sv in ("SV heuristic", "SV heuristic (no dedup)"):

@@ -35,9 +35,22 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import (OPENBLAS_TUNING_VARS, THREAD_VARS, add_common_args, blas_info, fmt_ms,  # noqa: E402
-                      fmt_rate, log, parse_threads, print_blas, print_load, print_table, run_children,
-                      run_worker, write_json)
+from _harness import (  # noqa: E402
+    OPENBLAS_TUNING_VARS,
+    THREAD_VARS,
+    add_common_args,
+    blas_info,
+    fmt_ms,
+    fmt_rate,
+    log,
+    parse_threads,
+    print_blas,
+    print_load,
+    print_table,
+    run_children,
+    run_worker,
+    write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -7,8 +7,6 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-import simkern
-
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.register_profile(
     "ci", max_examples=100, deadline=None, derandomize=True, print_blob=True, database=None,

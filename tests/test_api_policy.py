@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 import simkern
 
 RNG = np.random.default_rng(0)

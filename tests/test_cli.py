@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from simkern.__main__ import main
 
 
@@ -37,8 +36,9 @@ def test_info_runs_in_a_subprocess():
 
 
 def test_bench_update_replaces_only_the_named_sections(tmp_path):
-    from simkern.benchreport import _merge_report
     import datetime
+
+    from simkern.benchreport import _merge_report
     old = tmp_path / "RESULTS.md"
     old.write_text("# simkern benchmark report\n\nGenerated earlier.\n\n## Machine\n\n- old cpu\n\n"
                    "## maxsim (`bench/bench_maxsim.py`, 1 s)\n\nold maxsim\n\n"

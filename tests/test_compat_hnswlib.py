@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import simkern.compat.hnswlib as hnswlib
 
 

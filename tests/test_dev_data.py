@@ -6,7 +6,6 @@ import pathlib
 
 import numpy as np
 import pytest
-
 import simkern
 
 DEV = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"

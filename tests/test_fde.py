@@ -8,12 +8,11 @@ import pickle
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import LOGF, fde_matrices_ref, fde_ref
-
-import simkern
 from levels import KERNEL_LEVELS, kernel_level
+from reference import LOGF, fde_matrices_ref, fde_ref
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 
@@ -261,7 +260,8 @@ def test_inner_products_track_maxsim_on_real_tokens():
     assert top1_in_top10 >= 0.85, top1_in_top10
 
 
-@pytest.mark.parametrize("k, document, fill", [(20, False, False), (16, True, False), (12, True, True), (10, True, True)])
+@pytest.mark.parametrize("k, document, fill",
+                         [(20, False, False), (16, True, False), (12, True, True), (10, True, True)])
 def test_many_simhash_bits_match_reference(k, document, fill):
     # Large partition counts: sparse queries, averaging without fill, and filling where most partitions are empty
     # (the hypercube distance transform and the token scan both run, depending on k and the token count).

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import struct
 
 import numpy as np
 import pytest
-
 import simkern
 
 

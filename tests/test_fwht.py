@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import simkern
 from hypothesis import given
 from hypothesis import strategies as st
-
-import simkern
 from levels import KERNEL_LEVELS, kernel_level
 from reference import fwht_reference
 from strategies import EDGE_DIMS

@@ -9,10 +9,9 @@ import threading
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given
 from hypothesis import strategies as st
-
-import simkern
 from levels import KERNEL_LEVELS, kernel_level
 from simkern import _core
 from strategies import EDGE_DIMS

@@ -17,11 +17,10 @@ import zlib
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-import simkern
 from simkern import _core
 
 

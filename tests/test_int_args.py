@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import simkern
 
 BIG = [2**31, 2**40, 2**63, 2**70]

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 import simkern
 from reference import linf_error_ratio, lstsq_design
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given
 from hypothesis import strategies as st
+from levels import KERNEL_LEVELS, kernel_level
 from reference import maxsim_ref, maxsim_tolerance, topk_ref
 from strategies import make_tokens, multivector_case
-
-import simkern
-from levels import KERNEL_LEVELS, kernel_level
 
 DOC_DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16]
 

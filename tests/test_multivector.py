@@ -9,7 +9,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 import simkern
 from simkern.compat.pylate import colbert_scores
 
@@ -306,7 +305,8 @@ def test_pylate_shim_torch_and_bad_inputs():
     with pytest.raises(ValueError, match="only 0 and 1"):
         colbert_scores(q, d, np.full((2, 3), 0.5))
     torch = pytest.importorskip("torch")
-    tq, td = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)), torch.ones(3, 4, 8)
+    tq = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32))
+    td = torch.ones(3, 4, 8)
     got = colbert_scores(tq, td, torch.ones(2, 3), torch.ones(3, 4, dtype=torch.bool))
     assert isinstance(got, torch.Tensor) and tuple(got.shape) == (2, 3)
     np.testing.assert_allclose(got.numpy(), pylate_formula(tq.numpy(), td.numpy()), rtol=1e-5, atol=1e-5)

@@ -14,11 +14,10 @@ import time
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-import simkern
 from simkern import multivector
 from simkern.hnsw import HNSWIndex
 from simkern.pq_index import PQIndex

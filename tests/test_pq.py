@@ -6,12 +6,11 @@ import pickle
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import pq_decode_ref, pq_table_tolerance, pq_tables_ref
-
-import simkern
 from levels import KERNEL_LEVELS, kernel_level
+from reference import pq_decode_ref, pq_table_tolerance, pq_tables_ref
 
 # Subspace widths at SIMD edges; ksub 16 and 256 are the two code widths.
 DSUBS = [1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 32]

@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import topk_ref
-
-import simkern
 
 
 def _clustered(rng, n, dim, n_centres=50, spread=0.3):

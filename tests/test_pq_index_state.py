@@ -9,12 +9,11 @@ import pickle
 import tempfile
 
 import numpy as np
+import simkern
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from reference import topk_ref
-
-import simkern
 from simkern import _core
 
 DIM, M = 8, 4

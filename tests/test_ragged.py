@@ -7,7 +7,6 @@ import pickle
 import ml_dtypes
 import numpy as np
 import pytest
-
 import simkern
 from simkern import Ragged
 

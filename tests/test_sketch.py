@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import simkern
 from hypothesis import given
 from hypothesis import strategies as st
-
-import simkern
 from levels import KERNEL_LEVELS, kernel_level
-from simkern import _core
 from reference import hadamard_entry_signs, sketch_matrix_reference
+from simkern import _core
 
 ROW_COUNTS = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 256, 257, 511, 513]
 WIDTHS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33]

@@ -8,10 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from strategies import make_tokens
-
 import simkern
 from simkern import _core
+from strategies import make_tokens
 
 
 def test_every_task_runs_once_on_a_valid_thread():

@@ -125,7 +125,8 @@ def id_vector(x, name: str = "ids") -> np.ndarray:
 def filter_arg(filter, id_bound: int, name: str = "filter") -> tuple[np.ndarray | None, np.ndarray | None]:
     """The one filter rule of every index (docs/API.md). ``filter`` is None (every id), a boolean mask with exactly
     ``id_bound`` entries (``mask[id]``, ids 0..id_bound-1: ``index.id_bound``), or a 1-D array of allowed ids (each
-    in 0..2**63-2; an id not in the index matches nothing). An empty list or array (any dtype) allows none. Returns ``(mask, None)``
+    in 0..2**63-2; an id not in the index matches nothing). An empty list or array (any dtype) allows none. Returns
+    ``(mask, None)``
     with the mask as uint8, ``(None, ids)`` with int64 ids, or ``(None, None)``."""
     if filter is None:
         return None, None

@@ -1,7 +1,8 @@
 """``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source
 checkout and write one Markdown report (machine, every table, PNG plots).
 
-Families: maxsim, pq, fde, hnsw, linf, multivector, isa (default: all; isa: every family at every ISA level). The scripts live in the repository's bench/
+Families: maxsim, pq, fde, hnsw, linf, multivector, isa (default: all; isa: every family at every ISA level). The
+scripts live in the repository's bench/
 folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for
 bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
 The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), linf.png

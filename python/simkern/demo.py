@@ -211,7 +211,8 @@ def run_lstsq_rows(repeats: int, threads: int) -> list[dict]:
         err = float(np.abs(res.x - x_star).max())
         check = (f"eps {err / scale:.2f} <= bound {res.eps_bound:.2f}" if method == "solve" else
                  f"|x-x*|/|x*| {err / np.abs(x_star).max():.1e}, {res.iterations} it")
-        rows.append(dict(kernel="lstsq sketch+solve" if method == "solve" else "lstsq sketch+precond", isa=runtime.active_isa(), dtype="float64",
+        rows.append(dict(kernel="lstsq sketch+solve" if method == "solve" else "lstsq sketch+precond",
+                         isa=runtime.active_isa(), dtype="float64",
                          threads=threads, seconds=t, rate=f"m={m} srht", gflops=0.0, numpy_ratio=t_np / t,
                          check=check))
     return rows

@@ -40,7 +40,8 @@ class FDE:
     ``projection`` ``"ams_sketch"`` (to ``projection_dimension`` coordinates) or ``"identity"`` (then
     ``projection_dimension`` must be None or ``dim``), ``fill_empty_partitions`` (documents), optional
     ``final_projection_dimension`` (a CountSketch of the R * 2**k * d_proj vector), ``seed`` (in [0, 2**32): the
-    reference's 32-bit seed; its negative seeds s are s + 2**32 here, the same bits). ``output_dim`` = final_projection_dimension or R * 2**k * d_proj.
+    reference's 32-bit seed; its negative seeds s are s + 2**32 here, the same bits). ``output_dim`` =
+    final_projection_dimension or R * 2**k * d_proj.
     """
 
     def __init__(self, dim: int, *, num_repetitions: int = 20, num_simhash_projections: int = 5,

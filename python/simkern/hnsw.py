@@ -18,7 +18,8 @@ The index grows by itself. ``remove(ids)`` leaves tombstones: never returned, st
 ``compact()`` rebuilds the graph from the live vectors and frees the tombstones.
 
 Filters (``filter=``, the rule of every index, docs/API.md): a boolean mask with exactly ``index.id_bound`` entries
-(``mask[id]``) or an array of allowed ids (ids not in the index match nothing), applied inside the graph walk: excluded nodes route but never enter the results. When fewer than 2048 ids are
+(``mask[id]``) or an array of allowed ids (ids not in the index match nothing), applied inside the graph walk: excluded
+nodes route but never enter the results. When fewer than 2048 ids are
 allowed, fewer than 2 % of the index, or no more than ``ef``, the search is exact over the allowed set instead
 (a graph walk would have to visit most of the index to find them); so is a search whose ``ef`` is at least the
 number of live vectors. Fewer than k results: ids -1 and scores +inf (l2) / -inf.
@@ -65,8 +66,18 @@ import numpy as np
 from . import _core
 from ._enums import METRICS, STORAGES, choice
 from ._progress import progress_reporter
-from ._validate import (MAX_ID, atomic_write, check_norms, filter_arg, float32_rows, id_vector, is_valid_id,
-                        positive_int, seed_arg, threads_arg)
+from ._validate import (
+    MAX_ID,
+    atomic_write,
+    check_norms,
+    filter_arg,
+    float32_rows,
+    id_vector,
+    is_valid_id,
+    positive_int,
+    seed_arg,
+    threads_arg,
+)
 
 __all__ = ["HNSWIndex"]
 

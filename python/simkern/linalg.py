@@ -334,7 +334,8 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
     diag = np.abs(np.diag(r11))
     if not diag.min() > max(m, d) * np.finfo(a.dtype).eps * diag.max():
         raise ValueError(f"a is rank-deficient (or too ill-conditioned for {a.dtype}): the sketch S a has "
-                         f"smallest/largest R diagonal {diag.min() / max(diag.max(), 1e-300):.3g}; lstsq_sketched needs "
+                         f"smallest/largest R diagonal {diag.min() / max(diag.max(), 1e-300):.3g}; "
+                         "lstsq_sketched needs "
                          "full column rank (use numpy.linalg.lstsq for the minimum-norm solution)")
     x = np.linalg.solve(r11, r12)  # r11 is upper triangular: LU does no pivoting here, i.e. back substitution
     iterations = 0
@@ -378,7 +379,7 @@ def _lsqr_preconditioned(a, b2, r, x0, tol, max_iter, threads):
         phibar, rhobar = beta, alpha
         anorm2 = 0.0
         iterations = 0
-        for iterations in range(1, max_iter + 1):
+        for iterations in range(1, max_iter + 1):  # noqa: B007 (read after the loop: the count run)
             _core._matvec(a, rinv @ v, av, threads)  # u = M v - alpha u
             u *= -alpha
             u += av

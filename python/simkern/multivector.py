@@ -28,11 +28,20 @@ import tokenize
 
 import numpy as np
 
-from ._validate import (BFLOAT16, MAX_ID, NORM_LIMIT, check_norms, id_vector, is_valid_id, positive_int,
-                        row_norms64, threads_arg)
-from .fde import FDE
 from ._enums import MULTIVECTOR_ANNS, choice
 from ._progress import progress_reporter
+from ._validate import (
+    BFLOAT16,
+    MAX_ID,
+    NORM_LIMIT,
+    check_norms,
+    id_vector,
+    is_valid_id,
+    positive_int,
+    row_norms64,
+    threads_arg,
+)
+from .fde import FDE
 from .hnsw import HNSWIndex
 from .maxsim import maxsim_topk
 from .pq_index import PQIndex
@@ -533,7 +542,8 @@ class MultiVectorIndex:
         if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
             raise ValueError(f"{path!r}: manifest.json is not a {_FORMAT} manifest")
         if manifest.get("version") != _VERSION:
-            raise ValueError(f"{path!r}: unsupported version {manifest.get('version')!r} (this simkern reads {_VERSION})")
+            raise ValueError(f"{path!r}: unsupported version {manifest.get('version')!r} "
+                             f"(this simkern reads {_VERSION})")
         files = manifest.get("files")
         if not isinstance(files, dict):
             raise ValueError(f"{path!r}: manifest.json has no file list")
@@ -569,7 +579,8 @@ class MultiVectorIndex:
         tokens, offsets, ids, alive = arrays["tokens"], arrays["offsets"], arrays["ids"], arrays["alive"]
         want = _STORAGES[self._storage]
         raw = np.uint16 if want != np.float32 else np.float32
-        ok = (isinstance(n, int) and isinstance(total, int) and tokens.dtype == raw and tokens.shape == (total, self._dim)
+        ok = (isinstance(n, int) and isinstance(total, int) and tokens.dtype == raw
+              and tokens.shape == (total, self._dim)
               and offsets.dtype == np.int64 and offsets.shape == (n + 1,) and ids.dtype == np.int64
               and ids.shape == (n,) and alive.dtype == np.bool_ and alive.shape == (n,))
         if ok:

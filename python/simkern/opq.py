@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import deprecated_alias, derived_seed, float32_rows, int_arg, positive_int, seed_arg, state_array, state_dict
+from ._validate import (
+    deprecated_alias,
+    derived_seed,
+    float32_rows,
+    int_arg,
+    positive_int,
+    seed_arg,
+    state_array,
+    state_dict,
+)
 from .pq import ProductQuantizer
 
 __all__ = ["OPQ"]

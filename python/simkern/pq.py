@@ -15,13 +15,21 @@ Inputs must be float32, C-contiguous, finite; nothing is converted silently.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _core
 from ._enums import METRICS, PQ_INITS, PQ_METRICS, choice
-from ._validate import (check_out_aligned, deprecated_alias, float32_rows, int_arg, positive_int, seed_arg, state_array, state_dict,
-                        threads_arg)
+from ._validate import (
+    check_out_aligned,
+    deprecated_alias,
+    float32_rows,
+    int_arg,
+    positive_int,
+    seed_arg,
+    state_array,
+    state_dict,
+    threads_arg,
+)
 
 __all__ = ["ProductQuantizer"]
 
@@ -105,7 +113,8 @@ class ProductQuantizer:
 
         ``max_train_points``: train on that many rows sampled without replacement (seeded). ``init``:
         ``"kmeans++"`` (D^2 seeding on a seeded sample of at most 32 * ksub rows) or ``"random"`` (ksub distinct
-        rows). The assignment step uses |c|^2/2 - x.c with fused multiply-adds (ties: lowest centroid). Empty clusters are re-seeded with the farthest point. The result depends
+        rows). The assignment step uses |c|^2/2 - x.c with fused multiply-adds (ties: lowest centroid). Empty clusters
+        are re-seeded with the farthest point. The result depends
         only on the data, ``seed`` and the options - not on the thread count or the ISA. Returns ``self``.
         """
         x = float32_rows(x, self.dim, "x")

@@ -16,7 +16,8 @@ the distance arithmetic): ValueError otherwise.
 File format (``save`` / ``load``), little-endian: magic ``SIMKPQI\\0``, u32 version (1), u32 dim, u32 m, u32 nbits,
 u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored, bit 1: OPQ rotation stored), u32 reserved;
 then float32 codebooks (m, ksub, dsub), uint8 codes (n, m) one code per byte, float32 vectors (n, dim) if
-stored, float32 rotation (dim, dim) if stored; then a u32 CRC-32 of everything before it. Loading checks the magic, version, sizes, CRC and values and raises ValueError otherwise.
+stored, float32 rotation (dim, dim) if stored; then a u32 CRC-32 of everything before it. Loading checks the magic,
+version, sizes, CRC and values and raises ValueError otherwise.
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ import numpy as np
 
 from . import _core
 from ._progress import progress_reporter
-from ._validate import (atomic_write, check_norms, filter_arg, float32_rows, int_arg, positive_int, state_array,
-                        state_dict, threads_arg)
+from ._validate import (
+    atomic_write,
+    check_norms,
+    filter_arg,
+    float32_rows,
+    int_arg,
+    positive_int,
+    state_array,
+    state_dict,
+    threads_arg,
+)
 from .opq import OPQ
 from .pq import _METRICS, ProductQuantizer
 

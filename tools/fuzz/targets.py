@@ -44,7 +44,6 @@ import traceback
 import zlib
 
 import numpy as np
-
 import simkern
 from simkern.ragged import as_ragged
 
@@ -347,7 +346,7 @@ def check_pq_index_state(index: simkern.PQIndex) -> None:
 def use_pq_index(index: simkern.PQIndex, seed: int) -> None:
     repr(index)
     n = len(index)
-    index.codes
+    _ = index.codes  # the property must not raise on a loaded index
     if not index.is_trained or index.dim > MAX_DIM:
         return
     q = _rows(seed, 2, index.dim)

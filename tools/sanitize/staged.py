@@ -33,7 +33,6 @@ import shlex
 import subprocess
 import sys
 
-
 SANITIZER_DEFAULTS = {
     "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:allocator_may_return_null=1",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
