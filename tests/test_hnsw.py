@@ -378,3 +378,22 @@ def test_bad_inputs():
         index.get_vectors([99])
     assert "x" not in index and 1.5 not in index
     assert isinstance(io.BytesIO(index._to_bytes()).read(8), bytes)
+
+
+def test_binding_refuses_filters_of_the_wrong_dtype_or_shape():
+    """The binding takes the filter as uint8 mask / int64 ids exactly (arrays.hpp optional_vector): it used to
+    reinterpret whatever array it was given (a bool or int32 array was read as bytes / int64)."""
+    index = simkern.HNSWIndex(4)
+    x = np.eye(4, dtype=np.float32)
+    index.add(x)
+    core = index._core
+    assert core.search(x, 2, 8, np.array([1, 0, 1, 0], np.uint8), None, 1)[1][0].tolist() == [0, 2]
+    assert core.search(x, 2, 8, None, np.array([3], np.int64), 1)[1][0].tolist() == [3, -1]
+    with pytest.raises(TypeError, match="filter mask must be a C-contiguous numpy array of dtype uint8"):
+        core.search(x, 2, 8, np.array([True, False, True, False]), None, 1)
+    with pytest.raises(TypeError, match="filter ids must be a C-contiguous numpy array of dtype int64"):
+        core.search(x, 2, 8, None, np.array([3], np.int32), 1)
+    with pytest.raises(TypeError, match="filter mask must be"):
+        core.search(x, 2, 8, [1, 0, 1, 0], None, 1)
+    with pytest.raises(ValueError, match="filter mask must be 1-D"):
+        core.search(x, 2, 8, np.ones((2, 2), np.uint8), None, 1)

@@ -56,6 +56,20 @@ inline void require_ndim(const py::array& a, int ndim, const char* name) {
   }
 }
 
+// An optional 1-D array argument: None gives an empty CArray; otherwise a C-contiguous 1-D array of exactly
+// dtype T (never converted: a bool or int32 array where uint8 / int64 is expected would be misread), else
+// TypeError / ValueError naming it. Every optional mask or id list of the bindings comes through here.
+template <class T>
+CArray<T> optional_vector(const py::object& obj, const char* name) {
+  if (obj.is_none()) return CArray<T>();
+  if (!py::isinstance<CArray<T>>(obj))
+    throw py::type_error(std::string(name) + " must be a C-contiguous numpy array of dtype " +
+                         std::string(py::str(py::dtype::of<T>())));
+  CArray<T> arr = py::reinterpret_borrow<CArray<T>>(obj);
+  require_ndim(arr, 1, name);
+  return arr;
+}
+
 // CSR offsets: 1-D, length n + 1, offsets[0] == 0, non-decreasing, offsets[n] == total_rows.
 inline i64 check_offsets(const CArray<i64>& offsets, i64 total_rows, const char* name) {
   require_ndim(offsets, 1, name);

@@ -1,7 +1,8 @@
 // HNSW bindings: _HNSW holds a shared_ptr to the graph (compact() swaps in a rebuilt one while searches that
 // started on the old graph finish on it). Mutating calls take a writer mutex with the GIL released; searches
 // take no lock (see simkern/hnsw.hpp for what they may see during an add). python/simkern/hnsw.py owns the
-// argument policy (ids, duplicates, filters) and the file format.
+// argument policy (ids, duplicates, filters) and the file format; the graph work (filter translation to nodes,
+// compaction) is HNSWGraph's (runtime/hnsw.cpp): this file converts, locks and releases the GIL.
 #include <unistd.h>
 
 #include <atomic>
@@ -80,39 +81,10 @@ class HNSW {
     });
   }
 
-  // Internal node mask from a boolean mask over labels (label < len(mask) and mask[label]) or from allowed labels.
-  std::vector<std::uint8_t> node_mask(const HNSWGraph& g, const py::object& mask_obj, const py::object& ids_obj,
-                                      i64* count) const {
-    const i64 n = g.size();
-    std::vector<std::uint8_t> allowed(static_cast<std::size_t>(n), 0);
-    i64 c = 0;
-    if (!mask_obj.is_none()) {
-      const auto mask = py::reinterpret_borrow<CArray<std::uint8_t>>(mask_obj);
-      const std::uint8_t* m = mask.data();
-      const i64 len = mask.shape(0);
-      for (i64 node = 0; node < n; ++node) {
-        const i64 label = g.label(node);
-        if (label >= 0 && label < len && m[label] && !g.is_deleted(node)) {
-          allowed[static_cast<std::size_t>(node)] = 1;
-          ++c;
-        }
-      }
-    } else {
-      const auto ids = py::reinterpret_borrow<CArray<i64>>(ids_obj);
-      const i64* id = ids.data();
-      for (i64 j = 0; j < ids.shape(0); ++j) {
-        const i64 node = g.find(id[j]);
-        if (node >= 0 && node < n && !allowed[static_cast<std::size_t>(node)]) {
-          allowed[static_cast<std::size_t>(node)] = 1;
-          ++c;
-        }
-      }
-    }
-    *count = c;
-    return allowed;
-  }
-
-  py::tuple search(const CArray<float>& q, i64 k, i64 ef, const py::object& mask, const py::object& ids, int threads) {
+  // mask: uint8 over labels (ids past its end excluded) or ids: allowed labels (the Python side applies the
+  // argument rule of docs/API.md; HNSWGraph::allowed_nodes translates to nodes).
+  py::tuple search(const CArray<float>& q, i64 k, i64 ef, const py::object& mask_obj, const py::object& ids_obj,
+                   int threads) {
     require_ndim(q, 2, "queries");
     require(q.shape(1) == config_.dim, "queries must have dim " + std::to_string(config_.dim));
     require(k >= 1, "k must be >= 1");
@@ -122,9 +94,12 @@ class HNSW {
     std::shared_ptr<HNSWGraph> g = graph();
     std::vector<std::uint8_t> allowed;
     HNSWFilter filter;
-    const bool filtered = !mask.is_none() || !ids.is_none();
+    const CArray<std::uint8_t> mask = optional_vector<std::uint8_t>(mask_obj, "filter mask");
+    const CArray<i64> ids = optional_vector<i64>(ids_obj, "filter ids");
+    const bool filtered = !mask_obj.is_none() || !ids_obj.is_none();
     if (filtered) {
-      allowed = node_mask(*g, mask, ids, &filter.count);
+      filter.count = mask_obj.is_none() ? g->allowed_nodes(nullptr, 0, ids.data(), ids.shape(0), allowed)
+                                        : g->allowed_nodes(mask.data(), mask.shape(0), nullptr, 0, allowed);
       filter.allowed = allowed.data();
       filter.size = static_cast<i64>(allowed.size());
     }
@@ -193,18 +168,8 @@ class HNSW {
       std::shared_ptr<HNSWGraph> old = graph();
       const MappedFile* mapped = mapped_for(*old);
       check_mapped(mapped);
-      auto fresh = std::make_shared<HNSWGraph>(config_);
-      const i64 n = old->size();
-      std::vector<float> vectors;
-      std::vector<i64> labels;
-      for (i64 node = 0; node < n; ++node) {
-        if (old->is_deleted(node)) continue;
-        labels.push_back(old->label(node));
-        vectors.resize(vectors.size() + static_cast<std::size_t>(config_.dim));
-        old->vector(node, vectors.data() + vectors.size() - static_cast<std::size_t>(config_.dim));
-      }
-      check_mapped(mapped);
-      fresh->add(vectors.data(), labels.data(), static_cast<i64>(labels.size()), threads);
+      std::shared_ptr<HNSWGraph> fresh = old->compacted(threads);
+      check_mapped(mapped);  // vectors read from a file that changed meanwhile are not swapped in
       std::lock_guard<std::mutex> guard(swap_mutex_);
       graph_ = std::move(fresh);
     });

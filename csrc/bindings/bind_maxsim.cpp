@@ -134,9 +134,8 @@ py::tuple maxsim_topk_py(const CArray<float>& q_tokens, const CArray<i64>& q_off
   const i64* cand_offsets = nullptr;
   CArray<i64> ids_arr, offsets_arr;
   if (!cand_offsets_obj.is_none()) {
-    ids_arr = cand_ids_obj.cast<CArray<i64>>();
-    offsets_arr = cand_offsets_obj.cast<CArray<i64>>();
-    require_ndim(ids_arr, 1, "candidates (flat ids)");
+    ids_arr = optional_vector<i64>(cand_ids_obj, "candidates (flat ids)");
+    offsets_arr = optional_vector<i64>(cand_offsets_obj, "candidates (offsets)");
     const i64 n = check_offsets(offsets_arr, ids_arr.shape(0), "candidates (offsets)");
     require(n == in.q.n_queries, "candidates must have one list per query: " + std::to_string(in.q.n_queries) +
                                      " queries, got " + std::to_string(n) + " lists");

@@ -34,9 +34,8 @@ py::array_t<float> transpose_py(const CArray<float>& codebooks) {
 
 // The optional byte mask over ids (None: every id allowed).
 CArray<std::uint8_t> filter_mask(const py::object& mask_obj, i64 n) {
-  if (mask_obj.is_none()) return CArray<std::uint8_t>();
-  CArray<std::uint8_t> mask = mask_obj.cast<CArray<std::uint8_t>>();
-  require_ndim(mask, 1, "filter mask");
+  CArray<std::uint8_t> mask = optional_vector<std::uint8_t>(mask_obj, "filter mask");
+  if (mask_obj.is_none()) return mask;
   require(mask.shape(0) == n, "filter mask must have one entry per id (" + std::to_string(n) + "), got " +
                                   std::to_string(mask.shape(0)));
   return mask;

@@ -784,6 +784,47 @@ void HNSWGraph::search(const float* queries, i64 nq, i64 k, i64 ef, const HNSWFi
   });
 }
 
+i64 HNSWGraph::allowed_nodes(const std::uint8_t* label_mask, i64 mask_len, const i64* labels, i64 n_labels,
+                             std::vector<std::uint8_t>& allowed) const {
+  const i64 n = size();
+  allowed.assign(static_cast<std::size_t>(n), 0);
+  i64 count = 0;
+  if (label_mask) {
+    for (i64 node = 0; node < n; ++node) {
+      const i64 lab = label(node);
+      if (lab >= 0 && lab < mask_len && label_mask[lab] && !is_deleted(node)) {
+        allowed[static_cast<std::size_t>(node)] = 1;
+        ++count;
+      }
+    }
+    return count;
+  }
+  for (i64 j = 0; j < n_labels; ++j) {
+    const i64 node = find(labels[j]);
+    if (node >= 0 && node < n && !allowed[static_cast<std::size_t>(node)]) {
+      allowed[static_cast<std::size_t>(node)] = 1;
+      ++count;
+    }
+  }
+  return count;
+}
+
+std::shared_ptr<HNSWGraph> HNSWGraph::compacted(int threads) const {
+  auto fresh = std::make_shared<HNSWGraph>(config_);
+  const i64 n = size();
+  const auto dim = static_cast<std::size_t>(config_.dim);
+  std::vector<float> vectors;
+  std::vector<i64> labels;
+  for (i64 node = 0; node < n; ++node) {
+    if (is_deleted(node)) continue;
+    labels.push_back(label(node));
+    vectors.resize(vectors.size() + dim);
+    vector(node, vectors.data() + vectors.size() - dim);
+  }
+  fresh->add(vectors.data(), labels.data(), static_cast<i64>(labels.size()), threads);
+  return fresh;
+}
+
 bool HNSWGraph::remove(i64 label) {
   std::lock_guard<std::mutex> guard(label_mutex_);
   auto it = label_to_node_.find(label);

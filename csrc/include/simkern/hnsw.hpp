@@ -112,6 +112,17 @@ class HNSWGraph {
   void search(const float* queries, i64 nq, i64 k, i64 ef, const HNSWFilter* filter, int threads, float* scores,
               i64* labels) const;
 
+  // Filter translation (user labels -> internal nodes): sets allowed[node] = 1 for every live node whose label is
+  // allowed - by a byte mask over labels (label < mask_len and label_mask[label] != 0) when label_mask is given,
+  // else by the list `labels` (absent labels match nothing) - and returns how many nodes are allowed. `allowed`
+  // is resized to size() and zeroed first. The rule for the user's arguments is the caller's (docs/API.md).
+  i64 allowed_nodes(const std::uint8_t* label_mask, i64 mask_len, const i64* labels, i64 n_labels,
+                    std::vector<std::uint8_t>& allowed) const;
+
+  // Compaction: a new graph (same config) holding the live nodes' labels and float32 vectors in node order, built
+  // on `threads` threads; the tombstones are dropped. This graph is only read.
+  std::shared_ptr<HNSWGraph> compacted(int threads) const;
+
   bool remove(i64 label);          // tombstone; false when the label is absent
   bool unremove(i64 label);        // revive the newest tombstone of a label that is not live (O(n) scan)
   i64 find(i64 label) const;       // internal node of a live label, or -1
