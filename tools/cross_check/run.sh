@@ -77,7 +77,8 @@ for src in csrc/runtime/isa_detect.cpp csrc/runtime/dispatch.cpp csrc/runtime/th
            csrc/runtime/maxsim_driver.cpp tools/cross_check/maxsim_check.cpp; do
   compile "$src" ""
 done
-compile csrc/runtime/pq_driver.cpp "-ffp-contract=off"
+compile csrc/runtime/pq_train.cpp "-ffp-contract=off"
+compile csrc/runtime/pq_scan.cpp "-ffp-contract=off"
 compile csrc/runtime/fde_rng.cpp "-ffp-contract=off"
 compile csrc/runtime/fde_driver.cpp "-ffp-contract=off"
 compile csrc/kernels/scalar/fde.cpp "-fno-tree-vectorize -ffp-contract=off"

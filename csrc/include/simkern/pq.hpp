@@ -77,7 +77,7 @@ struct PQKernels {
 
 const PQKernels& pq_kernels();  // for the active ISA
 
-// Drivers (csrc/runtime/pq_driver.cpp). Inputs are assumed validated (shapes, finite values, codes < ksub).
+// Drivers (csrc/runtime/pq_train.cpp: k-means, codebook layout; pq_scan.cpp: encode, tables, ADC, scans). Inputs are assumed validated (shapes, finite values, codes < ksub).
 void pq_transpose_codebooks(const float* codebooks, i64 m, i64 ksub, i64 dsub, float* ct);
 void pq_encode(const float* x, i64 n, i64 dim, const float* ct, i64 m, i64 ksub, std::uint8_t* codes, int threads);
 void pq_tables(const float* queries, i64 n_queries, i64 dim, const float* ct, i64 m, i64 ksub, PQMetric metric,
