@@ -14,10 +14,6 @@
 #include "simkern/fde.hpp"
 #include "simkern/thread_pool.hpp"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 namespace simkern {
 namespace {
 
@@ -33,22 +29,10 @@ inline std::uint32_t gray_partition(std::uint32_t bits) {
   return bits;
 }
 
-// Copies a repetition's block to the output with non-temporal stores when the output is 16-byte aligned (the
-// encodings are written once and not read back here; streaming saves the read-for-ownership), else memcpy.
-inline void store_stream(float* dst, const float* src, i64 count) {
-#if defined(__SSE2__)
-  if ((reinterpret_cast<std::uintptr_t>(dst) & 15) == 0 && count % 4 == 0) {
-    for (i64 i = 0; i < count; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    return;
-  }
-#endif
-  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
-}
-
 // Sign strings and partitions of every (repetition, token): signs[r * n + t] holds the k sign bits of token t's
 // sketches for repetition r with hyperplane 0 as the most significant bit (compared with p ^ (p >> 1) when filling),
 // parts[r * n + t] its partition. Per token the "sketch > 0" bits of all R * k hyperplanes are packed into 64-bit
-// words (SSE2: four compares and one movemask per instruction), then each repetition's k-bit field is read out and
+// words (FDEKernels::sign_words), then each repetition's k-bit field is read out and
 // mapped through the tables (bit reversal within k bits and its partition; built for k <= kTableBits) or
 // reversed bit by bit.
 constexpr int kTableBits = 12;
@@ -73,8 +57,9 @@ struct SignTables {
   }
 };
 
-void sign_strings(const float* sketches, i64 n, i64 repetitions, int k, const SignTables& tables,
-                  std::vector<std::uint64_t>& words, std::uint32_t* signs, std::uint32_t* parts) {
+void sign_strings(const FDEKernels& kern, const float* sketches, i64 n, i64 repetitions, int k,
+                  const SignTables& tables, std::vector<std::uint64_t>& words, std::uint32_t* signs,
+                  std::uint32_t* parts) {
   const i64 hyperplanes = repetitions * k;
   const std::size_t n_words = static_cast<std::size_t>(hyperplanes / 64 + 2);
   words.resize(n_words);
@@ -82,16 +67,7 @@ void sign_strings(const float* sketches, i64 n, i64 repetitions, int k, const Si
   for (i64 t = 0; t < n; ++t) {
     const float* sk = sketches + t * hyperplanes;
     std::fill(words.begin(), words.end(), std::uint64_t{0});
-    i64 h = 0;
-#if defined(__SSE2__)
-    const __m128 zero = _mm_setzero_ps();
-    for (; h + 4 <= hyperplanes; h += 4) {
-      const auto m = static_cast<std::uint64_t>(_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(sk + h), zero)));
-      words[static_cast<std::size_t>(h >> 6)] |= m << (h & 63);  // 4 | 64: a nibble never straddles two words
-    }
-#endif
-    for (; h < hyperplanes; ++h)
-      words[static_cast<std::size_t>(h >> 6)] |= static_cast<std::uint64_t>(sk[h] > 0.0f ? 1 : 0) << (h & 63);
+    kern.sign_words(sk, hyperplanes, words.data());
     for (i64 r = 0; r < repetitions; ++r) {
       const i64 bit = r * k, shift = bit & 63;
       const std::size_t w = static_cast<std::size_t>(bit >> 6);
@@ -131,22 +107,17 @@ inline void add_row(float* __restrict dst, const float* __restrict y, i64 n) {
   for (i64 j = 0; j < n; ++j) dst[j] += y[j];
 }
 
-// Whether every value is finite: exponent bits not all ones (SSE2: four values per compare).
+// Whether every value is finite: x * 0 is (+-)0 for finite x and NaN for inf / NaN, summed in 8 independent lanes
+// that the compiler vectorizes at the baseline ISA (this file holds no intrinsics: they belong to the kernels).
 bool all_finite(const float* x, i64 count) {
+  float lanes[8] = {};
   i64 i = 0;
-#if defined(__SSE2__)
-  const __m128i exponent = _mm_set1_epi32(0x7f800000);
-  __m128i bad = _mm_setzero_si128();
-  for (; i + 16 <= count; i += 16)
-    for (int j = 0; j < 16; j += 4) {
-      const __m128i v = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + j)), exponent);
-      bad = _mm_or_si128(bad, _mm_cmpeq_epi32(v, exponent));
-    }
-  if (_mm_movemask_epi8(bad) != 0) return false;
-#endif
-  for (; i < count; ++i)
-    if (!std::isfinite(x[i])) return false;
-  return true;
+  for (; i + 8 <= count; i += 8)
+    for (int j = 0; j < 8; ++j) lanes[j] += x[i + j] * 0.0f;
+  float total = 0.0f;
+  for (; i < count; ++i) total += x[i] * 0.0f;
+  for (int j = 0; j < 8; ++j) total += lanes[j];
+  return total == 0.0f;
 }
 
 struct Scratch {
@@ -163,21 +134,25 @@ struct Scratch {
 // on the hypercube, so its distance transform is separable: start from key (0, t) on each token's string (lowest t
 // per string) and, one bit at a time, key(s) = min(key(s), key(s ^ bit) + one step) from the previous keys. Keys
 // hold the distance above the token index, so the minimum is the nearest token with the smallest index. k * 2^k
-// branch-free steps; with fewer than 2^25 tokens the keys are int32 (distance << 25 | token) and SSE2 takes four
-// strings per step (bits 0 and 1 by lane shuffles, higher bits by pairs of vectors). nearest_token() reads it.
+// branch-free steps over contiguous runs (vectorized by the compiler for bits >= 2); with fewer than 2^25 tokens
+// the keys are int32 (distance << 25 | token). nearest_token() reads it.
 constexpr int kNarrowShift = 25;
 
-// The distance transform's steps for bits b_begin .. k - 1, one pair (v, v ^ bit) at a time.
+// The distance transform's steps for bits b_begin .. k - 1.
+// Blocks of 2 * bit strings; within one, string j pairs with j + bit: contiguous runs the compiler vectorizes.
 template <class Key>
 void hypercube_steps(Key* key, int k, int b_begin, Key step) {
   const std::uint32_t strings = 1u << k;
   for (int b = b_begin; b < k; ++b) {
     const std::uint32_t bit = 1u << b;
-    for (std::uint32_t v = 0; v < strings; ++v) {
-      if (v & bit) continue;
-      const Key a = key[v], c = key[v | bit];
-      key[v] = c + step < a ? c + step : a;
-      key[v | bit] = a + step < c ? a + step : c;
+    for (std::uint32_t base = 0; base < strings; base += 2 * bit) {
+      Key* __restrict lo = key + base;
+      Key* __restrict hi = key + base + bit;
+      for (std::uint32_t j = 0; j < bit; ++j) {
+        const Key a = lo[j], c = hi[j];
+        lo[j] = c + step < a ? c + step : a;
+        hi[j] = a + step < c ? a + step : c;
+      }
     }
   }
 }
@@ -195,34 +170,7 @@ void nearest_tokens(const std::uint32_t* signs, i64 n, int k, Scratch& s) {
   s.keys32.assign(strings, kNone);
   for (i64 t = n - 1; t >= 0; --t) s.keys32[signs[t]] = static_cast<std::int32_t>(t);
   std::int32_t* key = s.keys32.data();
-  int b = 0;
-#if defined(__SSE2__)
-  if (k >= 2) {
-    const __m128i step = _mm_set1_epi32(kStep);
-    const auto min32 = [](__m128i a, __m128i c) {  // signed minimum (SSE2 has no pminsd)
-      const __m128i c_smaller = _mm_cmpgt_epi32(a, c);
-      return _mm_or_si128(_mm_and_si128(c_smaller, c), _mm_andnot_si128(c_smaller, a));
-    };
-    auto* kv = reinterpret_cast<__m128i*>(key);
-    const std::uint32_t vectors = strings / 4;
-    for (std::uint32_t j = 0; j < vectors; ++j) {  // bit 0: lanes (1, 0, 3, 2); bit 1: lanes (2, 3, 0, 1)
-      __m128i x = _mm_loadu_si128(kv + j);
-      x = min32(x, _mm_add_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)), step));
-      x = min32(x, _mm_add_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)), step));
-      _mm_storeu_si128(kv + j, x);
-    }
-    for (b = 2; b < k; ++b) {
-      const std::uint32_t half = (1u << b) / 4;  // vectors per half block
-      for (std::uint32_t j = 0; j < vectors; ++j) {
-        if (j & half) continue;
-        const __m128i a = _mm_loadu_si128(kv + j), c = _mm_loadu_si128(kv + j + half);
-        _mm_storeu_si128(kv + j, min32(a, _mm_add_epi32(c, step)));
-        _mm_storeu_si128(kv + j + half, min32(c, _mm_add_epi32(a, step)));
-      }
-    }
-  }
-#endif
-  hypercube_steps<std::int32_t>(key, k, b, kStep);  // what SSE2 did not do (k < 2, other CPUs)
+  hypercube_steps<std::int32_t>(key, k, 0, kStep);
 }
 
 inline i64 nearest_token(const Scratch& s, i64 n, std::uint32_t target) {
@@ -257,7 +205,8 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
     s.parts.resize(static_cast<std::size_t>(c.repetitions * n));
     if (k > 0) {
       s.tables.build(k);
-      sign_strings(s.sketches.data(), n, c.repetitions, k, s.tables, s.sign_words, s.signs.data(), s.parts.data());
+      sign_strings(kern, s.sketches.data(), n, c.repetitions, k, s.tables, s.sign_words, s.signs.data(),
+                   s.parts.data());
     } else {
       std::fill(s.signs.begin(), s.signs.end(), 0u);
       std::fill(s.parts.begin(), s.parts.end(), 0u);
@@ -281,7 +230,7 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
         if (c.final_dim > 0)  // the inner vector is read back right away: keep it in cache
           std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
         else
-          store_stream(inner + r * parts * dp, block, parts * dp);
+          kern.stream_copy(inner + r * parts * dp, block, parts * dp);
         if (whole) {
           std::fill(block, block + parts * dp, 0.0f);
           std::fill(s.counts.begin(), s.counts.end(), 0.0f);
@@ -342,9 +291,7 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       write_and_reset(k > 0 && c.fill_empty && empty > 0);
     }
   }
-#if defined(__SSE2__)
-  _mm_sfence();  // the streamed stores are visible before the task reports completion
-#endif
+  kern.stream_fence();  // the streamed stores are visible before the task reports completion
   if (c.final_dim > 0) {
     std::fill(out, out + c.final_dim, 0.0f);
     const std::int32_t* index = mats.final_index.data();

@@ -62,6 +62,9 @@ void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const flo
                  std::int32_t* ids, float* dists);
 float sum_squares(const float* x, i64 dsub);
 void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, i64 h_begin, float* out);
+void fde_stream_copy(float* dst, const float* src, i64 count);  // memcpy (FDEKernels::stream_copy)
+void fde_stream_fence();                                         // nothing to order
+void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words);
 }  // namespace scalar
 namespace avx2 {
 double fma_flops_per_ns();  // throughput probe (x86_avx2/maxsim.cpp)
@@ -71,6 +74,9 @@ void fill_fde(FDEKernels* out);
 void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
 void fill_sketch(SketchKernels* out);
+void fde_stream_copy(float* dst, const float* src, i64 count);  // non-temporal stores (the avx512 table's too)
+void fde_stream_fence();                                         // sfence
+void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words);  // compare + movemask
 }  // namespace avx2
 namespace avx512 {
 double fma_flops_per_ns();  // throughput probe (x86_avx512/maxsim.cpp)

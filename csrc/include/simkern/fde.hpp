@@ -72,6 +72,14 @@ struct FDEKernels {
   // lists of `m`. Scratch: xt holds dim * kFDELanes floats, yt dp * kFDELanes.
   void (*ams_project)(const float* x, i64 n, i64 dim, const FDEMatrices& m, i64 repetitions, i64 dp, float* xt,
                       float* yt, float* y) = nullptr;
+  // dst[0 .. count) = src[0 .. count): the encodings are written once and not read back by the driver, so the x86
+  // kernels use non-temporal stores when dst is aligned (no read-for-ownership), the others memcpy; stream_fence()
+  // orders those stores before the task reports completion.
+  void (*stream_copy)(float* dst, const float* src, i64 count) = nullptr;
+  // Sign bits of one token's sketches: bit h % 64 of words[h / 64] = (sketch[h] > 0) for h < hyperplanes (words
+  // are OR-ed into: the caller zeroes them).
+  void (*sign_words)(const float* sketch, i64 hyperplanes, std::uint64_t* words) = nullptr;
+  void (*stream_fence)() = nullptr;
 };
 
 constexpr i64 kFDELanes = 32;  // tokens per AMS pass at most (scratch sizing): 4 blocks of 8 (AVX2), 2 of 16 (AVX-512)

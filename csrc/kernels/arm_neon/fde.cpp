@@ -20,6 +20,9 @@ void fill_fde(FDEKernels* out) {
   out->name = "fde_neon";
   out->simhash = fde_detail::simhash;
   out->ams_project = fde_detail::ams_project;
+  out->stream_copy = scalar::fde_stream_copy;
+  out->stream_fence = scalar::fde_stream_fence;
+  out->sign_words = scalar::fde_sign_words;
 }
 
 }  // namespace neon

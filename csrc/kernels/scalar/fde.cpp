@@ -1,6 +1,7 @@
 // FDE, scalar reference path (no intrinsics; -fno-tree-vectorize -ffp-contract=off): SimHash sketches as the
 // sequence acc = fma(x_i, g_ih, acc) over i in order, which every SIMD path reproduces bit for bit.
 #include <cmath>
+#include <cstring>
 
 #include "simkern/dispatch.hpp"
 
@@ -15,6 +16,17 @@ void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplane
       for (i64 i = 0; i < dim; ++i) acc = std::fma(x[t * dim + i], g[i * hyperplanes + h], acc);
       out[t * hyperplanes + h] = acc;
     }
+}
+
+void fde_stream_copy(float* dst, const float* src, i64 count) {
+  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(float));
+}
+
+void fde_stream_fence() {}
+
+void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words) {
+  for (i64 h = 0; h < hyperplanes; ++h)
+    words[h >> 6] |= static_cast<std::uint64_t>(sketch[h] > 0.0f ? 1 : 0) << (h & 63);
 }
 
 namespace {
@@ -41,6 +53,9 @@ void fill_fde(FDEKernels* out) {
   out->name = "fde_scalar";
   out->simhash = simhash;
   out->ams_project = ams_project;
+  out->stream_copy = fde_stream_copy;
+  out->stream_fence = fde_stream_fence;
+  out->sign_words = fde_sign_words;
 }
 
 }  // namespace scalar

@@ -20,6 +20,9 @@ void fill_fde(FDEKernels* out) {
   out->name = "fde_avx512";
   out->simhash = fde_detail::simhash;
   out->ams_project = fde_detail::ams_project;
+  out->stream_copy = avx2::fde_stream_copy;  // the output is memory-bound: 256-bit streams are enough
+  out->stream_fence = avx2::fde_stream_fence;
+  out->sign_words = avx2::fde_sign_words;
 }
 
 }  // namespace avx512
