@@ -4,6 +4,7 @@ option, shared by every family that takes it, and one check (``choice``). docs/A
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 # Distance of an index or quantizer (HNSW takes all three, PQ "l2" and "ip"); codes are in the saved headers.
 METRICS = {"l2": 0, "ip": 1, "cosine": 2}
@@ -18,7 +19,7 @@ FDE_EMPTY = ("error", "zeros")
 MULTIVECTOR_ANNS = ("hnsw", "pq", "flat", "tokens")
 
 
-def choice(value, name: str, options: Mapping[str, int] | Sequence[str]) -> str:
+def choice(value: Any, name: str, options: Mapping[str, object] | Sequence[str]) -> str:
     """``value`` if it is one of ``options`` (a str), else TypeError (not a str) / ValueError naming ``name`` and
     listing the options."""
     listed = ", ".join(map(repr, options))

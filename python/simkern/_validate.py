@@ -7,8 +7,11 @@ import numbers
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 try:  # ml_dtypes is a runtime dependency; keep the import local to one place
     from ml_dtypes import bfloat16 as _bfloat16
@@ -28,7 +31,7 @@ MAX_THREADS = 1024  # the pool's own limit (csrc/runtime/thread_pool.cpp): large
 MAX_ID = 2**63 - 2
 
 
-def threads_arg(threads) -> int:
+def threads_arg(threads: int | None) -> int:
     """None -> 0 (every thread of the pool), else an int >= 1 (values above 1024 are clamped to 1024)."""
     if threads is None:
         return 0
@@ -39,7 +42,7 @@ def threads_arg(threads) -> int:
     return int(min(threads, MAX_THREADS))
 
 
-def int_arg(value, name: str, low: int, high: int | None = INT32_MAX) -> int:
+def int_arg(value: object, name: str, low: int, high: int | None = INT32_MAX) -> int:
     """An int (Python or NumPy integer, not bool) in [low, high]; TypeError / ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -58,7 +61,7 @@ def int_arg(value, name: str, low: int, high: int | None = INT32_MAX) -> int:
 SEED_LIMIT = 2**64  # seeds of every family are ints in [0, 2**64) (a uint64 in C++)
 
 
-def seed_arg(seed, name: str = "seed", limit: int = SEED_LIMIT) -> int:
+def seed_arg(seed: int, name: str = "seed", limit: int = SEED_LIMIT) -> int:
     """A seed: an int (Python or NumPy integer, not bool) in [0, limit): TypeError for anything else, ValueError
     out of range. Every family takes its seeds through here (docs/API.md); ``limit`` is narrower only where a
     reference fixes the width (FDE: the reference's 32-bit seed)."""
@@ -81,12 +84,12 @@ def derived_seed(seed: int, offset: int) -> int:
     return (seed + offset) % SEED_LIMIT
 
 
-def positive_int(value, name: str, high: int | None = INT32_MAX) -> int:
+def positive_int(value: object, name: str, high: int | None = INT32_MAX) -> int:
     """An int in [1, high] (default: what a C int holds)."""
     return int_arg(value, name, 1, high)
 
 
-def beyond_int64(x, arr: np.ndarray) -> bool:
+def beyond_int64(x: object, arr: npt.NDArray[Any]) -> bool:
     """True when ``x`` (``arr = np.asarray(x)``) holds integers that NumPy could not put in an integer array: Python
     ints beyond int64 (then ``arr`` is object, or float64 for a list like ``[0, 2**63]``), or uint64 values >= 2**63."""
     if arr.dtype == np.uint64:
@@ -97,7 +100,7 @@ def beyond_int64(x, arr: np.ndarray) -> bool:
     return all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in values)
 
 
-def int64_vector(x, name: str) -> np.ndarray:
+def int64_vector(x: object, name: str) -> npt.NDArray[np.int64]:
     """A 1-D integer array-like as a C-contiguous int64 array (converted from other integer types); values that
     int64 cannot hold raise ValueError (never a silent wrap-around)."""
     arr = np.asarray(x)
@@ -111,7 +114,7 @@ def int64_vector(x, name: str) -> np.ndarray:
     return out if out.flags.aligned else out.copy()  # a view at an odd byte offset: C++ loads whole int64s
 
 
-def id_vector(x, name: str = "ids") -> np.ndarray:
+def id_vector(x: object, name: str = "ids") -> npt.NDArray[np.int64]:
     """User ids of an index: a 1-D int64 array with every value in 0..MAX_ID (ValueError otherwise)."""
     ids = int64_vector(x, name)
     if ids.size:
@@ -122,7 +125,9 @@ def id_vector(x, name: str = "ids") -> np.ndarray:
     return ids
 
 
-def filter_arg(filter, id_bound: int, name: str = "filter") -> tuple[np.ndarray | None, np.ndarray | None]:
+def filter_arg(
+    filter: object, id_bound: int, name: str = "filter"
+) -> tuple[npt.NDArray[np.uint8] | None, npt.NDArray[np.int64] | None]:
     """The one filter rule of every index (docs/API.md). ``filter`` is None (every id), a boolean mask with exactly
     ``id_bound`` entries (``mask[id]``, ids 0..id_bound-1: ``index.id_bound``), or a 1-D array of allowed ids (each
     in 0..2**63-2; an id not in the index matches nothing). An empty list or array (any dtype) allows none. Returns
@@ -147,7 +152,7 @@ def filter_arg(filter, id_bound: int, name: str = "filter") -> tuple[np.ndarray 
     return None, id_vector(arr, f"{name} ids")
 
 
-def is_valid_id(value) -> bool:
+def is_valid_id(value: object) -> TypeGuard[numbers.Integral]:
     """True for an int that may be an index id (``id in index`` is False for anything else, never an error)."""
     return (not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Integral)
             and 0 <= int(value) <= MAX_ID)
@@ -162,7 +167,7 @@ NORM_LIMIT = 2.0**62
 _NORM_CHUNK = 1 << 22  # values per float64 pass of row_norms64 (bounds its temporary copy to 32 MB)
 
 
-def row_norms64(x: np.ndarray) -> np.ndarray:
+def row_norms64(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     """Euclidean norms of the rows of a 2-D float array, computed in float64 (no underflow of 1e-30 rows, no
     overflow of 1e38 ones), a few rows at a time (no float64 copy of a large input)."""
     norms = np.empty(x.shape[0])
@@ -173,7 +178,7 @@ def row_norms64(x: np.ndarray) -> np.ndarray:
     return norms
 
 
-def check_norms(x: np.ndarray, name: str, *, cosine: bool = False) -> None:
+def check_norms(x: npt.NDArray[np.floating[Any]], name: str, *, cosine: bool = False) -> None:
     """Refuse rows whose norm exceeds NORM_LIMIT (arithmetic on them could overflow float32), and for cosine rows
     of norm 0. ``x`` is 2-D and finite."""
     if not x.size:
@@ -190,13 +195,14 @@ def check_norms(x: np.ndarray, name: str, *, cosine: bool = False) -> None:
             raise ValueError(f"{name} row {int(np.flatnonzero(zero)[0])} is all zeros: cosine is undefined")
 
 
-def check_no_overlap(out: np.ndarray, name: str, *inputs) -> None:
+def check_no_overlap(out: npt.NDArray[Any], name: str, *inputs: object) -> None:
     """``out=`` must not share memory with any input (the kernels read inputs while writing ``out``)."""
     for arr in inputs:
         if not isinstance(arr, np.ndarray) or not np.may_share_memory(out, arr):  # disjoint address ranges
             continue
         try:
-            overlap = np.shares_memory(out, arr, max_work=10_000)
+            # numpy's stub types max_work as Literal[-1, 0]; the function takes any bound on the work
+            overlap = np.shares_memory(out, arr, max_work=10_000)  # type: ignore[arg-type]
         except np.exceptions.TooHardError:
             overlap = True
         if overlap:
@@ -221,7 +227,7 @@ def _new_file_mode(path: str) -> int:
     return 0o666 & ~mask
 
 
-def check_out_aligned(out, name: str = "out") -> None:
+def check_out_aligned(out: object, name: str = "out") -> None:
     """``out=`` arrays are written in place by the kernels, whole elements at a time: a view at an address that is not
     a multiple of its itemsize (e.g. ``np.frombuffer(buf, offset=1)``) is refused."""
     if isinstance(out, np.ndarray) and not out.flags.aligned:
@@ -229,7 +235,7 @@ def check_out_aligned(out, name: str = "out") -> None:
                          f"pass a fresh array, e.g. numpy.empty(...)")
 
 
-def atomic_write(path, write) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Write a file through ``write(f)`` into a uniquely named temporary file beside ``path``, flush it to disk,
     then rename it over ``path``: readers see the old file or the new one, never a mix; two writers never share a
     temporary name; on any error (or KeyboardInterrupt) the temporary file is removed and ``path`` is untouched."""
@@ -252,7 +258,9 @@ def atomic_write(path, write) -> None:
         raise
 
 
-def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.ndarray:
+def float32_rows(
+    x: npt.NDArray[np.float32], dim: int, name: str, *, allow_vector: bool = False
+) -> npt.NDArray[np.float32]:
     """A float32 C-contiguous ``(n, dim)`` array of finite values, returned as is (a 1-D ``(dim,)`` array is viewed
     as one row when ``allow_vector``); anything else raises TypeError/ValueError naming ``name``."""
     if not isinstance(x, np.ndarray):
@@ -273,7 +281,7 @@ def float32_rows(x, dim: int, name: str, *, allow_vector: bool = False) -> np.nd
     return x
 
 
-def state_dict(state, keys, what: str) -> dict:
+def state_dict(state: object, keys: Iterable[str], what: str) -> dict[str, Any]:
     """A pickled state (``__setstate__``): a dict holding at least ``keys``, else ValueError naming ``what``."""
     if not isinstance(state, dict):
         raise ValueError(f"corrupt {what} state: expected a dict, got {type(state).__name__}")
@@ -283,7 +291,9 @@ def state_dict(state, keys, what: str) -> dict:
     return state
 
 
-def state_array(value, what: str, dtype, shape) -> np.ndarray:
+def state_array(
+    value: object, what: str, dtype: npt.DTypeLike, shape: Sequence[int | None]
+) -> npt.NDArray[Any]:
     """An array of a pickled state with this dtype and shape (None in ``shape``: any length), finite if float."""
     if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype):
         raise ValueError(f"corrupt state: {what} must be a {np.dtype(dtype)} array, got "

@@ -154,7 +154,7 @@ def _sections(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]
     return pre, sections
 
 
-def _merge_report(path: str, new_lines: list[str], families: list[str], started) -> list[str]:
+def _merge_report(path: str, new_lines: list[str], families: list[str], started: datetime.datetime) -> list[str]:
     """The existing report with the sections of ``families`` (and the machine) replaced by the new run's."""
     with open(path) as f:
         old_pre, old = _sections(f.read().rstrip("\n").split("\n"))

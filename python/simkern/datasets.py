@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from .ragged import Ragged
 
 __all__ = ["load_demo_tokens"]
 
 
-def load_demo_tokens() -> dict[str, object]:
+class DemoTokens(TypedDict):
+    """What load_demo_tokens returns."""
+
+    queries: Ragged
+    docs: Ragged
+    query_ids: npt.NDArray[Any]
+    doc_ids: npt.NDArray[Any]
+
+
+def load_demo_tokens() -> DemoTokens:
     """Ragged 128-d float16 token vectors: ``{"queries": Ragged (32 sets), "docs": Ragged (128 sets), ...}``.
 
     See ``simkern/data/README.md`` for where they come from.

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import Any
 
 import ml_dtypes
 import numpy as np
+import numpy.typing as npt
 
 from . import maxsim, maxsim_topk, runtime
 from .datasets import load_demo_tokens
@@ -20,7 +23,7 @@ from .pq_index import PQIndex
 from .ragged import Ragged
 
 
-def _best_time(fn, repeats: int, warmup: bool = True) -> float:
+def _best_time(fn: Callable[..., object], repeats: int, warmup: bool = True) -> float:
     if warmup:
         fn()
     best = float("inf")
@@ -40,7 +43,7 @@ def _tile(r: Ragged, copies: int) -> Ragged:
     return Ragged(tokens, offsets)
 
 
-def _numpy_maxsim(q: Ragged, d: Ragged) -> np.ndarray:
+def _numpy_maxsim(q: Ragged, d: Ragged) -> npt.NDArray[np.float32]:
     """NumPy baseline: one flat GEMM per query, then a segmented max (maximum.reduceat) and a sum."""
     starts = d.offsets[:-1]
     out = np.empty((len(q), len(d)), np.float32)
@@ -50,14 +53,14 @@ def _numpy_maxsim(q: Ragged, d: Ragged) -> np.ndarray:
     return out
 
 
-def _reference(q: Ragged, d: Ragged) -> np.ndarray:
+def _reference(q: Ragged, d: Ragged) -> npt.NDArray[np.float64]:
     d64 = d.tokens.astype(np.float64)
     starts = d.offsets[:-1]
     return np.stack([np.maximum.reduceat(d64 @ q[i].astype(np.float64).T, starts, axis=0).sum(axis=1)
                      for i in range(len(q))])
 
 
-def run_maxsim_rows(repeats: int, copies: int, threads: int) -> list[dict]:
+def run_maxsim_rows(repeats: int, copies: int, threads: int) -> list[dict[str, Any]]:
     data = load_demo_tokens()
     q = Ragged(data["queries"].tokens.astype(np.float32), data["queries"].offsets)
     docs16 = _tile(data["docs"], copies)
@@ -100,7 +103,7 @@ def run_maxsim_rows(repeats: int, copies: int, threads: int) -> list[dict]:
     return rows
 
 
-def run_pq_rows(repeats: int, threads: int) -> list[dict]:
+def run_pq_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
     """Product quantization on the demo doc tokens (as single vectors): train, encode, search vs NumPy."""
     data = load_demo_tokens()
     base = data["docs"].tokens.astype(np.float32)      # (11194, 128)
@@ -121,7 +124,7 @@ def run_pq_rows(repeats: int, threads: int) -> list[dict]:
     codes = index._codes
     books = index.pq.codebooks.astype(np.float32)
 
-    def numpy_search():
+    def numpy_search() -> npt.NDArray[np.intp]:
         tables = ((queries.reshape(-1, 16, 1, 8) - books[None]) ** 2).sum(axis=3)   # (nq, 16, 256)
         adc = tables[:, np.arange(16)[None, :], codes].sum(axis=2)                     # (nq, n)
         return np.argpartition(adc, 10, axis=1)[:, :10]
@@ -137,7 +140,7 @@ def run_pq_rows(repeats: int, threads: int) -> list[dict]:
     return rows
 
 
-def run_fde_rows(repeats: int, copies: int, threads: int) -> list[dict]:
+def run_fde_rows(repeats: int, copies: int, threads: int) -> list[dict[str, Any]]:
     """MUVERA FDE (R=20, k=5, AMS 16) of the demo docs and queries; check: how well FDE inner products rank the
     docs like exact MaxSim (Spearman correlation, and MaxSim's best doc within the FDE top 10)."""
     data = load_demo_tokens()
@@ -147,7 +150,7 @@ def run_fde_rows(repeats: int, copies: int, threads: int) -> list[dict]:
     exact = maxsim(q, d[:len(data["docs"])], threads=threads)
     approx = fde.encode_queries(q) @ fde.encode_documents(d[:len(data["docs"])]).T
 
-    def ranks(a):
+    def ranks(a: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
         return np.argsort(np.argsort(a))
     rho = float(np.mean([np.corrcoef(ranks(a), ranks(e))[0, 1] for a, e in zip(approx, exact)]))
     hit = float(np.mean([e.argmax() in np.argsort(-a)[:10] for a, e in zip(approx, exact)]))
@@ -164,7 +167,7 @@ def run_fde_rows(repeats: int, copies: int, threads: int) -> list[dict]:
     return rows
 
 
-def run_hnsw_rows(repeats: int, threads: int) -> list[dict]:
+def run_hnsw_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
     """HNSW over the demo doc tokens as single vectors (11k x 128, inner product): build, then search 200 query
     tokens at ef=64 against NumPy brute force (one GEMM + argpartition); check: recall@10."""
     data = load_demo_tokens()
@@ -179,7 +182,7 @@ def run_hnsw_rows(repeats: int, threads: int) -> list[dict]:
                      seconds=time.perf_counter() - t0, rate=f"{len(base) / 1e3:8.1f}k vectors", gflops=0.0,
                      numpy_ratio=float("nan"), check="ef_construction 100"))
 
-    def numpy_search():
+    def numpy_search() -> npt.NDArray[np.intp]:
         return np.argpartition(-(queries @ base.T), 10, axis=1)[:, :10]
 
     t_np = _best_time(numpy_search, repeats)
@@ -193,7 +196,7 @@ def run_hnsw_rows(repeats: int, threads: int) -> list[dict]:
     return rows
 
 
-def run_lstsq_rows(repeats: int, threads: int) -> list[dict]:
+def run_lstsq_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
     """Sketched least squares on a seeded tall Gaussian problem (2^16 x 64, b = A x0 + noise) against NumPy's
     lstsq (LAPACK gelsd); checks: the achieved l_inf eps against the reported bound, the preconditioned error."""
     from .linalg import lstsq_sketched
@@ -218,7 +221,7 @@ def run_lstsq_rows(repeats: int, threads: int) -> list[dict]:
     return rows
 
 
-def run_multivector_rows(repeats: int, threads: int) -> list[dict]:
+def run_multivector_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
     """MultiVectorIndex (paper FDE + HNSW, float16 tokens) over the 128 demo docs; 32 queries, k=10, 50 candidates;
     baseline: brute-force maxsim_topk over every doc; check: recall@10 of the exact MaxSim top-10."""
     from .multivector import MultiVectorIndex
@@ -243,7 +246,7 @@ def run_multivector_rows(repeats: int, threads: int) -> list[dict]:
                  check=f"recall@10 {recall:.3f} (50 cand.)")]
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     header = f"{'kernel':<20} {'isa':<7} {'dtype':<9} {'thr':>3} {'time ms':>9} {'throughput':>20} {'GFLOP/s':>8} " \
              f"{'vs numpy':>8}  check"
     print(header)

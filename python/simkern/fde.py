@@ -22,15 +22,30 @@ raises ValueError naming the argument instead of returning inf/NaN.
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._enums import FDE_EMPTY, FDE_PROJECTIONS, choice
 from ._validate import check_out_aligned, int_arg, seed_arg, threads_arg
-from .ragged import Ragged, aligned_tokens, as_ragged
+from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["FDE"]
 
+
+class _Config(TypedDict):
+    """FDE.config: the keyword arguments of ``FDE(**config)``."""
+
+    dim: int
+    num_repetitions: int
+    num_simhash_projections: int
+    projection: str
+    projection_dimension: int | None
+    fill_empty_partitions: bool
+    final_projection_dimension: int | None
+    seed: int
 
 
 class FDE:
@@ -46,7 +61,8 @@ class FDE:
 
     def __init__(self, dim: int, *, num_repetitions: int = 20, num_simhash_projections: int = 5,
                  projection: str = "ams_sketch", projection_dimension: int | None = 16,
-                 fill_empty_partitions: bool = True, final_projection_dimension: int | None = None, seed: int = 1):
+                 fill_empty_partitions: bool = True, final_projection_dimension: int | None = None, seed: int = 1
+                 ) -> None:
         dim = int_arg(dim, "dim", 1)
         num_repetitions = int_arg(num_repetitions, "num_repetitions", 1)
         num_simhash_projections = int_arg(num_simhash_projections, "num_simhash_projections", 0, 30)
@@ -65,7 +81,7 @@ class FDE:
         if final_projection_dimension is not None:
             final_projection_dimension = int_arg(final_projection_dimension, "final_projection_dimension", 1)
         seed = seed_arg(seed, limit=2**32)
-        self._config = {
+        self._config: _Config = {
             "dim": dim, "num_repetitions": num_repetitions, "num_simhash_projections": num_simhash_projections,
             "projection": projection, "projection_dimension": d_proj if projection == "ams_sketch" else None,
             "fill_empty_partitions": bool(fill_empty_partitions),
@@ -81,7 +97,7 @@ class FDE:
         return int(self._plan.output_dim)
 
     @property
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """The configuration (a copy), as accepted by ``FDE(**config)``."""
         return dict(self._config)
 
@@ -93,34 +109,35 @@ class FDE:
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items() if k != "dim")
         return f"FDE({self.dim}, {args})"
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return self.config
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        self.__init__(state.pop("dim"), **_legacy_seed(state))
+        self.__init__(state.pop("dim"), **_legacy_seed(state))  # type: ignore[misc]  # unpickling
 
     @classmethod
-    def _from_config(cls, config: dict) -> FDE:
+    def _from_config(cls, config: dict[str, Any]) -> FDE:
         """An encoder from a saved ``config`` (a pickle, a MultiVectorIndex folder), older seed conventions
         included."""
         return cls(**_legacy_seed(dict(config)))
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, FDE) and other._config == self._config
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable (object declares __hash__ a method)
 
     # -- encoding ----------------------------------------------------------------------------------------------
-    def encode_queries(self, x, *, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    def encode_queries(self, x: RaggedLike, *, threads: int | None = None,
+                       out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """float32 ``(n, output_dim)``: per repetition and partition, the sum of the projected tokens. An empty
         query encodes to zeros. ``out``: write into this float32 C-contiguous ``(n, output_dim)`` array (not
         overlapping the input) and return it; if a ValueError is raised for the values (NaN or infinity, or a
         float32 overflow of the sums), the contents of ``out`` are unspecified."""
         return self._encode(x, "queries", False, True, threads, out)
 
-    def encode_documents(self, x, *, threads: int | None = None, empty: str = "error",
-                         out: np.ndarray | None = None) -> np.ndarray:
+    def encode_documents(self, x: RaggedLike, *, threads: int | None = None, empty: str = "error",
+                         out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """float32 ``(n, output_dim)``: per repetition and partition, the average of the projected tokens; empty
         partitions filled (``fill_empty_partitions``) with the token whose sign string is nearest. An empty
         document raises ``ValueError`` unless ``empty="zeros"`` (its row is then all zeros). ``out`` as in
@@ -128,7 +145,8 @@ class FDE:
         empty = choice(empty, "empty", FDE_EMPTY)
         return self._encode(x, "documents", True, empty == "zeros", threads, out)
 
-    def _encode(self, x, name: str, documents: bool, allow_empty: bool, threads, out) -> np.ndarray:
+    def _encode(self, x: RaggedLike, name: str, documents: bool, allow_empty: bool, threads: int | None,
+                out: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
         threads = threads_arg(threads)
         check_out_aligned(out)
         if isinstance(x, (list, tuple)) and x:
@@ -155,7 +173,7 @@ class FDE:
         # float32 overflow of the sums (each encoding is checked in cache as it is written).
         return self._plan.encode(r.tokens, r.offsets, documents, threads, out, name)
 
-    def _input(self, x, name: str) -> Ragged:
+    def _input(self, x: RaggedLike, name: str) -> Ragged:
         if isinstance(x, (list, tuple)) and not x:
             return Ragged(np.zeros((0, self.dim), np.float32), np.zeros(1, np.int64))
         r = as_ragged(x, name)
@@ -166,7 +184,7 @@ class FDE:
         return r
 
 
-def _legacy_seed(config: dict) -> dict:
+def _legacy_seed(config: dict[str, Any]) -> dict[str, Any]:
     """Configurations saved before seeds were [0, 2**32) held the reference's int32: a negative seed s encodes
     exactly as s + 2**32 (the same 32 bits), so old pickles and saved indexes load unchanged."""
     seed = config.get("seed")

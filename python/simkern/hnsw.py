@@ -60,8 +60,10 @@ import io
 import os
 import struct
 import zlib
+from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._enums import METRICS, STORAGES, choice
@@ -106,7 +108,7 @@ class HNSWIndex:
     """HNSW index over ``dim``-dimensional float32 vectors (see the module docstring)."""
 
     def __init__(self, dim: int, *, metric: str = "l2", M: int = 16, ef_construction: int = 200,
-                 storage: str = "float32", seed: int = 0, capacity: int | None = None):
+                 storage: str = "float32", seed: int = 0, capacity: int | None = None) -> None:
         dim = positive_int(dim, "dim")
         metric = choice(metric, "metric", _METRICS)
         storage = choice(storage, "storage", _STORAGES)
@@ -148,7 +150,7 @@ class HNSWIndex:
         continue from it, and a boolean ``filter`` mask has exactly this many entries."""
         return self._next_id
 
-    def __contains__(self, id) -> bool:
+    def __contains__(self, id: object) -> bool:
         if not is_valid_id(id):
             return False
         return bool(self._core.contains(np.array([id], np.int64))[0])
@@ -165,8 +167,8 @@ class HNSWIndex:
                 + (f", tombstones={tomb}" if tomb else "") + ")")
 
     # -- building ----------------------------------------------------------------------------------------------
-    def add(self, x, ids=None, *, replace: bool = False, threads: int | None = None,
-            progress: bool = False) -> np.ndarray:
+    def add(self, x: npt.NDArray[np.float32], ids: npt.ArrayLike | None = None, *, replace: bool = False,
+            threads: int | None = None, progress: bool = False) -> npt.NDArray[np.int64]:
         """Insert float32 ``(n, dim)`` vectors under int64 ``ids`` (default: continuing after the largest id, i.e.
         from ``id_bound``); returns the ids as an int64 array.
 
@@ -219,7 +221,9 @@ class HNSWIndex:
         return ids
 
     # -- search ------------------------------------------------------------------------------------------------
-    def search(self, queries, k: int = 10, *, ef: int | None = None, filter=None, threads: int | None = None):
+    def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, ef: int | None = None,
+               filter: npt.ArrayLike | None = None,
+               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """``(scores, ids)`` of shape ``(n_queries, k)``: the k nearest live vectors per query (see the module
         docstring for the score convention, filters and padding)."""
         q = float32_rows(queries, self._dim, "queries", allow_vector=True)
@@ -231,7 +235,8 @@ class HNSWIndex:
         mask, ids = filter_arg(filter, self._next_id)
         return self._core.search(q, k, max(ef, k), mask, ids, threads)
 
-    def _search_masked(self, q: np.ndarray, k: int, ef: int, mask: np.ndarray | None, threads: int | None):
+    def _search_masked(self, q: npt.NDArray[np.float32], k: int, ef: int, mask: npt.NDArray[np.bool_] | None,
+                       threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The internal path of composed calls (MultiVectorIndex), past the public checks: ``q`` float32 rows its
         caller produced or checked, ``k`` and ``ef`` ints >= 1, ``mask`` a boolean array over ids 0..len(mask)-1
         whose ids past its end are excluded (the caller's snapshot may be shorter than a graph a writer is
@@ -240,7 +245,7 @@ class HNSWIndex:
         return self._core.search(q, k, max(ef, k), m, None, threads_arg(threads))
 
     # -- maintenance -------------------------------------------------------------------------------------------
-    def remove(self, ids) -> None:
+    def remove(self, ids: npt.ArrayLike) -> None:
         """Tombstone ``ids`` (all must be present; nothing is removed otherwise)."""
         ids = id_vector(np.atleast_1d(ids), "ids")
         present = self._core.contains(ids)
@@ -254,17 +259,17 @@ class HNSWIndex:
         """Rebuild the graph from the live vectors (tombstones and their memory go away)."""
         self._core.compact(threads_arg(threads))
 
-    def get_vectors(self, ids) -> np.ndarray:
+    def get_vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """float32 ``(len(ids), dim)`` stored vectors (normalised for cosine); unknown ids raise ValueError."""
         return self._core.get_vectors(id_vector(np.atleast_1d(ids), "ids"))
 
-    def ids(self) -> np.ndarray:
+    def ids(self) -> npt.NDArray[np.int64]:
         """The live ids, in insertion order."""
         labels, deleted = self._core.labels()
         return labels[~deleted]
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def _write(self, f) -> None:
+    def _write(self, f: IO[bytes]) -> None:
         """Stream the index to a binary file object in the current format (one state snapshot, section by
         section: no whole-file copy in memory)."""
         st = self._core.state()
@@ -278,11 +283,12 @@ class HNSWIndex:
         offset = _HEADER.size + 4
         for name, dtype in _SECTIONS[_VERSION]:
             data = np.ascontiguousarray(st[_STATE_KEYS[name]], dtype=dtype).reshape(-1).view(np.uint8)
-            f.write(_SECTION_HEAD[_VERSION].pack(name.encode().ljust(8, b"\0"), data.size, zlib.crc32(data), 0))
+            # data (an ndarray) has the buffer protocol: numpy's stubs declare __buffer__ only for Python >= 3.12
+            f.write(_SECTION_HEAD[_VERSION].pack(name.encode().ljust(8, b"\0"), data.size, zlib.crc32(data), 0))  # type: ignore[arg-type]
             offset += _SECTION_HEAD[_VERSION].size
             f.write(b"\0" * _pad(offset))
             offset += _pad(offset)
-            f.write(data)
+            f.write(data)  # type: ignore[call-overload]  # the buffer protocol again
             offset += data.size
 
     def _to_bytes(self) -> bytes:
@@ -291,7 +297,8 @@ class HNSWIndex:
         return buf.getvalue()
 
     @classmethod
-    def _from_bytes(cls, data, where: str, mapped=None) -> HNSWIndex:
+    def _from_bytes(cls, data: bytes | _core._MappedFile, where: str,
+                    mapped: _core._MappedFile | None = None) -> HNSWIndex:
         """An index from the bytes of a file; ``mapped``: the _MappedFile those bytes are (vectors left there)."""
         mv = memoryview(data)
         if len(mv) < _HEADER.size + 4:
@@ -361,13 +368,13 @@ class HNSWIndex:
         index._ef = ef
         return index
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index (format in the module docstring) atomically: a uniquely named temporary file beside
         ``path``, flushed, then renamed over it (a failed save leaves the previous file as it was)."""
         atomic_write(path, self._write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, mmap: bool = False) -> HNSWIndex:
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> HNSWIndex:
         """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError.
 
         ``mmap=True``: the vectors stay in the file, mapped read-only and private (the operating system pages them
@@ -393,10 +400,10 @@ class HNSWIndex:
         """True when the vectors are read from a memory-mapped file (``load(..., mmap=True)``)."""
         return bool(self._core.external)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, bytes]:
         return {"data": self._to_bytes()}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, bytes]) -> None:
         other = HNSWIndex._from_bytes(state["data"], "pickle")
         self.__dict__.update(other.__dict__)
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._enums import LSTSQ_METHODS, choice
@@ -25,6 +28,8 @@ from ._enums import SKETCH_KINDS as _SKETCH_KINDS
 from ._validate import int_arg, seed_arg, threads_arg
 
 __all__ = ["fwht", "sketch", "lstsq_sketched", "SketchedLstsqResult", "sketch_rows_rule", "SKETCH_KINDS"]
+
+_Float = TypeVar("_Float", np.float32, np.float64)  # the dtypes of fwht and sketch: the result has the input's
 
 SKETCH_KINDS = tuple(_SKETCH_KINDS)  # public: the kinds in code order
 # The l_inf bound lstsq_sketched reports for m rows (docs/ARCHITECTURE.md, "Sketched least squares"):
@@ -38,8 +43,8 @@ _RULE_C = 1.0
 _MAX_RULE_ROWS = 2.0**62  # sketch_rows_rule refuses an eps that needs more rows (eps ~1e-9 and below)
 
 
-def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = None,
-         threads: int | None = None) -> np.ndarray:
+def fwht(x: npt.NDArray[_Float], *, axis: int = 0, normalize: bool = False, out: npt.NDArray[_Float] | None = None,
+         threads: int | None = None) -> npt.NDArray[_Float]:
     """Walsh-Hadamard transform of ``x`` (float32 or float64) along ``axis`` (length a power of two).
 
     ``normalize=True`` scales by 1/sqrt(n) (the transform is then orthonormal and its own inverse). Returns a new
@@ -67,7 +72,8 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
             raise ValueError(f"out must be a {x.dtype} array of shape {x.shape}")
         if not out.flags.writeable:
             raise ValueError("out must be writeable")
-    kernel = _core._fwht_f32 if x.dtype == np.float32 else _core._fwht_f64
+    kernel: Callable[[npt.NDArray[Any], bool, int], None] = (_core._fwht_f32 if x.dtype == np.float32
+                                                             else _core._fwht_f64)
     rest = int(np.prod(x.shape[:axis] + x.shape[axis + 1:], dtype=np.int64))
     target = out if out is not None else np.empty_like(x, order="C")
     view = np.moveaxis(target, axis, 0)
@@ -88,18 +94,24 @@ def fwht(x, *, axis: int = 0, normalize: bool = False, out: np.ndarray | None = 
     return target
 
 
-def _check_transform(y: np.ndarray, name: str) -> None:
+# _core._sketch_f32 / _core._sketch_f64 (a, b or None, m, kind code, seed, nnz, threads): the one of a's dtype
+_SketchKernel: TypeAlias = (
+    "Callable[[npt.NDArray[Any], npt.NDArray[Any] | None, int, int, int, int, int], npt.NDArray[Any]]"
+)
+
+
+def _check_transform(y: npt.NDArray[np.floating[Any]], name: str) -> None:
     """The input was finite: a non-finite output means the sums overflowed the dtype."""
     if not np.isfinite(y).all():
         raise ValueError(f"the transform of {name} overflowed {y.dtype}: the values of {name} are too large "
                          f"(the output grows up to n = {y.shape[0]} times the largest |value|); scale them down")
 
 
-def _kind_arg(kind) -> int:
+def _kind_arg(kind: str) -> int:
     return _SKETCH_KINDS[choice(kind, "kind", _SKETCH_KINDS)]
 
 
-def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
+def _matrix_arg(a: npt.NDArray[Any], name: str, *, dtype: np.dtype[Any] | None = None) -> npt.NDArray[Any]:
     """a float32/float64 ndarray, 1-D or 2-D, non-empty; returned as is (any strides) unless misaligned."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
@@ -116,7 +128,7 @@ def _matrix_arg(a, name: str, *, dtype=None) -> np.ndarray:
     return a
 
 
-def _raise_non_finite(arrays, what: str) -> None:
+def _raise_non_finite(arrays: Sequence[tuple[str, npt.NDArray[Any]]], what: str) -> None:
     """Called when a sketch came out non-finite: name the input row that holds NaN/inf, else report overflow."""
     for name, arr in arrays:
         if arr is None:
@@ -128,8 +140,8 @@ def _raise_non_finite(arrays, what: str) -> None:
     raise ValueError(f"{what} overflowed {arrays[0][1].dtype}: the values of a (and b) are too large; scale them down")
 
 
-def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
-           threads: int | None = None) -> np.ndarray:
+def sketch(a: npt.NDArray[_Float], m: int, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
+           threads: int | None = None) -> npt.NDArray[_Float]:
     """The row sketch ``S @ a`` of a tall ``(n, d)`` (or ``(n,)``) float32/float64 array: ``(m, d)`` (or ``(m,)``),
     same dtype, computed in that dtype.
 
@@ -162,7 +174,7 @@ def sketch(a, m, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
     if kind == "sparse_sign" and nnz > m:
         raise ValueError(f"nnz_per_column must be <= m ({m}), got {nnz}")
     a2 = a[:, None] if a.ndim == 1 else a
-    fn = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
+    fn: _SketchKernel = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
     out = fn(a2, None, m, code, seed, nnz, threads)
     if not np.isfinite(out).all():  # NaN/inf anywhere in a reaches the output (every row of a is added somewhere)
         _raise_non_finite([("a", a)], "the sketch")
@@ -199,7 +211,7 @@ def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:
     return lo
 
 
-def _eps_delta(eps, delta):
+def _eps_delta(eps: float, delta: float) -> tuple[float, float]:
     for name, value in (("eps", eps), ("delta", delta)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a finite float, got {type(value).__name__}")
@@ -229,16 +241,27 @@ class SketchedLstsqResult:
     until then the result keeps references to a and b."""
 
     __slots__ = ("x", "m", "kind", "method", "iterations", "eps_bound", "_inputs", "_residual", "_threads")
+    x: npt.NDArray[np.floating[Any]]
+    m: int
+    kind: str
+    method: str
+    iterations: int
+    eps_bound: float
+    _inputs: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]] | None  # (a, b) until residual_norm
+    _residual: float | npt.NDArray[np.float64] | None
+    _threads: int
 
-    def __init__(self, x, m, kind, method, iterations, eps_bound, a, b, threads):
+    def __init__(self, x: npt.NDArray[np.floating[Any]], m: int, kind: str, method: str, iterations: int,
+                 eps_bound: float, a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]],
+                 threads: int) -> None:
         self.x, self.m, self.kind, self.method = x, m, kind, method
         self.iterations, self.eps_bound = iterations, eps_bound
         self._inputs, self._residual, self._threads = (a, b), None, threads
 
     @property
-    def residual_norm(self):
+    def residual_norm(self) -> float | npt.NDArray[np.float64]:
         if self._residual is None:
-            a, b = self._inputs
+            a, b = self._inputs  # type: ignore[misc]  # not None while _residual is None
             self._residual = _residual_norms(a, b, self.x, self._threads)
             self._inputs = None
         return self._residual
@@ -248,12 +271,13 @@ class SketchedLstsqResult:
                 f"iterations={self.iterations}, eps_bound={self.eps_bound:.3g})")
 
 
-def _rows_contiguous_f64(a) -> bool:
+def _rows_contiguous_f64(a: npt.NDArray[Any]) -> bool:
     return a.dtype == np.float64 and (a.shape[1] <= 1 or a.strides[1] == 8) and a.strides[0] % 8 == 0 \
         and a.strides[0] >= 0
 
 
-def _residual_norms(a, b, x, threads):
+def _residual_norms(a: npt.NDArray[Any], b: npt.NDArray[np.floating[Any]], x: npt.NDArray[np.floating[Any]],
+                    threads: int) -> float | npt.NDArray[np.float64]:
     x2 = x.reshape(x.shape[0], -1)
     b2 = b.reshape(b.shape[0], -1)
     norms = np.empty(x2.shape[1])
@@ -268,9 +292,10 @@ def _residual_norms(a, b, x, threads):
     return float(norms[0]) if b.ndim == 1 else norms
 
 
-def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None = None, kind: str = "srht",
-                   method: str = "solve", seed: int = 0, tol: float = 1e-10, max_iter: int = 100,
-                   nnz_per_column: int = 8, threads: int | None = None) -> SketchedLstsqResult:
+def lstsq_sketched(a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]], *, eps: float = 0.5,
+                   delta: float = 0.01, m: int | None = None, kind: str = "srht", method: str = "solve",
+                   seed: int = 0, tol: float = 1e-10, max_iter: int = 100, nnz_per_column: int = 8,
+                   threads: int | None = None) -> SketchedLstsqResult:
     """Least squares ``argmin ||a x - b||_2`` for tall ``a`` (``(n, d)``, n >= d, full column rank) by sketching.
 
     ``method="solve"`` (sketch-and-solve): sketch ``[a | b]`` once with an ``(m, n)`` sketch S of ``kind`` and solve
@@ -325,7 +350,7 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
     if kind == "sparse_sign" and nnz > m:
         raise ValueError(f"nnz_per_column must be <= m ({m}), got {nnz}")
     b2 = b[:, None] if b.ndim == 1 else b
-    fn = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
+    fn: _SketchKernel = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
     sab = fn(a, b2, m, code, seed, nnz, threads)
     if not np.isfinite(sab).all():
         _raise_non_finite([("a", a), ("b", b)], "the sketch of [a | b]")
@@ -348,7 +373,9 @@ def lstsq_sketched(a, b, *, eps: float = 0.5, delta: float = 0.01, m: int | None
     return SketchedLstsqResult(x, m, kind, method, iterations, _eps_of_rows(m, d, delta), a, b, threads)
 
 
-def _lsqr_preconditioned(a, b2, r, x0, tol, max_iter, threads):
+def _lsqr_preconditioned(a: npt.NDArray[np.float64], b2: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
+                         x0: npt.NDArray[np.float64], tol: float, max_iter: int,
+                         threads: int) -> tuple[npt.NDArray[np.float64], int]:
     """LSQR (Paige & Saunders 1982) on the operator M = a R^-1 for each column of b, started at x0: solve
     min ||M y - (b - a x0)||, x = x0 + R^-1 y. Stops when ||M^T r|| <= tol ||M|| ||r|| or ||r|| <= tol ||b|| (the
     estimates of the recurrences, as in scipy's lsqr with atol = btol = tol)."""

@@ -17,12 +17,14 @@ bfloat16 (each token dot within ``2**-8 * sum_k |q_k d_k|``); ``simkern.kernel_n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._validate import BFLOAT16, check_no_overlap, check_out_aligned, int64_vector, positive_int, threads_arg
-from .ragged import Ragged, aligned_tokens, as_ragged
+from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["maxsim", "maxsim_pairs", "maxsim_topk"]
 
@@ -31,14 +33,14 @@ if BFLOAT16 is not None:
     _DOC_DTYPE_CODES[BFLOAT16] = 2
 
 
-def _queries(queries) -> Ragged:
+def _queries(queries: RaggedLike) -> Ragged:
     q = as_ragged(queries, "queries")
     if q.dtype != np.float32:
         raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
     return aligned_tokens(q)
 
 
-def _docs(docs) -> tuple[Ragged, np.ndarray, int]:
+def _docs(docs: RaggedLike) -> tuple[Ragged, npt.NDArray[Any], int]:
     d = as_ragged(docs, "docs")
     code = _DOC_DTYPE_CODES.get(d.dtype)
     if code is None:
@@ -55,7 +57,13 @@ def _check_dims(q: Ragged, d: Ragged) -> None:
         raise ValueError(f"docs must have dim == {q.dim} (the queries' dim), got dim {d.dim}")
 
 
-def maxsim(queries, docs, *, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+def maxsim(
+    queries: RaggedLike,
+    docs: RaggedLike,
+    *,
+    threads: int | None = None,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
     """Score every query against every doc.
 
     Returns float32 ``(n_queries, n_docs)``: ``out`` itself when given (float32, C-contiguous, that shape).
@@ -69,8 +77,9 @@ def maxsim(queries, docs, *, threads: int | None = None, out: np.ndarray | None 
     return _core._maxsim_dense(q.tokens, q.offsets, tokens, code, d.offsets, threads_arg(threads), out)
 
 
-def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = None,
-                 out: np.ndarray | None = None) -> np.ndarray:
+def maxsim_pairs(queries: RaggedLike, docs: RaggedLike, query_ids: npt.ArrayLike, doc_ids: npt.ArrayLike, *,
+                 threads: int | None = None,
+                 out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
     """Score only the given ``(query_ids[p], doc_ids[p])`` pairs; returns float32 ``(P,)`` (``out`` if given).
 
     ``query_ids`` / ``doc_ids`` are 1-D integer arrays of equal length (converted to int64 if needed).
@@ -84,7 +93,14 @@ def maxsim_pairs(queries, docs, query_ids, doc_ids, *, threads: int | None = Non
     return _core._maxsim_pairs(q.tokens, q.offsets, tokens, code, d.offsets, qi, di, threads_arg(threads), out)
 
 
-def maxsim_topk(queries, docs, k: int = 10, *, candidates=None, threads: int | None = None):
+def maxsim_topk(
+    queries: RaggedLike,
+    docs: RaggedLike,
+    k: int = 10,
+    *,
+    candidates: npt.ArrayLike | None = None,
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The ``k`` best docs per query, best first (ties: smaller doc id first).
 
     Parameters
@@ -109,7 +125,9 @@ def maxsim_topk(queries, docs, k: int = 10, *, candidates=None, threads: int | N
                               threads_arg(threads))
 
 
-def _candidates(candidates, n_queries: int, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(
+    candidates: npt.ArrayLike, n_queries: int, n_docs: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     if isinstance(candidates, np.ndarray) and candidates.ndim == 2:
         if candidates.shape[0] != n_queries:
             raise ValueError(f"candidates must have one row per query ({n_queries}), got shape {candidates.shape}")

@@ -25,8 +25,11 @@ import stat
 import tempfile
 import threading
 import tokenize
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._enums import MULTIVECTOR_ANNS, choice
 from ._progress import progress_reporter
@@ -45,11 +48,11 @@ from .fde import FDE
 from .hnsw import HNSWIndex
 from .maxsim import maxsim_topk
 from .pq_index import PQIndex
-from .ragged import Ragged, as_ragged
+from .ragged import Ragged, RaggedLike, as_ragged
 
 __all__ = ["MultiVectorIndex"]
 
-_STORAGES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+_STORAGES: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 _STORAGE_MAX = {"float16": float(np.finfo(np.float16).max)}  # largest finite value of the narrow storages
 if BFLOAT16 is not None:
     from ml_dtypes import finfo as _ml_finfo
@@ -63,6 +66,9 @@ _ENCODE_BATCH = 2048  # docs per FDE batch during add
 # (float32 overflows at ~2**128).
 _SCORE_LIMIT = 2.0**127
 _SAVE_TRIES = 100  # save: attempts to swap the new folder in while other savers keep replacing the same path
+# The ANN of a state: an HNSWIndex over FDEs ("hnsw") or tokens ("tokens"), a PQIndex ("pq"), None ("flat"). Typed
+# Any: which one it is follows from MultiVectorIndex._ann_kind, which mypy cannot track through the uses.
+_Ann = Any
 
 
 def _default_fde(dim: int) -> FDE:
@@ -80,15 +86,29 @@ class _Store:
     __slots__ = ("tokens", "n_tokens", "offsets", "n_docs", "ids", "alive", "fdes", "ann", "max_norm", "live",
                  "live_tokens", "lookup")
     _FIELDS = ("tokens", "n_tokens", "offsets", "n_docs", "ids", "alive", "fdes", "ann", "max_norm")
+    tokens: npt.NDArray[Any]  # the storage dtype
+    n_tokens: int
+    offsets: npt.NDArray[np.int64]
+    n_docs: int
+    ids: npt.NDArray[np.int64]
+    alive: npt.NDArray[np.bool_]
+    fdes: npt.NDArray[np.float32] | None
+    ann: _Ann
+    max_norm: float
+    live: int
+    live_tokens: int
+    lookup: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
 
-    def __init__(self, tokens, n_tokens, offsets, n_docs, ids, alive, fdes, ann, max_norm):
+    def __init__(self, tokens: npt.NDArray[Any], n_tokens: int, offsets: npt.NDArray[np.int64], n_docs: int,
+                 ids: npt.NDArray[np.int64], alive: npt.NDArray[np.bool_], fdes: npt.NDArray[np.float32] | None,
+                 ann: _Ann, max_norm: float) -> None:
         self.tokens, self.n_tokens, self.offsets, self.n_docs = tokens, n_tokens, offsets, n_docs
         self.ids, self.alive, self.fdes, self.ann, self.max_norm = ids, alive, fdes, ann, max_norm
         self.live = int(alive.sum())
         self.live_tokens = int(np.diff(offsets[:n_docs + 1])[alive].sum())
         self.lookup = None  # (sorted external ids of the live docs, their slots)
 
-    def replace(self, **changes) -> _Store:
+    def replace(self, **changes: Any) -> _Store:
         return _Store(**({name: getattr(self, name) for name in self._FIELDS} | changes))
 
     def docs(self) -> Ragged:
@@ -121,7 +141,7 @@ class MultiVectorIndex:
     """
 
     def __init__(self, dim: int, *, fde: FDE | None = None, ann: str = "hnsw", candidates: int = 100,
-                 storage: str = "float32", threads: int | None = None, **ann_options):
+                 storage: str = "float32", threads: int | None = None, **ann_options: Any) -> None:
         self._dim = positive_int(dim, "dim")
         ann = choice(ann, "ann", MULTIVECTOR_ANNS)
         storage = choice(storage, "storage", _STORAGES)
@@ -130,7 +150,8 @@ class MultiVectorIndex:
         if fde is not None and fde.dim != self._dim:
             raise ValueError(f"fde.dim must equal dim ({self._dim}), got {fde.dim}")
         self._ann_kind = ann
-        self._fde = None if ann == "tokens" else (fde if fde is not None else _default_fde(self._dim))
+        # None only for ann="tokens", whose code paths never read it (the public fde property says FDE | None)
+        self._fde: FDE = None if ann == "tokens" else (fde if fde is not None else _default_fde(self._dim))  # type: ignore[assignment]
         self.candidates = positive_int(candidates, "candidates")
         self._storage = storage
         self._threads = threads_arg(threads)
@@ -141,7 +162,7 @@ class MultiVectorIndex:
                           np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._make_ann(self._options), 0.0)
 
     # -- construction helpers -------------------------------------------------------------------------------
-    def _make_ann(self, options: dict):
+    def _make_ann(self, options: dict[str, Any]) -> _Ann:
         o = dict(options)
         if self._ann_kind in ("hnsw", "tokens"):
             ef = o.pop("ef", None)
@@ -187,7 +208,7 @@ class MultiVectorIndex:
         return self._fde
 
     @property
-    def _ann(self):
+    def _ann(self) -> _Ann:
         """The ANN index of the published state (None for "flat")."""
         return self._st.ann
 
@@ -199,12 +220,12 @@ class MultiVectorIndex:
                 f"candidates={self.candidates}, storage={self._storage!r}, "
                 f"fde_dim={None if self._fde is None else self._fde.output_dim})")
 
-    def __contains__(self, id) -> bool:
+    def __contains__(self, id: object) -> bool:
         if not is_valid_id(id):
             return False
         return bool(self._slots_of(np.array([int(id)], np.int64), self._st, strict=False)[0] >= 0)
 
-    def ids(self) -> np.ndarray:
+    def ids(self) -> npt.NDArray[np.int64]:
         """External ids of the live docs, in insertion order."""
         st = self._st
         return st.ids[st.alive]
@@ -214,7 +235,8 @@ class MultiVectorIndex:
         return self._st.docs()
 
     # -- add / remove ---------------------------------------------------------------------------------------
-    def add(self, docs, ids=None, *, threads: int | None = None, progress: bool = False) -> np.ndarray:
+    def add(self, docs: RaggedLike, ids: npt.ArrayLike | None = None, *, threads: int | None = None,
+            progress: bool = False) -> npt.NDArray[np.int64]:
         """Add documents (a Ragged, a list of ``(L_i, dim)`` arrays or a 3-D array; float32 for the FDE, any of
         float32/float16/bfloat16 for storage - tokens are converted to ``storage``). ``ids``: external ids in
         0..2**63-2 (default: continuing after the largest id so far); an id already present raises ValueError.
@@ -255,8 +277,8 @@ class MultiVectorIndex:
             self._st = self._added(st, d, f32, new_ids, max_norm, threads, report)  # the commit
         return new_ids
 
-    def _added(self, st: _Store, d: Ragged, f32: Ragged, new_ids: np.ndarray, max_norm: float, threads: int,
-               report) -> _Store:
+    def _added(self, st: _Store, d: Ragged, f32: Ragged, new_ids: npt.NDArray[np.int64], max_norm: float, threads: int,
+               report: Callable[[int], None]) -> _Store:
         """The state with ``d`` added. The ANN entries go in first; on any exception they are taken out again."""
         n = len(d)
         slots = np.arange(st.n_docs, st.n_docs + n, dtype=np.int64)
@@ -300,7 +322,8 @@ class MultiVectorIndex:
                 _drop_entries(st.ann, labels)
             raise
 
-    def _grow_store(self, st: _Store, d: Ragged, new_ids: np.ndarray, ann, fdes, max_norm: float) -> _Store:
+    def _grow_store(self, st: _Store, d: Ragged, new_ids: npt.NDArray[np.int64], ann: _Ann,
+                    fdes: npt.NDArray[np.float32] | None, max_norm: float) -> _Store:
         """A new state with ``d`` appended: written past the published rows of the buffers, or into new ones."""
         n, total = len(d), d.total_tokens
         need = st.n_tokens + total
@@ -317,7 +340,7 @@ class MultiVectorIndex:
         return _Store(tokens, need, offsets, st.n_docs + n, np.concatenate([st.ids, new_ids]),
                       np.concatenate([st.alive, np.ones(n, np.bool_)]), fdes, ann, max_norm)
 
-    def _new_ids(self, ids, n: int, st: _Store) -> np.ndarray:
+    def _new_ids(self, ids: npt.ArrayLike | None, n: int, st: _Store) -> npt.NDArray[np.int64]:
         if ids is None:
             start = int(st.ids.max()) + 1 if st.ids.size else 0
             if start + n - 1 > MAX_ID:
@@ -335,7 +358,7 @@ class MultiVectorIndex:
         return ids
 
     @staticmethod
-    def _slots_of(ids: np.ndarray, st: _Store, strict: bool = True) -> np.ndarray:
+    def _slots_of(ids: npt.NDArray[np.int64], st: _Store, strict: bool = True) -> npt.NDArray[np.int64]:
         """Slots of live docs with these external ids (-1 where absent; ValueError when strict)."""
         lookup = st.lookup
         if lookup is None:
@@ -350,7 +373,7 @@ class MultiVectorIndex:
             raise ValueError(f"id {int(ids[np.argmin(found)])} is not in the index")
         return np.where(found, slots[pos_c] if len(keys) else -1, -1)
 
-    def remove(self, ids) -> None:
+    def remove(self, ids: npt.ArrayLike) -> None:
         """Remove docs by external id (ValueError for an id not in the index or listed twice; nothing is removed
         then). Their tokens stay in memory (slots are not reused); they are never returned again."""
         ids = id_vector(np.atleast_1d(ids), "ids")
@@ -379,8 +402,8 @@ class MultiVectorIndex:
                 raise
 
     # -- search ---------------------------------------------------------------------------------------------
-    def search(self, queries, k: int = 10, *, candidates: int | None = None, token_k: int | None = None,
-               threads: int | None = None):
+    def search(self, queries: RaggedLike, k: int = 10, *, candidates: int | None = None, token_k: int | None = None,
+               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The ``k`` best docs per query by exact MaxSim among the ANN's ``candidates``: ``(scores float32 (nq, k),
         ids int64 (nq, k))``, best first; fewer than k: ids -1, scores -inf. ``queries``: float32 Ragged / list /
         2-D (one query) / 3-D array, finite, token norms <= 2**62. ``token_k`` (ann="tokens" only): tokens
@@ -421,7 +444,7 @@ class MultiVectorIndex:
         return scores, ids
 
     def _candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None,
-                    st: _Store | None = None) -> np.ndarray:
+                    st: _Store | None = None) -> npt.NDArray[np.int64]:
         """(nq, c) candidate slots of the state ``st`` (default: the published one), -1 padded."""
         st = self._st if st is None else st
         if self._ann_kind == "tokens":
@@ -431,6 +454,7 @@ class MultiVectorIndex:
         big = norms > NORM_LIMIT
         if big.any():  # scaling a query's FDE by a power of 2 keeps its ranking and keeps the ANN arithmetic finite
             enc[big] *= np.exp2(-np.ceil(np.log2(norms[big] / NORM_LIMIT)))[:, None].astype(np.float32)
+        slots: npt.NDArray[np.int64]  # the ANN's ids are the docs' slots
         if self._ann_kind == "hnsw":
             # while a writer is between its ANN update and its commit, the ANN differs from the state: filter
             flt = None if len(st.ann) == st.live else st.alive
@@ -441,7 +465,7 @@ class MultiVectorIndex:
         if self._ann_kind == "pq":
             _, slots = st.ann.search(enc, c, filter=st.alive, threads=threads or None)
             return slots
-        scores = enc @ st.fdes[:st.n_docs].T
+        scores = enc @ st.fdes[:st.n_docs].T  # type: ignore[index]  # "flat" with live docs: fdes is an array
         scores[:, ~st.alive] = -np.inf
         if c >= scores.shape[1]:
             order = np.argsort(-scores, axis=1, kind="stable")
@@ -449,7 +473,8 @@ class MultiVectorIndex:
             order = np.argpartition(-scores, c - 1, axis=1)[:, :c]
         return np.where(np.take_along_axis(scores, order, 1) > -np.inf, order, -1).astype(np.int64)
 
-    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None, st: _Store) -> np.ndarray:
+    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None,
+                          st: _Store) -> npt.NDArray[np.int64]:
         if token_k is None:
             token_k = self._options.get("token_k")
         token_k = max(1, min(max(32, c // 2) if token_k is None else int(token_k), len(st.ann)))
@@ -480,12 +505,12 @@ class MultiVectorIndex:
         return out
 
     @staticmethod
-    def _token_rows(docs_mask: np.ndarray, st: _Store) -> np.ndarray:
+    def _token_rows(docs_mask: npt.NDArray[np.bool_], st: _Store) -> npt.NDArray[np.int64]:
         """Token rows (the token ANN's ids) of the slots selected by a per-slot mask, increasing."""
         return np.flatnonzero(np.repeat(docs_mask, np.diff(st.offsets[:st.n_docs + 1])))
 
     # -- persistence ----------------------------------------------------------------------------------------
-    def _arrays(self, st: _Store) -> dict:
+    def _arrays(self, st: _Store) -> dict[str, npt.NDArray[Any]]:
         tokens = st.tokens[:st.n_tokens]
         arrays = {"tokens": tokens.view(np.uint16) if tokens.dtype != np.float32 else tokens,
                   "offsets": st.offsets[:st.n_docs + 1], "ids": st.ids, "alive": st.alive}
@@ -493,13 +518,13 @@ class MultiVectorIndex:
             arrays["fdes"] = st.fdes if st.fdes is not None else np.zeros((0, self._fde.output_dim), np.float32)
         return arrays
 
-    def _manifest(self, st: _Store) -> dict:
+    def _manifest(self, st: _Store) -> dict[str, Any]:
         return {"format": _FORMAT, "version": _VERSION, "dim": self._dim, "ann": self._ann_kind,
                 "candidates": self.candidates, "storage": self._storage, "options": self._options,
                 "fde": None if self._fde is None else self._fde.config, "docs": st.n_docs,
                 "tokens": st.n_tokens}
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to the folder ``path``: ``manifest.json`` (format, version, configuration, sizes,
         SHA-256 of every file), the token store as .npy files and the ANN's own file. ``load`` verifies all of it.
         The folder is written beside ``path`` under a unique temporary name, then renamed into place: an existing
@@ -511,7 +536,7 @@ class MultiVectorIndex:
             self._drop_stale(st)
             tmp = tempfile.mkdtemp(prefix=".mvindex-", dir=os.path.dirname(full))
             try:
-                files = {}
+                files: dict[str, str | None] = {}
                 for name, arr in self._arrays(st).items():
                     with open(os.path.join(tmp, f"{name}.npy"), "wb") as f:
                         np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
@@ -531,7 +556,7 @@ class MultiVectorIndex:
                 raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MultiVectorIndex:
+    def load(cls, path: str | os.PathLike[str]) -> MultiVectorIndex:
         """Read a folder written by :meth:`save`; ValueError for anything missing, corrupt or inconsistent."""
         path = os.fspath(path)
         try:
@@ -573,7 +598,8 @@ class MultiVectorIndex:
         index._restore(arrays, manifest, ann, path)
         return index
 
-    def _restore(self, arrays: dict, manifest: dict, ann, where: str) -> None:
+    def _restore(self, arrays: dict[str, npt.NDArray[Any]], manifest: dict[str, Any], ann: _Ann,
+                 where: str) -> None:
         """Publish the state read from a folder or a pickle, after checking it against the manifest and the ANN."""
         n, total = manifest.get("docs"), manifest.get("tokens")
         tokens, offsets, ids, alive = arrays["tokens"], arrays["offsets"], arrays["ids"], arrays["alive"]
@@ -599,7 +625,8 @@ class MultiVectorIndex:
             ok = bool(np.all(norms <= NORM_LIMIT))  # False for NaN / inf too
         if not ok:
             raise ValueError(f"{where!r}: the token store is inconsistent with the manifest")
-        st = _Store(tokens, total, offsets, n, ids, alive, fdes, ann, float(norms.max()) if total else 0.0)
+        # total and n are ints here (checked in ok)
+        st = _Store(tokens, total, offsets, n, ids, alive, fdes, ann, float(norms.max()) if total else 0.0)  # type: ignore[arg-type]
         self._check_ann(st, where)
         self._st = st
 
@@ -624,31 +651,32 @@ class MultiVectorIndex:
         if not ok:
             raise ValueError(f"{where!r}: the ANN index does not match the token store")
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         with self._lock:  # the ANN is serialised here, with no add running
             st = self._st
             self._drop_stale(st)
             return {"manifest": self._manifest(st), "arrays": {k: np.array(v) for k, v in self._arrays(st).items()},
                     "ann": st.ann.__getstate__() if st.n_docs and st.ann is not None else None}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         m = state["manifest"]
         fde = None if m["fde"] is None else FDE._from_config(m["fde"])
-        self.__init__(m["dim"], fde=fde, ann=m["ann"], candidates=m["candidates"], storage=m["storage"], **m["options"])
+        # unpickling: the constructor's checks and defaults, then the saved state
+        self.__init__(m["dim"], fde=fde, ann=m["ann"], candidates=m["candidates"], storage=m["storage"], **m["options"])  # type: ignore[misc]
         ann = state["ann"]
         if isinstance(ann, dict):
-            cls = type(self._st.ann)
+            cls: type[HNSWIndex] | type[PQIndex] = type(self._st.ann)  # not None: the state has an ANN
             ann = cls.__new__(cls)
             ann.__setstate__(state["ann"])
         self._restore(state["arrays"], m, self._st.ann if ann is None else ann, "pickle")
 
 
-def _owner(offsets: np.ndarray, row: int) -> int:
+def _owner(offsets: npt.NDArray[np.int64], row: int) -> int:
     """The doc (query) holding token row ``row``."""
     return int(np.searchsorted(offsets, row, side="right") - 1)
 
 
-def _token_norms(r: Ragged, name: str) -> np.ndarray:
+def _token_norms(r: Ragged, name: str) -> npt.NDArray[np.float64]:
     """float64 norm of every token of ``r`` (finite); a token beyond 2**62 raises ValueError naming ``name[i]``."""
     norms = row_norms64(r.tokens)
     big = norms > NORM_LIMIT
@@ -658,7 +686,7 @@ def _token_norms(r: Ragged, name: str) -> np.ndarray:
     return norms
 
 
-def _check_fde_norms(enc: np.ndarray, first_doc: int) -> None:
+def _check_fde_norms(enc: npt.NDArray[np.float32], first_doc: int) -> None:
     """Doc FDEs go into an ANN index: their norms must stay within 2**62 too (an FDE averages projected tokens,
     which can make it ~25x longer than the tokens)."""
     norms = row_norms64(enc)
@@ -669,7 +697,7 @@ def _check_fde_norms(enc: np.ndarray, first_doc: int) -> None:
                          f"(~4.6e18): the token values are too large")
 
 
-def _drop_entries(ann: HNSWIndex, labels: np.ndarray) -> None:
+def _drop_entries(ann: HNSWIndex, labels: npt.NDArray[np.int64]) -> None:
     """Tombstone whichever of ``labels`` the HNSW index holds (rollback of an interrupted add)."""
     if labels.size:
         present = labels[ann._core.contains(labels)]
@@ -714,7 +742,7 @@ def _replaceable(full: str) -> bool | None:
     return False
 
 
-def _save_target(path) -> tuple[str, str]:
+def _save_target(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(path as given, absolute path) of a folder that ``save`` may write; ValueError naming the path otherwise."""
     shown = os.fspath(path)
     full = os.path.abspath(shown)
@@ -784,7 +812,7 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _load_npy(path: str, where: str) -> np.ndarray:
+def _load_npy(path: str, where: str) -> npt.NDArray[Any]:
     """A .npy file of plain data; anything malformed (bad header, a shape the file cannot hold, truncation) raises
     ValueError. The header is checked against the file size before anything is allocated."""
     try:
@@ -803,7 +831,7 @@ def _load_npy(path: str, where: str) -> np.ndarray:
                 count *= int(width)
             if count * dtype.itemsize != os.fstat(f.fileno()).st_size - f.tell():
                 raise ValueError(f"shape {shape} of {dtype} does not match the file size")
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]  # np.load is typed Any
     except (OSError, ValueError, EOFError, SyntaxError, MemoryError, TypeError, tokenize.TokenError) as e:
         raise ValueError(f"{where} is unreadable ({type(e).__name__}: {e})") from None
 

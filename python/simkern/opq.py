@@ -9,7 +9,10 @@ L2 distances and inner products, so both metrics work unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import (
     deprecated_alias,
@@ -30,7 +33,7 @@ class OPQ:
     """Rotation + product quantizer. ``iters`` alternations of ``pq_iters`` k-means iterations each."""
 
     def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, iters: int = 20,
-                 pq_iters: int = 4):
+                 pq_iters: int = 4) -> None:
         self.pq = ProductQuantizer(dim, m, nbits, metric)
         self.iters, self.pq_iters = int_arg(iters, "iters", 0), int_arg(pq_iters, "pq_iters", 0)
         self.rotation = np.eye(dim, dtype=np.float32)
@@ -47,8 +50,8 @@ class OPQ:
         return (f"OPQ(dim={self.dim}, m={self.pq.m}, nbits={self.pq.nbits}, metric={self.pq.metric!r}, "
                 f"iters={self.iters}, {'trained' if self.is_trained else 'untrained'})")
 
-    def train(self, x: np.ndarray, *, pq_final_iters: int = 25, seed: int = 0, max_train_points: int | None = None,
-            threads: int | None = None) -> OPQ:
+    def train(self, x: npt.NDArray[np.float32], *, pq_final_iters: int = 25, seed: int = 0,
+            max_train_points: int | None = None, threads: int | None = None) -> OPQ:
         """Learn the rotation on ``x`` (float32 (n, dim)), then train the quantizer on ``x @ rotation``."""
         x = float32_rows(x, self.dim, "x")
         pq_final_iters = int_arg(pq_final_iters, "pq_final_iters", 0)
@@ -71,34 +74,36 @@ class OPQ:
         self.pq.train(self.rotate(x), iters=pq_final_iters, seed=seed, threads=threads)
         return self
 
-    def fit(self, *args, **kwargs) -> OPQ:
+    def fit(self, *args: Any, **kwargs: Any) -> OPQ:
         """Deprecated alias of :meth:`train` (every family trains with ``train``; docs/API.md)."""
         deprecated_alias("OPQ.fit", "train")
         return self.train(*args, **kwargs)
 
-    def rotate(self, x: np.ndarray) -> np.ndarray:
+    def rotate(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """float32 ``x @ rotation``."""
         x = float32_rows(x, self.dim, "x")
         return np.ascontiguousarray(x @ self.rotation)
 
-    def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None) -> npt.NDArray[np.uint8]:
         return self.pq.encode(self.rotate(x), threads=threads)
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Reconstructions in the original space: decode, then rotate back (x_hat @ rotation.T)."""
         return np.ascontiguousarray(self.pq.decode(codes) @ self.rotation.T)
 
-    def distance_tables(self, queries: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def distance_tables(self, queries: npt.NDArray[np.float32], *,
+                        threads: int | None = None) -> npt.NDArray[np.float32]:
         return self.pq.distance_tables(self.rotate(queries), threads=threads)
 
-    def adc(self, queries: np.ndarray, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def adc(self, queries: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], *,
+            threads: int | None = None) -> npt.NDArray[np.float32]:
         return self.pq.adc(self.rotate(queries), codes, threads=threads)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"pq": self.pq.__getstate__(), "iters": self.iters, "pq_iters": self.pq_iters,
                 "rotation": self.rotation}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = state_dict(state, ("pq", "iters", "pq_iters", "rotation"), "OPQ")
         self.pq = ProductQuantizer.__new__(ProductQuantizer)
         self.pq.__setstate__(state["pq"])

@@ -15,7 +15,10 @@ Inputs must be float32, C-contiguous, finite; nothing is converted silently.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._enums import METRICS, PQ_INITS, PQ_METRICS, choice
@@ -39,7 +42,7 @@ _METRICS, _INITS = METRICS, PQ_INITS  # the shared tables (metric codes are in t
 class ProductQuantizer:
     """Product quantizer with ``m`` subspaces of ``2**nbits`` centroids each (see the module docstring)."""
 
-    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2"):
+    def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2") -> None:
         dim, m = positive_int(dim, "dim"), positive_int(m, "m")
         if dim % m != 0:
             raise ValueError(f"dim ({dim}) must be a multiple of m ({m})")
@@ -47,8 +50,8 @@ class ProductQuantizer:
             raise ValueError(f"nbits must be 8 or 4, got {nbits!r}")
         metric = choice(metric, "metric", PQ_METRICS)
         self.dim, self.m, self.nbits, self.metric = dim, m, int(nbits), metric
-        self._codebooks: np.ndarray | None = None
-        self._ct: np.ndarray | None = None  # (m, dsub, ksub): the layout the kernels read
+        self._codebooks: npt.NDArray[np.float32] | None = None
+        self._ct: npt.NDArray[np.float32] | None = None  # (m, dsub, ksub): the layout the kernels read
 
     # -- properties --------------------------------------------------------------------------------------------
     @property
@@ -69,10 +72,10 @@ class ProductQuantizer:
         return self._codebooks is not None
 
     @property
-    def codebooks(self) -> np.ndarray:
+    def codebooks(self) -> npt.NDArray[np.float32]:
         """float32 ``(m, ksub, dsub)`` (read-only view)."""
         cb = self._require_trained()
-        view = cb.view()
+        view: npt.NDArray[np.float32] = cb.view()
         view.flags.writeable = False
         return view
 
@@ -81,20 +84,20 @@ class ProductQuantizer:
         return (f"ProductQuantizer(dim={self.dim}, m={self.m}, nbits={self.nbits}, metric={self.metric!r}, "
                 f"{state})")
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"dim": self.dim, "m": self.m, "nbits": self.nbits, "metric": self.metric,
                 "codebooks": self._codebooks}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = state_dict(state, ("dim", "m", "nbits", "metric", "codebooks"), "ProductQuantizer")
-        self.__init__(state["dim"], state["m"], state["nbits"], state["metric"])
+        self.__init__(state["dim"], state["m"], state["nbits"], state["metric"])  # type: ignore[misc]  # unpickling
         if state["codebooks"] is not None:
             self._set_codebooks(state_array(state["codebooks"], "codebooks", np.float32,
                                             (self.m, self.ksub, self.dsub)))
 
     # -- training ----------------------------------------------------------------------------------------------
     @classmethod
-    def from_codebooks(cls, codebooks: np.ndarray, metric: str = "l2") -> ProductQuantizer:
+    def from_codebooks(cls, codebooks: npt.NDArray[np.float32], metric: str = "l2") -> ProductQuantizer:
         """Adopt codebooks trained elsewhere: float32 ``(m, ksub, dsub)`` with ksub 256 or 16 (copied)."""
         if not isinstance(codebooks, np.ndarray) or codebooks.dtype != np.float32:
             raise TypeError("codebooks must be a float32 numpy array of shape (m, ksub, dsub)")
@@ -107,7 +110,7 @@ class ProductQuantizer:
         pq._set_codebooks(np.array(codebooks, dtype=np.float32, order="C"))
         return pq
 
-    def train(self, x: np.ndarray, *, iters: int = 25, seed: int = 0, max_train_points: int | None = None,
+    def train(self, x: npt.NDArray[np.float32], *, iters: int = 25, seed: int = 0, max_train_points: int | None = None,
             init: str = "kmeans++", threads: int | None = None) -> ProductQuantizer:
         """Train one k-means per subspace on ``x`` (float32 ``(n, dim)``, n >= ksub).
 
@@ -133,19 +136,20 @@ class ProductQuantizer:
         self._set_codebooks(codebooks)
         return self
 
-    def fit(self, *args, **kwargs) -> ProductQuantizer:
+    def fit(self, *args: Any, **kwargs: Any) -> ProductQuantizer:
         """Deprecated alias of :meth:`train` (every family trains with ``train``; docs/API.md)."""
         deprecated_alias("ProductQuantizer.fit", "train")
         return self.train(*args, **kwargs)
 
     # -- codes -------------------------------------------------------------------------------------------------
-    def encode(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None) -> npt.NDArray[np.uint8]:
         """uint8 ``(n, code_size)``: the nearest centroid per subspace (ties: lowest index)."""
         self._require_trained()
-        codes = _core._pq_encode(float32_rows(x, self.dim, "x"), self._ct, threads_arg(threads))
+        # _ct is set with _codebooks, which _require_trained() just checked
+        codes = _core._pq_encode(float32_rows(x, self.dim, "x"), self._ct, threads_arg(threads))  # type: ignore[arg-type]
         return codes if self.nbits == 8 else self._pack4(codes)
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """float32 ``(n, dim)``: the concatenated centroids of each code."""
         cb = self._require_trained()
         unpacked = self._unpack(codes)
@@ -153,8 +157,8 @@ class ProductQuantizer:
         return np.ascontiguousarray(out.reshape(unpacked.shape[0], self.dim))
 
     # -- distances ---------------------------------------------------------------------------------------------
-    def distance_tables(self, queries: np.ndarray, *, threads: int | None = None,
-                        out: np.ndarray | None = None) -> np.ndarray:
+    def distance_tables(self, queries: npt.NDArray[np.float32], *, threads: int | None = None,
+                        out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """float32 ``(n_queries, m, ksub)``: squared L2 from each query subvector to each centroid, or inner
         products for ``metric="ip"``. ``out``: write into this float32 C-contiguous array of that shape (not
         overlapping ``queries``) and return it, instead of allocating."""
@@ -163,28 +167,30 @@ class ProductQuantizer:
         if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, q):
             raise ValueError("out must not overlap queries")
         check_out_aligned(out)
-        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)
+        # _ct is set with _codebooks, which _require_trained() just checked
+        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)  # type: ignore[arg-type]
 
-    def adc(self, queries: np.ndarray, codes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def adc(self, queries: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], *,
+            threads: int | None = None) -> npt.NDArray[np.float32]:
         """float32 ``(n_queries, n)``: asymmetric distances (table sums in subspace order, exact float):
         approximate squared L2 for ``"l2"``, approximate inner product for ``"ip"``."""
         tables = self.distance_tables(queries, threads=threads)
         return _core._pq_adc(tables, self._unpack(codes), threads_arg(threads))
 
     # -- helpers -----------------------------------------------------------------------------------------------
-    def _require_trained(self) -> np.ndarray:
+    def _require_trained(self) -> npt.NDArray[np.float32]:
         if self._codebooks is None:
             raise ValueError("the ProductQuantizer is not trained: call train() or use from_codebooks()")
         return self._codebooks
 
-    def _set_codebooks(self, codebooks: np.ndarray) -> None:
+    def _set_codebooks(self, codebooks: npt.NDArray[np.float32]) -> None:
         expected = (self.m, self.ksub, self.dsub)
         if codebooks.shape != expected:
             raise ValueError(f"codebooks must have shape {expected}, got {codebooks.shape}")
         self._codebooks = codebooks
         self._ct = _core._pq_transpose(codebooks)
 
-    def _unpack(self, codes) -> np.ndarray:
+    def _unpack(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Validated codes as uint8 ``(n, m)``, one code per byte."""
         if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8:
             raise TypeError("codes must be a uint8 numpy array of shape (n, code_size)")
@@ -199,7 +205,7 @@ class ProductQuantizer:
             raise ValueError("codes: the unused high nibble of the last byte must be 0 (odd m)")
         return np.ascontiguousarray(unpacked[:, : self.m])
 
-    def _pack4(self, codes: np.ndarray) -> np.ndarray:
+    def _pack4(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         if self.m % 2:
             codes = np.concatenate([codes, np.zeros((codes.shape[0], 1), np.uint8)], axis=1)
         return np.ascontiguousarray(codes[:, 0::2] | (codes[:, 1::2] << 4))

@@ -26,8 +26,10 @@ import os
 import struct
 import threading
 import zlib
+from typing import IO, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._progress import progress_reporter
@@ -52,9 +54,10 @@ __all__ = ["PQIndex"]
 _MAGIC = b"SIMKPQI\0"
 _VERSION = 1
 _HEADER = struct.Struct("<8sIIIIIQII")  # magic, version, dim, m, nbits, metric, n, flags, reserved
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 
-def _block_codes(codes: np.ndarray, nbits: int) -> np.ndarray:
+def _block_codes(codes: npt.NDArray[np.uint8], nbits: int) -> npt.NDArray[np.uint8]:
     """Codes re-packed for the quantised scans. 4-bit: (ceil(n / 32), ceil(m / 2), 32) bytes, byte i of a block =
     code of vector i for subspace 2p (low nibble) and 2p + 1 (high nibble). 8-bit: (ceil(n / 64), m, 64), row s of
     a block = the codes of its 64 vectors for subspace s. Padding vectors and subspace are 0."""
@@ -78,12 +81,12 @@ class _Snapshot:
 
     __slots__ = ("codes", "vectors", "_blocks", "_lock")
 
-    def __init__(self, codes: np.ndarray, vectors: np.ndarray | None):
+    def __init__(self, codes: npt.NDArray[np.uint8], vectors: npt.NDArray[np.float32] | None) -> None:
         self.codes, self.vectors = codes, vectors
-        self._blocks: np.ndarray | None = None
+        self._blocks: npt.NDArray[np.uint8] | None = None
         self._lock = threading.Lock()
 
-    def blocks(self, nbits: int) -> np.ndarray:
+    def blocks(self, nbits: int) -> npt.NDArray[np.uint8]:
         blocks = self._blocks
         if blocks is None:
             with self._lock:
@@ -106,16 +109,16 @@ class PQIndex:
     """
 
     def __init__(self, dim: int, m: int, nbits: int = 8, metric: str = "l2", *, keep_vectors: bool = False,
-                 opq: bool = False):
+                 opq: bool = False) -> None:
         # opq=True: learn an OPQ rotation at train() and quantise rotated vectors (see simkern.OPQ).
         self.opq = OPQ(dim, m, nbits, metric) if opq else None
-        self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)
+        self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)  # type: ignore[union-attr]  # opq: an OPQ
         self.keep_vectors = bool(keep_vectors)
         self._write_lock = threading.Lock()
         self._set_contents(np.zeros((0, self.pq.m), np.uint8),
                            np.zeros((0, self.dim), np.float32) if self.keep_vectors else None)
 
-    def _set_contents(self, codes: np.ndarray, vectors: np.ndarray | None) -> None:
+    def _set_contents(self, codes: npt.NDArray[np.uint8], vectors: npt.NDArray[np.float32] | None) -> None:
         """Adopt ``codes`` (one code per byte, whatever nbits) and ``vectors`` as the buffers and publish them."""
         self._code_buf, self._vector_buf = codes, vectors  # rows past the published n are private to add()
         self._snap = _Snapshot(codes, vectors)
@@ -148,18 +151,18 @@ class PQIndex:
                 f"{'trained' if self.is_trained else 'untrained'})")
 
     @property
-    def _codes(self) -> np.ndarray:
+    def _codes(self) -> npt.NDArray[np.uint8]:
         """The published codes, one per byte (read-only use: demo and benchmarks read them)."""
         return self._snap.codes
 
     @property
-    def codes(self) -> np.ndarray:
+    def codes(self) -> npt.NDArray[np.uint8]:
         """uint8 ``(n, code_size)`` codes in ProductQuantizer's format (4-bit codes packed two per byte)."""
         codes = self._snap.codes
         return codes.copy() if self.pq.nbits == 8 else self.pq._pack4(codes)
 
     # -- building ----------------------------------------------------------------------------------------------
-    def train(self, x: np.ndarray, *, seed: int = 0, iters: int = 25, max_train_points: int | None = None,
+    def train(self, x: npt.NDArray[np.float32], *, seed: int = 0, iters: int = 25, max_train_points: int | None = None,
               threads: int | None = None) -> PQIndex:
         """Train the quantizer (see ``ProductQuantizer.train``). Returns ``self``."""
         iters = int_arg(iters, "iters", 0)
@@ -172,11 +175,12 @@ class PQIndex:
                 self.pq.train(x, iters=iters, seed=seed, max_train_points=max_train_points, threads=threads)
         return self
 
-    def _to_pq_space(self, x: np.ndarray) -> np.ndarray:
+    def _to_pq_space(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Checked float32 rows as the quantizer sees them (rotated with OPQ)."""
         return x if self.opq is None else self.opq.rotate(x)
 
-    def add(self, x: np.ndarray, *, threads: int | None = None, progress: bool = False) -> np.ndarray:
+    def add(self, x: npt.NDArray[np.float32], *, threads: int | None = None,
+            progress: bool = False) -> npt.NDArray[np.int64]:
         """Encode and append ``x`` (float32 ``(n, dim)``); the new ids continue from ``len(index)`` and are
         returned (int64). Concurrent searches see all of ``x`` or none of it (see the class docstring).
         ``progress=True`` reports the encoding (tqdm when installed, else stderr)."""
@@ -190,11 +194,12 @@ class PQIndex:
             parts = []
             for start in range(0, len(x), _PROGRESS_ROWS):
                 part = x[start:start + _PROGRESS_ROWS]
-                parts.append(_core._pq_encode(self._to_pq_space(part), self.pq._ct, core_threads))
+                # pq._ct is set once the quantizer is trained (checked above)
+                parts.append(_core._pq_encode(self._to_pq_space(part), self.pq._ct, core_threads))  # type: ignore[arg-type]
                 report(start + len(part))
             codes = np.concatenate(parts)
         else:
-            codes = _core._pq_encode(self._to_pq_space(x), self.pq._ct, core_threads)
+            codes = _core._pq_encode(self._to_pq_space(x), self.pq._ct, core_threads)  # type: ignore[arg-type]  # as above
         if not len(codes):
             return np.zeros(0, np.int64)
         with self._write_lock:
@@ -204,18 +209,20 @@ class PQIndex:
                 capacity = max(n + count, n + n // 2, 64)
                 self._code_buf = _grow(self._code_buf, n, capacity)
                 if self.keep_vectors:
-                    self._vector_buf = _grow(self._vector_buf, n, capacity)
+                    # _vector_buf is an array exactly when keep_vectors (here and below)
+                    self._vector_buf = _grow(self._vector_buf, n, capacity)  # type: ignore[arg-type]
             # Rows n.. of the buffers belong to no published snapshot: writing them is invisible to searches.
             self._code_buf[n : n + count] = codes
             if self.keep_vectors:
-                self._vector_buf[n : n + count] = x
+                self._vector_buf[n : n + count] = x  # type: ignore[index]
             self._snap = _Snapshot(self._code_buf[: n + count],
-                                   self._vector_buf[: n + count] if self.keep_vectors else None)
+                                   self._vector_buf[: n + count] if self.keep_vectors else None)  # type: ignore[index]
         return np.arange(n, n + count, dtype=np.int64)
 
     # -- search ------------------------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int = 10, *, filter=None, rerank: int | None = None,
-               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, filter: npt.ArrayLike | None = None,
+               rerank: int | None = None,
+               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The ``k`` best ids per query: ``(distances float32 (nq, k), ids int64 (nq, k))``, best first.
 
         ``filter``: a boolean mask with exactly ``id_bound`` (= ``len(index)``) entries or an array of allowed ids
@@ -250,11 +257,12 @@ class PQIndex:
         else:
             scores, ids = _core._pq_search(tables, snap.codes, mask, width, smaller, core_threads)
         if rerank:
-            scores, ids = self._rerank(snap.vectors, queries, ids, k, smaller)
+            # rerank requires keep_vectors (checked above): snap.vectors is an array
+            scores, ids = self._rerank(snap.vectors, queries, ids, k, smaller)  # type: ignore[arg-type]
         return scores, ids
 
     @staticmethod
-    def _filter_mask(filter, n: int) -> np.ndarray | None:
+    def _filter_mask(filter: npt.ArrayLike | None, n: int) -> npt.NDArray[np.uint8] | None:
         """The byte mask over the ``n`` ids of the searched state, from any filter of the shared rule
         (``filter_arg``: a boolean mask of exactly n entries, or allowed ids, those >= n matching nothing)."""
         mask, ids = filter_arg(filter, n)
@@ -265,7 +273,8 @@ class PQIndex:
         return mask
 
     @staticmethod
-    def _rerank(vectors: np.ndarray, queries: np.ndarray, cand: np.ndarray, k: int, smaller: bool):
+    def _rerank(vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], cand: npt.NDArray[np.int64], k: int,
+                smaller: bool) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         nq = cand.shape[0]
         out_scores = np.full((nq, k), np.inf if smaller else -np.inf, np.float32)
         out_ids = np.full((nq, k), -1, np.int64)
@@ -283,12 +292,12 @@ class PQIndex:
         return out_scores, out_ids
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         snap = self._snap
         return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": snap.codes,
                 "vectors": snap.vectors, "opq": None if self.opq is None else self.opq.__getstate__()}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state = state_dict(state, ("pq", "keep_vectors", "codes", "vectors", "opq"), "PQIndex")
         if state.get("opq") is not None:
             self.opq = OPQ.__new__(OPQ)
@@ -312,7 +321,7 @@ class PQIndex:
         self._write_lock = threading.Lock()
         self._set_contents(codes, vectors)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index (format in the module docstring). The index must be trained."""
         cb = self.pq._require_trained()
         snap = self._snap  # the state published when save started (adds may go on meanwhile)
@@ -328,11 +337,11 @@ class PQIndex:
         parts = [np.ascontiguousarray(p).reshape(-1).view(np.uint8) if isinstance(p, np.ndarray) else p
                  for p in parts]
 
-        def write(f):
+        def write(f: IO[bytes]) -> None:
             crc = 0
-            for part in parts:
-                crc = zlib.crc32(part, crc)
-                f.write(part)
+            for part in parts:  # bytes and uint8 ndarrays: numpy's stubs give ndarray __buffer__ only for 3.12+
+                crc = zlib.crc32(part, crc)  # type: ignore[arg-type]
+                f.write(part)  # type: ignore[arg-type]
             f.write(struct.pack("<I", crc))
 
         # A unique temporary file renamed into place: readers see the old file or the new one; a failed save
@@ -340,7 +349,7 @@ class PQIndex:
         atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> PQIndex:
+    def load(cls, path: str | os.PathLike[str]) -> PQIndex:
         """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError."""
         with open(path, "rb") as f:
             data = f.read()
@@ -381,12 +390,12 @@ class PQIndex:
             rotation = np.frombuffer(data, np.float32, dim * dim, offset).reshape(dim, dim).copy()
             if not np.isfinite(rotation).all():
                 raise ValueError(f"{os.fspath(path)}: rotation contains NaN or inf")
-            index.opq.rotation = rotation
+            index.opq.rotation = rotation  # type: ignore[union-attr]  # flags & 2: built with opq=True
         index._set_contents(codes, vectors)
         return index
 
 
-def _grow(buf: np.ndarray, n: int, capacity: int) -> np.ndarray:
+def _grow(buf: npt.NDArray[_Scalar], n: int, capacity: int) -> npt.NDArray[_Scalar]:
     """A new buffer of ``capacity`` rows holding the first ``n`` rows of ``buf``."""
     out = np.empty((capacity,) + buf.shape[1:], buf.dtype)
     out[:n] = buf[:n]

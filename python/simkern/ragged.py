@@ -6,16 +6,18 @@ references to both arrays (zero-copy); ``r[i]`` is a view.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ._validate import beyond_int64, int_arg
 
 __all__ = ["Ragged", "as_ragged"]
 
 
-def _int_array(x, name: str) -> np.ndarray:
+def _int_array(x: object, name: str) -> npt.NDArray[np.integer[Any]]:
     arr = np.asarray(x)
     if beyond_int64(x, arr):
         raise ValueError(f"{name} holds integers outside the int64 range")
@@ -39,15 +41,17 @@ class Ragged:
     """
 
     __slots__ = ("_tokens", "_offsets")
+    _tokens: npt.NDArray[Any]
+    _offsets: npt.NDArray[np.int64]
 
-    def __init__(self, tokens, offsets):
+    def __init__(self, tokens: npt.NDArray[Any], offsets: npt.ArrayLike) -> None:
         if not isinstance(tokens, np.ndarray):
             raise TypeError(f"tokens must be a numpy.ndarray of shape (total_tokens, dim), got {type(tokens).__name__}")
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be 2-D (total_tokens, dim), got shape {tokens.shape}")
         if not tokens.flags.c_contiguous:
             raise ValueError("tokens must be C-contiguous; use numpy.ascontiguousarray(tokens)")
-        offs = _int_array(offsets, "offsets")
+        offs: npt.NDArray[Any] = _int_array(offsets, "offsets")  # int64 from the ascontiguousarray below on
         if offs.ndim != 1 or offs.shape[0] < 1:
             raise ValueError(f"offsets must be 1-D with n + 1 >= 1 entries, got shape {offs.shape}")
         offs = np.ascontiguousarray(offs, dtype=np.int64)
@@ -66,7 +70,7 @@ class Ragged:
 
     # -- constructors -------------------------------------------------------------------------------------
     @classmethod
-    def _trusted(cls, tokens: np.ndarray, offsets: np.ndarray) -> Ragged:
+    def _trusted(cls, tokens: npt.NDArray[Any], offsets: npt.NDArray[np.int64]) -> Ragged:
         """Internal: wrap arrays this module built itself (C-contiguous 2-D tokens, valid int64 offsets)."""
         r = cls.__new__(cls)
         r._tokens = tokens
@@ -74,7 +78,9 @@ class Ragged:
         return r
 
     @classmethod
-    def from_list(cls, arrays: Sequence[np.ndarray], *, dim: int | None = None, dtype=None) -> Ragged:
+    def from_list(
+        cls, arrays: Sequence[npt.NDArray[Any]], *, dim: int | None = None, dtype: npt.DTypeLike | None = None
+    ) -> Ragged:
         """Concatenate 2-D ``(n_i, dim)`` arrays into one flat buffer (one copy).
 
         All arrays must share ``dim`` and dtype. ``dim`` (and ``dtype``, default float32) are needed only for an
@@ -109,7 +115,7 @@ class Ragged:
         return cls(tokens, offsets)
 
     @classmethod
-    def from_padded(cls, array3d: np.ndarray, lengths) -> Ragged:
+    def from_padded(cls, array3d: npt.NDArray[Any], lengths: npt.ArrayLike) -> Ragged:
         """Keep the first ``lengths[i]`` rows of ``array3d[i]`` (shape (n, max_len, dim)); copies those rows."""
         if not isinstance(array3d, np.ndarray) or array3d.ndim != 3:
             shape = getattr(array3d, "shape", None)
@@ -127,12 +133,12 @@ class Ragged:
 
     # -- accessors -----------------------------------------------------------------------------------------
     @property
-    def tokens(self) -> np.ndarray:
+    def tokens(self) -> npt.NDArray[Any]:
         """The flat ``(total_tokens, dim)`` token array (the one passed in, not a copy)."""
         return self._tokens
 
     @property
-    def offsets(self) -> np.ndarray:
+    def offsets(self) -> npt.NDArray[np.int64]:
         """int64 ``(n + 1,)`` CSR offsets."""
         return self._offsets
 
@@ -141,11 +147,11 @@ class Ragged:
         return int(self._tokens.shape[1])
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         return self._tokens.dtype
 
     @property
-    def lengths(self) -> np.ndarray:
+    def lengths(self) -> npt.NDArray[np.int64]:
         """int64 ``(n,)``: tokens per set."""
         return np.diff(self._offsets)
 
@@ -156,7 +162,12 @@ class Ragged:
     def __len__(self) -> int:
         return int(self._offsets.shape[0] - 1)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: slice) -> Ragged: ...
+    @overload
+    def __getitem__(self, index: int | np.integer[Any]) -> npt.NDArray[Any]: ...
+
+    def __getitem__(self, index: slice | int | np.integer[Any]) -> Ragged | npt.NDArray[Any]:
         n = len(self)
         if isinstance(index, slice):
             start, stop, step = index.indices(n)
@@ -173,22 +184,27 @@ class Ragged:
         i %= n
         return self._tokens[self._offsets[i] : self._offsets[i + 1]]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[npt.NDArray[Any]]:
         for i in range(len(self)):
             yield self[i]
 
     def __repr__(self) -> str:
         return f"Ragged(n={len(self)}, total_tokens={self.total_tokens}, dim={self.dim}, dtype={self.dtype})"
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
         return (self._tokens, self._offsets)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: tuple[npt.NDArray[Any], npt.NDArray[np.int64]]) -> None:
         tokens, offsets = state
-        self.__init__(tokens, offsets)
+        self.__init__(tokens, offsets)  # type: ignore[misc]  # re-validates the unpickled arrays
 
 
-def as_array(x, name: str) -> np.ndarray:
+# What a multi-vector argument may be (see as_ragged): a Ragged, a list/tuple of 2-D arrays, a 2-D or a 3-D array
+# (NumPy, or another CPU array type exporting DLPack or __array__).
+RaggedLike: TypeAlias = "Ragged | npt.ArrayLike"
+
+
+def as_array(x: object, name: str) -> npt.NDArray[Any]:
     """A NumPy view of an array-like without copying: ndarrays as they are, other CPU arrays (PyTorch, JAX,
     CuPy's host arrays, ...) through DLPack or ``__array__``. Anything else raises TypeError."""
     if isinstance(x, np.ndarray):
@@ -206,7 +222,7 @@ def as_array(x, name: str) -> np.ndarray:
                     f"got {type(x).__name__}")
 
 
-def as_ragged(x, name: str) -> Ragged:
+def as_ragged(x: object, name: str) -> Ragged:
     """Normalise a multi-vector argument: a Ragged, a list/tuple of 2-D arrays (concatenated, one copy),
     a single 2-D array (one set, no copy) or a 3-D array ``(n, L, dim)`` (n sets of L tokens, no copy).
     Arrays may be NumPy arrays or other CPU array types that export DLPack or ``__array__`` (viewed, not copied)."""
@@ -238,7 +254,7 @@ def aligned_tokens(r: Ragged) -> Ragged:
     return Ragged._trusted(r.tokens.copy(), r.offsets)
 
 
-def _contiguous(x: np.ndarray, name: str) -> np.ndarray:
+def _contiguous(x: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
     if not x.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray({name})")
     return x

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from . import _core
 from ._validate import positive_int
@@ -50,7 +52,7 @@ def set_max_isa(name: str) -> str:
 
 
 @contextmanager
-def max_isa(name: str):
+def max_isa(name: str) -> Iterator[str]:
     """Context manager: run the block at ``min(name, best)`` and restore the previous level afterwards."""
     previous = active_isa()
     try:
@@ -74,7 +76,7 @@ def kernel_names() -> dict[str, dict[str, str]]:
     return {family: dict(v) for family, v in _core.kernel_names().items()}
 
 
-def show_runtime(file=None) -> None:
+def show_runtime(file: TextIO | None = None) -> None:
     """Print version, CPU features, ISA per kernel family, threads and build flags."""
     import numpy as np
 

@@ -18,19 +18,23 @@ reused (the index grows by itself).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from .. import HNSWIndex
 
 __all__ = ["Index"]
 
 
-def _threads(num_threads: int):
+def _threads(num_threads: int | None) -> int | None:
     return None if num_threads is None or num_threads <= 0 else int(num_threads)
 
 
 class Index:
-    def __init__(self, space: str, dim: int):
+    def __init__(self, space: str, dim: int) -> None:
         if space not in ("l2", "ip", "cosine"):
             raise ValueError(f"space must be 'l2', 'ip' or 'cosine', got {space!r}")
         self.space, self.dim = space, int(dim)
@@ -95,7 +99,7 @@ class Index:
         self.max_elements = int(new_size)
 
     # -- data --------------------------------------------------------------------------------------------------
-    def _rows(self, data) -> np.ndarray:
+    def _rows(self, data: npt.ArrayLike) -> npt.NDArray[np.float32]:
         x = np.asarray(data, dtype=np.float32)
         if x.ndim == 1:
             x = x.reshape(1, -1)
@@ -103,7 +107,8 @@ class Index:
             raise RuntimeError(f"Wrong dimensionality of the vectors: expected {self.dim}, got shape {x.shape}")
         return np.ascontiguousarray(x)
 
-    def add_items(self, data, ids=None, num_threads: int = -1, replace_deleted: bool = False) -> None:
+    def add_items(self, data: npt.ArrayLike, ids: npt.ArrayLike | None = None, num_threads: int = -1,
+                  replace_deleted: bool = False) -> None:
         index = self._require()
         x = self._rows(data)
         n = x.shape[0]
@@ -129,7 +134,9 @@ class Index:
         index.add(x, labels, replace=True, threads=_threads(num_threads if num_threads != -1 else self.num_threads))
         self._count += new_count
 
-    def knn_query(self, data, k: int = 1, num_threads: int = -1, filter=None):
+    def knn_query(
+        self, data: npt.ArrayLike, k: int = 1, num_threads: int = -1, filter: Callable[[int], object] | None = None
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         index = self._require()
         q = self._rows(data)
         mask = None
@@ -157,7 +164,8 @@ class Index:
             raise RuntimeError("Label not found")
         self._deleted.discard(int(label))
 
-    def get_items(self, ids=None, return_type: str = "numpy"):
+    def get_items(self, ids: npt.ArrayLike | None = None,
+                  return_type: str = "numpy") -> npt.NDArray[np.float32] | list[Any]:
         index = self._require()
         ids = index.ids() if ids is None else np.atleast_1d(np.asarray(ids)).astype(np.int64)
         try:

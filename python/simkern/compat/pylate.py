@@ -18,15 +18,21 @@ to float32 rounding. Masks must hold only 0 and 1 (PyLate would scale by other v
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 
 from ..maxsim import maxsim
 from ..ragged import Ragged, as_array
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["colbert_scores"]
 
 
-def _padded(x, name: str) -> np.ndarray:
+def _padded(x: npt.ArrayLike, name: str) -> npt.NDArray[np.float32]:
     arr = as_array(x, name)
     if arr.ndim != 3:
         raise ValueError(f"{name} must be 3-D (batch, tokens, dim), got shape {arr.shape}")
@@ -35,7 +41,7 @@ def _padded(x, name: str) -> np.ndarray:
     return arr
 
 
-def _mask(mask, shape: tuple[int, int], name: str) -> np.ndarray | None:
+def _mask(mask: npt.ArrayLike | None, shape: tuple[int, ...], name: str) -> npt.NDArray[np.bool_] | None:
     if mask is None:
         return None
     m = as_array(mask, name)
@@ -50,7 +56,7 @@ def _mask(mask, shape: tuple[int, int], name: str) -> np.ndarray | None:
     return m
 
 
-def _ragged(x: np.ndarray, mask: np.ndarray | None) -> Ragged:
+def _ragged(x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None) -> Ragged:
     n, length, dim = x.shape
     if mask is None:
         return Ragged(np.ascontiguousarray(x).reshape(n * length, dim), np.arange(n + 1, dtype=np.int64) * length)
@@ -59,8 +65,9 @@ def _ragged(x: np.ndarray, mask: np.ndarray | None) -> Ragged:
     return Ragged(np.ascontiguousarray(x[mask]), offsets)  # the kept tokens, in order (one copy)
 
 
-def colbert_scores(queries_embeddings, documents_embeddings, queries_mask=None, documents_mask=None,
-                   *, threads: int | None = None):
+def colbert_scores(queries_embeddings: npt.ArrayLike, documents_embeddings: npt.ArrayLike,
+                   queries_mask: npt.ArrayLike | None = None, documents_mask: npt.ArrayLike | None = None,
+                   *, threads: int | None = None) -> npt.NDArray[np.float32] | torch.Tensor:
     """ColBERT late-interaction scores ``(n_queries, n_docs)``; see the module docstring for masks and types."""
     q = _padded(queries_embeddings, "queries_embeddings")
     d = _padded(documents_embeddings, "documents_embeddings")
