@@ -209,3 +209,91 @@ def test_string_options_share_one_check(name, call):
 def test_pq_refuses_cosine_with_the_shared_message():
     with pytest.raises(ValueError, match=r"^metric must be one of 'l2', 'ip', got 'cosine'$"):
         simkern.ProductQuantizer(8, 2, metric="cosine")
+
+
+# -- out= wherever a result array is returned -------------------------------------------------------------------
+def _out_cases():
+    pq8 = simkern.ProductQuantizer(8, 2, 8).train(X, iters=2)
+    pq4 = simkern.ProductQuantizer(8, 4, 4).train(X, iters=2)
+    opq = simkern.OPQ(8, 2, 8, iters=1, pq_iters=1).train(X, pq_final_iters=1)
+    codes8, codes4 = pq8.encode(X[:50]), pq4.encode(X[:50])
+    h = simkern.HNSWIndex(8, seed=1)
+    h.add(X[:200])
+    p = simkern.PQIndex(8, 2, 8).train(X, iters=2)
+    p.add(X[:200])
+    mv = simkern.MultiVectorIndex(8, ann="flat")
+    mv.add(DOCS * 4)
+    docs = simkern.Ragged.from_list(DOCS * 4)
+    # name: (call(out=...), out arrays to pass)
+    return {
+        "ProductQuantizer.encode 8-bit": (lambda **o: pq8.encode(X[:50], **o), (np.uint8, (50, 2))),
+        "ProductQuantizer.encode 4-bit": (lambda **o: pq4.encode(X[:50], **o), (np.uint8, (50, 2))),
+        "ProductQuantizer.decode": (lambda **o: pq8.decode(codes8, **o), (np.float32, (50, 8))),
+        "ProductQuantizer.decode 4-bit": (lambda **o: pq4.decode(codes4, **o), (np.float32, (50, 8))),
+        "ProductQuantizer.adc": (lambda **o: pq8.adc(X[:3], codes8, **o), (np.float32, (3, 50))),
+        "ProductQuantizer.distance_tables": (lambda **o: pq8.distance_tables(X[:3], **o), (np.float32, (3, 2, 256))),
+        "OPQ.rotate": (lambda **o: opq.rotate(X[:5], **o), (np.float32, (5, 8))),
+        "OPQ.encode": (lambda **o: opq.encode(X[:5], **o), (np.uint8, (5, 2))),
+        "OPQ.decode": (lambda **o: opq.decode(codes8, **o), (np.float32, (50, 8))),
+        "OPQ.adc": (lambda **o: opq.adc(X[:3], codes8, **o), (np.float32, (3, 50))),
+        "OPQ.distance_tables": (lambda **o: opq.distance_tables(X[:3], **o), (np.float32, (3, 2, 256))),
+        "HNSWIndex.search": (lambda **o: h.search(X[:4], 6, **o), "pair"),
+        "PQIndex.search": (lambda **o: p.search(X[:4], 6, **o), "pair"),
+        "MultiVectorIndex.search": (lambda **o: mv.search(DOCS[:4], 6, **o), "pair"),
+        "maxsim_topk": (lambda **o: simkern.maxsim_topk(DOCS[:4], docs, 6, **o), "pair"),
+        "HNSWIndex.get_vectors": (lambda **o: h.get_vectors([3, 1, 4], **o), (np.float32, (3, 8))),
+        "sketch": (lambda **o: simkern.sketch(A, 16, **o), (np.float64, (16, 3))),
+        "sketch 1-D": (lambda **o: simkern.sketch(A[:, 0].copy(), 16, kind="gaussian", **o), (np.float64, (16,))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_out_cases()))
+def test_every_result_array_takes_out(name):
+    call, spec = _out_cases()[name]
+    want = call()
+    if spec == "pair":
+        out = (np.full((4, 6), 7, np.float32), np.full((4, 6), 7, np.int64))
+        got = call(out=out)
+        assert got[0] is out[0] and got[1] is out[1]
+        assert np.array_equal(out[0], want[0]) and np.array_equal(out[1], want[1])
+        with pytest.raises(TypeError, match=r"out must be a tuple \(scores float32, ids int64\)"):
+            call(out=out[0])
+        with pytest.raises(TypeError, match=r"out\[1\] \(ids\) must be a int64 numpy array"):
+            call(out=(out[0], out[1].astype(np.int32)))
+        with pytest.raises(ValueError, match=r"out\[0\] \(scores\) must have shape \(4, 6\)"):
+            call(out=(np.zeros((4, 5), np.float32), out[1]))
+        return
+    dtype, shape = spec
+    out = np.full(shape, 7, dtype)
+    got = call(out=out)
+    assert got is out and np.array_equal(out, want)
+    with pytest.raises(TypeError, match="out must be a"):
+        call(out=np.zeros(shape, np.float64 if dtype != np.float64 else np.float32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        call(out=np.zeros((shape[0] + 1,) + shape[1:], dtype))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        call(out=np.zeros((2 * shape[0],) + shape[1:], dtype)[::2])
+    ro = np.zeros(shape, dtype)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        call(out=ro)
+
+
+def test_hnsw_unremove_is_public_and_all_or_nothing():
+    h = simkern.HNSWIndex(8, seed=0)
+    h.add(X[:20])
+    h.remove([3, 5])
+    with pytest.raises(ValueError, match="id 7 is live"):
+        h.unremove([3, 7])
+    with pytest.raises(ValueError, match="id 99 has no tombstone"):
+        h.unremove([3, 99])
+    assert 3 not in h and 5 not in h  # nothing revived by the failed calls
+    assert h.removed_ids().tolist() == [3, 5] and h.contains([3, 4, 5, 2**62]).tolist() == [False, True, False, False]
+    h.unremove([5, 3])
+    assert 3 in h and 5 in h and len(h) == 20
+    assert np.array_equal(h.get_vectors([3]), X[3:4])
+    assert h.search(X[3:4], 1)[1][0, 0] == 3
+    h.remove([3])
+    h.compact()
+    with pytest.raises(ValueError, match="id 3 has no tombstone"):
+        h.unremove([3])

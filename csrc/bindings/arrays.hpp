@@ -31,11 +31,15 @@ inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);
 }
 
-// The result array: a new one, or the caller's `out` after checking dtype, layout, shape and writability.
-inline py::array_t<float> result_array(const py::object& out, std::vector<py::ssize_t> shape) {
-  if (out.is_none()) return py::array_t<float>(shape);
-  if (!py::isinstance<py::array_t<float>>(out)) throw py::type_error("out must be a float32 numpy array");
-  py::array_t<float> arr = py::reinterpret_borrow<py::array_t<float>>(out);
+// The result array: a new one, or the caller's `out` after checking dtype, layout, shape and writability (the one
+// helper behind every out= of the bindings; the Python side also refuses misaligned or overlapping arrays).
+template <class T = float>
+py::array_t<T> result_array(const py::object& out, std::vector<py::ssize_t> shape) {
+  if (out.is_none()) return py::array_t<T>(shape);
+  if (!py::isinstance<py::array>(out) ||
+      py::reinterpret_borrow<py::array>(out).dtype().num() != py::dtype::of<T>().num())
+    throw py::type_error("out must be a " + std::string(py::str(py::dtype::of<T>())) + " numpy array");
+  py::array_t<T> arr = py::reinterpret_borrow<py::array_t<T>>(out);
   std::ostringstream want;
   want << "(";
   for (std::size_t i = 0; i < shape.size(); ++i) want << (i ? ", " : "") << shape[i] << (shape.size() == 1 ? "," : "");

@@ -41,12 +41,13 @@ CArray<std::uint8_t> filter_mask(const py::object& mask_obj, i64 n) {
   return mask;
 }
 
-py::array_t<std::uint8_t> encode_py(const CArray<float>& x, const CArray<float>& ct, int threads) {
+py::array_t<std::uint8_t> encode_py(const CArray<float>& x, const CArray<float>& ct, int threads,
+                                    const py::object& out_obj) {
   const CodebookShape s = check_ct(ct);
   check_rows(x, s.m * s.dsub, "x");
   require(s.ksub <= 256, "ksub must be <= 256");
   const i64 n = x.shape(0);
-  py::array_t<std::uint8_t> codes({n, s.m});
+  py::array_t<std::uint8_t> codes = result_array<std::uint8_t>(out_obj, {n, s.m});
   std::uint8_t* out = codes.mutable_data();
   run_without_gil([&] { pq_encode(x.data(), n, s.m * s.dsub, ct.data(), s.m, s.ksub, out, threads); });
   return codes;
@@ -79,7 +80,8 @@ void require_codes_below(const std::uint8_t* c, i64 n, i64 m, i64 ksub) {
                             ", subspace " + std::to_string(i % m) + "; codes must be < ksub = " + std::to_string(ksub));
 }
 
-py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, int threads) {
+py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, int threads,
+                          const py::object& out_obj) {
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
@@ -87,7 +89,7 @@ py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t
                                    shape_str(codes));
   const std::uint8_t* c = codes.data();
   require_codes_below(c, n, m, ksub);
-  py::array_t<float> out({nq, n});
+  py::array_t<float> out = result_array(out_obj, {nq, n});
   float* o = out.mutable_data();
   run_without_gil([&] { pq_adc(tables.data(), nq, c, n, m, ksub, o, threads); });
   return out;
@@ -209,12 +211,12 @@ void bind_pq(py::module_& m) {
   m.def("_pq_transpose", &transpose_py, py::arg("codebooks").noconvert(),
         R"(_pq_transpose(codebooks f32 (m, ksub, dsub)) -> f32 (m, dsub, ksub))");
   m.def("_pq_encode", &encode_py, py::arg("x").noconvert(), py::arg("ct").noconvert(), py::arg("threads"),
-        R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads) -> u8 (n, m))");
+        py::arg("out") = py::none(), R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads, out=None) -> u8 (n, m))");
   m.def("_pq_tables", &tables_py, py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("metric"),
         py::arg("threads"), py::arg("out") = py::none(),
         R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads, out=None) -> f32 (nq, m, ksub))");
   m.def("_pq_adc", &adc_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
-        R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads) -> f32 (nq, n))");
+        py::arg("out") = py::none(), R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads, out=None) -> f32 (nq, n))");
   m.def("_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),
         py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
         R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");

@@ -8,7 +8,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any, TypeGuard
+from typing import IO, Any, TypeGuard, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,8 @@ try:  # ml_dtypes is a runtime dependency; keep the import local to one place
     from ml_dtypes import bfloat16 as _bfloat16
 except ImportError:  # pragma: no cover - ml_dtypes is required by pyproject
     _bfloat16 = None
+
+_A = TypeVar("_A", bound="npt.NDArray[Any]")
 
 BFLOAT16 = np.dtype(_bfloat16) if _bfloat16 is not None else None
 
@@ -233,6 +235,62 @@ def check_out_aligned(out: object, name: str = "out") -> None:
     if isinstance(out, np.ndarray) and not out.flags.aligned:
         raise ValueError(f"{name} must be aligned (its address a multiple of its itemsize, {out.itemsize}); "
                          f"pass a fresh array, e.g. numpy.empty(...)")
+
+
+def out_array(out: object, shape: tuple[int, ...], dtype: npt.DTypeLike, inputs: tuple[object, ...] = (),
+              name: str = "out") -> npt.NDArray[Any] | None:
+    """The ``out=`` rule of every call (docs/API.md): None, or a numpy array of exactly this dtype and shape,
+    C-contiguous, writeable, aligned and sharing no memory with ``inputs``; TypeError / ValueError otherwise."""
+    if out is None:
+        return None
+    want = np.dtype(dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != want:
+        got = out.dtype if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"{name} must be a {want} numpy array, got {got}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    check_out_aligned(out, name)
+    for arr in inputs:
+        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+            raise ValueError(f"{name} must not overlap the inputs")
+    return out
+
+
+def out_pair(out: object, shape: tuple[int, int], inputs: tuple[object, ...] = ()
+             ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None:
+    """``out=`` of the searches: None or a tuple ``(scores float32, ids int64)``, both of ``shape`` (each as
+    ``out_array``)."""
+    if out is None:
+        return None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(f"out must be a tuple (scores float32, ids int64), got {type(out).__name__}")
+    scores = out_array(out[0], shape, np.float32, inputs, "out[0] (scores)")
+    ids = out_array(out[1], shape, np.int64, inputs + (out[0],), "out[1] (ids)")
+    assert scores is not None and ids is not None
+    return scores, ids
+
+
+def into_out(result: _A, out: npt.NDArray[Any] | None) -> _A:
+    """``result`` written into a checked ``out`` (which is returned), or ``result`` itself without one."""
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out  # type: ignore[return-value]  # out has result's dtype and shape (out_array checked them)
+
+
+def pair_into_out(result: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
+                  out: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None
+                  ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """A search's ``(scores, ids)`` written into a checked ``out`` pair (returned), or returned as they are."""
+    if out is None:
+        return result
+    np.copyto(out[0], result[0])
+    np.copyto(out[1], result[1])
+    return out
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:

@@ -75,7 +75,11 @@ from ._validate import (
     filter_arg,
     float32_rows,
     id_vector,
+    into_out,
     is_valid_id,
+    out_array,
+    out_pair,
+    pair_into_out,
     positive_int,
     seed_arg,
     threads_arg,
@@ -222,10 +226,12 @@ class HNSWIndex:
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, ef: int | None = None,
-               filter: npt.ArrayLike | None = None,
-               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+               filter: npt.ArrayLike | None = None, threads: int | None = None,
+               out: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
+               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """``(scores, ids)`` of shape ``(n_queries, k)``: the k nearest live vectors per query (see the module
-        docstring for the score convention, filters and padding)."""
+        docstring for the score convention, filters and padding). ``out``: an optional ``(scores float32, ids
+        int64)`` pair of arrays to write the results into (docs/API.md)."""
         q = float32_rows(queries, self._dim, "queries", allow_vector=True)
         if self._metric != "cosine":  # cosine queries are normalised in float64 first
             check_norms(q, "queries")
@@ -233,7 +239,8 @@ class HNSWIndex:
         ef = self._ef if ef is None else positive_int(ef, "ef")
         threads = threads_arg(threads)
         mask, ids = filter_arg(filter, self._next_id)
-        return self._core.search(q, k, max(ef, k), mask, ids, threads)
+        dest = out_pair(out, (q.shape[0], k))
+        return pair_into_out(self._core.search(q, k, max(ef, k), mask, ids, threads), dest)
 
     def _search_masked(self, q: npt.NDArray[np.float32], k: int, ef: int, mask: npt.NDArray[np.bool_] | None,
                        threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -255,13 +262,44 @@ class HNSWIndex:
             raise ValueError("ids contain duplicates")
         self._core.remove(ids)
 
+    def unremove(self, ids: npt.ArrayLike) -> None:
+        """Bring removed ``ids`` back: each one's most recent tombstone is live again with the vector it had (the
+        graph links it kept). An id that is live, was never added or was dropped by ``compact`` raises ValueError,
+        and then none of ``ids`` is revived."""
+        ids = id_vector(np.atleast_1d(ids), "ids")
+        if np.unique(ids).size != ids.size:
+            raise ValueError("ids contain duplicates")
+        present = self._core.contains(ids)
+        if present.any():
+            raise ValueError(f"id {int(ids[np.flatnonzero(present)[0]])} is live: only removed ids come back")
+        revived: list[int] = []
+        for i in ids.tolist():
+            if not self._core.unremove(i):
+                if revived:
+                    self._core.remove(np.array(revived, np.int64))
+                raise ValueError(f"id {i} has no tombstone to revive (never added, or compacted away)")
+            revived.append(i)
+
     def compact(self, *, threads: int | None = None) -> None:
         """Rebuild the graph from the live vectors (tombstones and their memory go away)."""
         self._core.compact(threads_arg(threads))
 
-    def get_vectors(self, ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """float32 ``(len(ids), dim)`` stored vectors (normalised for cosine); unknown ids raise ValueError."""
-        return self._core.get_vectors(id_vector(np.atleast_1d(ids), "ids"))
+    def get_vectors(self, ids: npt.ArrayLike, *,
+                    out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """float32 ``(len(ids), dim)`` stored vectors (normalised for cosine); unknown ids raise ValueError.
+        ``out``: write into this array instead (docs/API.md)."""
+        ids = id_vector(np.atleast_1d(ids), "ids")
+        dest = out_array(out, (ids.shape[0], self._dim), np.float32)
+        return into_out(self._core.get_vectors(ids), dest)
+
+    def contains(self, ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each of ``ids`` is live (``id in index`` for many ids at once)."""
+        return self._core.contains(id_vector(np.atleast_1d(ids), "ids"))
+
+    def removed_ids(self) -> npt.NDArray[np.int64]:
+        """The ids that ``unremove`` can bring back: removed (a tombstone is kept) and not live again, sorted."""
+        labels, deleted = self._core.labels()
+        return np.setdiff1d(labels[deleted], labels[~deleted])
 
     def ids(self) -> npt.NDArray[np.int64]:
         """The live ids, in insertion order."""

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from . import _core
 from ._enums import LSTSQ_METHODS, choice
 from ._enums import SKETCH_KINDS as _SKETCH_KINDS
-from ._validate import int_arg, seed_arg, threads_arg
+from ._validate import int_arg, into_out, out_array, seed_arg, threads_arg
 
 __all__ = ["fwht", "sketch", "lstsq_sketched", "SketchedLstsqResult", "sketch_rows_rule", "SKETCH_KINDS"]
 
@@ -141,7 +141,7 @@ def _raise_non_finite(arrays: Sequence[tuple[str, npt.NDArray[Any]]], what: str)
 
 
 def sketch(a: npt.NDArray[_Float], m: int, *, kind: str = "srht", seed: int = 0, nnz_per_column: int = 8,
-           threads: int | None = None) -> npt.NDArray[_Float]:
+           threads: int | None = None, out: npt.NDArray[_Float] | None = None) -> npt.NDArray[_Float]:
     """The row sketch ``S @ a`` of a tall ``(n, d)`` (or ``(n,)``) float32/float64 array: ``(m, d)`` (or ``(m,)``),
     same dtype, computed in that dtype.
 
@@ -159,7 +159,8 @@ def sketch(a: npt.NDArray[_Float], m: int, *, kind: str = "srht", seed: int = 0,
     bit-identical for every thread count and ISA. Sparse sketches are cheap but give no l_inf guarantee for least
     squares (see :func:`lstsq_sketched`). ``a`` is not copied whatever its strides (except a misaligned view, at
     an address that is not a multiple of its itemsize, copied once). NaN/inf in ``a`` (or an overflow of
-    its dtype) raises ValueError."""
+    its dtype) raises ValueError. ``out``: write the result into this array (a's dtype, ``(m, d)`` or ``(m,)``)
+    instead (docs/API.md)."""
     a = _matrix_arg(a, "a")
     code = _kind_arg(kind)
     m = int_arg(m, "m", 1)
@@ -175,10 +176,11 @@ def sketch(a: npt.NDArray[_Float], m: int, *, kind: str = "srht", seed: int = 0,
         raise ValueError(f"nnz_per_column must be <= m ({m}), got {nnz}")
     a2 = a[:, None] if a.ndim == 1 else a
     fn: _SketchKernel = _core._sketch_f32 if a.dtype == np.float32 else _core._sketch_f64
-    out = fn(a2, None, m, code, seed, nnz, threads)
-    if not np.isfinite(out).all():  # NaN/inf anywhere in a reaches the output (every row of a is added somewhere)
+    dest = out_array(out, (m,) + a.shape[1:], a.dtype, (a,))
+    result = fn(a2, None, m, code, seed, nnz, threads)
+    if not np.isfinite(result).all():  # NaN/inf anywhere in a reaches the output (every row of a is added somewhere)
         _raise_non_finite([("a", a)], "the sketch")
-    return out[:, 0] if a.ndim == 1 else out
+    return into_out(result[:, 0] if a.ndim == 1 else result, dest)
 
 
 def sketch_rows_rule(d: int, eps: float = 0.5, delta: float = 0.01) -> int:

@@ -23,7 +23,16 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validate import BFLOAT16, check_no_overlap, check_out_aligned, int64_vector, positive_int, threads_arg
+from ._validate import (
+    BFLOAT16,
+    check_no_overlap,
+    check_out_aligned,
+    int64_vector,
+    out_pair,
+    pair_into_out,
+    positive_int,
+    threads_arg,
+)
 from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["maxsim", "maxsim_pairs", "maxsim_topk"]
@@ -100,6 +109,7 @@ def maxsim_topk(
     *,
     candidates: npt.ArrayLike | None = None,
     threads: int | None = None,
+    out: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The ``k`` best docs per query, best first (ties: smaller doc id first).
 
@@ -108,6 +118,8 @@ def maxsim_topk(
     candidates : None, 2-D int array ``(n_queries, c)``, or a list of 1-D int arrays (one per query)
         Restrict each query to these doc ids. They are scored in place (no copy of doc tokens); ``-1`` entries
         are padding and skipped; an id listed twice for one query raises ``ValueError``.
+    out : None or a ``(scores float32, ids int64)`` pair of ``(n_queries, k)`` arrays
+        Write the results there (docs/API.md).
 
     Returns
     -------
@@ -121,8 +133,9 @@ def maxsim_topk(
     cand_ids = cand_offsets = None
     if candidates is not None:
         cand_ids, cand_offsets = _candidates(candidates, len(q), len(d))
-    return _core._maxsim_topk(q.tokens, q.offsets, tokens, code, d.offsets, k, cand_ids, cand_offsets,
-                              threads_arg(threads))
+    dest = out_pair(out, (len(q), k))
+    return pair_into_out(_core._maxsim_topk(q.tokens, q.offsets, tokens, code, d.offsets, k, cand_ids, cand_offsets,
+                                            threads_arg(threads)), dest)
 
 
 def _candidates(

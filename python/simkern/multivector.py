@@ -40,6 +40,8 @@ from ._validate import (
     check_norms,
     id_vector,
     is_valid_id,
+    out_pair,
+    pair_into_out,
     positive_int,
     row_norms64,
     threads_arg,
@@ -403,12 +405,19 @@ class MultiVectorIndex:
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(self, queries: RaggedLike, k: int = 10, *, candidates: int | None = None, token_k: int | None = None,
-               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+               threads: int | None = None, out: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
+               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The ``k`` best docs per query by exact MaxSim among the ANN's ``candidates``: ``(scores float32 (nq, k),
         ids int64 (nq, k))``, best first; fewer than k: ids -1, scores -inf. ``queries``: float32 Ragged / list /
         2-D (one query) / 3-D array, finite, token norms <= 2**62. ``token_k`` (ann="tokens" only): tokens
         retrieved per query token for this call (default: the index's option, else max(32, candidates // 2)).
-        Safe during a concurrent add/remove: it sees the index as it was when the search started."""
+        Safe during a concurrent add/remove: it sees the index as it was when the search started. ``out``: an
+        optional ``(scores float32, ids int64)`` pair of arrays to write the results into (docs/API.md)."""
+        result = self._search(queries, k, candidates, token_k, threads)
+        return pair_into_out(result, out_pair(out, result[0].shape))
+
+    def _search(self, queries: RaggedLike, k: int, candidates: int | None, token_k: int | None,
+                threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         st = self._st  # the published state this search works on
         q = as_ragged(queries, "queries")
         if q.dtype != np.float32:

@@ -19,6 +19,7 @@ from ._validate import (
     derived_seed,
     float32_rows,
     int_arg,
+    out_array,
     positive_int,
     seed_arg,
     state_array,
@@ -79,25 +80,36 @@ class OPQ:
         deprecated_alias("OPQ.fit", "train")
         return self.train(*args, **kwargs)
 
-    def rotate(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """float32 ``x @ rotation``."""
+    def rotate(self, x: npt.NDArray[np.float32], *,
+               out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """float32 ``x @ rotation``. ``out``: write into this array instead (docs/API.md)."""
         x = float32_rows(x, self.dim, "x")
-        return np.ascontiguousarray(x @ self.rotation)
+        dest = out_array(out, x.shape, np.float32, (x,))
+        if dest is None:
+            return np.ascontiguousarray(x @ self.rotation)
+        return np.matmul(x, self.rotation, out=dest)
 
-    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None) -> npt.NDArray[np.uint8]:
-        return self.pq.encode(self.rotate(x), threads=threads)
+    # The quantizer's calls on rotated inputs; ``out`` as in ProductQuantizer.
+    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None,
+               out: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.uint8]:
+        return self.pq.encode(self.rotate(x), threads=threads, out=out)
 
-    def decode(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    def decode(self, codes: npt.NDArray[np.uint8], *,
+               out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """Reconstructions in the original space: decode, then rotate back (x_hat @ rotation.T)."""
-        return np.ascontiguousarray(self.pq.decode(codes) @ self.rotation.T)
+        decoded = self.pq.decode(codes)
+        dest = out_array(out, decoded.shape, np.float32, (codes,))
+        if dest is None:
+            return np.ascontiguousarray(decoded @ self.rotation.T)
+        return np.matmul(decoded, self.rotation.T, out=dest)
 
-    def distance_tables(self, queries: npt.NDArray[np.float32], *,
-                        threads: int | None = None) -> npt.NDArray[np.float32]:
-        return self.pq.distance_tables(self.rotate(queries), threads=threads)
+    def distance_tables(self, queries: npt.NDArray[np.float32], *, threads: int | None = None,
+                        out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        return self.pq.distance_tables(self.rotate(queries), threads=threads, out=out)
 
     def adc(self, queries: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], *,
-            threads: int | None = None) -> npt.NDArray[np.float32]:
-        return self.pq.adc(self.rotate(queries), codes, threads=threads)
+            threads: int | None = None, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        return self.pq.adc(self.rotate(queries), codes, threads=threads, out=out)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"pq": self.pq.__getstate__(), "iters": self.iters, "pq_iters": self.pq_iters,

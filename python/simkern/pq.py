@@ -27,6 +27,8 @@ from ._validate import (
     deprecated_alias,
     float32_rows,
     int_arg,
+    into_out,
+    out_array,
     positive_int,
     seed_arg,
     state_array,
@@ -142,19 +144,27 @@ class ProductQuantizer:
         return self.train(*args, **kwargs)
 
     # -- codes -------------------------------------------------------------------------------------------------
-    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None) -> npt.NDArray[np.uint8]:
-        """uint8 ``(n, code_size)``: the nearest centroid per subspace (ties: lowest index)."""
+    def encode(self, x: npt.NDArray[np.float32], *, threads: int | None = None,
+               out: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.uint8]:
+        """uint8 ``(n, code_size)``: the nearest centroid per subspace (ties: lowest index). ``out``: write into
+        this array instead (docs/API.md)."""
         self._require_trained()
+        x = float32_rows(x, self.dim, "x")
+        dest = out_array(out, (x.shape[0], self.code_size), np.uint8, (x,))
         # _ct is set with _codebooks, which _require_trained() just checked
-        codes = _core._pq_encode(float32_rows(x, self.dim, "x"), self._ct, threads_arg(threads))  # type: ignore[arg-type]
-        return codes if self.nbits == 8 else self._pack4(codes)
+        if self.nbits == 8:
+            return _core._pq_encode(x, self._ct, threads_arg(threads), dest)  # type: ignore[arg-type]
+        codes = _core._pq_encode(x, self._ct, threads_arg(threads))  # type: ignore[arg-type]
+        return into_out(self._pack4(codes), dest)
 
-    def decode(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """float32 ``(n, dim)``: the concatenated centroids of each code."""
+    def decode(self, codes: npt.NDArray[np.uint8], *,
+               out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """float32 ``(n, dim)``: the concatenated centroids of each code. ``out``: write into this array instead."""
         cb = self._require_trained()
         unpacked = self._unpack(codes)
-        out = cb[np.arange(self.m)[None, :], unpacked]  # (n, m, dsub)
-        return np.ascontiguousarray(out.reshape(unpacked.shape[0], self.dim))
+        dest = out_array(out, (unpacked.shape[0], self.dim), np.float32, (codes,))
+        vectors = cb[np.arange(self.m)[None, :], unpacked]  # (n, m, dsub)
+        return into_out(np.ascontiguousarray(vectors.reshape(unpacked.shape[0], self.dim)), dest)
 
     # -- distances ---------------------------------------------------------------------------------------------
     def distance_tables(self, queries: npt.NDArray[np.float32], *, threads: int | None = None,
@@ -171,11 +181,14 @@ class ProductQuantizer:
         return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)  # type: ignore[arg-type]
 
     def adc(self, queries: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], *,
-            threads: int | None = None) -> npt.NDArray[np.float32]:
+            threads: int | None = None, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """float32 ``(n_queries, n)``: asymmetric distances (table sums in subspace order, exact float):
-        approximate squared L2 for ``"l2"``, approximate inner product for ``"ip"``."""
+        approximate squared L2 for ``"l2"``, approximate inner product for ``"ip"``. ``out``: write into this
+        array instead (docs/API.md)."""
         tables = self.distance_tables(queries, threads=threads)
-        return _core._pq_adc(tables, self._unpack(codes), threads_arg(threads))
+        unpacked = self._unpack(codes)
+        dest = out_array(out, (tables.shape[0], unpacked.shape[0]), np.float32, (queries, codes))
+        return _core._pq_adc(tables, unpacked, threads_arg(threads), dest)
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _require_trained(self) -> npt.NDArray[np.float32]:

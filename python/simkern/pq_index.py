@@ -39,6 +39,8 @@ from ._validate import (
     filter_arg,
     float32_rows,
     int_arg,
+    out_pair,
+    pair_into_out,
     positive_int,
     state_array,
     state_dict,
@@ -221,8 +223,9 @@ class PQIndex:
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, filter: npt.ArrayLike | None = None,
-               rerank: int | None = None,
-               threads: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+               rerank: int | None = None, threads: int | None = None,
+               out: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
+               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The ``k`` best ids per query: ``(distances float32 (nq, k), ids int64 (nq, k))``, best first.
 
         ``filter``: a boolean mask with exactly ``id_bound`` (= ``len(index)``) entries or an array of allowed ids
@@ -231,7 +234,14 @@ class PQIndex:
         ``rerank``: re-score the best ``rerank * k`` ADC candidates with the stored vectors (needs
         ``keep_vectors=True``; without stored vectors the scan is already exact float ADC, so rerank would change
         nothing and is refused). Fewer than ``k`` results: ids -1 and +inf (l2) / -inf (ip).
+        ``out``: an optional ``(distances float32, ids int64)`` pair of arrays to write the results into
+        (docs/API.md).
         """
+        result = self._search(queries, k, filter, rerank, threads)
+        return pair_into_out(result, out_pair(out, result[0].shape))
+
+    def _search(self, queries: npt.NDArray[np.float32], k: int, filter: npt.ArrayLike | None, rerank: int | None,
+                threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
         k = positive_int(k, "k")

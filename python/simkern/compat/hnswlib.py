@@ -122,15 +122,16 @@ class Index:
         _, last = np.unique(labels[::-1], return_index=True)
         keep = np.sort(n - 1 - last)
         x, labels = x[keep], labels[keep]
-        present = index._core.contains(labels)
+        present = index.contains(labels)
         revived = np.array([int(v) in self._deleted for v in labels[~present]], bool) if (~present).any() else \
             np.zeros(0, bool)
         new_count = int((~present).sum() - revived.sum())
         if self._count + new_count > self.max_elements:
             raise RuntimeError("The number of elements exceeds the specified limit")
-        for label in labels[~present][revived]:  # re-adding a deleted label: hnswlib revives and updates it
-            index._core.unremove(int(label))
-            self._deleted.discard(int(label))
+        back = labels[~present][revived]
+        if back.size:  # re-adding a deleted label: hnswlib revives and updates it
+            index.unremove(back)
+            self._deleted.difference_update(int(v) for v in back)
         index.add(x, labels, replace=True, threads=_threads(num_threads if num_threads != -1 else self.num_threads))
         self._count += new_count
 
@@ -160,8 +161,12 @@ class Index:
 
     def unmark_deleted(self, label: int) -> None:
         index = self._require()
-        if int(label) not in self._deleted or not index._core.unremove(int(label)):
+        if int(label) not in self._deleted:
             raise RuntimeError("Label not found")
+        try:
+            index.unremove([int(label)])
+        except ValueError:
+            raise RuntimeError("Label not found") from None
         self._deleted.discard(int(label))
 
     def get_items(self, ids: npt.ArrayLike | None = None,
@@ -186,8 +191,7 @@ class Index:
         if index.dim != self.dim or index.metric != self.space:
             raise RuntimeError(f"the file holds a {index.metric} index of dim {index.dim}, "
                                f"not {self.space} of dim {self.dim}")
-        labels, deleted = index._core.labels()
-        self._deleted = set(int(v) for v in labels[deleted]) - set(int(v) for v in labels[~deleted])
+        self._deleted = set(index.removed_ids().tolist())
         self._index, self._M, self._efc = index, index.M, index.ef_construction
         self._count = len(index) + len(self._deleted)
         self.max_elements = max(int(max_elements), self._count)
