@@ -297,3 +297,32 @@ def test_hnsw_unremove_is_public_and_all_or_nothing():
     h.compact()
     with pytest.raises(ValueError, match="id 3 has no tombstone"):
         h.unremove([3])
+
+
+# -- one validation boundary: composed calls do not re-check what they produced -----------------------------------
+@pytest.mark.parametrize("ann", ["hnsw", "pq", "flat", "tokens"])
+def test_multivector_validates_once_at_its_boundary(ann, monkeypatch):
+    """MultiVectorIndex.add / search check their input once; the FDE, the ANN index and the MaxSim rerank then
+    take the checked arrays through internal paths (no second finiteness scan, candidate sort or conversion)."""
+    import importlib
+
+    mods = {m: importlib.import_module(f"simkern.{m}") for m in ("fde", "hnsw", "maxsim", "pq", "pq_index")}
+    rng = np.random.default_rng(5)
+    docs = [rng.standard_normal((int(n), 8)).astype(np.float32) for n in rng.integers(2, 9, 300)]
+    docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]  # unit tokens: a doc's best match is itself
+    index = simkern.MultiVectorIndex(8, ann=ann, candidates=20)
+    index.add(docs[:280])  # ann="pq" trains its quantizer here, on the FDEs (checked once, as training data)
+
+    def forbidden(name):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{name} ran inside a composed call")
+        return fail
+
+    for module, name in [("hnsw", "float32_rows"), ("hnsw", "check_norms"), ("pq_index", "float32_rows"),
+                         ("pq_index", "check_norms"), ("pq", "float32_rows"), ("maxsim", "_candidates"),
+                         ("maxsim", "_queries")]:
+        monkeypatch.setattr(mods[module], name, forbidden(f"simkern.{module}.{name}"))
+    monkeypatch.setattr(mods["fde"].FDE, "_input", forbidden("FDE._input"))
+    index.add(docs[280:])
+    scores, ids = index.search(docs[:5], 3)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]

@@ -80,7 +80,7 @@ def interrupt_after(n_calls: int, original, partial: bool = False):
             j = len(x) // 2
             ids = args[0] if args else kw.pop("ids", None)
             if j:
-                original(self, x[:j], *([] if ids is None else [ids[:j]]), **kw)
+                original(self, x[:j], *([] if ids is None else [ids[:j]]), *args[1:], **kw)
         else:
             original(self, x, *args, **kw)
         raise KeyboardInterrupt
@@ -97,15 +97,16 @@ def steps_for(ann: str) -> list[str]:
 
 
 def inject(monkeypatch, step: str, batch: int = 8) -> None:
-    """KeyboardInterrupt at ``step`` of the next add, which encodes and adds its FDEs ``batch`` docs at a time."""
+    """KeyboardInterrupt at ``step`` of the next add, which encodes and adds its FDEs ``batch`` docs at a time
+    (through the internal paths that take the already checked arrays: FDE._encode_checked, _add_checked)."""
     monkeypatch.setattr(multivector, "_ENCODE_BATCH", batch)
     if step.startswith("encode"):
-        monkeypatch.setattr(simkern.FDE, "encode_documents",
-                            interrupt_after(1 if step == "encode-first" else 2, simkern.FDE.encode_documents))
+        monkeypatch.setattr(simkern.FDE, "_encode_checked",
+                            interrupt_after(1 if step == "encode-first" else 2, simkern.FDE._encode_checked))
     elif step.startswith("ann"):
         n = 1 if step == "ann-first" else 2
-        monkeypatch.setattr(HNSWIndex, "add", interrupt_after(n, HNSWIndex.add, partial=True))
-        monkeypatch.setattr(PQIndex, "add", interrupt_after(n, PQIndex.add))
+        monkeypatch.setattr(HNSWIndex, "_add_checked", interrupt_after(n, HNSWIndex._add_checked, partial=True))
+        monkeypatch.setattr(PQIndex, "_add_checked", interrupt_after(n, PQIndex._add_checked))
     elif step == "train":
         monkeypatch.setattr(PQIndex, "train", interrupt_after(1, PQIndex.train))
     else:

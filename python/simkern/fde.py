@@ -145,6 +145,13 @@ class FDE:
         empty = choice(empty, "empty", FDE_EMPTY)
         return self._encode(x, "documents", True, empty == "zeros", threads, out)
 
+    def _encode_checked(self, r: Ragged, documents: bool, core_threads: int) -> npt.NDArray[np.float32]:
+        """Encode sets the caller checked (a Ragged of float32 C-contiguous aligned tokens of this dim, no empty
+        document; finite), threads resolved: the internal path of composed calls (MultiVectorIndex), which
+        validated them at its own boundary. The encoder still refuses a float32 overflow of the sums."""
+        return self._plan.encode(r.tokens, r.offsets, documents, core_threads, None, "documents" if documents
+                                 else "queries")
+
     def _encode(self, x: RaggedLike, name: str, documents: bool, allow_empty: bool, threads: int | None,
                 out: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
         threads = threads_arg(threads)

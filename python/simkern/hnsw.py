@@ -197,7 +197,14 @@ class HNSWIndex:
             if present.any():
                 raise ValueError(f"id {int(ids[np.flatnonzero(present)[0]])} is already in the index "
                                  f"(pass replace=True to replace it)")
-        threads = threads_arg(threads)
+        return self._add_checked(x, ids, threads_arg(threads), progress)
+
+    def _add_checked(self, x: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], threads: int,
+                     progress: bool = False) -> npt.NDArray[np.int64]:
+        """The linking part of ``add`` for arguments the caller checked (float32 C-contiguous finite rows of dim
+        with norms <= 2**62, distinct ids in 0..2**63-2 not in the index, threads resolved): the internal path of
+        composed calls (MultiVectorIndex), which produced or checked them already."""
+        n = x.shape[0]
         if n == 0:
             return ids
         step = 4096 if progress else n

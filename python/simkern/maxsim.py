@@ -138,6 +138,18 @@ def maxsim_topk(
                                             threads_arg(threads)), dest)
 
 
+def _topk_checked(q: Ragged, docs: Ragged, k: int, candidates: npt.NDArray[np.int64],
+                  core_threads: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """maxsim_topk for inputs the caller produced and checked (composed calls: MultiVectorIndex): ``q`` float32
+    aligned finite tokens, ``docs`` a Ragged of float32 / float16 / bfloat16 tokens of the same dim, ``k >= 1``,
+    ``candidates`` an int64 ``(n_queries, c)`` array of doc ids in range, -1 padded, no id twice in a row (an
+    ANN's results). Not re-validated or re-sorted; the C++ binding still bounds-checks the ids."""
+    d, tokens, code = _docs(docs)
+    flat = np.ascontiguousarray(candidates, dtype=np.int64).reshape(-1)
+    offsets = np.arange(len(q) + 1, dtype=np.int64) * candidates.shape[1]
+    return _core._maxsim_topk(q.tokens, q.offsets, tokens, code, d.offsets, k, flat, offsets, core_threads)
+
+
 def _candidates(
     candidates: npt.ArrayLike, n_queries: int, n_docs: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

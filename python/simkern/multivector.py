@@ -48,9 +48,9 @@ from ._validate import (
 )
 from .fde import FDE
 from .hnsw import HNSWIndex
-from .maxsim import maxsim_topk
+from .maxsim import _topk_checked
 from .pq_index import PQIndex
-from .ragged import Ragged, RaggedLike, as_ragged
+from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["MultiVectorIndex"]
 
@@ -255,7 +255,8 @@ class MultiVectorIndex:
         lengths = d.lengths
         if (lengths == 0).any():
             raise ValueError(f"docs[{int(np.argmin(lengths))}] is empty: every document needs at least one token")
-        f32 = d if d.dtype == np.float32 else Ragged._trusted(d.tokens.astype(np.float32), d.offsets)
+        # Checked once here; the FDE, the ANN and the store take these arrays as they are (their internal paths).
+        f32 = aligned_tokens(d if d.dtype == np.float32 else Ragged._trusted(d.tokens.astype(np.float32), d.offsets))
         finite_rows = np.isfinite(f32.tokens).all(axis=1)
         if not finite_rows.all():
             row = int(np.argmin(finite_rows))
@@ -289,7 +290,7 @@ class MultiVectorIndex:
             if self._ann_kind == "tokens":
                 labels = st.n_tokens + np.arange(f32.total_tokens, dtype=np.int64)
                 _drop_entries(ann, labels)  # left over by an add interrupted during its own rollback
-                ann.add(f32.tokens, labels, threads=threads or None)
+                ann._add_checked(f32.tokens, labels, threads)
                 report(n)
             else:
                 if self._ann_kind == "hnsw":
@@ -302,17 +303,17 @@ class MultiVectorIndex:
                     b1 = min(n, b0 + _ENCODE_BATCH)
                     part = Ragged._trusted(f32.tokens[f32.offsets[b0]:f32.offsets[b1]],
                                            f32.offsets[b0:b1 + 1] - f32.offsets[b0])
-                    enc = self._fde.encode_documents(part, threads=threads or None)
+                    enc = self._fde._encode_checked(part, True, threads)
                     _check_fde_norms(enc, b0)
                     if self._ann_kind == "hnsw":
-                        ann.add(enc, slots[b0:b1], threads=threads or None)
+                        ann._add_checked(enc, slots[b0:b1], threads)
                     elif self._ann_kind == "pq":
                         if not ann.is_trained:
                             if len(enc) < 2 ** ann.pq.nbits:
                                 raise ValueError(f"ann='pq' trains its codebooks on the first add: it needs at "
                                                  f"least {2 ** ann.pq.nbits} docs, got {len(enc)}")
                             ann.train(enc, threads=threads or None, **self._pq_train)
-                        ann.add(enc, threads=threads or None)
+                        ann._add_checked(enc, threads)
                     else:
                         encoded.append(enc)
                     report(b1)
@@ -399,8 +400,9 @@ class MultiVectorIndex:
                 self._st = st.replace(alive=alive)  # the commit
             except BaseException:
                 if labels is not None:  # put back what the ANN removed
-                    for label in labels[~st.ann._core.contains(labels)]:
-                        st.ann._core.unremove(int(label))
+                    gone = labels[~st.ann.contains(labels)]
+                    if gone.size:
+                        st.ann.unremove(gone)
                 raise
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -419,7 +421,7 @@ class MultiVectorIndex:
     def _search(self, queries: RaggedLike, k: int, candidates: int | None, token_k: int | None,
                 threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         st = self._st  # the published state this search works on
-        q = as_ragged(queries, "queries")
+        q = aligned_tokens(as_ragged(queries, "queries"))  # validated here once (the public boundary)
         if q.dtype != np.float32:
             raise TypeError(f"queries must be float32, got {q.dtype}; convert with .astype(numpy.float32)")
         if q.dim != self._dim:
@@ -448,7 +450,7 @@ class MultiVectorIndex:
         if st.live == 0:
             return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
         cand = self._candidates(q, min(c, st.live), threads, token_k, st)
-        scores, slots = maxsim_topk(q, st.docs(), k, candidates=cand, threads=threads or None)
+        scores, slots = _topk_checked(q, st.docs(), k, cand, threads)
         ids = np.where(slots >= 0, st.ids[np.maximum(slots, 0)], -1)
         return scores, ids
 
@@ -458,7 +460,7 @@ class MultiVectorIndex:
         st = self._st if st is None else st
         if self._ann_kind == "tokens":
             return self._token_candidates(q, c, threads, token_k, st)
-        enc = self._fde.encode_queries(q, threads=threads or None)
+        enc = self._fde._encode_checked(q, False, threads)
         norms = row_norms64(enc)
         big = norms > NORM_LIMIT
         if big.any():  # scaling a query's FDE by a power of 2 keeps its ranking and keeps the ANN arithmetic finite
@@ -472,7 +474,7 @@ class MultiVectorIndex:
             keep[keep] = st.alive[slots[keep]]
             return np.where(keep, slots, -1)
         if self._ann_kind == "pq":
-            _, slots = st.ann.search(enc, c, filter=st.alive, threads=threads or None)
+            _, slots = st.ann._search(enc, c, st.alive, None, threads or None, checked=True)
             return slots
         scores = enc @ st.fdes[:st.n_docs].T  # type: ignore[index]  # "flat" with live docs: fdes is an array
         scores[:, ~st.alive] = -np.inf
@@ -709,7 +711,7 @@ def _check_fde_norms(enc: npt.NDArray[np.float32], first_doc: int) -> None:
 def _drop_entries(ann: HNSWIndex, labels: npt.NDArray[np.int64]) -> None:
     """Tombstone whichever of ``labels`` the HNSW index holds (rollback of an interrupted add)."""
     if labels.size:
-        present = labels[ann._core.contains(labels)]
+        present = labels[ann.contains(labels)]
         if present.size:
             ann.remove(present)
 

@@ -80,6 +80,10 @@ class OPQ:
         deprecated_alias("OPQ.fit", "train")
         return self.train(*args, **kwargs)
 
+    def _rotate_checked(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``x @ rotation`` for rows already checked by the caller (internal path: no second check)."""
+        return np.ascontiguousarray(x @ self.rotation)
+
     def rotate(self, x: npt.NDArray[np.float32], *,
                out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
         """float32 ``x @ rotation``. ``out``: write into this array instead (docs/API.md)."""

@@ -177,8 +177,14 @@ class ProductQuantizer:
         if out is not None and isinstance(out, np.ndarray) and np.may_share_memory(out, q):
             raise ValueError("out must not overlap queries")
         check_out_aligned(out)
-        # _ct is set with _codebooks, which _require_trained() just checked
-        return _core._pq_tables(q, self._ct, _METRICS[self.metric], threads_arg(threads), out)  # type: ignore[arg-type]
+        return self._tables_checked(q, threads_arg(threads), out)
+
+    def _tables_checked(self, q: npt.NDArray[np.float32], core_threads: int,
+                        out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """distance_tables of queries the caller checked (float32 rows of dim, finite), on a trained quantizer,
+        ``core_threads`` resolved (internal path: no second check)."""
+        # _ct is set with _codebooks, which the callers' trained check covers
+        return _core._pq_tables(q, self._ct, _METRICS[self.metric], core_threads, out)  # type: ignore[arg-type]
 
     def adc(self, queries: npt.NDArray[np.float32], codes: npt.NDArray[np.uint8], *,
             threads: int | None = None, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:

@@ -178,8 +178,8 @@ class PQIndex:
         return self
 
     def _to_pq_space(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Checked float32 rows as the quantizer sees them (rotated with OPQ)."""
-        return x if self.opq is None else self.opq.rotate(x)
+        """Checked float32 rows as the quantizer sees them (rotated with OPQ; not checked again)."""
+        return x if self.opq is None else self.opq._rotate_checked(x)
 
     def add(self, x: npt.NDArray[np.float32], *, threads: int | None = None,
             progress: bool = False) -> npt.NDArray[np.int64]:
@@ -190,7 +190,12 @@ class PQIndex:
             raise ValueError("the index is not trained: call train() first")
         x = float32_rows(x, self.dim, "x")
         check_norms(x, "x")
-        core_threads = threads_arg(threads)
+        return self._add_checked(x, threads_arg(threads), progress)
+
+    def _add_checked(self, x: npt.NDArray[np.float32], core_threads: int,
+                     progress: bool = False) -> npt.NDArray[np.int64]:
+        """``add`` for rows the caller checked (float32 C-contiguous finite rows of dim, norms <= 2**62) on a
+        trained index, threads resolved: the internal path of composed calls (MultiVectorIndex)."""
         if progress and len(x):
             report = progress_reporter(len(x), "vec", "PQIndex.add")
             parts = []
@@ -241,7 +246,8 @@ class PQIndex:
         return pair_into_out(result, out_pair(out, result[0].shape))
 
     def _search(self, queries: npt.NDArray[np.float32], k: int, filter: npt.ArrayLike | None, rerank: int | None,
-                threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+                threads: int | None, checked: bool = False) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        # checked: the queries are float32 finite rows of dim with norms <= 2**62 already (composed calls)
         if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
         k = positive_int(k, "k")
@@ -250,12 +256,13 @@ class PQIndex:
             rerank = positive_int(rerank, "rerank")
             if not self.keep_vectors:
                 raise ValueError("rerank needs the original vectors: build the index with keep_vectors=True")
-        queries = float32_rows(queries, self.dim, "queries")
-        check_norms(queries, "queries")
+        if not checked:
+            queries = float32_rows(queries, self.dim, "queries")
+            check_norms(queries, "queries")
         snap = self._snap  # one consistent state for the whole search (add publishes a new one)
         n = len(snap.codes)
         mask = self._filter_mask(filter, n)
-        tables = self.pq.distance_tables(self._to_pq_space(queries), threads=threads)
+        tables = self.pq._tables_checked(self._to_pq_space(queries), core_threads)
         smaller = self.metric == "l2"
         # More candidates than ids only adds padding: cap the width (k * rerank may be huge).
         width = min(k * rerank, max(k, n)) if rerank else k
