@@ -326,3 +326,14 @@ def test_multivector_validates_once_at_its_boundary(ann, monkeypatch):
     index.add(docs[280:])
     scores, ids = index.search(docs[:5], 3)
     assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_the_sketch_family_has_one_name():
+    import importlib
+    import sys
+
+    assert "sketch" in simkern.kernel_names() and simkern.sketch.__module__ == "simkern._sketch"
+    sys.modules.pop("simkern.linalg", None)
+    with pytest.warns(DeprecationWarning, match="simkern.linalg is deprecated"):
+        old = importlib.import_module("simkern.linalg")
+    assert old.lstsq_sketched is simkern.lstsq_sketched and old.sketch is simkern.sketch

@@ -26,7 +26,7 @@ def test_bench_rejects_unknown_families_and_missing_scripts(tmp_path):
         main(["bench", "nosuchfamily", "--bench-dir", str(tmp_path)])
     assert e.value.code == 2  # argparse error
     with pytest.raises(SystemExit, match="runs the scripts of a source checkout"):
-        main(["bench", "linf", "--bench-dir", str(tmp_path)])
+        main(["bench", "sketch", "--bench-dir", str(tmp_path)])
 
 
 def test_info_runs_in_a_subprocess():
@@ -45,14 +45,14 @@ def test_bench_update_replaces_only_the_named_sections(tmp_path):
                    "## multivector (`bench/bench_multivector.py`, 2 s)\n\nold mv\n")
     new = ["# simkern benchmark report", "", "Generated now.", "", "## Machine", "", "- new cpu", "",
            "## multivector (`bench/bench_multivector.py`, 3 s, run now)", "", "new mv", "",
-           "## linf (`bench/bench_linf.py`, 4 s, run now)", "", "new linf", ""]
+           "## sketch (`bench/bench_sketch.py`, 4 s, run now)", "", "new sketch", ""]
     when = datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc)
-    text = "\n".join(_merge_report(str(old), new, ["multivector", "linf"], when))
+    text = "\n".join(_merge_report(str(old), new, ["multivector", "sketch"], when))
     assert "Generated earlier." in text and "Generated now." not in text
-    assert "--update multivector linf` on 2026-01-02 03:04 UTC" in text
+    assert "--update multivector sketch` on 2026-01-02 03:04 UTC" in text
     assert "new cpu" in text and "old cpu" not in text
-    assert "old maxsim" in text and "old mv" not in text and "new mv" in text and "new linf" in text
-    assert text.index("## maxsim") < text.index("## multivector") < text.index("## linf")
+    assert "old maxsim" in text and "old mv" not in text and "new mv" in text and "new sketch" in text
+    assert text.index("## maxsim") < text.index("## multivector") < text.index("## sketch")
 
 
 def test_bench_update_needs_families(tmp_path):

@@ -11,9 +11,9 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import datasets
+from ._sketch import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .fde import FDE
 from .hnsw import HNSWIndex
-from .linalg import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .multivector import MultiVectorIndex
 from .opq import OPQ

@@ -1,11 +1,11 @@
 """``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source
 checkout and write one Markdown report (machine, every table, PNG plots).
 
-Families: maxsim, pq, fde, hnsw, linf, multivector, isa (default: all; isa: every family at every ISA level). The
+Families: maxsim, pq, fde, hnsw, sketch, multivector, isa (default: all; isa: every family at every ISA level). The
 scripts live in the repository's bench/
 folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for
 bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
-The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), linf.png
+The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), sketch.png
 (eps_inf vs m), multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the
 sgemm peak). ``--update`` re-runs only the named families and replaces their sections of an existing report, keeping
 the others (each section says when it ran).
@@ -30,7 +30,7 @@ FAMILIES = {
     "pq": ("bench_pq.py", []),
     "fde": ("bench_fde.py", []),
     "hnsw": ("bench_hnsw.py", ["--threads", "1,2"]),
-    "linf": ("bench_linf.py", []),
+    "sketch": ("bench_sketch.py", []),
     "multivector": ("bench_multivector.py", []),
     "isa": ("bench_isa.py", []),
 }
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true",
                     help="replace only these families' sections of an existing DIR/RESULTS.md, keep the others")
     args = ap.parse_args(argv)
+    # "linf", the family's old name (its section is "sketch" now, like its kernels and its Python module)
+    args.families = ["sketch" if f == "linf" else f for f in args.families]
     unknown = [f for f in args.families if f not in FAMILIES]
     if unknown:
         ap.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
@@ -202,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.append("--quick")
         if fam == "hnsw":
             cmd += ["--plot", os.path.join(out, "hnsw.png")]
-        if fam == "linf":
-            cmd += ["--png", os.path.join(out, "linf.png")]
+        if fam == "sketch":
+            cmd += ["--png", os.path.join(out, "sketch.png")]
         print(f"--- {fam}: {' '.join(cmd)}", file=sys.stderr, flush=True)
         t0, section_start = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         elif fam == "multivector" and proc.returncode == 0 and _plot_multivector(json_path,
                                                                                   os.path.join(out, "multivector.png")):
             plot = "multivector.png"
-        elif fam in ("hnsw", "linf") and os.path.exists(os.path.join(out, f"{fam}.png")):
+        elif fam in ("hnsw", "sketch") and os.path.exists(os.path.join(out, f"{fam}.png")):
             plot = f"{fam}.png"
         if plot:
             lines += [f"![{fam}]({plot})", ""]

@@ -199,7 +199,7 @@ def run_hnsw_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
 def run_lstsq_rows(repeats: int, threads: int) -> list[dict[str, Any]]:
     """Sketched least squares on a seeded tall Gaussian problem (2^16 x 64, b = A x0 + noise) against NumPy's
     lstsq (LAPACK gelsd); checks: the achieved l_inf eps against the reported bound, the preconditioned error."""
-    from .linalg import lstsq_sketched
+    from ._sketch import lstsq_sketched
     rng = np.random.default_rng(0)
     n, d = 2**16, 64
     a = rng.standard_normal((n, d))

@@ -2,9 +2,9 @@
 """Sketched least squares with an l_inf guarantee: simkern against LAPACK solvers, normal equations and SciPy's
 CountSketch, plus the FWHT against a NumPy FWHT.
 
-    python bench/bench_linf.py                # full run (about 15 minutes on 2 cores, most of it in LAPACK)
-    python bench/bench_linf.py --quick        # smoke test (n = 2^15, 2^17)
-    python bench/bench_linf.py --threads 1 --png bench/linf.png
+    python bench/bench_sketch.py                # full run (about 15 minutes on 2 cores, most of it in LAPACK)
+    python bench/bench_sketch.py --quick        # smoke test (n = 2^15, 2^17)
+    python bench/bench_sketch.py --threads 1 --png bench/sketch.png
 
 Problems: A ~ N(0, 1) (n x d, float64), b = A x0 + N(0, 1). For every (n, d) in {2^17, 2^20} x {32, 64, 128}:
 - exact solvers: NumPy lstsq (LAPACK gelsd), SciPy lstsq gelsy, Householder QR (numpy.linalg.qr + triangular
@@ -20,7 +20,7 @@ reshape-and-butterfly loop: log2(n) vectorised passes) and a memcpy.
 
 eps vs m (1 thread): n = 2^15, d = 64, m in {2, 4, 8, 16, 32} d, 8 seeds, designs gauss / cauchy-rows / spike (see
 tests/test_lstsq_sketched.py), kinds srht, gaussian, countsketch, sparse_sign and SciPy's CountSketch; median and max
-eps per m, plotted with the sqrt(d/m) law and the reported eps_bound (--png, default bench/linf.png).
+eps per m, plotted with the sqrt(d/m) law and the reported eps_bound (--png, default bench/sketch.png).
 
 Timing: exact solvers at n = 2^20 run once (they take seconds), everything else best and median of 3-5 calls.
 Every thread count runs in its own child process with the thread variables set before any import; OpenBLAS gets
@@ -243,7 +243,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: n in {2^15, 2^17}, d in {32, 64}")
     ap.add_argument("--threads", default="1,all", help="comma list of thread counts (default: 1,all)")
     ap.add_argument("--no-eps", action="store_true", help="skip the eps-vs-m statistics")
-    ap.add_argument("--png", default=os.path.join(HERE, "linf.png"), help="plot path (default bench/linf.png)")
+    ap.add_argument("--png", default=os.path.join(HERE, "sketch.png"), help="plot path (default bench/sketch.png)")
     ap.add_argument("--seed", type=int, default=0)
     add_common_args(ap)
     args = ap.parse_args()
