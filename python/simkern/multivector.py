@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._enums import MULTIVECTOR_ANNS, choice
+from ._mv_ann import BACKENDS
 from ._progress import progress_reporter
 from ._validate import (
     BFLOAT16,
@@ -69,7 +70,7 @@ _ENCODE_BATCH = 2048  # docs per FDE batch during add
 _SCORE_LIMIT = 2.0**127
 _SAVE_TRIES = 100  # save: attempts to swap the new folder in while other savers keep replacing the same path
 # The ANN of a state: an HNSWIndex over FDEs ("hnsw") or tokens ("tokens"), a PQIndex ("pq"), None ("flat"). Typed
-# Any: which one it is follows from MultiVectorIndex._ann_kind, which mypy cannot track through the uses.
+# Any: which one it is follows from the backend (_mv_ann.py), which mypy cannot track through the uses.
 _Ann = Any
 
 
@@ -159,38 +160,11 @@ class MultiVectorIndex:
         self._threads = threads_arg(threads)
         self._options = dict(ann_options)
         self._lock = threading.RLock()  # writers: add, remove, save, pickling
+        # the ANN behind one interface (_mv_ann.py); the ANN object itself is in each published state
+        self._backend = BACKENDS[ann](self._dim, self._fde, self._options, lambda: _ENCODE_BATCH)
         # doc store: tokens in slots (insertion order), capacity-doubling buffers, tombstones for removed docs
         self._st = _Store(np.zeros((0, self._dim), _STORAGES[storage]), 0, np.zeros(1, np.int64), 0,
-                          np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._make_ann(self._options), 0.0)
-
-    # -- construction helpers -------------------------------------------------------------------------------
-    def _make_ann(self, options: dict[str, Any]) -> _Ann:
-        o = dict(options)
-        if self._ann_kind in ("hnsw", "tokens"):
-            ef = o.pop("ef", None)
-            token_k = o.pop("token_k", None)
-            if token_k is not None:
-                if self._ann_kind != "tokens":
-                    raise TypeError("token_k is an option of ann='tokens' only")
-                positive_int(token_k, "token_k")
-            dim = self._dim if self._ann_kind == "tokens" else self._fde.output_dim
-            index = HNSWIndex(dim, metric="ip", **o)
-            if ef is not None:
-                index.ef = ef
-            return index
-        if self._ann_kind == "pq":
-            m = o.pop("m", None) or max(d for d in range(1, 257) if self._fde.output_dim % d == 0)
-            nbits = o.pop("nbits", 8)
-            self._pq_train = {"seed": o.pop("seed", 0), "iters": o.pop("iters", 25),
-                              "max_train_points": o.pop("max_train_points", None)}
-            if o:
-                raise TypeError(f"unknown options for ann='pq': {', '.join(sorted(o))}")
-            if self._fde.output_dim % m:
-                raise ValueError(f"m must divide the FDE dimension {self._fde.output_dim}, got {m}")
-            return PQIndex(self._fde.output_dim, m, nbits, "ip")
-        if o:
-            raise TypeError(f"ann='flat' takes no options, got {', '.join(sorted(o))}")
-        return None
+                          np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._backend.make(), 0.0)
 
     # -- properties -----------------------------------------------------------------------------------------
     @property
@@ -282,47 +256,14 @@ class MultiVectorIndex:
 
     def _added(self, st: _Store, d: Ragged, f32: Ragged, new_ids: npt.NDArray[np.int64], max_norm: float, threads: int,
                report: Callable[[int], None]) -> _Store:
-        """The state with ``d`` added. The ANN entries go in first; on any exception they are taken out again."""
-        n = len(d)
-        slots = np.arange(st.n_docs, st.n_docs + n, dtype=np.int64)
-        ann, fdes, labels = st.ann, st.fdes, None
+        """The state with ``d`` added. The ANN entries go in first (the backend rolls them back if that fails);
+        if the store update fails after them, they are taken out again."""
+        slots = np.arange(st.n_docs, st.n_docs + len(d), dtype=np.int64)
+        ann, fdes, undo = self._backend.add(st, f32, slots, threads, report)
         try:
-            if self._ann_kind == "tokens":
-                labels = st.n_tokens + np.arange(f32.total_tokens, dtype=np.int64)
-                _drop_entries(ann, labels)  # left over by an add interrupted during its own rollback
-                ann._add_checked(f32.tokens, labels, threads)
-                report(n)
-            else:
-                if self._ann_kind == "hnsw":
-                    labels = slots
-                    _drop_entries(ann, labels)
-                elif self._ann_kind == "pq":  # copy on write: searches keep the published PQIndex
-                    ann = _pq_copy(ann) if ann.is_trained else self._make_ann(self._options)
-                encoded = []
-                for b0 in range(0, n, _ENCODE_BATCH):
-                    b1 = min(n, b0 + _ENCODE_BATCH)
-                    part = Ragged._trusted(f32.tokens[f32.offsets[b0]:f32.offsets[b1]],
-                                           f32.offsets[b0:b1 + 1] - f32.offsets[b0])
-                    enc = self._fde._encode_checked(part, True, threads)
-                    _check_fde_norms(enc, b0)
-                    if self._ann_kind == "hnsw":
-                        ann._add_checked(enc, slots[b0:b1], threads)
-                    elif self._ann_kind == "pq":
-                        if not ann.is_trained:
-                            if len(enc) < 2 ** ann.pq.nbits:
-                                raise ValueError(f"ann='pq' trains its codebooks on the first add: it needs at "
-                                                 f"least {2 ** ann.pq.nbits} docs, got {len(enc)}")
-                            ann.train(enc, threads=threads or None, **self._pq_train)
-                        ann._add_checked(enc, threads)
-                    else:
-                        encoded.append(enc)
-                    report(b1)
-                if self._ann_kind == "flat":
-                    fdes = np.concatenate(([] if fdes is None else [fdes]) + encoded)
             return self._grow_store(st, d, new_ids, ann, fdes, max(st.max_norm, max_norm))
         except BaseException:
-            if labels is not None:
-                _drop_entries(st.ann, labels)
+            undo()
             raise
 
     def _grow_store(self, st: _Store, d: Ragged, new_ids: npt.NDArray[np.int64], ann: _Ann,
@@ -387,13 +328,7 @@ class MultiVectorIndex:
                 raise ValueError("ids contain duplicates")
             alive = st.alive.copy()
             alive[slots] = False
-            labels = None
-            if self._ann_kind == "hnsw":
-                labels = slots
-            elif self._ann_kind == "tokens":
-                chosen = np.zeros(st.n_docs, np.bool_)
-                chosen[slots] = True
-                labels = self._token_rows(chosen, st)
+            labels = self._backend.removed_labels(st, slots)
             try:
                 if labels is not None and labels.size:
                     st.ann.remove(labels)
@@ -457,77 +392,14 @@ class MultiVectorIndex:
     def _candidates(self, q: Ragged, c: int, threads: int, token_k: int | None = None,
                     st: _Store | None = None) -> npt.NDArray[np.int64]:
         """(nq, c) candidate slots of the state ``st`` (default: the published one), -1 padded."""
-        st = self._st if st is None else st
-        if self._ann_kind == "tokens":
-            return self._token_candidates(q, c, threads, token_k, st)
-        enc = self._fde._encode_checked(q, False, threads)
-        norms = row_norms64(enc)
-        big = norms > NORM_LIMIT
-        if big.any():  # scaling a query's FDE by a power of 2 keeps its ranking and keeps the ANN arithmetic finite
-            enc[big] *= np.exp2(-np.ceil(np.log2(norms[big] / NORM_LIMIT)))[:, None].astype(np.float32)
-        slots: npt.NDArray[np.int64]  # the ANN's ids are the docs' slots
-        if self._ann_kind == "hnsw":
-            # while a writer is between its ANN update and its commit, the ANN differs from the state: filter
-            flt = None if len(st.ann) == st.live else st.alive
-            _, slots = st.ann._search_masked(enc, c, max(c, st.ann.ef), flt, threads or None)
-            keep = (slots >= 0) & (slots < st.n_docs)  # in case a writer started after the check above
-            keep[keep] = st.alive[slots[keep]]
-            return np.where(keep, slots, -1)
-        if self._ann_kind == "pq":
-            _, slots = st.ann._search(enc, c, st.alive, None, threads or None, checked=True)
-            return slots
-        scores = enc @ st.fdes[:st.n_docs].T  # type: ignore[index]  # "flat" with live docs: fdes is an array
-        scores[:, ~st.alive] = -np.inf
-        if c >= scores.shape[1]:
-            order = np.argsort(-scores, axis=1, kind="stable")
-        else:
-            order = np.argpartition(-scores, c - 1, axis=1)[:, :c]
-        return np.where(np.take_along_axis(scores, order, 1) > -np.inf, order, -1).astype(np.int64)
-
-    def _token_candidates(self, q: Ragged, c: int, threads: int, token_k: int | None,
-                          st: _Store) -> npt.NDArray[np.int64]:
-        if token_k is None:
-            token_k = self._options.get("token_k")
-        token_k = max(1, min(max(32, c // 2) if token_k is None else int(token_k), len(st.ann)))
-        offsets = st.offsets[:st.n_docs + 1]
-        flt = None if len(st.ann) == st.live_tokens else np.repeat(st.alive, np.diff(offsets))  # as for "hnsw"
-        sims, tok = st.ann._search_masked(q.tokens, token_k, max(token_k, st.ann.ef), flt, threads or None)
-        out = np.full((len(q), c), -1, np.int64)
-        for i in range(len(q)):
-            rows = slice(int(q.offsets[i]), int(q.offsets[i + 1]))
-            t, s = tok[rows], sims[rows]
-            valid = (t >= 0) & (t < st.n_tokens)  # tokens of a concurrent add are not in this state
-            doc = np.searchsorted(offsets, t[valid], side="right") - 1
-            live = st.alive[doc]
-            doc, qtok = doc[live], np.nonzero(valid)[0][live]
-            # approximate MaxSim from the retrieved tokens: per (query token, doc) the best retrieved similarity,
-            # summed over the query tokens that retrieved something of the doc
-            width = rows.stop - rows.start
-            pair, inv = np.unique(doc * width + qtok, return_inverse=True)
-            if pair.size == 0:
-                continue
-            best = np.full(pair.size, -np.inf)
-            np.maximum.at(best, inv, s[valid][live].astype(np.float64))
-            uniq, inv2 = np.unique(pair // width, return_inverse=True)
-            approx = np.zeros(uniq.size)
-            np.add.at(approx, inv2, best)
-            top = uniq[np.argsort(-approx, kind="stable")[:c]]
-            out[i, :len(top)] = top
-        return out
-
-    @staticmethod
-    def _token_rows(docs_mask: npt.NDArray[np.bool_], st: _Store) -> npt.NDArray[np.int64]:
-        """Token rows (the token ANN's ids) of the slots selected by a per-slot mask, increasing."""
-        return np.flatnonzero(np.repeat(docs_mask, np.diff(st.offsets[:st.n_docs + 1])))
+        return self._backend.candidates(q, c, threads, token_k, self._st if st is None else st)
 
     # -- persistence ----------------------------------------------------------------------------------------
     def _arrays(self, st: _Store) -> dict[str, npt.NDArray[Any]]:
         tokens = st.tokens[:st.n_tokens]
         arrays = {"tokens": tokens.view(np.uint16) if tokens.dtype != np.float32 else tokens,
                   "offsets": st.offsets[:st.n_docs + 1], "ids": st.ids, "alive": st.alive}
-        if self._ann_kind == "flat":
-            arrays["fdes"] = st.fdes if st.fdes is not None else np.zeros((0, self._fde.output_dim), np.float32)
-        return arrays
+        return arrays | self._backend.arrays(st)  # "flat": its FDE matrix
 
     def _manifest(self, st: _Store) -> dict[str, Any]:
         return {"format": _FORMAT, "version": _VERSION, "dim": self._dim, "ann": self._ann_kind,
@@ -595,14 +467,14 @@ class MultiVectorIndex:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path!r}: bad configuration in manifest.json ({e})") from None
         arrays = {}
-        for name in ("tokens", "offsets", "ids", "alive") + (("fdes",) if index._ann_kind == "flat" else ()):
+        for name in ("tokens", "offsets", "ids", "alive", *index._backend.arrays(index._st)):
             if f"{name}.npy" not in files:
                 raise ValueError(f"{path!r}: {name}.npy is not listed in the manifest")
             arrays[name] = _load_npy(os.path.join(path, f"{name}.npy"), f"{path!r}: {name}.npy")
         ann = index._st.ann
-        if index._ann_kind in ("hnsw", "tokens", "pq"):
+        loader = index._backend.loader
+        if loader is not None:
             if "ann.bin" in files:
-                loader = HNSWIndex if index._ann_kind != "pq" else PQIndex
                 ann = loader.load(os.path.join(path, "ann.bin"))
             elif manifest.get("docs") != 0:  # an empty index has no ANN file: it keeps the fresh one
                 raise ValueError(f"{path!r}: ann.bin is not listed in the manifest")
@@ -625,10 +497,8 @@ class MultiVectorIndex:
                   and np.unique(ids[alive]).shape[0] == int(alive.sum())  # a removed doc's id may come back
                   and (n == 0 or 0 <= int(ids.min()) <= int(ids.max()) <= MAX_ID))
         fdes = None
-        if ok and self._ann_kind == "flat":
-            f = arrays["fdes"]
-            ok = f.dtype == np.float32 and f.shape == (n, self._fde.output_dim) and bool(np.isfinite(f).all())
-            fdes = f if n else None
+        if ok:
+            ok, fdes = self._backend.restored_fdes(arrays, n)  # type: ignore[arg-type]  # n is an int (checked)
         if ok:
             tokens = tokens.view(want) if want != np.float32 else tokens
             store = Ragged._trusted(tokens, offsets)
@@ -643,23 +513,10 @@ class MultiVectorIndex:
 
     def _drop_stale(self, st: _Store) -> None:
         """Writers only: tombstone HNSW entries past the state (left by an add interrupted during its rollback)."""
-        if self._ann_kind == "hnsw" and len(st.ann) != st.live:
-            labels = st.ann.ids()
-            _drop_entries(st.ann, labels[labels >= st.n_docs])
-        elif self._ann_kind == "tokens" and len(st.ann) != st.live_tokens:
-            labels = st.ann.ids()
-            _drop_entries(st.ann, labels[labels >= st.n_tokens])
+        self._backend.drop_stale(st)
 
     def _check_ann(self, st: _Store, where: str) -> None:
-        if self._ann_kind == "flat":
-            return
-        if self._ann_kind == "pq":
-            ok = len(st.ann) == st.n_docs and st.ann.dim == self._fde.output_dim
-        elif self._ann_kind == "hnsw":
-            ok = np.array_equal(np.sort(st.ann.ids()), np.flatnonzero(st.alive))
-        else:
-            ok = np.array_equal(np.sort(st.ann.ids()), self._token_rows(st.alive, st))
-        if not ok:
+        if not self._backend.check(st):
             raise ValueError(f"{where!r}: the ANN index does not match the token store")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -695,32 +552,6 @@ def _token_norms(r: Ragged, name: str) -> npt.NDArray[np.float64]:
         i = _owner(r.offsets, int(np.argmax(big)))
         check_norms(r.tokens[r.offsets[i]:r.offsets[i + 1]], f"{name}[{i}] token")  # raises
     return norms
-
-
-def _check_fde_norms(enc: npt.NDArray[np.float32], first_doc: int) -> None:
-    """Doc FDEs go into an ANN index: their norms must stay within 2**62 too (an FDE averages projected tokens,
-    which can make it ~25x longer than the tokens)."""
-    norms = row_norms64(enc)
-    big = ~(norms <= NORM_LIMIT)
-    if big.any():
-        row = int(np.argmax(big))
-        raise ValueError(f"docs[{first_doc + row}]: its FDE has norm {norms[row]:.3g}, beyond the supported 2**62 "
-                         f"(~4.6e18): the token values are too large")
-
-
-def _drop_entries(ann: HNSWIndex, labels: npt.NDArray[np.int64]) -> None:
-    """Tombstone whichever of ``labels`` the HNSW index holds (rollback of an interrupted add)."""
-    if labels.size:
-        present = labels[ann.contains(labels)]
-        if present.size:
-            ann.remove(present)
-
-
-def _pq_copy(ann: PQIndex) -> PQIndex:
-    """A PQIndex sharing ``ann``'s quantizer and codes; its ``add`` replaces the arrays (never writes into them)."""
-    new = PQIndex.__new__(PQIndex)
-    new.__dict__.update(ann.__dict__)
-    return new
 
 
 def _is_ours(folder: str) -> bool:
