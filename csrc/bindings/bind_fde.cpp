@@ -40,8 +40,8 @@ class FDEPlan {
   py::array_t<float> encode(const CArray<float>& tokens, const CArray<i64>& offsets, bool documents, int threads,
                             const py::object& out_obj, const std::string& name) {
     require_ndim(tokens, 2, "tokens");
-    require(tokens.shape(1) == config_.dim, "tokens must have dim " + std::to_string(config_.dim) + ", got " +
-                                                std::to_string(tokens.shape(1)));
+    require(tokens.shape(1) == config_.dim,
+            "tokens must have dim " + std::to_string(config_.dim) + ", got " + std::to_string(tokens.shape(1)));
     const i64 n = check_offsets(offsets, tokens.shape(0), "offsets");
     py::array_t<float> out = result_array(out_obj, {n, config_.output_dim()});
     std::vector<const float*> clouds(static_cast<std::size_t>(n));
@@ -80,8 +80,9 @@ class FDEPlan {
       clouds[static_cast<std::size_t>(i)] = static_cast<const float*>(a.data());
       rows[static_cast<std::size_t>(i)] = a.shape(0);
       require(!documents || allow_empty || a.shape(0) > 0,
-              name + "[" + std::to_string(i) + "] is empty (0 tokens): an FDE of an empty document is undefined; "
-                     "pass empty='zeros' to encode it as zeros");
+              name + "[" + std::to_string(i) +
+                  "] is empty (0 tokens): an FDE of an empty document is undefined; "
+                  "pass empty='zeros' to encode it as zeros");
     }
     py::array_t<float> out = result_array(out_obj, {n, config_.output_dim()});
     for (i64 i = 0; i < n; ++i) {
@@ -121,12 +122,14 @@ class FDEPlan {
     float* o = out.mutable_data();
     const auto n = static_cast<i64>(clouds.size());
     i64 bad = -1, overflow = -1;
-    run_without_gil([&] {
-      bad = fde_encode(config_, matrices_, clouds.data(), rows.data(), n, documents, o, threads, &overflow);
-    });
+    run_without_gil(
+        [&] { bad = fde_encode(config_, matrices_, clouds.data(), rows.data(), n, documents, o, threads, &overflow); });
     if (bad < 0 && overflow >= 0)
-      throw py::value_error("the FDE of " + name + "[" + std::to_string(overflow) + "] overflowed float32: the token "
-                            "values of " + name + " are too large (each coordinate sums up to every token of a "
+      throw py::value_error("the FDE of " + name + "[" + std::to_string(overflow) +
+                            "] overflowed float32: the token "
+                            "values of " +
+                            name +
+                            " are too large (each coordinate sums up to every token of a "
                             "set); scale them down");
     if (bad < 0) return;
     const float* x = clouds[static_cast<std::size_t>(bad)];
@@ -153,12 +156,14 @@ void bind_fde(py::module_& m) {
            py::arg("final_dim"), py::arg("seed"))
       .def_property_readonly("output_dim", &FDEPlan::output_dim)
       .def_property_readonly("inner_dim", &FDEPlan::inner_dim)
-      .def("encode", &FDEPlan::encode, py::arg("tokens").noconvert(), py::arg("offsets").noconvert(),
-           py::arg("documents"), py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
-           R"(encode(tokens f32 (T, dim), offsets i64 (n+1,), documents, threads, out=None, name="x") -> f32 (n, output_dim))")
-      .def("encode_list", &FDEPlan::encode_list, py::arg("items"), py::arg("documents"), py::arg("allow_empty"),
-           py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
-           R"(encode_list(list of f32 (rows, dim) C-contiguous arrays, documents, allow_empty, threads, out=None, name="x") -> f32 (n, output_dim), or None when an item does not qualify)")
+      .def(
+          "encode", &FDEPlan::encode, py::arg("tokens").noconvert(), py::arg("offsets").noconvert(),
+          py::arg("documents"), py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
+          R"(encode(tokens f32 (T, dim), offsets i64 (n+1,), documents, threads, out=None, name="x") -> f32 (n, output_dim))")
+      .def(
+          "encode_list", &FDEPlan::encode_list, py::arg("items"), py::arg("documents"), py::arg("allow_empty"),
+          py::arg("threads"), py::arg("out") = py::none(), py::arg("name") = "x",
+          R"(encode_list(list of f32 (rows, dim) C-contiguous arrays, documents, allow_empty, threads, out=None, name="x") -> f32 (n, output_dim), or None when an item does not qualify)")
       .def("matrices", &FDEPlan::matrices);
 }
 

@@ -13,7 +13,8 @@ template <class T>
 void fwht_inplace(CArray<T>& x, bool normalize, int threads) {
   require_ndim(x, 2, "x");
   const i64 n = x.shape(0), d = x.shape(1);
-  require(n >= 1 && (n & (n - 1)) == 0, "the transformed axis must have a power-of-two length, got " + std::to_string(n));
+  require(n >= 1 && (n & (n - 1)) == 0,
+          "the transformed axis must have a power-of-two length, got " + std::to_string(n));
   require(x.writeable(), "x must be writeable");
   T* p = x.mutable_data();
   run_without_gil([&] { fwht(p, n, d, normalize, threads); });

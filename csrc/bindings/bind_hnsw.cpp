@@ -45,8 +45,9 @@ class HNSW {
   void check_not_forked_mid_write() const {
     const pid_t writer = writer_pid_.load(std::memory_order_acquire);
     if (writer != 0 && writer != getpid())
-      throw py::value_error("this index was being modified by another thread when the process forked: the copy in "
-                            "this process is incomplete; load it again from a file in the child");
+      throw py::value_error(
+          "this index was being modified by another thread when the process forked: the copy in "
+          "this process is incomplete; load it again from a file in the child");
   }
 
   // Held by every mutating call for its whole duration (with the writer mutex), so a fork in the middle is seen.
@@ -74,8 +75,10 @@ class HNSW {
       std::lock_guard<std::mutex> writer(writer_mutex_);
       WriteScope scope(*this);
       std::shared_ptr<HNSWGraph> g = graph();
-      if (g->external()) throw py::value_error("this index was loaded with mmap=True and is read-only; call "
-                                               "compact() first to copy it into memory");
+      if (g->external())
+        throw py::value_error(
+            "this index was loaded with mmap=True and is read-only; call "
+            "compact() first to copy it into memory");
       require_capacity(*g, n);
       g->add(xp, lp, n, threads);
     });
@@ -274,7 +277,8 @@ class HNSW {
     auto fresh = std::make_shared<HNSWGraph>(config_, external ? v : nullptr);
     try {
       for (i64 node = 0; node < n; ++node)
-        fresh->restore_node(v + node * config_.dim, labels.data()[node], levels.data()[node], deleted.data()[node] != 0);
+        fresh->restore_node(v + node * config_.dim, labels.data()[node], levels.data()[node],
+                            deleted.data()[node] != 0);
       i64 pair = 0, offset = 0;
       for (i64 node = 0; node < n; ++node)
         for (int lev = 0; lev <= levels.data()[node]; ++lev, ++pair) {
@@ -284,7 +288,8 @@ class HNSW {
         }
       if (!dups_obj.is_none()) {
         const auto dups = CArray<std::uint32_t>::ensure(dups_obj);
-        require(dups && dups.ndim() == 1 && dups.shape(0) == n, "corrupt index: duplicate chains have the wrong length");
+        require(dups && dups.ndim() == 1 && dups.shape(0) == n,
+                "corrupt index: duplicate chains have the wrong length");
         for (i64 node = 0; node < n; ++node) fresh->restore_dup(node, dups.data()[node]);
       }
       if (n > 0) require(max_level >= 0 && max_level < HNSWGraph::kMaxLevel, "corrupt index: max level out of range");
@@ -376,16 +381,17 @@ void bind_hnsw(py::module_& m) {
            }),
            py::arg("path"))
       .def_property_readonly("size", &MappedFile::size)
-      .def("check", [](const MappedFile& f) {
-        try {
-          f.check();
-        } catch (const std::runtime_error& e) {
-          throw py::value_error(e.what());
-        }
-      })
+      .def("check",
+           [](const MappedFile& f) {
+             try {
+               f.check();
+             } catch (const std::runtime_error& e) {
+               throw py::value_error(e.what());
+             }
+           })
       .def_buffer([](MappedFile& f) {
-        return py::buffer_info(const_cast<std::uint8_t*>(f.data()), 1, py::format_descriptor<std::uint8_t>::format(),
-                               1, {static_cast<py::ssize_t>(f.size())}, {py::ssize_t{1}}, /*readonly=*/true);
+        return py::buffer_info(const_cast<std::uint8_t*>(f.data()), 1, py::format_descriptor<std::uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(f.size())}, {py::ssize_t{1}}, /*readonly=*/true);
       });
   m.def("_hnsw_interrupt_after", &hnsw_test_interrupt_after, py::arg("tasks"),
         "Test hook: the next HNSW add raises KeyboardInterrupt before linking its task number `tasks`.");

@@ -18,8 +18,8 @@ struct Inputs {
   DocTokens d;
 };
 
-Inputs parse_inputs(const CArray<float>& q_tokens, const CArray<i64>& q_offsets, const py::array& d_tokens,
-                    int d_dtype, const CArray<i64>& d_offsets) {
+Inputs parse_inputs(const CArray<float>& q_tokens, const CArray<i64>& q_offsets, const py::array& d_tokens, int d_dtype,
+                    const CArray<i64>& d_offsets) {
   Inputs in;
   require_ndim(q_tokens, 2, "queries.tokens");
   require_ndim(d_tokens, 2, "docs.tokens");
@@ -56,7 +56,8 @@ i64 set_of_row(const i64* offsets, i64 n_sets, i64 row) {
   i64 lo = 0, hi = n_sets;  // largest set s with offsets[s] <= row and a non-empty range
   while (hi - lo > 1) {
     const i64 mid = (lo + hi) / 2;
-    if (offsets[mid] <= row) lo = mid; else hi = mid;
+    if (offsets[mid] <= row) lo = mid;
+    else hi = mid;
   }
   return lo;
 }
@@ -82,13 +83,14 @@ i64 set_of_row(const i64* offsets, i64 n_sets, i64 row) {
 }
 
 int threads_arg(int threads) {
-  if (threads < 0) throw py::value_error("threads must be >= 1 (or None for the default), got " + std::to_string(threads));
+  if (threads < 0)
+    throw py::value_error("threads must be >= 1 (or None for the default), got " + std::to_string(threads));
   return threads;  // 0 = default
 }
 
 py::array_t<float> maxsim_dense_py(const CArray<float>& q_tokens, const CArray<i64>& q_offsets,
-                                   const py::array& d_tokens, int d_dtype, const CArray<i64>& d_offsets,
-                                   int threads, const py::object& out_obj) {
+                                   const py::array& d_tokens, int d_dtype, const CArray<i64>& d_offsets, int threads,
+                                   const py::object& out_obj) {
   const Inputs in = parse_inputs(q_tokens, q_offsets, d_tokens, d_dtype, d_offsets);
   threads = threads_arg(threads);
   py::array_t<float> out = result_array(out_obj, {in.q.n_queries, in.d.n_docs});
@@ -158,26 +160,32 @@ py::tuple maxsim_topk_py(const CArray<float>& q_tokens, const CArray<i64>& q_off
 }  // namespace
 
 void bind_maxsim(py::module_& m) {
-  m.def("_maxsim_kernel_for", [](const CArray<i64>& q_offsets, i64 dim, int d_dtype, bool stacked) {
-    require(q_offsets.ndim() == 1 && q_offsets.shape(0) >= 1, "q_offsets must be 1-D, n_queries + 1");
-    require(d_dtype >= 0 && d_dtype < kNumDocDTypes, "unknown doc dtype code " + std::to_string(d_dtype));
-    require(dim >= 1, "dim must be >= 1");
-    const i64* o = q_offsets.data();
-    for (i64 i = 0; i + 1 < q_offsets.shape(0); ++i) require(o[i] <= o[i + 1] && o[0] == 0, "q_offsets must rise from 0");
-    return std::string(maxsim_kernel_name_for(o, q_offsets.shape(0) - 1, dim, static_cast<DocDType>(d_dtype), stacked));
-  }, py::arg("q_offsets").noconvert(), py::arg("dim"), py::arg("d_dtype"), py::arg("stacked"),
-     "Test probe: the MaxSim kernel a call with these query offsets would run at the active ISA.");
-  m.def("_maxsim_dense", &maxsim_dense_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
-        py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("threads"),
-        py::arg("out") = py::none(),
-        R"(_maxsim_dense(q_tokens f32 (Tq, dim), q_offsets i64 (nq+1,), d_tokens (Td, dim), d_dtype, d_offsets i64 (nd+1,), threads, out=None) -> f32 (nq, nd))");
+  m.def(
+      "_maxsim_kernel_for",
+      [](const CArray<i64>& q_offsets, i64 dim, int d_dtype, bool stacked) {
+        require(q_offsets.ndim() == 1 && q_offsets.shape(0) >= 1, "q_offsets must be 1-D, n_queries + 1");
+        require(d_dtype >= 0 && d_dtype < kNumDocDTypes, "unknown doc dtype code " + std::to_string(d_dtype));
+        require(dim >= 1, "dim must be >= 1");
+        const i64* o = q_offsets.data();
+        for (i64 i = 0; i + 1 < q_offsets.shape(0); ++i)
+          require(o[i] <= o[i + 1] && o[0] == 0, "q_offsets must rise from 0");
+        return std::string(
+            maxsim_kernel_name_for(o, q_offsets.shape(0) - 1, dim, static_cast<DocDType>(d_dtype), stacked));
+      },
+      py::arg("q_offsets").noconvert(), py::arg("dim"), py::arg("d_dtype"), py::arg("stacked"),
+      "Test probe: the MaxSim kernel a call with these query offsets would run at the active ISA.");
+  m.def(
+      "_maxsim_dense", &maxsim_dense_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
+      py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("threads"),
+      py::arg("out") = py::none(),
+      R"(_maxsim_dense(q_tokens f32 (Tq, dim), q_offsets i64 (nq+1,), d_tokens (Td, dim), d_dtype, d_offsets i64 (nd+1,), threads, out=None) -> f32 (nq, nd))");
   m.def("_maxsim_pairs", &maxsim_pairs_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
         py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("query_ids").noconvert(),
         py::arg("doc_ids").noconvert(), py::arg("threads"), py::arg("out") = py::none(),
         R"(_maxsim_pairs(..., query_ids i64 (P,), doc_ids i64 (P,), threads, out=None) -> f32 (P,))");
   m.def("_maxsim_topk", &maxsim_topk_py, py::arg("q_tokens").noconvert(), py::arg("q_offsets").noconvert(),
-        py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("k"),
-        py::arg("cand_ids"), py::arg("cand_offsets"), py::arg("threads"),
+        py::arg("d_tokens"), py::arg("d_dtype"), py::arg("d_offsets").noconvert(), py::arg("k"), py::arg("cand_ids"),
+        py::arg("cand_offsets"), py::arg("threads"),
         R"(_maxsim_topk(..., k, cand_ids i64 | None, cand_offsets i64 | None, threads) -> (f32 (nq, k), i64 (nq, k)))");
 }
 

@@ -21,7 +21,8 @@ CodebookShape check_ct(const CArray<float>& ct) {
 
 void check_rows(const CArray<float>& x, i64 dim, const char* name) {
   require_ndim(x, 2, name);
-  require(x.shape(1) == dim, std::string(name) + " must have shape (n, " + std::to_string(dim) + "), got " + shape_str(x));
+  require(x.shape(1) == dim,
+          std::string(name) + " must have shape (n, " + std::to_string(dim) + "), got " + shape_str(x));
 }
 
 py::array_t<float> transpose_py(const CArray<float>& codebooks) {
@@ -36,8 +37,8 @@ py::array_t<float> transpose_py(const CArray<float>& codebooks) {
 CArray<std::uint8_t> filter_mask(const py::object& mask_obj, i64 n) {
   CArray<std::uint8_t> mask = optional_vector<std::uint8_t>(mask_obj, "filter mask");
   if (mask_obj.is_none()) return mask;
-  require(mask.shape(0) == n, "filter mask must have one entry per id (" + std::to_string(n) + "), got " +
-                                  std::to_string(mask.shape(0)));
+  require(mask.shape(0) == n,
+          "filter mask must have one entry per id (" + std::to_string(n) + "), got " + std::to_string(mask.shape(0)));
   return mask;
 }
 
@@ -85,8 +86,8 @@ py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
-  require(codes.shape(1) == m, "codes must have shape (n, " + std::to_string(m) + ") (one code per subspace), got " +
-                                   shape_str(codes));
+  require(codes.shape(1) == m,
+          "codes must have shape (n, " + std::to_string(m) + ") (one code per subspace), got " + shape_str(codes));
   const std::uint8_t* c = codes.data();
   require_codes_below(c, n, m, ksub);
   py::array_t<float> out = result_array(out_obj, {nq, n});
@@ -95,8 +96,8 @@ py::array_t<float> adc_py(const CArray<float>& tables, const CArray<std::uint8_t
   return out;
 }
 
-py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, const py::object& mask_obj,
-                    i64 k, bool smaller_is_better, int threads) {
+py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes, const py::object& mask_obj, i64 k,
+                    bool smaller_is_better, int threads) {
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
@@ -109,16 +110,15 @@ py::tuple search_py(const CArray<float>& tables, const CArray<std::uint8_t>& cod
   py::array_t<i64> ids({nq, k});
   float* s = scores.mutable_data();
   i64* i = ids.mutable_data();
-  run_without_gil([&] {
-    pq_search(tables.data(), nq, codes.data(), n, m, ksub, mask, k, smaller_is_better, s, i, threads);
-  });
+  run_without_gil(
+      [&] { pq_search(tables.data(), nq, codes.data(), n, m, ksub, mask, k, smaller_is_better, s, i, threads); });
   return py::make_tuple(scores, ids);
 }
 
 // Quantised scan with exact re-scoring: ksub 16 needs the blocked codes, ksub 256 scans the row-major codes.
 py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uint8_t>& codes,
-                              const py::object& blocks_obj, const py::object& mask_obj, i64 k,
-                              bool smaller_is_better, int threads) {
+                              const py::object& blocks_obj, const py::object& mask_obj, i64 k, bool smaller_is_better,
+                              int threads) {
   require_ndim(tables, 3, "tables");
   require_ndim(codes, 2, "codes");
   const i64 nq = tables.shape(0), m = tables.shape(1), ksub = tables.shape(2), n = codes.shape(0);
@@ -152,17 +152,14 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
 
 // Test hooks: the active level's scan kernels for up to kScanQueries queries with a fixed threshold (never
 // lowered). Returns (sums u16 (nq, n_vectors), reported bool (nq, n_vectors)); sums are 0 where not reported.
-py::tuple run_scan(bool four_bit, const CArray<std::uint8_t>& blocks, const CArray<std::uint8_t>& luts,
-                   int threshold) {
+py::tuple run_scan(bool four_bit, const CArray<std::uint8_t>& blocks, const CArray<std::uint8_t>& luts, int threshold) {
   require_ndim(blocks, 3, "blocks");
   require_ndim(luts, 3, "luts");
   const i64 n_blocks = blocks.shape(0), rows = blocks.shape(1), nq = luts.shape(0);
   const i64 group = four_bit ? 32 : 64;
   require(blocks.shape(2) == group, "blocks must be (n_blocks, rows, " + std::to_string(group) + ")");
-  if (four_bit)
-    require(luts.shape(1) == 2 * rows && luts.shape(2) == 16, "luts must be (nq, 2 * n_pairs, 16)");
-  else
-    require(luts.shape(1) == rows && luts.shape(2) == 256 && rows <= 256, "luts must be (nq, m, 256), m <= 256");
+  if (four_bit) require(luts.shape(1) == 2 * rows && luts.shape(2) == 16, "luts must be (nq, 2 * n_pairs, 16)");
+  else require(luts.shape(1) == rows && luts.shape(2) == 256 && rows <= 256, "luts must be (nq, m, 256), m <= 256");
   require(nq >= 1 && nq <= kScanQueries, "1 to " + std::to_string(kScanQueries) + " queries");
   require(threshold >= 0 && threshold <= 65535, "threshold must be in 0..65535");
   py::array_t<std::uint16_t> sums({nq, n_blocks * group});
@@ -171,7 +168,11 @@ py::tuple run_scan(bool four_bit, const CArray<std::uint8_t>& blocks, const CArr
   bool* r = reported.mutable_data();
   std::fill(s, s + nq * n_blocks * group, std::uint16_t{0});
   std::fill(r, r + nq * n_blocks * group, false);
-  struct Out { std::uint16_t* s; bool* r; i64 width; } out{s, r, n_blocks * group};
+  struct Out {
+    std::uint16_t* s;
+    bool* r;
+    i64 width;
+  } out{s, r, n_blocks * group};
   std::uint16_t thresholds[kScanQueries];
   for (auto& t : thresholds) t = static_cast<std::uint16_t>(threshold);
   const ScanHit hit = [](void* ctx, int q, i64 first_id, std::uint64_t mask, const std::uint16_t* v) {
@@ -211,24 +212,32 @@ void bind_pq(py::module_& m) {
   m.def("_pq_transpose", &transpose_py, py::arg("codebooks").noconvert(),
         R"(_pq_transpose(codebooks f32 (m, ksub, dsub)) -> f32 (m, dsub, ksub))");
   m.def("_pq_encode", &encode_py, py::arg("x").noconvert(), py::arg("ct").noconvert(), py::arg("threads"),
-        py::arg("out") = py::none(), R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads, out=None) -> u8 (n, m))");
+        py::arg("out") = py::none(),
+        R"(_pq_encode(x f32 (n, dim), ct f32 (m, dsub, ksub), threads, out=None) -> u8 (n, m))");
   m.def("_pq_tables", &tables_py, py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("metric"),
         py::arg("threads"), py::arg("out") = py::none(),
         R"(_pq_tables(queries f32 (nq, dim), ct, metric 0|1, threads, out=None) -> f32 (nq, m, ksub))");
   m.def("_pq_adc", &adc_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
-        py::arg("out") = py::none(), R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads, out=None) -> f32 (nq, n))");
-  m.def("_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),
-        py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
-        R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");
-  m.def("_pq_search_quantised", &search_quantised_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
-        py::arg("blocks"), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
-        R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) or (ceil(n/64), m, 64), mask, k, smaller_is_better, threads))");
-  m.def("_pq_scan4", [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(true, b, l, t); },
-        py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
-        R"(_pq_scan4(blocks u8 (nb, n_pairs, 32), luts u8 (nq<=4, 2*n_pairs, 16), threshold) -> (sums, reported))");
-  m.def("_pq_scan8", [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(false, b, l, t); },
-        py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
-        R"(_pq_scan8(blocks u8 (nb, m, 64), luts u8 (nq<=4, m, 256), threshold) -> (sums, reported))");
+        py::arg("out") = py::none(),
+        R"(_pq_adc(tables f32 (nq, m, ksub), codes u8 (n, m), threads, out=None) -> f32 (nq, n))");
+  m.def(
+      "_pq_search", &search_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(), py::arg("mask"),
+      py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
+      R"(_pq_search(tables f32 (nq, m, ksub), codes u8 (n, m), mask u8 (n,) | None, k, smaller_is_better, threads) -> (f32 (nq, k), i64 (nq, k)))");
+  m.def(
+      "_pq_search_quantised", &search_quantised_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
+      py::arg("blocks"), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
+      R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) or (ceil(n/64), m, 64), mask, k, smaller_is_better, threads))");
+  m.def(
+      "_pq_scan4",
+      [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(true, b, l, t); },
+      py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
+      R"(_pq_scan4(blocks u8 (nb, n_pairs, 32), luts u8 (nq<=4, 2*n_pairs, 16), threshold) -> (sums, reported))");
+  m.def(
+      "_pq_scan8",
+      [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(false, b, l, t); },
+      py::arg("blocks").noconvert(), py::arg("luts").noconvert(), py::arg("threshold"),
+      R"(_pq_scan8(blocks u8 (nb, m, 64), luts u8 (nq<=4, m, 256), threshold) -> (sums, reported))");
   m.def("_pq_train", &train_py, py::arg("x").noconvert(), py::arg("m"), py::arg("ksub"), py::arg("iters"),
         py::arg("seed"), py::arg("init"), py::arg("threads"),
         R"(_pq_train(x f32 (n, dim), m, ksub, iters, seed, init 0|1, threads) -> f32 (m, ksub, dsub))");

@@ -41,7 +41,8 @@ py::dict capabilities() {
 
 Isa isa_from_name(const std::string& name) {
   Isa isa;
-  if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA '" + name + "'; expected one of 'scalar', 'avx2', 'avx512', 'neon'");
+  if (!parse_isa(name, &isa))
+    throw py::value_error("unknown ISA '" + name + "'; expected one of 'scalar', 'avx2', 'avx512', 'neon'");
   return isa;
 }
 
@@ -93,7 +94,9 @@ py::dict build_info() {
     if (isa_compiled(static_cast<Isa>(level))) compiled.emplace_back(isa_name(static_cast<Isa>(level)));
   d["compiled_isas"] = compiled;
   d["isa_flags"] = py::dict(py::arg("avx2") = "-mavx2 -mfma -mf16c",
-                            py::arg("avx512") = "-mavx512f -mavx512bw -mavx512dq -mavx512vl (+ -mavx512bf16 for the bf16 dot-product TU, -mavx512vbmi for the 8-bit PQ scan TU)");
+                            py::arg("avx512") =
+                                "-mavx512f -mavx512bw -mavx512dq -mavx512vl (+ -mavx512bf16 for the bf16 dot-product "
+                                "TU, -mavx512vbmi for the 8-bit PQ scan TU)");
   return d;
 }
 
@@ -117,26 +120,33 @@ void bind_runtime(py::module_& m) {
   m.def("available_isas", &available_isas, "ISA levels that are compiled in and supported here, lowest first.");
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
-  m.def("set_max_isa", [](const std::string& name) { return std::string(isa_name(set_max_isa(isa_from_name(name)))); },
-        py::arg("name"), "Cap the ISA level (clamped to what the CPU has); returns the level now active.");
+  m.def(
+      "set_max_isa", [](const std::string& name) { return std::string(isa_name(set_max_isa(isa_from_name(name)))); },
+      py::arg("name"), "Cap the ISA level (clamped to what the CPU has); returns the level now active.");
   m.def("get_num_threads", &default_num_threads);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("threads must be >= 1, got " + std::to_string(n));
-    set_default_num_threads(n);
-  }, py::arg("n"));
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("threads must be >= 1, got " + std::to_string(n));
+        set_default_num_threads(n);
+      },
+      py::arg("n"));
   m.def("kernel_names", &kernel_names, "Kernel variant chosen per family and dtype at the active ISA.");
   m.def("build_info", &build_info);
   m.def("_pool_probe", &pool_probe, py::arg("n_tasks"), py::arg("threads"), py::arg("fail_at") = -1,
         py::arg("sleep_ms") = 0.0);
-  m.def("dispatch_info", [] {
-    const DispatchInfo& i = dispatch_info();
-    py::dict d;
-    d["fma256_flops_per_ns"] = i.fma256_flops_per_ns;
-    d["fma512_flops_per_ns"] = i.fma512_flops_per_ns;
-    d["fma512_full_rate"] = i.fma512_full_rate;
-    d["fma512_source"] = std::string(i.fma512_source);
-    return d;
-  }, "What the dispatcher measured to choose the avx512 level's kernels (FMA probe).");
+  m.def(
+      "dispatch_info",
+      [] {
+        const DispatchInfo& i = dispatch_info();
+        py::dict d;
+        d["fma256_flops_per_ns"] = i.fma256_flops_per_ns;
+        d["fma512_flops_per_ns"] = i.fma512_flops_per_ns;
+        d["fma512_full_rate"] = i.fma512_full_rate;
+        d["fma512_source"] = std::string(i.fma512_source);
+        return d;
+      },
+      "What the dispatcher measured to choose the avx512 level's kernels (FMA probe).");
   m.def("_set_own_kernels", &set_own_kernels_only, py::arg("own"),
         "Test hook: True runs each level's own kernels (no substitution from the level below).");
   m.def("_own_kernels", &own_kernels_only);

@@ -73,8 +73,7 @@ py::array_t<std::int8_t> signs_of_srht(i64 n, std::uint64_t seed) {
 // a: (n, d) float64 with unit column stride (any row stride).
 const double* lsqr_matrix(const py::array_t<double>& a, i64& stride) {
   require_ndim(a, 2, "a");
-  require(a.shape(1) <= 1 || a.strides(1) == static_cast<py::ssize_t>(sizeof(double)),
-          "a's rows must be contiguous");
+  require(a.shape(1) <= 1 || a.strides(1) == static_cast<py::ssize_t>(sizeof(double)), "a's rows must be contiguous");
   stride = a.shape(0) > 1 ? element_stride<double>(a, 0, "a") : a.shape(1);
   return a.data();
 }

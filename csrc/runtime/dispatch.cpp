@@ -13,7 +13,7 @@ namespace {
 KernelTable g_tables[kNumIsas];  // own kernels per level
 KernelTable g_chosen[kNumIsas];  // what each level runs (see dispatch.hpp)
 DispatchInfo g_info;
-MaxSimKernel g_bf16_narrow;      // the ymm vdpbf16ps kernel, the narrow alternative of the zmm one
+MaxSimKernel g_bf16_narrow;  // the ymm vdpbf16ps kernel, the narrow alternative of the zmm one
 std::once_flag g_tables_once;
 std::atomic<bool> g_own_only{false};
 
@@ -105,7 +105,8 @@ void build_tables() {
     avx512::fill_fwht(&g_tables[2].fwht);
     avx512::fill_sketch(&g_tables[2].sketch);
     // Sub-feature variant: bf16 docs scored with vdpbf16ps when the CPU has AVX512_BF16.
-    if (cpu_features().avx512_bf16) avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
+    if (cpu_features().avx512_bf16)
+      avx512_bf16::fill_maxsim_bf16(&g_tables[2].maxsim[static_cast<int>(DocDType::bf16)]);
     // Sub-feature variant: the 8-bit PQ scan with vpermi2b byte permutes when the CPU has AVX512_VBMI.
     if (cpu_features().avx512_vbmi) avx512_vbmi::fill_pq_scan8(&g_tables[2].pq);
   }

@@ -91,8 +91,9 @@ void sign_strings(const FDEKernels& kern, const float* sketches, i64 n, i64 repe
 struct ByteBits {
   std::uint8_t bits[256];
   constexpr ByteBits() : bits() {
-    for (int v = 0; v < 256; ++v) bits[v] = static_cast<std::uint8_t>((v & 1) + (v >> 1 & 1) + (v >> 2 & 1) +
-        (v >> 3 & 1) + (v >> 4 & 1) + (v >> 5 & 1) + (v >> 6 & 1) + (v >> 7 & 1));
+    for (int v = 0; v < 256; ++v)
+      bits[v] = static_cast<std::uint8_t>((v & 1) + (v >> 1 & 1) + (v >> 2 & 1) + (v >> 3 & 1) + (v >> 4 & 1) +
+                                          (v >> 5 & 1) + (v >> 6 & 1) + (v >> 7 & 1));
   }
 };
 constexpr ByteBits kByteBits;
@@ -125,7 +126,7 @@ struct Scratch {
   std::vector<std::uint32_t> signs, parts;  // (R, n) sign strings and partitions
   std::vector<std::uint64_t> sign_words;
   SignTables tables;
-  std::vector<std::uint64_t> keys;    // nearest_tokens: (distance << 40) | token per sign string
+  std::vector<std::uint64_t> keys;   // nearest_tokens: (distance << 40) | token per sign string
   std::vector<std::int32_t> keys32;  // the same as (distance << 25) | token
 };
 
@@ -229,15 +230,13 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       const auto write_and_reset = [&](bool whole) {
         if (c.final_dim > 0)  // the inner vector is read back right away: keep it in cache
           std::memcpy(inner + r * parts * dp, block, static_cast<std::size_t>(parts * dp) * sizeof(float));
-        else
-          kern.stream_copy(inner + r * parts * dp, block, parts * dp);
+        else kern.stream_copy(inner + r * parts * dp, block, parts * dp);
         if (whole) {
           std::fill(block, block + parts * dp, 0.0f);
           std::fill(s.counts.begin(), s.counts.end(), 0.0f);
         } else {
           for (i64 t = 0; t < n; ++t) {
-            std::fill(block + static_cast<i64>(parts_r[t]) * dp, block + (static_cast<i64>(parts_r[t]) + 1) * dp,
-                      0.0f);
+            std::fill(block + static_cast<i64>(parts_r[t]) * dp, block + (static_cast<i64>(parts_r[t]) + 1) * dp, 0.0f);
             s.counts[parts_r[t]] = 0.0f;
           }
         }
@@ -265,8 +264,8 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
               // Smallest (distance, token) pair, branch-free: distance in the high bits of the key.
               std::uint64_t best_key = ~std::uint64_t{0};
               for (i64 t = 0; t < n; ++t) {
-                const std::uint64_t key = static_cast<std::uint64_t>(popcount32(signs[t] ^ target)) << 40 |
-                                          static_cast<std::uint64_t>(t);
+                const std::uint64_t key =
+                    static_cast<std::uint64_t>(popcount32(signs[t] ^ target)) << 40 | static_cast<std::uint64_t>(t);
                 best_key = key < best_key ? key : best_key;
               }
               best = static_cast<i64>(best_key & ((std::uint64_t{1} << 40) - 1));
@@ -312,8 +311,7 @@ i64 fde_encode(const FDEConfig& config, const FDEMatrices& matrices, const float
   std::atomic<i64> first_bad{n_clouds}, overflow{n_clouds};
   const auto lower_to = [](std::atomic<i64>& a, i64 v) {
     i64 seen = a.load(std::memory_order_relaxed);
-    while (v < seen && !a.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
-    }
+    while (v < seen && !a.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {}
   };
   parallel_for(n_clouds, threads, [&](i64 cloud, int) {
     thread_local Scratch scratch;

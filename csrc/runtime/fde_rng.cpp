@@ -119,7 +119,7 @@ FDEMatrices fde_build_matrices(const FDEConfig& c) {
     if (k == 0) break;
     MT19937 gen(c.seed + static_cast<std::uint32_t>(r));
     PolarNormal normal;
-    for (i64 j = 0; j < k; ++j)         // Eigen's column-major NullaryExpr: all coordinates of hyperplane 0 first
+    for (i64 j = 0; j < k; ++j)  // Eigen's column-major NullaryExpr: all coordinates of hyperplane 0 first
       for (i64 i = 0; i < c.dim; ++i) mats.simhash[i * hyperplanes + r * k + j] = normal.next(gen);
   }
   if (c.ams) {

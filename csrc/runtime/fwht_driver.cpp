@@ -30,7 +30,7 @@ void rows_transform(T* x, i64 n, i64 d, PassFn<T> passes, int threads) {
   while ((i64{1} << log_n) < n) ++log_n;
   for (int lo = 0; lo < log_n;) {
     const i64 spacing = i64{1} << lo;  // rows between the members of a group
-    i64 chunk = 1;  // a power of two, so that it divides the spacing
+    i64 chunk = 1;                     // a power of two, so that it divides the spacing
     while (chunk * 2 <= spacing && chunk * 2 * row_bytes <= kChunkBytes) chunk *= 2;
     int hi = lo + 1;
     while (hi < log_n && (i64{1} << (hi + 1 - lo)) * chunk * row_bytes <= kBlockBytes) ++hi;

@@ -98,7 +98,9 @@ inline void pop_max(std::vector<Pair>& h) {
 }  // namespace
 
 HNSWGraph::HNSWGraph(const HNSWConfig& config, const float* external_vectors)
-    : config_(config), external_(external_vectors), walk_f16_(config.f16 && !external_vectors),
+    : config_(config),
+      external_(external_vectors),
+      walk_f16_(config.f16 && !external_vectors),
       kernels_(&hnsw_kernels()) {
   if (config_.dim < 1) throw std::invalid_argument("dim must be >= 1");
   if (config_.M < 2) throw std::invalid_argument("M must be >= 2");
@@ -188,7 +190,8 @@ void HNSWGraph::lock(i64 node) const {
   std::uint8_t* l = &header(node)->lock;
   for (int spins = 0; __atomic_exchange_n(l, std::uint8_t{1}, __ATOMIC_ACQUIRE); ++spins) {
     while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
-      if (++spins > 64) std::this_thread::yield(); else cpu_relax();
+      if (++spins > 64) std::this_thread::yield();
+      else cpu_relax();
     }
   }
 }
@@ -219,9 +222,9 @@ i64 HNSWGraph::allocate_node() {
   if (!chunks_[chunk].load(std::memory_order_relaxed)) {
     chunks_[chunk].store(alloc_chunk(static_cast<std::size_t>(kChunkNodes * record_bytes_)), std::memory_order_release);
     if (walk_f16_)
-      exact_chunks_[chunk].store(reinterpret_cast<float*>(alloc_chunk(
-                                     static_cast<std::size_t>(kChunkNodes * config_.dim) * sizeof(float))),
-                                 std::memory_order_release);
+      exact_chunks_[chunk].store(
+          reinterpret_cast<float*>(alloc_chunk(static_cast<std::size_t>(kChunkNodes * config_.dim) * sizeof(float))),
+          std::memory_order_release);
   }
   std::memset(record(node), 0, static_cast<std::size_t>(record_bytes_));
   return node;
@@ -466,8 +469,7 @@ void HNSWGraph::distances(const float* q, int count, Scratch& s) const {
   if (static_cast<int>(s.batch_dist.size()) < count) s.batch_dist.resize(s.batch.size());
   int j = 0;
   for (; j + 2 <= count; j += 2)
-    dist2(q, s.batch[static_cast<std::size_t>(j)], s.batch[static_cast<std::size_t>(j + 1)],
-          s.batch_dist.data() + j);
+    dist2(q, s.batch[static_cast<std::size_t>(j)], s.batch[static_cast<std::size_t>(j + 1)], s.batch_dist.data() + j);
   if (j < count) s.batch_dist[static_cast<std::size_t>(j)] = dist(q, s.batch[static_cast<std::size_t>(j)]);
 }
 
@@ -551,7 +553,8 @@ void HNSWGraph::connect(i64 node, int level, const std::vector<Pair>& chosen, Sc
     std::uint32_t* list = link_list(nb, level);
     const int count = static_cast<int>(load_relaxed(list));
     bool present = false;
-    for (int j = 0; j < count && !present; ++j) present = load_relaxed(list + 1 + j) == static_cast<std::uint32_t>(node);
+    for (int j = 0; j < count && !present; ++j)
+      present = load_relaxed(list + 1 + j) == static_cast<std::uint32_t>(node);
     if (!present) {
       if (count < cap) {
         store_relaxed(list + 1 + count, static_cast<std::uint32_t>(node));
@@ -709,7 +712,8 @@ void HNSWGraph::insert(i64 node, const float* q, Scratch& s) {
 }
 
 bool HNSWGraph::is_duplicate_of(i64 node, i64 other) const {
-  return std::memcmp(exact_vector(node), exact_vector(other), static_cast<std::size_t>(config_.dim) * sizeof(float)) == 0;
+  return std::memcmp(exact_vector(node), exact_vector(other), static_cast<std::size_t>(config_.dim) * sizeof(float)) ==
+         0;
 }
 
 // The k nearest of every live node (allowed by `filter`, when given) by a scan over all of them.
@@ -735,7 +739,7 @@ void HNSWGraph::search_one(const float* q_in, i64 k, i64 ef, const HNSWFilter* f
   const i64 limit = size();
   const std::uint64_t entry = entry_.load(std::memory_order_acquire);
   const float pad = config_.metric == HNSWMetric::l2 ? std::numeric_limits<float>::infinity()
-                                                      : -std::numeric_limits<float>::infinity();
+                                                     : -std::numeric_limits<float>::infinity();
   for (i64 j = 0; j < k; ++j) {
     scores[j] = pad;
     labels[j] = -1;
@@ -868,8 +872,8 @@ i64 HNSWGraph::entry_point() const {
 
 std::vector<std::uint32_t> HNSWGraph::links(i64 node, int lev) const {
   const std::uint32_t* list = link_list(node, lev);
-  const std::uint32_t count = std::min<std::uint32_t>(__atomic_load_n(list, __ATOMIC_ACQUIRE),
-                                                      static_cast<std::uint32_t>(max_links(lev)));
+  const std::uint32_t count =
+      std::min<std::uint32_t>(__atomic_load_n(list, __ATOMIC_ACQUIRE), static_cast<std::uint32_t>(max_links(lev)));
   return std::vector<std::uint32_t>(list + 1, list + 1 + count);
 }
 
@@ -908,7 +912,8 @@ void HNSWGraph::restore_dup(i64 node, std::uint32_t next) {
   const i64 n = size();
   if (node < 0 || node >= n) throw std::invalid_argument("duplicate chain of a node out of range");
   if (next == 0) return;
-  if (static_cast<i64>(next) >= n || next == node) throw std::invalid_argument("duplicate chain to a node out of range");
+  if (static_cast<i64>(next) >= n || next == node)
+    throw std::invalid_argument("duplicate chain to a node out of range");
   header(node)->next_dup = next;
   add_in_degree(next, 1);
 }
@@ -920,7 +925,8 @@ void HNSWGraph::restore_entry(i64 node, int top) {
   }
   if (node < 0 || node >= size() || header(node)->level != top)
     throw std::invalid_argument("entry point is not a node of the top level");
-  entry_.store((static_cast<std::uint64_t>(top + 1) << 32) | static_cast<std::uint64_t>(node), std::memory_order_release);
+  entry_.store((static_cast<std::uint64_t>(top + 1) << 32) | static_cast<std::uint64_t>(node),
+               std::memory_order_release);
 }
 
 }  // namespace simkern

@@ -52,7 +52,7 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
 
 void install_handler() {
   std::call_once(g_install_once, [] {
-    struct sigaction action {};
+    struct sigaction action{};
     action.sa_sigaction = on_sigbus;
     action.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
@@ -73,7 +73,7 @@ std::int64_t ns(const struct timespec& t) { return static_cast<std::int64_t>(t.t
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), path);
-  struct stat st {};
+  struct stat st{};
   if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
     const int err = S_ISREG(st.st_mode) ? errno : EINVAL;
     ::close(fd_);
@@ -119,12 +119,13 @@ MappedFile::~MappedFile() {
 void MappedFile::check() const {
   if (slot_ >= 0 && g_slots[slot_].faulted.load(std::memory_order_acquire))
     throw std::runtime_error(path_ + ": the file was truncated while it was memory-mapped (load it again)");
-  struct stat st {};
+  struct stat st{};
   if (fstat(fd_, &st) != 0) throw std::runtime_error(path_ + ": cannot stat the memory-mapped file");
   // (Not the change time: our own save() renames a new file over this one's name, which changes this inode's
   // ctime without touching its bytes.)
   if (static_cast<std::size_t>(st.st_size) != size_ || ns(SIMKERN_MTIME(st)) != mtime_ns_)
-    throw std::runtime_error(path_ + ": the file changed on disk while it was memory-mapped (it must not be "
+    throw std::runtime_error(path_ +
+                             ": the file changed on disk while it was memory-mapped (it must not be "
                              "modified in place while an index maps it; load it again)");
 }
 

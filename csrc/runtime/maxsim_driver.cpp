@@ -25,10 +25,10 @@
 namespace simkern {
 namespace {
 
-constexpr i64 kStackBytes = 96 * 1024;  // packed query bytes per stacked job: fits L2 beside the doc tiles
-constexpr i64 kMaxDocChunk = 256;       // docs per task
+constexpr i64 kStackBytes = 96 * 1024;   // packed query bytes per stacked job: fits L2 beside the doc tiles
+constexpr i64 kMaxDocChunk = 256;        // docs per task
 constexpr i64 kChunkBytes = 512 * 1024;  // doc token bytes per task (L2-sized)
-constexpr i64 kTasksPerThread = 4;      // load balance for ragged docs
+constexpr i64 kTasksPerThread = 4;       // load balance for ragged docs
 
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
@@ -208,7 +208,8 @@ void score_id_lists(const MaxSimKernel& kernel, const Packed& packed, const DocT
   // Split the lists finely enough that every thread gets about kTasksPerThread tasks (one query with 100
   // candidates still runs on all threads), in pieces of at most kMaxDocChunk ids.
   const i64 total = seg.back();
-  const i64 piece = std::max<i64>(1, std::min(kMaxDocChunk, (total + threads * kTasksPerThread - 1) / (threads * kTasksPerThread)));
+  const i64 piece =
+      std::max<i64>(1, std::min(kMaxDocChunk, (total + threads * kTasksPerThread - 1) / (threads * kTasksPerThread)));
   std::vector<Task> tasks;
   for (i64 qi = 0; qi + 1 < static_cast<i64>(seg.size()); ++qi)
     for (i64 b = seg[qi]; b < seg[qi + 1]; b += piece) tasks.push_back({qi, b, std::min(piece, seg[qi + 1] - b)});
@@ -231,8 +232,7 @@ void score_id_lists(const MaxSimKernel& kernel, const Packed& packed, const DocT
 
 }  // namespace
 
-const char* maxsim_kernel_name_for(const i64* q_offsets, i64 n_queries, i64 dim, DocDType dtype,
-                                   bool stack_queries) {
+const char* maxsim_kernel_name_for(const i64* q_offsets, i64 n_queries, i64 dim, DocDType dtype, bool stack_queries) {
   QueryTokens q;
   q.offsets = q_offsets;
   q.n_queries = n_queries;

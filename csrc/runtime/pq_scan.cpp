@@ -14,7 +14,6 @@
 #include "simkern/thread_pool.hpp"
 #include "topk.hpp"
 
-
 namespace simkern {
 namespace {
 
@@ -92,8 +91,7 @@ void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n
 }
 
 void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
-               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
-               int threads) {
+               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids, int threads) {
   threads = resolve_threads(threads);
   // Split the codes of one query too (FAISS threads over queries only): about kTasksPerThread tasks per thread.
   constexpr i64 kTasksPerThread = 4;

@@ -27,15 +27,14 @@ struct SplitMix64 {
 };
 
 // k-means for one subspace. xs: n x dsub (contiguous copy of the subspace), centroids out: ksub x dsub.
-void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters,
-                     std::uint64_t seed, int init, float* centroids) {
+void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters, std::uint64_t seed,
+                     int init, float* centroids) {
   SplitMix64 rng{seed};
   std::vector<float> ct(static_cast<std::size_t>(dsub * ksub));
   const auto transpose = [&] {
     for (i64 j = 0; j < ksub; ++j)
       for (i64 k = 0; k < dsub; ++k) ct[k * ksub + j] = centroids[j * dsub + k];
   };
-
 
   // Initialisation.
   if (init == 1) {  // ksub distinct points chosen uniformly (partial Fisher-Yates on an index array)

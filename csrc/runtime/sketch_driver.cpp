@@ -24,9 +24,7 @@ enum : u64 { kStreamSigns = 1, kStreamRows = 2, kStreamGaussian = 3, kStreamSpar
 inline u64 stream_key(u64 seed, u64 stream) { return splitmix64(seed ^ splitmix64(stream * 0xd1b54a32d192ed03ULL)); }
 inline u64 hash_at(u64 key, u64 counter) { return splitmix64(key + counter * 0x9e3779b97f4a7c15ULL); }
 // floor(h * range / 2^64): a value in [0, range) from the high bits of h.
-inline u64 scale_below(u64 h, u64 range) {
-  return static_cast<u64>((static_cast<unsigned __int128>(h) * range) >> 64);
-}
+inline u64 scale_below(u64 h, u64 range) { return static_cast<u64>((static_cast<unsigned __int128>(h) * range) >> 64); }
 
 i64 next_pow2(i64 n) {
   i64 p = 1;
@@ -248,10 +246,18 @@ void run_sketch(const SketchInput<T>& in, i64 m, SketchKind kind, u64 seed, i64 
   std::fill(out, out + m * width, T(0));
   if (m == 0 || width == 0 || in.n == 0) return;
   switch (kind) {
-    case SketchKind::srht: srht(in, m, seed, out, threads, add_rows); break;
-    case SketchKind::gaussian: gaussian(in, m, seed, out, threads, gemm); break;
-    case SketchKind::countsketch: sparse(in, m, 1, seed, out, threads, add_rows); break;
-    case SketchKind::sparse_sign: sparse(in, m, nnz, seed, out, threads, add_rows); break;
+    case SketchKind::srht:
+      srht(in, m, seed, out, threads, add_rows);
+      break;
+    case SketchKind::gaussian:
+      gaussian(in, m, seed, out, threads, gemm);
+      break;
+    case SketchKind::countsketch:
+      sparse(in, m, 1, seed, out, threads, add_rows);
+      break;
+    case SketchKind::sparse_sign:
+      sparse(in, m, nnz, seed, out, threads, add_rows);
+      break;
   }
 }
 

@@ -25,7 +25,9 @@ inline bool ranks_before(const ScoredId& a, const ScoredId& b) {
 class TopK {
  public:
   TopK(int threads, i64 n_queries, i64 k, i64 k_out)
-      : k_(std::max<i64>(k, 1)), k_out_(k_out), n_queries_(n_queries),
+      : k_(std::max<i64>(k, 1)),
+        k_out_(k_out),
+        n_queries_(n_queries),
         entries_(static_cast<std::size_t>(threads * n_queries * std::max<i64>(k, 1))),
         sizes_(static_cast<std::size_t>(threads * n_queries), 0) {}
 

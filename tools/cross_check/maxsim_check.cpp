@@ -158,8 +158,8 @@ int pq_check(std::mt19937_64& rng) {
             k.tables(qs.data(), n, dsub + 2, ct.data(), dsub, ksub, l2, got_t.data(), ksub + 1);
             ++runs;
             if (std::memcmp(want_t.data(), got_t.data(), want_t.size() * sizeof(float)) != 0)
-              fail(l2 ? "pq tables (l2) differ from scalar" : "pq tables (ip) differ from scalar", simkern::isa_name(isa),
-                   dsub, ksub);
+              fail(l2 ? "pq tables (l2) differ from scalar" : "pq tables (ip) differ from scalar",
+                   simkern::isa_name(isa), dsub, ksub);
           }
         }
         // nearest / nearest_dot over n points (strided, n at the point-block edges), with ties forced by duplicated
@@ -183,7 +183,8 @@ int pq_check(std::mt19937_64& rng) {
             std::vector<std::int32_t> want_id(n), got_id(n);
             std::vector<float> want_d(n), got_d(n);
             if (op) {
-              ref.nearest_dot(pts.data(), n, dsub + 1, ctd.data(), half.data(), dsub, ksub, want_id.data(), want_d.data());
+              ref.nearest_dot(pts.data(), n, dsub + 1, ctd.data(), half.data(), dsub, ksub, want_id.data(),
+                              want_d.data());
               k.nearest_dot(pts.data(), n, dsub + 1, ctd.data(), half.data(), dsub, ksub, got_id.data(), got_d.data());
             } else {
               ref.nearest(pts.data(), n, dsub + 1, ctd.data(), dsub, ksub, want_id.data(), want_d.data());
@@ -221,7 +222,8 @@ void record_hit(void* ctx, int q, i64 first_id, std::uint64_t mask, const std::u
 ScanOut run_scan(const simkern::PQKernels& k, bool four_bit, const std::vector<std::uint8_t>& blocks, i64 n_blocks,
                  i64 rows, const std::vector<std::uint8_t>& luts, int nq, std::uint16_t threshold) {
   const i64 group = four_bit ? 32 : 64;
-  ScanOut o{std::vector<std::uint16_t>(nq * n_blocks * group), std::vector<char>(nq * n_blocks * group), n_blocks * group};
+  ScanOut o{std::vector<std::uint16_t>(nq * n_blocks * group), std::vector<char>(nq * n_blocks * group),
+            n_blocks * group};
   std::uint16_t thresholds[simkern::kScanQueries];
   for (auto& t : thresholds) t = threshold;
   const i64 lut_stride = static_cast<i64>(luts.size()) / nq;
@@ -281,7 +283,8 @@ int fde_check(std::mt19937_64& rng) {
         for (float& v : x) v = normal(rng);
         std::vector<float> want(static_cast<std::size_t>(n * hyper)), got(want.size());
         std::vector<float> want_y(static_cast<std::size_t>(reps * n * dp)), got_y(want_y.size());
-        std::vector<float> xt(static_cast<std::size_t>(dim * simkern::kFDELanes)), yt(static_cast<std::size_t>(dp * simkern::kFDELanes));
+        std::vector<float> xt(static_cast<std::size_t>(dim * simkern::kFDELanes)),
+            yt(static_cast<std::size_t>(dp * simkern::kFDELanes));
         ref.simhash(x.data(), n, dim, m.simhash.data(), hyper, want.data());
         ref.ams_project(x.data(), n, dim, m, reps, dp, xt.data(), yt.data(), want_y.data());
         for (int level = 1; level < simkern::kNumIsas; ++level) {
@@ -331,11 +334,12 @@ int hnsw_check(std::mt19937_64& rng) {
         k.ip_f32_x2(q.data(), q.data(), v.data(), dim, pair + 2);
         k.l2_f16_x2(q.data(), h.data(), hq.data(), dim, pair + 4);
         k.ip_f16_x2(q.data(), hq.data(), h.data(), dim, pair + 6);
-        const float want_pairs[8] = {want[0], ref.l2_f32(q.data(), q.data(), dim), ref.ip_f32(q.data(), q.data(), dim),
-                                     want[1], want[2], ref.l2_f16(q.data(), hq.data(), dim),
-                                     ref.ip_f16(q.data(), hq.data(), dim), want[3]};
+        const float want_pairs[8] = {
+            want[0], ref.l2_f32(q.data(), q.data(), dim),  ref.ip_f32(q.data(), q.data(), dim),  want[1],
+            want[2], ref.l2_f16(q.data(), hq.data(), dim), ref.ip_f16(q.data(), hq.data(), dim), want[3]};
         runs += 8;
-        if (std::memcmp(want, got, sizeof want) != 0) fail("hnsw distance differs from scalar", simkern::isa_name(isa), dim, trial);
+        if (std::memcmp(want, got, sizeof want) != 0)
+          fail("hnsw distance differs from scalar", simkern::isa_name(isa), dim, trial);
         if (std::memcmp(want_pairs, pair, sizeof pair) != 0)
           fail("hnsw two-vector distance differs from scalar", simkern::isa_name(isa), dim, trial);
       }
@@ -402,7 +406,8 @@ void sketch_case(std::mt19937_64& rng, const simkern::SketchKernels& ref, const 
     k.add_rows_f64(got.data(), ld, src.data(), ld, width, orow.data(), srow.data(), neg.data(), count);
   }
   ++runs;
-  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0) fail("sketch add_rows differs", isa, width, rows);
+  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0)
+    fail("sketch add_rows differs", isa, width, rows);
   want = out0, got = out0;
   if constexpr (std::is_same_v<T, float>) {
     ref.gemm_acc_f32(want.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
@@ -412,7 +417,8 @@ void sketch_case(std::mt19937_64& rng, const simkern::SketchKernels& ref, const 
     k.gemm_acc_f64(got.data(), ld, g.data(), rows, src.data(), ld, out_rows, rows, width);
   }
   ++runs;
-  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0) fail("sketch gemm_acc differs", isa, width, rows);
+  if (std::memcmp(want.data(), got.data(), want.size() * sizeof(T)) != 0)
+    fail("sketch gemm_acc differs", isa, width, rows);
 }
 
 int sketch_check(std::mt19937_64& rng) {
@@ -458,8 +464,9 @@ int sketch_check(std::mt19937_64& rng) {
 // of every magnitude and the edges (checked against its neighbours through the exact widening f16_to_float).
 int f16_rounding_check(std::mt19937_64& rng) {
   int runs = 0;
-  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65519.0f, 65520.0f, 1e-8f, 2.9802322e-08f, 5.9604645e-08f,
-                               6.1035156e-05f, 6.0975552e-05f, 1.0f, 1.00048828125f, -2.5f, 3e38f};
+  std::vector<float> values = {0.0f,  -0.0f,          65504.0f,       65519.0f,       65520.0f,
+                               1e-8f, 2.9802322e-08f, 5.9604645e-08f, 6.1035156e-05f, 6.0975552e-05f,
+                               1.0f,  1.00048828125f, -2.5f,          3e38f};
   for (int i = 0; i < 200000; ++i) {
     std::uint32_t bits = static_cast<std::uint32_t>(rng());
     bits = (bits & 0x807fffffu) | ((100u + (bits >> 23) % 50u) << 23);  // exponents 2^-27 .. 2^22
@@ -508,7 +515,8 @@ int main() {
         std::vector<std::uint16_t> bits(d.tokens.size());
         std::vector<float> values(d.tokens);
         if (dtype != 0)
-          for (std::size_t t = 0; t < bits.size(); ++t) values[t] = from_half_bits(bits[t] = to_half_bits(d.tokens[t], dtype), dtype);
+          for (std::size_t t = 0; t < bits.size(); ++t)
+            values[t] = from_half_bits(bits[t] = to_half_bits(d.tokens[t], dtype), dtype);
         std::vector<double> want, tol, mag;
         reference(q, values, d, dim, want, tol, mag);
         simkern::QueryTokens qt{q.tokens.data(), q.offsets.data(), q.size(), dim};
@@ -534,7 +542,8 @@ int main() {
             fail(e.what(), name, dim, dtype);
             continue;
           }
-          if (std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) != 0) fail("threads 1 vs 3", name, dim, dtype);
+          if (std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) != 0)
+            fail("threads 1 vs 3", name, dim, dtype);
           for (std::size_t x = 0; x < want.size(); ++x) {
             // The bf16 dot-product kernel rounds the query to bf16: up to 2^-9 relative per product, 2^-8 allowed.
             const double limit = tol[x] + (rounds_query ? std::ldexp(mag[x], -8) : 0.0);
@@ -569,7 +578,8 @@ int main() {
             std::vector<float> pairs(qi.size());
             simkern::maxsim_pairs(qt, dt, qi.data(), di.data(), static_cast<i64>(qi.size()), pairs.data(), 2);
             for (std::size_t p = 0; p < qi.size(); ++p)
-              if (std::memcmp(&pairs[p], &one[qi[p] * d.size() + di[p]], sizeof(float)) != 0) fail("pairs vs dense", name, dim, dtype);
+              if (std::memcmp(&pairs[p], &one[qi[p] * d.size() + di[p]], sizeof(float)) != 0)
+                fail("pairs vs dense", name, dim, dtype);
           }
         }
       }
@@ -581,8 +591,10 @@ int main() {
   const int fwht_runs = fwht_check(rng);
   const int sketch_runs = sketch_check(rng);
   const int f16_runs = f16_rounding_check(rng);
-  std::printf("maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW, %d FWHT and %d sketch kernel "
-              "comparisons, %d float16 roundings, %d failures\n", simkern::isa_name(simkern::best_isa()), cases, pq_runs,
-              fde_runs, hnsw_runs, fwht_runs, sketch_runs, f16_runs, g_failures);
+  std::printf(
+      "maxsim_check: best isa %s, %d MaxSim kernel runs, %d PQ, %d FDE, %d HNSW, %d FWHT and %d sketch kernel "
+      "comparisons, %d float16 roundings, %d failures\n",
+      simkern::isa_name(simkern::best_isa()), cases, pq_runs, fde_runs, hnsw_runs, fwht_runs, sketch_runs, f16_runs,
+      g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -56,14 +56,13 @@ void fill_sketch(SketchKernels* out);
 void scan4(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs);
 void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs);
 void centroids_from(const float* x, const float* ct, i64 dsub, i64 ksub, i64 j_begin, bool l2, float* out);
-void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids,
-             float* dists);
+void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, std::int32_t* ids, float* dists);
 void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub, i64 ksub,
                  std::int32_t* ids, float* dists);
 float sum_squares(const float* x, i64 dsub);
 void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, i64 h_begin, float* out);
 void fde_stream_copy(float* dst, const float* src, i64 count);  // memcpy (FDEKernels::stream_copy)
-void fde_stream_fence();                                         // nothing to order
+void fde_stream_fence();                                        // nothing to order
 void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words);
 }  // namespace scalar
 namespace avx2 {
@@ -75,7 +74,7 @@ void fill_hnsw(HNSWKernels* out);
 void fill_fwht(FWHTKernels* out);
 void fill_sketch(SketchKernels* out);
 void fde_stream_copy(float* dst, const float* src, i64 count);  // non-temporal stores (the avx512 table's too)
-void fde_stream_fence();                                         // sfence
+void fde_stream_fence();                                        // sfence
 void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words);  // compare + movemask
 }  // namespace avx2
 namespace avx512 {
@@ -91,7 +90,9 @@ namespace avx512_bf16 {
 void fill_maxsim_bf16(MaxSimKernel* out);
 void fill_maxsim_bf16_256(MaxSimKernel* out);  // the same dot products on ymm (AVX512-BF16 + VL), 8 lanes
 }  // namespace avx512_bf16
-namespace avx512_vbmi { void fill_pq_scan8(PQKernels* out); }
+namespace avx512_vbmi {
+void fill_pq_scan8(PQKernels* out);
+}
 namespace neon {
 void fill_maxsim(MaxSimKernel out[kNumDocDTypes]);
 void fill_pq(PQKernels* out);

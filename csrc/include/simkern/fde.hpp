@@ -36,12 +36,12 @@ namespace simkern {
 struct FDEConfig {
   i64 dim = 0;
   i64 repetitions = 20;
-  int simhash_bits = 5;         // k, 0..30
-  bool ams = true;              // false: identity projection
-  i64 projection_dim = 16;      // d_p (dim for identity)
-  bool fill_empty = true;       // documents only
-  i64 final_dim = 0;            // 0: no final projection
-  std::uint32_t seed = 1;       // int32 seed modulo 2^32, as the reference takes it
+  int simhash_bits = 5;     // k, 0..30
+  bool ams = true;          // false: identity projection
+  i64 projection_dim = 16;  // d_p (dim for identity)
+  bool fill_empty = true;   // documents only
+  i64 final_dim = 0;        // 0: no final projection
+  std::uint32_t seed = 1;   // int32 seed modulo 2^32, as the reference takes it
   i64 partitions() const { return i64{1} << simhash_bits; }
   i64 inner_dim() const { return repetitions * partitions() * projection_dim; }
   i64 output_dim() const { return final_dim > 0 ? final_dim : inner_dim(); }

@@ -123,9 +123,9 @@ class HNSWGraph {
   // on `threads` threads; the tombstones are dropped. This graph is only read.
   std::shared_ptr<HNSWGraph> compacted(int threads) const;
 
-  bool remove(i64 label);          // tombstone; false when the label is absent
-  bool unremove(i64 label);        // revive the newest tombstone of a label that is not live (O(n) scan)
-  i64 find(i64 label) const;       // internal node of a live label, or -1
+  bool remove(i64 label);                   // tombstone; false when the label is absent
+  bool unremove(i64 label);                 // revive the newest tombstone of a label that is not live (O(n) scan)
+  i64 find(i64 label) const;                // internal node of a live label, or -1
   void vector(i64 node, float* out) const;  // the stored float32 vector (float16: the kept float32 copy)
   i64 label(i64 node) const;
   bool is_deleted(i64 node) const;
@@ -154,11 +154,13 @@ class HNSWGraph {
     std::uint16_t level;
     std::uint32_t next_dup;  // the next exact duplicate of this vector (0: none)
     std::int64_t label;
-    std::uint32_t* upper;  // levels 1..level: (1 + M) uint32 each, count first
+    std::uint32_t* upper;     // levels 1..level: (1 + M) uint32 each, count first
     std::uint32_t in_degree;  // level-0 links and duplicate chain pointers to this node (see connect())
     std::uint32_t unused;
   };
-  std::uint32_t in_degree(std::uint32_t node) const { return __atomic_load_n(&header(node)->in_degree, __ATOMIC_RELAXED); }
+  std::uint32_t in_degree(std::uint32_t node) const {
+    return __atomic_load_n(&header(node)->in_degree, __ATOMIC_RELAXED);
+  }
   void add_in_degree(std::uint32_t node, int delta) const {
     __atomic_fetch_add(&header(node)->in_degree, static_cast<std::uint32_t>(delta), __ATOMIC_RELAXED);
   }
@@ -175,9 +177,9 @@ class HNSWGraph {
   }
   std::uint32_t* link_list(i64 node, int level) const;  // count first
 
-  float dist(const float* q, i64 node) const;  // on the stored vector (float16 for f16 storage)
+  float dist(const float* q, i64 node) const;                  // on the stored vector (float16 for f16 storage)
   void dist2(const float* q, i64 a, i64 b, float* out) const;  // the same for two nodes at once
-  float exact_dist(const float* q, i64 node) const;  // float32 copy
+  float exact_dist(const float* q, i64 node) const;            // float32 copy
   const float* exact_vector(i64 node) const;  // float32 vector (the record's, or the f16 storage's copy)
   void lock(i64 node) const;
   void unlock(i64 node) const;
@@ -208,7 +210,7 @@ class HNSWGraph {
 
   HNSWConfig config_;
   const float* external_ = nullptr;
-  bool walk_f16_ = false;  // float16 storage with its own records (not external)
+  bool walk_f16_ = false;                            // float16 storage with its own records (not external)
   mutable std::atomic<const HNSWKernels*> kernels_;  // the active ISA's, refreshed by each add / search call
   i64 record_bytes_ = 0, vector_offset_ = 0;
   double level_mult_ = 0.0;

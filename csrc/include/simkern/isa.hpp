@@ -14,7 +14,7 @@ namespace simkern {
 
 enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 constexpr int kNumIsas = 4;
-int isa_rank(Isa isa);                  // scalar 0, avx2 / neon 1, avx512 2
+int isa_rank(Isa isa);  // scalar 0, avx2 / neon 1, avx512 2
 
 struct CpuFeatures {
   bool x86_64 = false, aarch64 = false;
@@ -25,11 +25,11 @@ struct CpuFeatures {
   bool neon = false;
 };
 
-const CpuFeatures& cpu_features();     // detected once, thread-safe
-bool isa_supported(Isa isa);            // CPU and OS both support the level
-bool isa_compiled(Isa isa);             // this build contains kernels for the level
-Isa best_isa();                         // highest level that is compiled and supported
-Isa active_isa();                       // highest available level within the cap
+const CpuFeatures& cpu_features();  // detected once, thread-safe
+bool isa_supported(Isa isa);        // CPU and OS both support the level
+bool isa_compiled(Isa isa);         // this build contains kernels for the level
+Isa best_isa();                     // highest level that is compiled and supported
+Isa active_isa();                   // highest available level within the cap
 // Caps the active level (the highest available level of rank <= rank(cap)); returns the level now active.
 Isa set_max_isa(Isa cap);
 const char* isa_name(Isa isa);

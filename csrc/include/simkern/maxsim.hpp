@@ -31,19 +31,19 @@
 namespace simkern {
 
 struct PackedQueries {
-  const void* data = nullptr;          // groups, each `group_elems` elements (float or uint16)
+  const void* data = nullptr;  // groups, each `group_elems` elements (float or uint16)
   i64 group_elems = 0;
   int lanes = 0;
   i64 dim = 0;
-  const i64* lane_begin = nullptr;     // n_queries: global lane of each query's first token
-  const i64* lengths = nullptr;        // n_queries: tokens per query
+  const i64* lane_begin = nullptr;  // n_queries: global lane of each query's first token
+  const i64* lengths = nullptr;     // n_queries: tokens per query
 };
 
 struct DocTokens {
-  const void* tokens = nullptr;        // (total_tokens, dim) elements of `dtype`
+  const void* tokens = nullptr;  // (total_tokens, dim) elements of `dtype`
   DocDType dtype = DocDType::f32;
   i64 dim = 0;
-  const i64* offsets = nullptr;        // n_docs + 1
+  const i64* offsets = nullptr;  // n_docs + 1
   i64 n_docs = 0;
 };
 
@@ -70,13 +70,13 @@ struct PrefetchRows {
 // One kernel variant: (ISA, doc dtype). Filled by the ISA translation units, chosen in dispatch.cpp.
 struct MaxSimKernel {
   const char* name = nullptr;
-  int lanes = 0;                                       // query tokens per packed group
-  bool packs_bf16 = false;                             // packed groups hold bf16 pairs
-  i64 (*group_elems)(i64 dim) = nullptr;               // elements per packed group
+  int lanes = 0;                                                                    // query tokens per packed group
+  bool packs_bf16 = false;                                                          // packed groups hold bf16 pairs
+  i64 (*group_elems)(i64 dim) = nullptr;                                            // elements per packed group
   void (*pack)(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) = nullptr;  // token rows -> groups
-  i64 (*scratch_floats)(i64 dim, i64 n_groups) = nullptr;  // per-thread scratch `score` needs
+  i64 (*scratch_floats)(i64 dim, i64 n_groups) = nullptr;                           // per-thread scratch `score` needs
   bool (*score)(const PackedQueries& q, const DocTokens& d, const ScoreJob& job, float* scratch) = nullptr;
-  bool half_groups = false;                            // a stack's last group of <= lanes/2 tokens costs half
+  bool half_groups = false;  // a stack's last group of <= lanes/2 tokens costs half
   // A kernel with fewer lanes that the drivers run instead when it costs less for the call's packing (the avx512
   // level's float kernels on CPUs whose 512-bit FMAs are no faster than 256-bit ones point at the avx2 ones; see
   // choose_kernel in maxsim_driver.cpp). Both compute the same bits. nullptr: none.
@@ -84,8 +84,8 @@ struct MaxSimKernel {
 };
 
 struct QueryTokens {
-  const float* tokens = nullptr;       // (total_tokens, dim)
-  const i64* offsets = nullptr;        // n_queries + 1
+  const float* tokens = nullptr;  // (total_tokens, dim)
+  const i64* offsets = nullptr;   // n_queries + 1
   i64 n_queries = 0;
   i64 dim = 0;
 };
@@ -93,8 +93,8 @@ struct QueryTokens {
 // Drivers (csrc/runtime/maxsim_driver.cpp): pack, split into tasks, run on the pool, select top-k.
 // Inputs are assumed validated (offsets monotone and in range, ids in range); they throw NonFiniteError.
 void maxsim_dense(const QueryTokens& q, const DocTokens& d, float* out /* n_queries x n_docs */, int threads);
-void maxsim_pairs(const QueryTokens& q, const DocTokens& d, const i64* query_ids, const i64* doc_ids,
-                  i64 n_pairs, float* out /* n_pairs */, int threads);
+void maxsim_pairs(const QueryTokens& q, const DocTokens& d, const i64* query_ids, const i64* doc_ids, i64 n_pairs,
+                  float* out /* n_pairs */, int threads);
 // Top-k, best first; ties broken by smaller doc id; missing slots get id -1 and score -inf.
 // cand_offsets == nullptr: every doc is a candidate. Otherwise query q's candidates are
 // cand_ids[cand_offsets[q] .. cand_offsets[q+1]) (entries < 0 are skipped).

@@ -33,8 +33,8 @@ using ScanHit = void (*)(void* ctx, int q, i64 first_id, std::uint64_t mask, con
 struct ScanQueries {
   const std::uint8_t* luts;  // query q's uint8 tables at luts + q * lut_stride
   i64 lut_stride;
-  int count;                 // 1 .. kScanQueries
-  std::uint16_t* thresholds; // per query; lowered by the callback
+  int count;                  // 1 .. kScanQueries
+  std::uint16_t* thresholds;  // per query; lowered by the callback
   ScanHit hit;
   void* ctx;
 };
@@ -54,8 +54,8 @@ struct PQKernels {
   // k-means assignment: argmin of half_norms[j] - x.c_j, the dot subtracted term by term with fused multiply-adds
   // (std::fma in the scalar path; lowest id on ties); dists[i] = |x|^2 + 2 * that minimum, or null. About twice
   // as fast as `nearest` (one instruction per term instead of three); bit-identical across ISAs too.
-  void (*nearest_dot)(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub,
-                      i64 ksub, std::int32_t* ids, float* dists) = nullptr;
+  void (*nearest_dot)(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub, i64 ksub,
+                      std::int32_t* ids, float* dists) = nullptr;
   // Quantised scans with a running threshold (the drivers' pq_search_quantised). For each group of consecutive
   // vectors (32 for scan4, 64 for scan8) and each query q < qs.count, the kernel computes the uint16 sums
   //   sum(i) = sum over subspaces s of lut_q[s][code(i, s)]
@@ -88,8 +88,7 @@ void pq_adc(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n
 // nullptr (0 = skip that id). Best first: ascending when smaller_is_better (L2), else descending; ties by id.
 // Missing slots: id -1 and +inf (L2) / -inf (IP). Tasks split the codes of each query across threads.
 void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i64 n, i64 m, i64 ksub,
-               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids,
-               int threads);
+               const std::uint8_t* mask, i64 k, bool smaller_is_better, float* out_scores, i64* out_ids, int threads);
 // Quantised scans with an exact result. ksub 16: 4-bit fast scan over `blocks`, n_blocks = ceil(n / 32) blocks of
 // 32 vectors; block b holds, per subspace pair p (subspaces 2p, 2p+1; odd m is padded with an all-zero table),
 // 32 bytes: byte i = code(32 b + i, 2p) | code(32 b + i, 2p + 1) << 4. ksub 256: `blocks` = ceil(n / 64) blocks

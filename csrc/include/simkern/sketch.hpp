@@ -34,8 +34,8 @@ struct SketchKernels {
                        const std::int64_t* out_rows, const std::int64_t* src_rows, const std::uint8_t* negate,
                        i64 count) = nullptr;
   // out (rows x width) += g (rows x k) @ a (k x width), each output value one FMA per j, j increasing.
-  void (*gemm_acc_f32)(float* out, i64 out_stride, const float* g, i64 g_stride, const float* a, i64 a_stride,
-                       i64 rows, i64 k, i64 width) = nullptr;
+  void (*gemm_acc_f32)(float* out, i64 out_stride, const float* g, i64 g_stride, const float* a, i64 a_stride, i64 rows,
+                       i64 k, i64 width) = nullptr;
   void (*gemm_acc_f64)(double* out, i64 out_stride, const double* g, i64 g_stride, const double* a, i64 a_stride,
                        i64 rows, i64 k, i64 width) = nullptr;
   // LSQR products on float64 rows (row stride `stride`, d contiguous values):
@@ -58,8 +58,7 @@ struct SketchInput {
 
 // out: C-contiguous m x (d + k). nnz: nonzeros per column (sparse_sign; countsketch uses 1). Requires 1 <= m and,
 // for srht, m <= next power of two of n; for sparse_sign nnz <= m.
-void sketch(const SketchInput<float>& in, i64 m, SketchKind kind, std::uint64_t seed, i64 nnz, float* out,
-            int threads);
+void sketch(const SketchInput<float>& in, i64 m, SketchKind kind, std::uint64_t seed, i64 nnz, float* out, int threads);
 void sketch(const SketchInput<double>& in, i64 m, SketchKind kind, std::uint64_t seed, i64 nnz, double* out,
             int threads);
 

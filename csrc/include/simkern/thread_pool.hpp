@@ -37,9 +37,9 @@ class InterruptScope {
   bool (*previous_)();
 };
 
-int default_num_threads();           // SIMKERN_NUM_THREADS, else hardware concurrency
-void set_default_num_threads(int n); // n >= 1
-int resolve_threads(int requested);  // requested <= 0 -> default
+int default_num_threads();            // SIMKERN_NUM_THREADS, else hardware concurrency
+void set_default_num_threads(int n);  // n >= 1
+int resolve_threads(int requested);   // requested <= 0 -> default
 
 // Test probe (timing-free): the widest thread count, after resolution, that parallel_for was asked for on the
 // calling thread since the last reset (0: none). tests/test_threads.py checks that threads=None reaches

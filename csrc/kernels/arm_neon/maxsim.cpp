@@ -21,7 +21,6 @@ namespace {
 
 #include "arm_neon/simd.hpp"
 
-
 #include "generic/maxsim-inl.hpp"
 
 }  // namespace

@@ -40,9 +40,7 @@ struct V {
     const float32x2_t h = vadd_f32(vget_low_f32(v), vget_high_f32(v));
     return vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
   }
-  static inline reg load_f16(const std::uint16_t* p) {
-    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
-  }
+  static inline reg load_f16(const std::uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
   static inline void widen_f16(const std::uint16_t* src, float* dst) {
     vst1q_f32(dst, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src))));
   }

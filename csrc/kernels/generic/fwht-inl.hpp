@@ -63,8 +63,10 @@ static inline void butterfly8_rows(T* const r[8], i64 width) {
     for (int k = 0; k < 8; ++k) v[k] = W::load(r[k] + j);
     for (int k = 0; k < 8; k += 2) t[k] = W::add(v[k], v[k + 1]), t[k + 1] = W::sub(v[k], v[k + 1]);
     for (int k = 0; k < 8; k += 4)
-      for (int q = 0; q < 2; ++q) v[k + q] = W::add(t[k + q], t[k + q + 2]), v[k + q + 2] = W::sub(t[k + q], t[k + q + 2]);
-    for (int q = 0; q < 4; ++q) W::store(r[q] + j, W::add(v[q], v[q + 4])), W::store(r[q + 4] + j, W::sub(v[q], v[q + 4]));
+      for (int q = 0; q < 2; ++q)
+        v[k + q] = W::add(t[k + q], t[k + q + 2]), v[k + q + 2] = W::sub(t[k + q], t[k + q + 2]);
+    for (int q = 0; q < 4; ++q)
+      W::store(r[q] + j, W::add(v[q], v[q + 4])), W::store(r[q + 4] + j, W::sub(v[q], v[q + 4]));
   }
   for (; j < width; ++j) {
     T v[8], t[8];

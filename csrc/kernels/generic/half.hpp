@@ -26,7 +26,8 @@ static inline float bf16_to_float(std::uint16_t h) { return bits_to_float(static
 // Round a float32 to bfloat16, to nearest even; NaN stays NaN (quiet).
 static inline std::uint16_t float_to_bf16_rne(float value) {
   const std::uint32_t bits = float_to_bits(value);
-  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
+  if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu))
+    return static_cast<std::uint16_t>((bits >> 16) | 0x40);
   const std::uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<std::uint16_t>((bits + rounding) >> 16);
 }

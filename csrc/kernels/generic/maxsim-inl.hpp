@@ -70,9 +70,8 @@ constexpr int rows_per_block() {
 
 // Runtime nd in [1, ND(QR)] -> compile-time tile.
 template <class Ops, bool Half, int QR, int ND = 1, class DimT = i64>
-static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems,
-                               const typename Ops::TileElem* d, DimT dim, float* rmax, typename Ops::reg& chk,
-                               PrefetchRows pf) {
+static inline void run_tile_nd(int nd, const typename Ops::QElem* q, i64 group_elems, const typename Ops::TileElem* d,
+                               DimT dim, float* rmax, typename Ops::reg& chk, PrefetchRows pf) {
   if constexpr (ND <= rows_per_block<Ops, Half, QR>()) {
     if (nd == ND) {
       run_tile<Ops, Half, QR, ND>(q, group_elems, d, dim, rmax, chk, pf);
@@ -128,7 +127,7 @@ static bool score_impl(const PackedQueries& q, const DocTokens& d, const ScoreJo
   const i64 lane_end = q.lane_begin[job.q_end - 1] + q.lengths[job.q_end - 1];
   const i64 n_groups = (lane_end + L - 1) / L - g_first;
   const typename Ops::QElem* packed = static_cast<const typename Ops::QElem*>(q.data) + g_first * group_elems;
-  float* rmax = scratch;                    // n_groups * L running maxima
+  float* rmax = scratch;                     // n_groups * L running maxima
   float* tile_buf = scratch + n_groups * L;  // ND * dim widened doc rows
   const char* doc_bytes = static_cast<const char*>(d.tokens);
   typename Ops::reg chk = Ops::zero();
@@ -300,9 +299,9 @@ struct FloatOps {
       const i64 pf_step = ND * pf.elem_bytes;
       for (i64 k = 0; k < dim; ++k) {
         if (pf.base) {
-        V::prefetch(pf.base + k * pf_step);
-        if constexpr (ND > 16) V::prefetch(pf.base + k * pf_step + 64);
-      }
+          V::prefetch(pf.base + k * pf_step);
+          if constexpr (ND > 16) V::prefetch(pf.base + k * pf_step + 64);
+        }
         reg qv[QA];
 #pragma GCC unroll 4
         for (int r = 0; r < QM; ++r) qv[r] = V::load(q + r * group_elems + k * lanes);
@@ -345,7 +344,9 @@ struct FloatOps {
 // Groups are padded by one cache line: dim * lanes * 4 bytes is a multiple of 4 KB for common dims (128 x 8 or
 // 64 x 16), and groups 4 KB apart would all fall into the same L1 sets (and alias with the doc tile buffer).
 template <int Lanes>
-static i64 float_group_elems(i64 dim) { return dim * Lanes + 16; }
+static i64 float_group_elems(i64 dim) {
+  return dim * Lanes + 16;
+}
 
 // Packing for FloatOps: group g of a query holds dim x lanes floats as [k][lane]; missing tokens are zero. With
 // half groups (DupHalf), a last group of at most Lanes / 2 tokens holds them twice: lanes [0, Lanes/2) and
@@ -369,9 +370,10 @@ static void pack_float_groups(const float* q_tokens, i64 n_tokens, i64 dim, void
   }
 }
 
-
 template <int Lanes, int DocTile>
-static i64 float_scratch_floats(i64 dim, i64 n_groups) { return n_groups * Lanes + DocTile * dim; }
+static i64 float_scratch_floats(i64 dim, i64 n_groups) {
+  return n_groups * Lanes + DocTile * dim;
+}
 
 template <class V>
 static void fill_float_kernels(MaxSimKernel out[kNumDocDTypes], const char* const names[kNumDocDTypes]) {

@@ -87,11 +87,13 @@ static inline void tables_block(const float* x, i64 x_stride, const float* ct, i
 }
 
 template <int Q, int R, bool L2>
-static inline void tables_blocked(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub,
-                                  float* out, i64 out_stride) {
+static inline void tables_blocked(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64 ksub, float* out,
+                                  i64 out_stride) {
   i64 q = 0;
-  for (; q + Q <= n; q += Q) tables_block<Q, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
-  for (; q < n; ++q) tables_block<1, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
+  for (; q + Q <= n; q += Q)
+    tables_block<Q, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
+  for (; q < n; ++q)
+    tables_block<1, R, L2>(x + q * x_stride, x_stride, ct, dsub, ksub, out + q * out_stride, out_stride);
 }
 
 template <bool L2>
@@ -170,8 +172,8 @@ static inline void nearest_block(const float* x, i64 x_stride, const float* ct, 
 }
 
 template <int P, int R, bool Dot>
-static inline void nearest_blocked(const float* x, i64 n, i64 x_stride, const float* ct, const float* c_norms,
-                                   i64 dsub, i64 ksub, std::int32_t* ids, float* dists) {
+static inline void nearest_blocked(const float* x, i64 n, i64 x_stride, const float* ct, const float* c_norms, i64 dsub,
+                                   i64 ksub, std::int32_t* ids, float* dists) {
   i64 i = 0;
   for (; i + P <= n; i += P)
     nearest_block<P, R, Dot>(x + i * x_stride, x_stride, ct, c_norms, dsub, ksub, ids + i, dists ? dists + i : nullptr);

@@ -12,8 +12,8 @@
 #include "generic/scan-passes-inl.hpp"
 
 template <int NQ>
-static void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
-                       const ScanQueries& qs, int q0) {
+static void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs,
+                       int q0) {
   // uint16 accumulation without unpacking (FAISS's odd/even trick): adding the 32 looked-up bytes as 16 uint16
   // lanes accumulates (even byte + 256 * odd byte); a second accumulator adds the odd bytes alone (v >> 8). At the
   // end, even sums = total - (odd sums << 8) modulo 2^16, exact because every sum is below 2^16.
@@ -65,8 +65,7 @@ static void scan4_pass(const std::uint8_t* blocks, i64 block_begin, i64 block_en
   }
 }
 
-static void scan4_x86(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
-                      const ScanQueries& qs) {
+static void scan4_x86(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs, const ScanQueries& qs) {
   for_each_query_pass(qs.count, [&](auto count, int q0) {
     scan4_pass<decltype(count)::value>(blocks, block_begin, block_end, n_pairs, qs, q0);
   });

@@ -74,7 +74,8 @@ static void gemm_acc(T* out, i64 out_stride, const T* g, i64 g_stride, const T* 
   i64 r = 0;
   for (; r + 2 <= rows; r += 2)
     gemm_rows<W, 2>(out + r * out_stride, out_stride, g + r * g_stride, g_stride, a, a_stride, k, width);
-  for (; r < rows; ++r) gemm_rows<W, 1>(out + r * out_stride, out_stride, g + r * g_stride, g_stride, a, a_stride, k, width);
+  for (; r < rows; ++r)
+    gemm_rows<W, 1>(out + r * out_stride, out_stride, g + r * g_stride, g_stride, a, a_stride, k, width);
 }
 
 static void matvec_f64(const double* a, i64 rows, i64 stride, i64 d, const double* v, double* out) {

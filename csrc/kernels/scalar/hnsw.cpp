@@ -45,8 +45,12 @@ void distance2(const float* q, const T* v0, const T* v1, i64 dim, float* out) {
   out[0] = distance<L2>(q, v0, dim);
   out[1] = distance<L2>(q, v1, dim);
 }
-void l2_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) { distance2<true>(q, a, b, dim, out); }
-void ip_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) { distance2<false>(q, a, b, dim, out); }
+void l2_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) {
+  distance2<true>(q, a, b, dim, out);
+}
+void ip_f32_x2(const float* q, const float* a, const float* b, i64 dim, float* out) {
+  distance2<false>(q, a, b, dim, out);
+}
 void l2_f16_x2(const float* q, const std::uint16_t* a, const std::uint16_t* b, i64 dim, float* out) {
   distance2<true>(q, a, b, dim, out);
 }

@@ -23,8 +23,7 @@ void add_rows(T* out, i64 out_stride, const T* src, i64 src_stride, i64 width, c
 }
 
 template <class T>
-void gemm_acc(T* out, i64 out_stride, const T* g, i64 g_stride, const T* a, i64 a_stride, i64 rows, i64 k,
-              i64 width) {
+void gemm_acc(T* out, i64 out_stride, const T* g, i64 g_stride, const T* a, i64 a_stride, i64 rows, i64 k, i64 width) {
   for (i64 r = 0; r < rows; ++r)
     for (i64 c = 0; c < width; ++c) {
       T acc = out[r * out_stride + c];

@@ -37,8 +37,8 @@ void fde_sign_words(const float* sketch, i64 hyperplanes, std::uint64_t* words) 
   const __m256 zero = _mm256_setzero_ps();
   i64 h = 0;
   for (; h + 8 <= hyperplanes; h += 8) {
-    const auto bits = static_cast<std::uint64_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(sketch + h), zero,
-                                                                                 _CMP_GT_OQ)));
+    const auto bits =
+        static_cast<std::uint64_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(sketch + h), zero, _CMP_GT_OQ)));
     words[h >> 6] |= bits << (h & 63);
   }
   for (; h < hyperplanes; ++h) words[h >> 6] |= static_cast<std::uint64_t>(sketch[h] > 0.0f ? 1 : 0) << (h & 63);

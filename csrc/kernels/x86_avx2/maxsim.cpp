@@ -22,7 +22,6 @@ namespace {
 
 #include "x86_avx2/simd.hpp"
 
-
 #include "generic/maxsim-inl.hpp"
 
 }  // namespace
@@ -31,7 +30,6 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]) {
   static const char* const names[kNumDocDTypes] = {"maxsim_f32_avx2", "maxsim_f16_avx2", "maxsim_bf16_avx2"};
   fill_float_kernels<V>(out, names);
 }
-
 
 // FMA throughput probe for the dispatcher (dispatch.cpp), 256-bit: see fma_probe in generic/maxsim-inl.hpp.
 double fma_flops_per_ns() { return fma_probe<V>(); }

@@ -2,7 +2,6 @@
 // (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
 #include <immintrin.h>
 
-
 #include <cstdint>
 #include <type_traits>
 #include <limits>

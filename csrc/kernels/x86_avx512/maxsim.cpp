@@ -7,7 +7,6 @@
 // f16 docs are widened with vcvtph2ps, bf16 docs with a 16-bit shift, into an L1 tile buffer (both exact).
 #include <immintrin.h>
 
-
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -22,7 +21,6 @@ namespace {
 
 #include "x86_avx512/simd.hpp"
 
-
 #include "generic/maxsim-inl.hpp"
 
 }  // namespace
@@ -31,7 +29,6 @@ void fill_maxsim(MaxSimKernel out[kNumDocDTypes]) {
   static const char* const names[kNumDocDTypes] = {"maxsim_f32_avx512", "maxsim_f16_avx512", "maxsim_bf16_avx512"};
   fill_float_kernels<V>(out, names);
 }
-
 
 // FMA throughput probe for the dispatcher (dispatch.cpp), 512-bit: see fma_probe in generic/maxsim-inl.hpp.
 double fma_flops_per_ns() { return fma_probe<V>(); }

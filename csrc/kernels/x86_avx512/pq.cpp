@@ -2,7 +2,6 @@
 // (generic/pq-inl.hpp); bit-identical to the scalar path (no FMA, -ffp-contract=off).
 #include <immintrin.h>
 
-
 #include <cstdint>
 #include <type_traits>
 #include <limits>
@@ -24,7 +23,7 @@ namespace {
 void fill_pq(PQKernels* out) {
   out->name = "pq_avx512";
   pq_detail::fill_float_kernels(out);
-  out->scan8 = scalar::scan8;  // scalar loads beat gathers on the AMD cores we measure on
+  out->scan8 = scalar::scan8;        // scalar loads beat gathers on the AMD cores we measure on
   out->scan8_name = "scan8_scalar";  // replaced by the VBMI variant when the CPU has it (dispatch.cpp)
 #if !defined(SIMKERN_TEST_EMULATE_AVX512)
   out->scan4 = scan4_x86;

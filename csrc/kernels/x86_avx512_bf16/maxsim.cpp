@@ -95,8 +95,7 @@ struct DpOps : FloatOps<VV> {
       }
       typename W::bh qv[QR];
 #pragma GCC unroll 4
-      for (int r = 0; r < QR; ++r)
-        qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
+      for (int r = 0; r < QR; ++r) qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
 #pragma GCC unroll 24
       for (int t = 0; t < ND; ++t) {
         const typename W::ivec b = W::set1_i(doc_pair(d + t * dim, k2, dim));
@@ -108,8 +107,8 @@ struct DpOps : FloatOps<VV> {
   }
 
   template <int QM, int ND, class DimT = i64>
-  static inline void tile_half(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim,
-                               float* rmax, reg& chk, const PrefetchRows& pf) {
+  static inline void tile_half(const std::uint16_t* q, i64 group_elems, const std::uint16_t* d, DimT dim, float* rmax,
+                               reg& chk, const PrefetchRows& pf) {
     static_assert(ND <= detail::kMaxTileRows, "raise the row loops' unroll counts with kMaxTileRows");
     constexpr int NH = (ND + 1) / 2;
     constexpr int QA = QM > 0 ? QM : 1;
@@ -126,8 +125,7 @@ struct DpOps : FloatOps<VV> {
       }
       typename W::bh qv[QA];
 #pragma GCC unroll 4
-      for (int r = 0; r < QM; ++r)
-        qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
+      for (int r = 0; r < QM; ++r) qv[r] = W::load_bh(q + r * group_elems + k2 * 2 * lanes);
       const typename W::bh qh = W::load_bh(qh_base + k2 * 2 * lanes);
 #pragma GCC unroll 24
       for (int t = 0; t < ND; t += 2) {
@@ -153,7 +151,9 @@ struct DpOps : FloatOps<VV> {
 };
 
 template <class Ops>
-i64 group_elems(i64 dim) { return ((dim + 1) / 2) * 2 * Ops::lanes; }
+i64 group_elems(i64 dim) {
+  return ((dim + 1) / 2) * 2 * Ops::lanes;
+}
 
 template <class Ops>
 void pack(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
@@ -173,7 +173,9 @@ void pack(const float* q_tokens, i64 n_tokens, i64 dim, void* dst) {
 }
 
 template <class Ops>
-i64 scratch_floats(i64 dim, i64 n_groups) { return n_groups * Ops::lanes; }
+i64 scratch_floats(i64 dim, i64 n_groups) {
+  return n_groups * Ops::lanes;
+}
 
 using Ops = DpOps<V, W512>;
 #if !defined(SIMKERN_TEST_EMULATE_AVX512)
