@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import pickle
+import struct
 import sys
 import threading
 import time
@@ -391,3 +394,85 @@ def test_misaligned_views_give_the_aligned_result(aligned_core, misaligned, buil
             for got, want in zip(b.search(misaligned(queries), 5, rerank=rerank), a.search(queries, 5, rerank=rerank)):
                 np.testing.assert_array_equal(got, want)
     assert {"_pq_train", "_pq_encode", "_pq_tables", "_pq_search_quantised"} <= set(aligned_core)
+
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def test_version_1_files_still_load():
+    """tests/data/pq_index_v1.bin was written by the version-1 writer (before the shared container)."""
+    index = simkern.PQIndex.load(DATA / "pq_index_v1.bin")
+    want = np.load(DATA / "pq_index_v1_expected.npz")
+    d, i = index.search(want["queries"], 5)
+    np.testing.assert_array_equal(i, want["ids"])
+    np.testing.assert_array_equal(d, want["dist"])
+    assert index.opq is not None and index.keep_vectors and len(index) == 40
+
+
+@pytest.mark.parametrize("keep, opq", [(False, False), (True, True)])
+def test_mmap_load_leaves_codes_in_the_file(tmp_path, keep, opq):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((600, 16)).astype(np.float32)
+    index = simkern.PQIndex(16, 4, 8, keep_vectors=keep, opq=opq).train(x, iters=2)
+    index.add(x[:500])
+    path = tmp_path / "i.pqi"
+    index.save(path)
+    mapped = simkern.PQIndex.load(path, mmap=True)
+    assert mapped.mmapped and not simkern.PQIndex.load(path).mmapped
+    assert not mapped._snap.codes.flags.writeable  # a read-only view of the mapping, not a copy
+    for a, b in zip(mapped.search(x[:7], 6, rerank=2 if keep else None),
+                    index.search(x[:7], 6, rerank=2 if keep else None)):
+        np.testing.assert_array_equal(a, b)
+    assert mapped.add(x[500:]).tolist() == list(range(500, 600))  # add copies out of the mapping
+    index.add(x[500:])
+    np.testing.assert_array_equal(mapped.search(x[550:553], 4)[1], index.search(x[550:553], 4)[1])
+    again = simkern.PQIndex.load(path, mmap=True)
+    with open(path, "r+b") as f:  # the file changes under the mapping: searches refuse it
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match="changed"):
+        again.search(x[:2], 3)
+
+
+def test_container_rejects_every_corrupted_region(tmp_path):
+    import importlib
+
+    container = importlib.import_module("simkern._container")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    index = simkern.PQIndex(8, 2, 8, keep_vectors=True).train(x, iters=1)
+    index.add(x[:37])  # odd sizes: every section ends in padding
+    path = tmp_path / "i.pqi"
+    index.save(path)
+    raw = path.read_bytes()
+    with container.Reader(path, "PQIndex", (2,)) as r:
+        regions = {"reserved header bytes": 50, "meta padding": 64 + len(json_meta(raw)) + 1}
+        for name, (offset, dtype, shape, _) in r.sections.items():
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            regions[f"{name} head"] = offset - 10
+            regions[f"{name} data"] = offset + nbytes // 2
+            if nbytes % 64:
+                regions[f"{name} padding"] = offset + nbytes + 1
+    regions["trailer"] = len(raw) - 3
+    for what, pos in regions.items():
+        bad = bytearray(raw)
+        bad[pos] ^= 0x5A
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ValueError):
+            simkern.PQIndex.load(path)
+        if what.endswith("data") and "codebooks" not in what:
+            continue  # mapped loads do not read large sections (documented); the small ones are verified
+        with pytest.raises(ValueError):
+            simkern.PQIndex.load(path, mmap=True)
+    path.write_bytes(raw + b"\0")
+    with pytest.raises(ValueError, match="trailer"):
+        simkern.PQIndex.load(path)
+    hnsw = tmp_path / "h.skh"
+    simkern.HNSWIndex(8).save(hnsw)
+    with pytest.raises(ValueError, match="not a simkern PQIndex file"):
+        simkern.PQIndex.load(hnsw)
+
+
+def json_meta(raw: bytes) -> bytes:
+    """The JSON meta of a container file (its length is at bytes 32..40 of the header)."""
+    (length,) = struct.unpack_from("<Q", raw, 32)
+    return raw[64:64 + length]

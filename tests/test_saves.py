@@ -91,7 +91,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(kind, tmp_path, 
 
 
 def test_pq_save_failing_inside_the_writer(tmp_path, monkeypatch):
-    """An exception while the parts are written (here: the final checksum) leaves the old file and no temporary."""
+    """An exception while the sections are written (here: a checksum) leaves the old file and no temporary."""
     old, new = _pq_index(seed=5, n=200), _pq_index(seed=6, n=250)
     path = tmp_path / "i.pqi"
     old.save(path)
@@ -102,7 +102,9 @@ def test_pq_save_failing_inside_the_writer(tmp_path, monkeypatch):
         def pack(*args):
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(simkern.pq_index, "struct", BrokenStruct)
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("simkern._container"), "struct", BrokenStruct)
     with pytest.raises(RuntimeError, match="boom"):
         new.save(path)
     assert path.read_bytes() == before

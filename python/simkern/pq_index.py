@@ -13,11 +13,12 @@ The blocked copy of the codes (as large as the packed codes) is built at the fir
 Vectors and queries must be finite with Euclidean norms of at most 2**62 (larger ones could overflow float32 in
 the distance arithmetic): ValueError otherwise.
 
-File format (``save`` / ``load``), little-endian: magic ``SIMKPQI\\0``, u32 version (1), u32 dim, u32 m, u32 nbits,
-u32 metric (0 l2, 1 ip), u64 n, u32 flags (bit 0: vectors stored, bit 1: OPQ rotation stored), u32 reserved;
-then float32 codebooks (m, ksub, dsub), uint8 codes (n, m) one code per byte, float32 vectors (n, dim) if
-stored, float32 rotation (dim, dim) if stored; then a u32 CRC-32 of everything before it. Loading checks the magic,
-version, sizes, CRC and values and raises ValueError otherwise.
+File format (``save`` / ``load``): the container of every index (``_container.py``), kind ``PQIndex`` version 2:
+meta (dim, m, nbits, metric, keep_vectors, opq, n) and sections ``codebooks`` float32 (m, ksub, dsub), ``codes``
+uint8 (n, m) one code per byte, ``vectors`` float32 (n, dim) if stored, ``rotation`` float32 (dim, dim) with OPQ.
+``load(path, mmap=True)`` leaves the codes and vectors in the file (mapped read-only and private; a search on a
+file changed meanwhile raises ValueError). Version 1 files (magic ``SIMKPQI\\0``, one CRC over the file) are still
+read. Loading checks sizes, checksums and values and raises ValueError otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _container, _core
 from ._progress import progress_reporter
 from ._validate import (
     atomic_write,
@@ -47,14 +48,14 @@ from ._validate import (
     threads_arg,
 )
 from .opq import OPQ
-from .pq import _METRICS, ProductQuantizer
+from .pq import ProductQuantizer
 
 _PROGRESS_ROWS = 1 << 16  # rows encoded between two progress reports of add(progress=True)
 
 __all__ = ["PQIndex"]
 
-_MAGIC = b"SIMKPQI\0"
-_VERSION = 1
+_MAGIC = b"SIMKPQI\0"  # version 1 files (before the shared container)
+_VERSION = 2  # the PQIndex kind version inside the container
 _HEADER = struct.Struct("<8sIIIIIQII")  # magic, version, dim, m, nbits, metric, n, flags, reserved
 _Scalar = TypeVar("_Scalar", bound=np.generic)
 
@@ -117,6 +118,7 @@ class PQIndex:
         self.pq = self.opq.pq if opq else ProductQuantizer(dim, m, nbits, metric)  # type: ignore[union-attr]  # opq: an OPQ
         self.keep_vectors = bool(keep_vectors)
         self._write_lock = threading.Lock()
+        self._mapped: _core._MappedFile | None = None  # load(mmap=True): the file the codes / vectors lie in
         self._set_contents(np.zeros((0, self.pq.m), np.uint8),
                            np.zeros((0, self.dim), np.float32) if self.keep_vectors else None)
 
@@ -137,6 +139,11 @@ class PQIndex:
     @property
     def is_trained(self) -> bool:
         return self.pq.is_trained
+
+    @property
+    def mmapped(self) -> bool:
+        """True when the codes (and vectors) are read from a memory-mapped file (``load(..., mmap=True)``)."""
+        return self._mapped is not None
 
     def __len__(self) -> int:
         return int(self._snap.codes.shape[0])
@@ -242,7 +249,12 @@ class PQIndex:
         ``out``: an optional ``(distances float32, ids int64)`` pair of arrays to write the results into
         (docs/API.md).
         """
+        mapped = self._mapped
+        if mapped is not None:
+            mapped.check()  # a file changed under the mapping raises ValueError (before and after the scan)
         result = self._search(queries, k, filter, rerank, threads)
+        if mapped is not None:
+            mapped.check()  # results computed from a file that changed meanwhile are not returned
         return pair_into_out(result, out_pair(out, result[0].shape))
 
     def _search(self, queries: npt.NDArray[np.float32], k: int, filter: npt.ArrayLike | None, rerank: int | None,
@@ -335,39 +347,76 @@ class PQIndex:
             vectors = state_array(state["vectors"], "vectors", np.float32, (len(codes), self.dim))
         elif state["vectors"] is not None:
             raise ValueError("corrupt PQIndex state: vectors stored without keep_vectors")
+        self._mapped = None
         self._write_lock = threading.Lock()
         self._set_contents(codes, vectors)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index (format in the module docstring). The index must be trained."""
+        """Write the index (format in the module docstring), section by section from its own arrays, atomically:
+        a unique temporary file beside ``path``, flushed, renamed over it. The index must be trained."""
         cb = self.pq._require_trained()
         snap = self._snap  # the state published when save started (adds may go on meanwhile)
-        flags = (1 if self.keep_vectors else 0) | (2 if self.opq is not None else 0)
-        header = _HEADER.pack(_MAGIC, _VERSION, self.dim, self.pq.m, self.pq.nbits, _METRICS[self.metric],
-                              len(snap.codes), flags, 0)
-        parts = [header, cb, snap.codes]
+        meta = {"dim": self.dim, "m": self.pq.m, "nbits": self.pq.nbits, "metric": self.metric,
+                "keep_vectors": self.keep_vectors, "opq": self.opq is not None, "n": len(snap.codes)}
+        sections = [_container.SectionSpec.of("codebooks", cb), _container.SectionSpec.of("codes", snap.codes)]
         if self.keep_vectors:
-            parts.append(snap.vectors)
+            sections.append(_container.SectionSpec.of("vectors", snap.vectors))  # type: ignore[arg-type]  # kept
         if self.opq is not None:
-            parts.append(self.opq.rotation)
-        # Byte views of the arrays (no copies of the codes or vectors).
-        parts = [np.ascontiguousarray(p).reshape(-1).view(np.uint8) if isinstance(p, np.ndarray) else p
-                 for p in parts]
+            sections.append(_container.SectionSpec.of("rotation", self.opq.rotation))
 
         def write(f: IO[bytes]) -> None:
-            crc = 0
-            for part in parts:  # bytes and uint8 ndarrays: numpy's stubs give ndarray __buffer__ only for 3.12+
-                crc = zlib.crc32(part, crc)  # type: ignore[arg-type]
-                f.write(part)  # type: ignore[arg-type]
-            f.write(struct.pack("<I", crc))
+            _container.write(f, "PQIndex", _VERSION, meta, sections)
 
         # A unique temporary file renamed into place: readers see the old file or the new one; a failed save
         # leaves the old file and no temporary behind; concurrent saves to one path never share a temporary.
         atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PQIndex:
-        """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError."""
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> PQIndex:
+        """Read an index written by ``save``; a truncated, corrupted or foreign file raises ValueError.
+        ``mmap=True``: the codes and vectors stay in the file, mapped read-only and private (pages are read as
+        searches touch them); ``add`` copies them into memory as it grows the index. A search on a file that
+        changed on disk since ``load`` raises ValueError."""
+        if not _container.is_container(path):
+            return cls._load_v1(path)
+        with _container.Reader(path, "PQIndex", (_VERSION,), mapped=mmap) as r:
+            meta = r.meta
+            try:
+                dim, m, nbits, n = (int(meta[k]) for k in ("dim", "m", "nbits", "n"))
+                metric, keep, opq = meta["metric"], bool(meta["keep_vectors"]), bool(meta["opq"])
+                index = cls(dim, m, nbits, metric, keep_vectors=keep, opq=opq)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{r.where}: corrupted header ({e})") from None
+            ksub = 1 << nbits
+            want = {"codebooks": ((m, ksub, dim // m), np.float32), "codes": ((n, m), np.uint8)}
+            if keep:
+                want["vectors"] = ((n, dim), np.float32)
+            if opq:
+                want["rotation"] = ((dim, dim), np.float32)
+            if set(r.sections) != set(want) or any(r.sections[k][2] != shape or r.sections[k][1] != dtype
+                                                  for k, (shape, dtype) in want.items()):
+                raise ValueError(f"{r.where}: corrupted file (sections do not match the header)")
+            big = r.view if mmap else r.read  # codes and vectors: left in the file, or read into memory
+            codebooks = r.read("codebooks")
+            if not np.isfinite(codebooks).all():
+                raise ValueError(f"{r.where}: codebooks contain NaN or inf")
+            codes = big("codes")
+            if codes.size and int(codes.max()) >= ksub:
+                raise ValueError(f"{r.where}: codes out of range for nbits={nbits}")
+            vectors = big("vectors") if keep else None
+            if opq:
+                rotation = r.read("rotation")
+                if not np.isfinite(rotation).all():
+                    raise ValueError(f"{r.where}: rotation contains NaN or inf")
+                index.opq.rotation = rotation  # type: ignore[union-attr]  # opq=True
+            index.pq._set_codebooks(codebooks)
+            index._set_contents(codes, vectors)
+            index._mapped = r.mapped_file
+        return index
+
+    @classmethod
+    def _load_v1(cls, path: str | os.PathLike[str]) -> PQIndex:
+        """Files of version 1 (before the shared container): header, arrays, one CRC over the file."""
         with open(path, "rb") as f:
             data = f.read()
         if len(data) < _HEADER.size + 4:
@@ -375,8 +424,9 @@ class PQIndex:
         magic, version, dim, m, nbits, metric, n, flags, _ = _HEADER.unpack_from(data, 0)
         if magic != _MAGIC:
             raise ValueError(f"{os.fspath(path)}: not a simkern PQIndex file (bad magic)")
-        if version != _VERSION:
-            raise ValueError(f"{os.fspath(path)}: unsupported PQIndex file version {version} (this build reads 1)")
+        if version != 1:
+            raise ValueError(f"{os.fspath(path)}: unsupported PQIndex file version {version} (this build reads 1 "
+                             f"and 2)")
         if nbits not in (4, 8) or metric not in (0, 1) or m == 0 or dim == 0 or dim % m or flags > 3:
             raise ValueError(f"{os.fspath(path)}: corrupted header (dim={dim}, m={m}, nbits={nbits}, "
                              f"metric={metric}, flags={flags})")

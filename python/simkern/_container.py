@@ -1,0 +1,230 @@
+"""The one file format of every index: a versioned container of named, checksummed sections (docs/ARCHITECTURE.md,
+"Persistence").
+
+Layout, little-endian:
+
+- header, 64 bytes: magic ``SIMKERN\\0``; u32 container version (1); u32 kind version; 16-byte kind name (ASCII,
+  zero padded); u64 meta length; u32 section count; u32 CRC-32 of the header's first 44 bytes and the meta; 16
+  zero bytes;
+- meta: UTF-8 JSON (the kind's fields, and under ``"sections"`` each section's name, dtype and shape in file
+  order), zero padded to a multiple of 64;
+- per section: a 64-byte head (32-byte name, u64 byte length, u32 CRC-32 of the bytes, 20 zero bytes), then the
+  bytes, zero padded to a multiple of 64, so every section starts 64-byte aligned (a mapped file's arrays are
+  aligned);
+- trailer, 16 bytes: ``SIMKEND\\0`` and the u64 file length (a truncated file is refused).
+
+Writing goes section by section from the caller's chunks (arrays are written from their own memory: no copy of
+the whole file); each section's checksum is computed as it is written and patched into its head (the file is
+seekable: a real file or a BytesIO). Reading checks every length against the file size before allocating, reads
+each section straight into its array (``readinto``) and verifies its checksum; or maps the file and returns
+views (``mapped=True``: sections larger than ``_MAPPED_VERIFY_LIMIT`` are not read at load - that is the point of
+mapping them - and their checksums are not verified).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+
+MAGIC = b"SIMKERN\0"
+CONTAINER_VERSION = 1
+_HEAD = struct.Struct("<8sII16sQII16x")  # magic, version, kind version, kind, meta length, sections, crc
+_SECTION = struct.Struct("<32sQI20x")  # name, length, crc
+_TRAILER = struct.Struct("<8sQ")
+_END = b"SIMKEND\0"
+_ALIGN = 64
+_CHUNK = 1 << 24  # bytes per write / read / checksum step
+_MAPPED_VERIFY_LIMIT = 1 << 20  # mapped sections up to this size are still read and verified at load
+_DTYPES = {"<f4", "<f8", "|u1", "<u2", "<u4", "<i4", "<i8", "|b1"}  # the only dtypes a section may have
+assert _HEAD.size == 64 and _SECTION.size == 64
+
+
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+class SectionSpec:
+    """A section to write: ``name``, ``dtype`` and ``shape`` (declared in the meta before any bytes), and
+    ``chunks()``, an iterable of C-contiguous arrays of that dtype whose bytes, in order, are the section's."""
+
+    def __init__(self, name: str, dtype: npt.DTypeLike, shape: Sequence[int],
+                 chunks: Callable[[], Iterable[npt.NDArray[Any]]]) -> None:
+        self.name, self.dtype, self.shape, self.chunks = name, np.dtype(dtype), tuple(int(s) for s in shape), chunks
+        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, name: str, array: npt.NDArray[Any]) -> SectionSpec:
+        """A section holding ``array`` (written from its own memory, in slices: no copy)."""
+        arr = np.ascontiguousarray(array)
+        flat = arr.reshape(-1)
+        step = max(1, _CHUNK // max(1, arr.itemsize))
+        return cls(name, arr.dtype, arr.shape, lambda: (flat[i:i + step] for i in range(0, flat.size, step)))
+
+
+def write(f: IO[bytes], kind: str, kind_version: int, meta: dict[str, Any], sections: Sequence[SectionSpec]) -> None:
+    """Write one container to the seekable binary file ``f`` (from its current position, which must be 0)."""
+    for s in sections:
+        if s.dtype.str not in _DTYPES:
+            raise ValueError(f"section {s.name!r}: unsupported dtype {s.dtype}")
+    meta = dict(meta, sections=[{"name": s.name, "dtype": s.dtype.str, "shape": list(s.shape)} for s in sections])
+    body = json.dumps(meta, sort_keys=True).encode()
+    head = _HEAD.pack(MAGIC, CONTAINER_VERSION, kind_version, kind.encode().ljust(16, b"\0"), len(body),
+                      len(sections), 0)
+    crc = zlib.crc32(body, zlib.crc32(head[:44]))
+    f.write(head[:44] + struct.pack("<I", crc) + head[48:])
+    f.write(body + b"\0" * _pad(len(body)))
+    for s in sections:
+        at = f.tell()
+        f.write(_SECTION.pack(s.name.encode().ljust(32, b"\0"), s.nbytes, 0))
+        crc, written = 0, 0
+        for chunk in s.chunks():
+            data = np.ascontiguousarray(chunk, dtype=s.dtype).reshape(-1).view(np.uint8)
+            crc = zlib.crc32(data, crc)  # type: ignore[arg-type]  # ndarray buffers: numpy's stubs (< 3.12)
+            f.write(data)  # type: ignore[call-overload]  # as above
+            written += data.size
+        if written != s.nbytes:
+            raise ValueError(f"section {s.name!r}: {written} bytes written, {s.nbytes} declared")
+        end = f.tell()
+        f.seek(at + 40)  # the CRC field of this section's head
+        f.write(struct.pack("<I", crc))
+        f.seek(end)
+        f.write(b"\0" * _pad(s.nbytes))
+    f.write(_TRAILER.pack(_END, f.tell() + _TRAILER.size))
+
+
+class Reader:
+    """A container opened for reading: ``kind_version``, ``meta`` (without the section list) and the sections'
+    places, all checked against the file size; ``read(name)`` / ``view(name)`` give the arrays."""
+
+    def __init__(self, path: str | os.PathLike[str], kind: str, versions: Sequence[int], *, mapped: bool = False
+                 ) -> None:
+        self.where = os.fspath(path)
+        self._f = open(path, "rb")  # noqa: SIM115  # closed by close() / the with block
+        self.mapped_file: _core._MappedFile | None = None  # mapped=True: check() raises once the file changed
+        try:
+            self._open(kind, versions, mapped)
+        except BaseException:
+            self.close()
+            raise
+
+    def _fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.where}: {what}")
+
+    def _open(self, kind: str, versions: Sequence[int], mapped: bool) -> None:
+        f = self._f
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_HEAD.size)
+        if len(head) < _HEAD.size or head[:8] != MAGIC:
+            raise self._fail(f"not a simkern {kind} file")
+        _, version, kind_version, got_kind, meta_len, n_sections, crc = _HEAD.unpack(head)
+        if any(head[48:]):
+            raise self._fail("corrupted header (reserved bytes)")
+        if version != CONTAINER_VERSION:
+            raise self._fail(f"unsupported container version {version} (this build reads {CONTAINER_VERSION})")
+        if got_kind.rstrip(b"\0") != kind.encode():
+            raise self._fail(f"holds a {got_kind.rstrip(bytes(1)).decode(errors='replace')!r}, not a {kind}")
+        if kind_version not in versions:
+            raise self._fail(f"unsupported {kind} version {kind_version} (this build reads "
+                             f"{', '.join(map(str, versions))})")
+        if meta_len > size or n_sections > 64:
+            raise self._fail("corrupted header")
+        body = f.read(meta_len)
+        if len(body) != meta_len or zlib.crc32(body, zlib.crc32(head[:44])) != crc:
+            raise self._fail("header checksum mismatch (the file is corrupted)")
+        if any(f.read(_pad(meta_len))):
+            raise self._fail("corrupted header (padding)")
+        try:
+            meta = json.loads(body)
+            specs = meta.pop("sections")
+            assert isinstance(meta, dict) and isinstance(specs, list) and len(specs) == n_sections
+        except (ValueError, KeyError, AssertionError, TypeError):
+            raise self._fail("corrupted header (meta)") from None
+        self.kind_version, self.meta = int(kind_version), meta
+        offset = _HEAD.size + meta_len + _pad(meta_len)
+        self.sections: dict[str, tuple[int, np.dtype[Any], tuple[int, ...], int]] = {}
+        for spec in specs:
+            try:
+                name, dtype_str, shape = str(spec["name"]), str(spec["dtype"]), tuple(int(s) for s in spec["shape"])
+            except (KeyError, TypeError, ValueError):
+                raise self._fail("corrupted header (section list)") from None
+            if dtype_str not in _DTYPES or len(shape) > 4 or any(s < 0 for s in shape):
+                raise self._fail(f"corrupted header (section {name!r})")
+            dtype = np.dtype(dtype_str)
+            nbytes = dtype.itemsize
+            for s in shape:
+                nbytes *= s
+                if nbytes > size:
+                    raise self._fail(f"truncated or corrupted file (section {name!r} does not fit)")
+            if offset + _SECTION.size + nbytes > size:
+                raise self._fail(f"truncated file (section {name!r})")
+            f.seek(offset)
+            sec_head = f.read(_SECTION.size)
+            tag, length, sec_crc = _SECTION.unpack(sec_head)
+            if tag.rstrip(b"\0") != name.encode() or length != nbytes or any(sec_head[44:]):
+                raise self._fail(f"corrupted file (section {name!r})")
+            f.seek(offset + _SECTION.size + nbytes)
+            if any(f.read(_pad(nbytes))):  # every byte of the file is checked: padding must be zero
+                raise self._fail(f"corrupted file (padding after section {name!r})")
+            self.sections[name] = (offset + _SECTION.size, dtype, shape, sec_crc)
+            offset += _SECTION.size + nbytes + _pad(nbytes)
+        f.seek(offset)
+        trailer = f.read(_TRAILER.size)
+        if len(trailer) != _TRAILER.size or _TRAILER.unpack(trailer) != (_END, offset + _TRAILER.size) \
+                or offset + _TRAILER.size != size:
+            raise self._fail("truncated or corrupted file (bad trailer)")
+        if mapped:  # read-only and private, with the library's SIGBUS guard (see _core._MappedFile)
+            self.mapped_file = _core._MappedFile(self.where)
+            if self.mapped_file.size != size:
+                raise self._fail("the file changed while it was being opened")
+
+    def read(self, name: str) -> npt.NDArray[Any]:
+        """The section as a new array, read in place chunk by chunk, its checksum verified."""
+        offset, dtype, shape, crc = self.sections[name]
+        out = np.empty(shape, dtype)
+        raw = out.reshape(-1).view(np.uint8)
+        self._f.seek(offset)
+        got, done = 0, 0
+        while done < raw.size:
+            n = self._f.readinto(memoryview(raw[done:done + _CHUNK]))  # type: ignore[arg-type]  # ndarray buffer
+            if not n:
+                raise self._fail(f"truncated file (section {name!r})")
+            got = zlib.crc32(raw[done:done + n], got)  # type: ignore[arg-type]  # as above
+            done += n
+        if got != crc:
+            raise self._fail(f"checksum mismatch in section {name!r} (the file is corrupted)")
+        return out
+
+    def view(self, name: str) -> npt.NDArray[Any]:
+        """The section as a read-only view of the mapped file (``mapped=True``); checksum verified for sections up
+        to ``_MAPPED_VERIFY_LIMIT`` bytes."""
+        assert self.mapped_file is not None, "view() needs mapped=True"
+        offset, dtype, shape, crc = self.sections[name]
+        count = int(np.prod(shape, dtype=np.int64))
+        arr = np.frombuffer(memoryview(self.mapped_file), dtype, count, offset).reshape(shape)
+        if arr.nbytes <= _MAPPED_VERIFY_LIMIT and zlib.crc32(arr.reshape(-1).view(np.uint8)) != crc:  # type: ignore[arg-type]
+            raise self._fail(f"checksum mismatch in section {name!r} (the file is corrupted)")
+        return arr
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_container(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts with the container's magic (older per-index formats do not)."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
