@@ -397,3 +397,17 @@ def test_binding_refuses_filters_of_the_wrong_dtype_or_shape():
         core.search(x, 2, 8, [1, 0, 1, 0], None, 1)
     with pytest.raises(ValueError, match="filter mask must be 1-D"):
         core.search(x, 2, 8, np.ones((2, 2), np.uint8), None, 1)
+
+
+def test_saved_version_2_file_loads():
+    """tests/data/hnsw_v2.skh: a version-2 file (removed ids, a duplicate chain), kept as the format moves on."""
+    import pathlib
+
+    data = pathlib.Path(__file__).parent / "data"
+    want = np.load(data / "hnsw_v2_expected.npz")
+    for mmap in (False, True):
+        index = simkern.HNSWIndex.load(data / "hnsw_v2.skh", mmap=mmap)
+        np.testing.assert_array_equal(index.ids(), want["live"])
+        d, i = index.search(want["queries"], 5, ef=60)
+        np.testing.assert_array_equal(i, want["ids"])
+        np.testing.assert_array_equal(d, want["dist"])
