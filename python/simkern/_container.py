@@ -27,7 +27,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -105,10 +105,16 @@ class Reader:
     """A container opened for reading: ``kind_version``, ``meta`` (without the section list) and the sections'
     places, all checked against the file size; ``read(name)`` / ``view(name)`` give the arrays."""
 
-    def __init__(self, path: str | os.PathLike[str], kind: str, versions: Sequence[int], *, mapped: bool = False
-                 ) -> None:
-        self.where = os.fspath(path)
-        self._f = open(path, "rb")  # noqa: SIM115  # closed by close() / the with block
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes], kind: str, versions: Sequence[int], *,
+                 mapped: bool = False, where: str | None = None) -> None:
+        """``source``: a path, or a seekable binary file object (e.g. a pickle's bytes in a BytesIO; not with
+        ``mapped``)."""
+        if isinstance(source, (str, os.PathLike)):
+            self.where = where or os.fspath(source)
+            self._f: IO[bytes] = open(source, "rb")  # noqa: SIM115  # closed by close() / the with block
+        else:
+            assert not mapped, "mapped=True needs a path"
+            self.where, self._f = where or "<bytes>", source
         self.mapped_file: _core._MappedFile | None = None  # mapped=True: check() raises once the file changed
         try:
             self._open(kind, versions, mapped)
@@ -121,7 +127,8 @@ class Reader:
 
     def _open(self, kind: str, versions: Sequence[int], mapped: bool) -> None:
         f = self._f
-        size = os.fstat(f.fileno()).st_size
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         head = f.read(_HEAD.size)
         if len(head) < _HEAD.size or head[:8] != MAGIC:
             raise self._fail(f"not a simkern {kind} file")
@@ -131,7 +138,8 @@ class Reader:
         if version != CONTAINER_VERSION:
             raise self._fail(f"unsupported container version {version} (this build reads {CONTAINER_VERSION})")
         if got_kind.rstrip(b"\0") != kind.encode():
-            raise self._fail(f"holds a {got_kind.rstrip(bytes(1)).decode(errors='replace')!r}, not a {kind}")
+            held = got_kind.rstrip(bytes(1)).decode(errors="replace")
+            raise self._fail(f"not a simkern {kind} file (it holds a {held!r})")
         if kind_version not in versions:
             raise self._fail(f"unsupported {kind} version {kind_version} (this build reads "
                              f"{', '.join(map(str, versions))})")
@@ -194,7 +202,7 @@ class Reader:
         self._f.seek(offset)
         got, done = 0, 0
         while done < raw.size:
-            n = self._f.readinto(memoryview(raw[done:done + _CHUNK]))  # type: ignore[arg-type]  # ndarray buffer
+            n = self._f.readinto(memoryview(raw[done:done + _CHUNK]))  # type: ignore[attr-defined,arg-type]  # as in read_chunks
             if not n:
                 raise self._fail(f"truncated file (section {name!r})")
             got = zlib.crc32(raw[done:done + n], got)  # type: ignore[arg-type]  # as above
@@ -202,6 +210,27 @@ class Reader:
         if got != crc:
             raise self._fail(f"checksum mismatch in section {name!r} (the file is corrupted)")
         return out
+
+    def read_chunks(self, name: str, rows: int) -> Iterator[npt.NDArray[Any]]:
+        """The section ``rows`` leading-axis rows at a time, through one reused buffer (the consumer copies what
+        it keeps); the checksum is verified after the last chunk (a mismatch raises then)."""
+        offset, dtype, shape, crc = self.sections[name]
+        total = shape[0] if shape else 1
+        row_shape = shape[1:]
+        row_bytes = dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
+        buf = np.empty((max(1, min(rows, total)),) + row_shape, dtype)
+        got = 0
+        for start in range(0, total, rows):
+            count = min(rows, total - start)
+            chunk = buf[:count]
+            raw = chunk.reshape(-1).view(np.uint8)
+            self._f.seek(offset + start * row_bytes)
+            if self._f.readinto(memoryview(raw)) != raw.size:  # type: ignore[attr-defined,arg-type]  # files and BytesIO have it; an ndarray buffer
+                raise self._fail(f"truncated file (section {name!r})")
+            got = zlib.crc32(raw, got)  # type: ignore[arg-type]  # as above
+            yield chunk
+        if got != crc:
+            raise self._fail(f"checksum mismatch in section {name!r} (the file is corrupted)")
 
     def view(self, name: str) -> npt.NDArray[Any]:
         """The section as a read-only view of the mapped file (``mapped=True``); checksum verified for sections up

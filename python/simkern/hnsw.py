@@ -30,15 +30,15 @@ accumulation lanes), so the same ids come back everywhere. Searches may run from
 ``add`` runs: they see the vectors published before they started (and possibly some that are being linked),
 never a half-written record; ``remove``/``compact``/``add`` calls are serialised with each other.
 
-File format (``save``, version 2): little-endian; a 64-byte header (magic ``SIMKHNSW``, format version, dim, metric,
-storage, M, ef_construction, seed, node count, next default id, search ef, entry point, top level) and the CRC32 of
-the header, then sections, each ``[8-byte name][uint64 byte length][uint32 CRC32][uint32 0]``, zero padding to the
-next multiple of 64 bytes, and the bytes: labels (int64), levels (uint8), tombstones (uint8), duplicate chains
-(uint32 per node: the next exact duplicate, 0 for none), vectors (float32 n x dim), link counts (uint32 per node and
-level), link ids (uint32). Every section starts 64-byte aligned, so a mapped file's vectors are aligned. ``load``
-checks lengths, checksums, padding and every link (ids in range, counts within the level's limit) and raises
-ValueError on anything inconsistent; version 1 files (20-byte section headers, no padding, no duplicate chains)
-are still read. ``load(path, mmap=True)`` maps the file and reads the vectors in place (see ``load``).
+File format (``save``): the container of every index (``_container.py``), kind ``HNSW`` version 3: meta (dim,
+metric, storage, M, ef_construction, seed, node count, next default id, search ef, entry point, top level, link id
+count) and sections ``labels`` (int64), ``levels`` (uint8), ``deleted`` (uint8), ``next_dup`` (uint32 per node: the
+next exact duplicate, 0 for none), ``vectors`` (float32 n x dim, 64-byte aligned), ``link_counts`` (uint32 per node
+and level), ``link_ids`` (uint32). ``save`` holds the writer lock and exports the vectors and links a range of
+nodes at a time (its memory beyond the index: ~1 MB chunks); ``load`` feeds them to the new graph a chunk at a time
+and checks every section's checksum, every link (ids in range, counts within the level's limit) and the levels;
+``load(path, mmap=True)`` maps the file and uses the vectors in place (see ``load``). Files of versions 1 and 2
+(magic ``SIMKHNSW``) are still read.
 
 Ids: 0 <= id <= 2**63 - 2 (-1 is the padding of results); anything else raises ValueError. Vectors and queries
 must be finite with a norm of at most 2**62 (distances between such vectors cannot overflow float32).
@@ -60,12 +60,13 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _container, _core
 from ._enums import METRICS, STORAGES, choice
 from ._progress import progress_reporter
 from ._validate import (
@@ -88,8 +89,10 @@ from ._validate import (
 __all__ = ["HNSWIndex"]
 
 _METRICS, _STORAGES = METRICS, STORAGES  # the shared tables (their codes are in the file header)
-_MAGIC = b"SIMKHNSW"
+_MAGIC = b"SIMKHNSW"  # files of versions 1 and 2 (before the shared container), still read
 _VERSION = 2
+_CONTAINER_VERSION = 3  # the HNSW kind version inside the container (_container.py)
+_SAVE_CHUNK_BYTES = 1 << 20  # vectors / link ids exported or read per step by save and load
 # magic, version, dim, metric, storage, M, ef_construction, seed, nodes, next_id, ef, entry, top level, crc
 _HEADER = struct.Struct("<8sIIBBHIQQqIqi")
 _SECTIONS = {  # per format version, in file order
@@ -315,26 +318,36 @@ class HNSWIndex:
 
     # -- persistence -------------------------------------------------------------------------------------------
     def _write(self, f: IO[bytes]) -> None:
-        """Stream the index to a binary file object in the current format (one state snapshot, section by
-        section: no whole-file copy in memory)."""
-        st = self._core.state()
-        n = int(st["labels"].shape[0])
-        fields = (_MAGIC, _VERSION, self._dim, _METRICS[self._metric], _STORAGES[self._storage], self._M,
-                  self._ef_construction, self._seed, n, self._next_id, self._ef, int(st["entry"]),
-                  int(st["max_level"]))
-        head = _HEADER.pack(*fields)
-        f.write(head)
-        f.write(struct.pack("<I", zlib.crc32(head)))
-        offset = _HEADER.size + 4
-        for name, dtype in _SECTIONS[_VERSION]:
-            data = np.ascontiguousarray(st[_STATE_KEYS[name]], dtype=dtype).reshape(-1).view(np.uint8)
-            # data (an ndarray) has the buffer protocol: numpy's stubs declare __buffer__ only for Python >= 3.12
-            f.write(_SECTION_HEAD[_VERSION].pack(name.encode().ljust(8, b"\0"), data.size, zlib.crc32(data), 0))  # type: ignore[arg-type]
-            offset += _SECTION_HEAD[_VERSION].size
-            f.write(b"\0" * _pad(offset))
-            offset += _pad(offset)
-            f.write(data)  # type: ignore[call-overload]  # the buffer protocol again
-            offset += data.size
+        """Stream the index to a seekable binary file object: the shared container (kind ``HNSW``, version 3), one
+        consistent state (the writer lock is held for the whole write), vectors and link ids exported a range of
+        nodes at a time (no copy of the whole index in memory)."""
+        session = self._core.save_session()
+        try:
+            small = session.small()
+            n, dim, total = session.size, self._dim, int(small["link_total"])
+            meta = {"dim": dim, "metric": self._metric, "storage": self._storage, "M": self._M,
+                    "ef_construction": self._ef_construction, "seed": self._seed, "nodes": n,
+                    "next_id": self._next_id, "ef": self._ef, "entry": int(small["entry"]),
+                    "max_level": int(small["max_level"]), "link_total": total}
+            rows = max(1, _SAVE_CHUNK_BYTES // (4 * dim))
+
+            def vectors() -> Iterator[npt.NDArray[np.float32]]:
+                return (session.vectors(b, min(n, b + rows)) for b in range(0, n, rows))
+
+            def links() -> Iterator[npt.NDArray[np.uint32]]:
+                step = max(1, _SAVE_CHUNK_BYTES // (4 * 2 * self._M))  # nodes per chunk: ~2M ids each at level 0
+                return (session.links(b, min(n, b + step)) for b in range(0, n, step))
+
+            sections = [_container.SectionSpec.of("labels", small["labels"]),
+                        _container.SectionSpec.of("levels", small["levels"]),
+                        _container.SectionSpec.of("deleted", small["deleted"]),
+                        _container.SectionSpec.of("next_dup", small["next_dup"]),
+                        _container.SectionSpec("vectors", np.float32, (n, dim), vectors),
+                        _container.SectionSpec.of("link_counts", small["link_counts"]),
+                        _container.SectionSpec("link_ids", np.uint32, (total,), links)]
+            _container.write(f, "HNSW", _CONTAINER_VERSION, meta, sections)
+        finally:
+            session.close()
 
     def _to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -344,7 +357,11 @@ class HNSWIndex:
     @classmethod
     def _from_bytes(cls, data: bytes | _core._MappedFile, where: str,
                     mapped: _core._MappedFile | None = None) -> HNSWIndex:
-        """An index from the bytes of a file; ``mapped``: the _MappedFile those bytes are (vectors left there)."""
+        """An index from the bytes of a file (a pickle's, or a version 1 / 2 file's); ``mapped``: the _MappedFile
+        those bytes are (vectors left there; versions 1 and 2 only)."""
+        if mapped is None and isinstance(data, bytes) and data[:len(_container.MAGIC)] == _container.MAGIC:
+            with _container.Reader(io.BytesIO(data), "HNSW", (_CONTAINER_VERSION,), where=where) as r:
+                return cls._from_container(r)
         mv = memoryview(data)
         if len(mv) < _HEADER.size + 4:
             raise ValueError(f"{where}: not a simkern HNSW file (too short: {len(mv)} bytes)")
@@ -431,7 +448,10 @@ class HNSWIndex:
         vanished read as zeros and the search raises ValueError) - never a crash. ``save`` to the same path is
         safe: it writes a new file and renames it, so the mapped one stays intact. Version 1 files, whose vectors
         may be misaligned, are read into memory instead."""
-        if not mmap:
+        if os.path.isfile(path) and _container.is_container(path):
+            with _container.Reader(path, "HNSW", (_CONTAINER_VERSION,), mapped=mmap) as r:
+                return cls._from_container(r)
+        if not mmap:  # versions 1 and 2 (before the shared container)
             with open(path, "rb") as f:
                 data = f.read()
             return cls._from_bytes(data, os.fspath(path))
@@ -439,6 +459,43 @@ class HNSWIndex:
         if mapped.size == 0:
             raise ValueError(f"{os.fspath(path)}: not a simkern HNSW file (empty)")
         return cls._from_bytes(mapped, os.fspath(path), mapped=mapped)
+
+    @classmethod
+    def _from_container(cls, r: _container.Reader) -> HNSWIndex:
+        """An index from an open container: header fields and per-node sections checked, then vectors and link
+        ids fed to a restorer a chunk at a time (mapped: the vectors are used in place)."""
+        m = r.meta
+        try:
+            dim, M, efc, ef, n = (int(m[k]) for k in ("dim", "M", "ef_construction", "ef", "nodes"))
+            seed, next_id, entry, top, total = (int(m[k]) for k in ("seed", "next_id", "entry", "max_level",
+                                                                     "link_total"))
+            index = cls(dim, metric=m["metric"], M=M, ef_construction=efc, storage=m["storage"], seed=seed)
+            index.ef = ef
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{r.where}: corrupted header ({e})") from None
+        if not 0 <= next_id <= MAX_ID + 1:
+            raise ValueError(f"{r.where}: corrupted header (next id={next_id})")
+        want = {"labels": ((n,), np.int64), "levels": ((n,), np.uint8), "deleted": ((n,), np.uint8),
+                "next_dup": ((n,), np.uint32), "vectors": ((n, dim), np.float32), "link_ids": ((total,), np.uint32)}
+        if set(r.sections) != set(want) | {"link_counts"} or any(
+                r.sections[k][2] != shape or r.sections[k][1] != dtype for k, (shape, dtype) in want.items()):
+            raise ValueError(f"{r.where}: corrupted file (sections do not match the header)")
+        labels = r.read("labels")
+        if n and (labels.min() < 0 or labels.max() > MAX_ID):
+            raise ValueError(f"{r.where}: corrupted file (an id outside 0..2**63-2)")
+        levels, deleted, next_dup, counts = r.read("levels"), r.read("deleted"), r.read("next_dup"), \
+            r.read("link_counts")
+        mapped = r.mapped_file
+        restorer = _core._HNSWRestorer(index._core, labels, levels, deleted, counts, total, mapped,
+                                       r.view("vectors") if mapped is not None else None)
+        if mapped is None:
+            for chunk in r.read_chunks("vectors", max(1, _SAVE_CHUNK_BYTES // (4 * dim))):
+                restorer.vectors(chunk)
+        for chunk in r.read_chunks("link_ids", _SAVE_CHUNK_BYTES // 4):
+            restorer.links(chunk)
+        restorer.finish(next_dup, entry, top)
+        index._next_id = next_id
+        return index
 
     @property
     def mmapped(self) -> bool:
