@@ -92,7 +92,8 @@ _METRICS, _STORAGES = METRICS, STORAGES  # the shared tables (their codes are in
 _MAGIC = b"SIMKHNSW"  # files of versions 1 and 2 (before the shared container), still read
 _VERSION = 2
 _CONTAINER_VERSION = 3  # the HNSW kind version inside the container (_container.py)
-_SAVE_CHUNK_BYTES = 1 << 20  # vectors / link ids exported or read per step by save and load
+_SAVE_CHUNK_BYTES = 1 << 20  # vectors / link ids exported per step by save
+_LOAD_CHUNK_BYTES = 1 << 18  # and read per step by load (the transient beyond the new graph: ~1 MB in all)
 # magic, version, dim, metric, storage, M, ef_construction, seed, nodes, next_id, ef, entry, top level, crc
 _HEADER = struct.Struct("<8sIIBBHIQQqIqi")
 _SECTIONS = {  # per format version, in file order
@@ -489,9 +490,9 @@ class HNSWIndex:
         restorer = _core._HNSWRestorer(index._core, labels, levels, deleted, counts, total, mapped,
                                        r.view("vectors") if mapped is not None else None)
         if mapped is None:
-            for chunk in r.read_chunks("vectors", max(1, _SAVE_CHUNK_BYTES // (4 * dim))):
+            for chunk in r.read_chunks("vectors", max(1, _LOAD_CHUNK_BYTES // (4 * dim))):
                 restorer.vectors(chunk)
-        for chunk in r.read_chunks("link_ids", _SAVE_CHUNK_BYTES // 4):
+        for chunk in r.read_chunks("link_ids", _LOAD_CHUNK_BYTES // 4):
             restorer.links(chunk)
         restorer.finish(next_dup, entry, top)
         index._next_id = next_id
