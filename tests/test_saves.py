@@ -1,6 +1,7 @@
-"""Single-file saves (PQIndex.save, HNSWIndex.save): atomic (a unique temporary file beside the target, fsynced,
-renamed over it), so concurrent saves to one path never collide and a failed save leaves the old file and no
-temporary behind."""
+"""Saves (PQIndex.save, HNSWIndex.save; MultiVectorIndex.save for the crash tests): atomic (a unique temporary
+file beside the target, fsynced, renamed over it, the folder fsynced), so concurrent saves to one path never
+collide, and a failed save - an exception, a full disk, the process killed mid-write - leaves the old file
+readable (and, except after a kill, no temporary behind)."""
 
 from __future__ import annotations
 
@@ -138,3 +139,80 @@ def test_pq_empty_and_grown_index_round_trip(tmp_path):
     loaded = simkern.PQIndex.load(path)
     np.testing.assert_array_equal(loaded.codes, index.pq.encode(index.opq.rotate(x)))
     np.testing.assert_array_equal(loaded.search(x[:3], 5, rerank=4)[1], index.search(x[:3], 5, rerank=4)[1])
+
+
+# A child that builds an index, saves it once to `path`, then saves a bigger one there again - either killed by
+# SIGKILL in the middle of the second save (after `kill_after` chunks were written), or with its file size limited
+# (RLIMIT_FSIZE) so that the second save runs out of room like a full disk. Prints the first index's length.
+_CHILD = r"""
+import os, resource, signal, sys
+import numpy as np, simkern
+kind, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+def build(n, seed):
+    x = np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)
+    if kind == "pq":
+        index = simkern.PQIndex(16, 4, 8, keep_vectors=True).train(x[:300], iters=1)
+    elif kind == "hnsw":
+        index = simkern.HNSWIndex(16, M=8, ef_construction=16)
+    else:
+        index = simkern.MultiVectorIndex(16, ann="flat")
+        index.add([x[i:i + 3] for i in range(0, n, 3)])
+        return index
+    index.add(x)
+    return index
+first = build(600, 1)
+first.save(path)
+print(len(first), flush=True)
+second = build(6000, 2)
+if mode == "kill":
+    import importlib
+    container = importlib.import_module("simkern._container")
+    real = container.zlib.crc32
+    calls = [0]
+    def crc32(data, value=0):  # the writer checksums every chunk it writes: die in the middle of the file
+        calls[0] += 1
+        if calls[0] == 4:  # 2 for the header, then the second section's first chunk
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(data, value)
+    container.zlib.crc32 = crc32
+    import numpy
+    numpy.save_real = numpy.save
+    def save_then_die(*a, **k):  # MultiVectorIndex writes .npy files: die after the first
+        numpy.save_real(*a, **k)
+        os.kill(os.getpid(), signal.SIGKILL)
+    numpy.save = save_then_die
+else:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    limit = os.path.getsize(path) if os.path.isfile(path) else 4096
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit + 65536, limit + 65536))
+try:
+    second.save(path)
+except OSError as e:
+    print("save failed:", e.errno, repr(e), flush=True)
+    sys.exit(3)
+sys.exit(4)  # the second save must not succeed
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.exists("/proc"), reason="POSIX signals and rlimits")
+@pytest.mark.parametrize("mode", ["kill", "full-disk"])
+@pytest.mark.parametrize("kind", ["pq", "hnsw", "mv"])
+def test_a_save_killed_or_out_of_room_leaves_the_previous_index(kind, mode, tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / ("mv" if kind == "mv" else f"{kind}.idx"))
+    out = subprocess.run([sys.executable, "-c", _CHILD, kind, path, mode], capture_output=True, text=True,
+                         timeout=300)
+    if mode == "kill":
+        assert out.returncode == -9, (out.returncode, out.stderr[-2000:])
+    else:
+        # EFBIG (27) from our writers; numpy.save (MultiVectorIndex's .npy files) reports a short write instead
+        assert out.returncode == 3 and "save failed:" in out.stdout, (out.returncode, out.stdout, out.stderr[-2000:])
+    n_first = int(out.stdout.split()[0])
+    cls = {"pq": simkern.PQIndex, "hnsw": simkern.HNSWIndex, "mv": simkern.MultiVectorIndex}[kind]
+    again = cls.load(path)  # the first save, intact and readable
+    assert len(again) == n_first
+    leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]
+    if mode == "full-disk":
+        assert leftovers == []  # the failed save removed its temporary file (folder)

@@ -293,9 +293,25 @@ def pair_into_out(result: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]],
     return out
 
 
+def fsync_dir(folder: str) -> None:
+    """Make the entries of ``folder`` (a rename into it, new files) durable: fsync of the directory, where the
+    platform allows it (Windows cannot open directories; some file systems refuse: best effort there)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Write a file through ``write(f)`` into a uniquely named temporary file beside ``path``, flush it to disk,
-    then rename it over ``path``: readers see the old file or the new one, never a mix; two writers never share a
+    rename it over ``path`` and fsync the folder: readers see the old file or the new one, never a mix, and a crash
+    leaves one of the two; two writers never share a
     temporary name; on any error (or KeyboardInterrupt) the temporary file is removed and ``path`` is untouched."""
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -310,6 +326,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(folder)  # the rename itself survives a crash
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

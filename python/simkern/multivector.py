@@ -39,6 +39,7 @@ from ._validate import (
     MAX_ID,
     NORM_LIMIT,
     check_norms,
+    fsync_dir,
     id_vector,
     is_valid_id,
     out_pair,
@@ -433,7 +434,9 @@ class MultiVectorIndex:
                     json.dump(self._manifest(st) | {"files": files}, f, indent=1)
                 for name in [*files, "manifest.json"]:
                     _fsync(os.path.join(tmp, name))
+                fsync_dir(tmp)  # its entries, then the rename into place
                 _swap_in(tmp, full, shown)
+                fsync_dir(os.path.dirname(full))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
