@@ -240,70 +240,22 @@ class HNSW {
     return d;
   }
 
-  // The inverse of state(), validating everything (a corrupt file raises ValueError, never crashes).
+  // The inverse of state() in one call (pickles of version <= 2, tests): a Restorer fed the whole arrays.
   void restore(const CArray<i64>& labels, const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& deleted,
                const CArray<float>& vectors, const CArray<std::uint32_t>& counts, const CArray<std::uint32_t>& ids,
-               i64 entry, int max_level, const py::object& dups_obj, const py::object& mapped_obj) {
-    const i64 n = labels.shape(0);
-    const bool external = !mapped_obj.is_none();
-    MappedFile* mapped = external ? &mapped_obj.cast<MappedFile&>() : nullptr;
-    if (mapped) {
-      const auto* v = reinterpret_cast<const std::uint8_t*>(vectors.data());
-      require(n == 0 || (v >= mapped->data() && v + n * config_.dim * 4 <= mapped->data() + mapped->size()),
-              "the vectors must lie in the mapped file");
-    }
-    require(levels.shape(0) == n && deleted.shape(0) == n, "corrupt index: per-node arrays differ in length");
-    require(vectors.ndim() == 2 && vectors.shape(0) == n && vectors.shape(1) == config_.dim,
-            "corrupt index: vectors have the wrong shape");
-    require(n < (i64{1} << 31), "corrupt index: too many nodes");
-    i64 pairs = 0;
-    for (i64 node = 0; node < n; ++node) {
-      require(levels.data()[node] < HNSWGraph::kMaxLevel, "corrupt index: node level out of range");
-      pairs += levels.data()[node] + 1;
-    }
-    require(counts.shape(0) == pairs, "corrupt index: link counts do not match the levels");
-    // Levels are drawn with P(level >= L) = M^-L (mean 1 / (M - 1)): a file whose levels sum far beyond that is
-    // crafted, and would make us allocate (M + 1) uint32 per upper level of every node (a 426 KB file asked for
-    // ~900x its size). Bounded by 4x the mean plus a margin for small indexes.
-    require(pairs - n <= 4 * n / (config_.M - 1) + 64,
-            "corrupt index: node levels far beyond what HNSW draws (the file is corrupted or crafted)");
-    i64 total = 0;
-    for (i64 j = 0; j < pairs; ++j) total += counts.data()[j];
-    require(total == ids.shape(0), "corrupt index: link ids do not match the counts");
-    const float* v = vectors.data();
-    // A memory-mapped index is not read here (that is its point): its vectors are used as they are.
-    if (!external)
-      for (i64 j = 0; j < n * config_.dim; ++j) require(std::isfinite(v[j]), "corrupt index: non-finite vector value");
-    auto fresh = std::make_shared<HNSWGraph>(config_, external ? v : nullptr);
-    try {
-      for (i64 node = 0; node < n; ++node)
-        fresh->restore_node(v + node * config_.dim, labels.data()[node], levels.data()[node],
-                            deleted.data()[node] != 0);
-      i64 pair = 0, offset = 0;
-      for (i64 node = 0; node < n; ++node)
-        for (int lev = 0; lev <= levels.data()[node]; ++lev, ++pair) {
-          const i64 c = counts.data()[pair];
-          fresh->restore_links(node, lev, ids.data() + offset, c);
-          offset += c;
-        }
-      if (!dups_obj.is_none()) {
-        const auto dups = CArray<std::uint32_t>::ensure(dups_obj);
-        require(dups && dups.ndim() == 1 && dups.shape(0) == n,
-                "corrupt index: duplicate chains have the wrong length");
-        for (i64 node = 0; node < n; ++node) fresh->restore_dup(node, dups.data()[node]);
-      }
-      if (n > 0) require(max_level >= 0 && max_level < HNSWGraph::kMaxLevel, "corrupt index: max level out of range");
-      fresh->restore_entry(entry, max_level);
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(std::string("corrupt index: ") + e.what());
-    }
+               i64 entry, int max_level, const py::object& dups_obj, const py::object& mapped_obj);
+
+  // Swap in a graph built by a Restorer (with the mapped file its vectors lie in, if any).
+  void adopt(std::shared_ptr<HNSWGraph> fresh, const py::object& mapped_obj, const MappedFile* mapped) {
     std::unique_lock<std::mutex> writer = lock_writer();
     std::lock_guard<std::mutex> guard(swap_mutex_);
     graph_ = std::move(fresh);
-    mapped_file_ = external ? py::object(mapped_obj) : py::object();
+    mapped_file_ = mapped ? py::object(mapped_obj) : py::object();
     mapped_ = mapped;
-    mapped_graph_ = external ? graph_.get() : nullptr;
+    mapped_graph_ = mapped ? graph_.get() : nullptr;
   }
+
+  const HNSWConfig& config() const { return config_; }
 
   i64 size() const { return graph()->size(); }
   i64 live() const { return graph()->live(); }
@@ -319,6 +271,7 @@ class HNSW {
   int max_level() const { return graph()->max_level(); }
 
  private:
+  friend class SaveSession;
   // The mapped file of a graph restored with mmap (null for the others: compact() swaps in an in-memory graph).
   const MappedFile* mapped_for(const HNSWGraph& g) const { return &g == mapped_graph_ ? mapped_ : nullptr; }
   static void check_mapped(const MappedFile* mapped) {
@@ -343,6 +296,252 @@ class HNSW {
   mutable std::mutex swap_mutex_, writer_mutex_;
   mutable std::atomic<pid_t> writer_pid_{0};  // the process whose thread is inside a mutating call (0: none)
 };
+
+// A consistent read of the graph for save(): holds the writer mutex from save_session() to close(), so no add,
+// remove or compact changes the graph while its sections are exported chunk by chunk (no copy of the whole
+// index: vectors and links are copied out one range of nodes at a time).
+class SaveSession {
+ public:
+  explicit SaveSession(const HNSW& h) : h_(h), lock_(h.lock_writer()), g_(h.graph()), n_(g_->size()) {
+    HNSW::check_mapped(h_.mapped_for(*g_));
+  }
+
+  // Everything but the vectors and link ids: per node label, level, tombstone, next duplicate; link counts per
+  // (node, level) in node order, levels ascending; the entry point, the top level, the number of link ids.
+  py::dict small() const {
+    require_open();
+    py::array_t<i64> labels({n_});
+    py::array_t<std::uint8_t> levels({n_}), deleted({n_});
+    py::array_t<std::uint32_t> dups({n_});
+    std::vector<std::uint32_t> counts;
+    i64 total = 0;
+    for (i64 node = 0; node < n_; ++node) {
+      labels.mutable_data()[node] = g_->label(node);
+      levels.mutable_data()[node] = static_cast<std::uint8_t>(g_->level(node));
+      deleted.mutable_data()[node] = g_->is_deleted(node) ? 1 : 0;
+      dups.mutable_data()[node] = g_->next_dup(node);
+      for (int lev = 0; lev <= g_->level(node); ++lev) {
+        const auto c = static_cast<std::uint32_t>(g_->links(node, lev).size());
+        counts.push_back(c);
+        total += c;
+      }
+    }
+    py::dict d;
+    d["labels"] = labels;
+    d["levels"] = levels;
+    d["deleted"] = deleted;
+    d["next_dup"] = dups;
+    d["link_counts"] = py::array_t<std::uint32_t>({static_cast<i64>(counts.size())}, counts.data());
+    d["link_total"] = total;
+    d["entry"] = g_->entry_point();
+    d["max_level"] = g_->max_level();
+    return d;
+  }
+
+  // float32 vectors of nodes [begin, end).
+  py::array_t<float> vectors(i64 begin, i64 end) const {
+    require_range(begin, end);
+    const i64 dim = h_.config().dim;
+    py::array_t<float> out({end - begin, dim});
+    for (i64 node = begin; node < end; ++node) g_->vector(node, out.mutable_data() + (node - begin) * dim);
+    HNSW::check_mapped(h_.mapped_for(*g_));  // vectors read from a file that changed are not written out
+    return out;
+  }
+
+  // Link ids of nodes [begin, end), node by node, levels ascending (the order of link_counts).
+  py::array_t<std::uint32_t> links(i64 begin, i64 end) const {
+    require_range(begin, end);
+    std::vector<std::uint32_t> ids;
+    for (i64 node = begin; node < end; ++node)
+      for (int lev = 0; lev <= g_->level(node); ++lev) {
+        const std::vector<std::uint32_t> l = g_->links(node, lev);
+        ids.insert(ids.end(), l.begin(), l.end());
+      }
+    return py::array_t<std::uint32_t>({static_cast<i64>(ids.size())}, ids.data());
+  }
+
+  i64 size() const { return n_; }
+  void close() { lock_ = std::unique_lock<std::mutex>(); }
+
+ private:
+  void require_open() const { require(lock_.owns_lock(), "the save session is closed"); }
+  void require_range(i64 begin, i64 end) const {
+    require_open();
+    require(0 <= begin && begin <= end && end <= n_, "node range out of bounds");
+  }
+
+  const HNSW& h_;
+  std::unique_lock<std::mutex> lock_;
+  std::shared_ptr<HNSWGraph> g_;
+  i64 n_;
+};
+
+// Builds a graph from a file's sections fed in order, chunk by chunk (so a load holds the new graph and one
+// chunk, never the whole file): the per-node arrays and link counts first (validated at once), then the vectors
+// (node order; skipped for a mapped file, whose vectors are used in place), then the link ids, then finish()
+// checks that everything arrived and swaps the graph into the index. A corrupt file raises ValueError, and the
+// index keeps its previous graph.
+class Restorer {
+ public:
+  Restorer(HNSW& owner, const CArray<i64>& labels, const CArray<std::uint8_t>& levels,
+           const CArray<std::uint8_t>& deleted, const CArray<std::uint32_t>& counts, i64 link_total,
+           const py::object& mapped_obj, const py::object& mapped_vectors)
+      : owner_(owner), labels_(labels), levels_(levels), deleted_(deleted), counts_(counts), link_total_(link_total) {
+    const HNSWConfig& config = owner.config();
+    n_ = labels.shape(0);
+    require_ndim(labels, 1, "labels");
+    require(levels.ndim() == 1 && deleted.ndim() == 1 && counts.ndim() == 1, "corrupt index: arrays must be 1-D");
+    require(levels.shape(0) == n_ && deleted.shape(0) == n_, "corrupt index: per-node arrays differ in length");
+    require(n_ < (i64{1} << 31), "corrupt index: too many nodes");
+    i64 pairs = 0;
+    for (i64 node = 0; node < n_; ++node) {
+      require(levels.data()[node] < HNSWGraph::kMaxLevel, "corrupt index: node level out of range");
+      pairs += levels.data()[node] + 1;
+    }
+    require(counts.shape(0) == pairs, "corrupt index: link counts do not match the levels");
+    // Levels are drawn with P(level >= L) = M^-L (mean 1 / (M - 1)): a file whose levels sum far beyond that is
+    // crafted, and would make us allocate (M + 1) uint32 per upper level of every node (a 426 KB file asked for
+    // ~900x its size). Bounded by 4x the mean plus a margin for small indexes.
+    require(pairs - n_ <= 4 * n_ / (config.M - 1) + 64,
+            "corrupt index: node levels far beyond what HNSW draws (the file is corrupted or crafted)");
+    i64 total = 0;
+    for (i64 j = 0; j < pairs; ++j) total += counts.data()[j];
+    require(total == link_total, "corrupt index: link ids do not match the counts");
+    const float* external = nullptr;
+    if (!mapped_obj.is_none()) {
+      mapped_ = &mapped_obj.cast<MappedFile&>();
+      mapped_obj_ = mapped_obj;
+      require(py::isinstance<CArray<float>>(mapped_vectors), "mapped vectors must be a float32 view of the file");
+      const auto v = py::reinterpret_borrow<CArray<float>>(mapped_vectors);
+      require(v.ndim() == 2 && v.shape(0) == n_ && v.shape(1) == config.dim,
+              "corrupt index: vectors have the wrong shape");
+      const auto* p = reinterpret_cast<const std::uint8_t*>(v.data());
+      require(n_ == 0 || (p >= mapped_->data() && p + n_ * config.dim * 4 <= mapped_->data() + mapped_->size()),
+              "the vectors must lie in the mapped file");
+      external = v.data();
+    }
+    fresh_ = std::make_shared<HNSWGraph>(config, external);
+    if (external) {  // a memory-mapped index is not read here (that is its point): its vectors are used in place
+      guarded([&] {
+        for (i64 node = 0; node < n_; ++node) restore_node(node, external + node * config.dim);
+      });
+      next_node_ = n_;
+    }
+  }
+
+  // The next rows of the vectors section (float32, (rows, dim)).
+  void vectors(const CArray<float>& chunk) {
+    const i64 dim = owner_.config().dim;
+    require(chunk.ndim() == 2 && chunk.shape(1) == dim, "corrupt index: vectors have the wrong shape");
+    require(next_node_ + chunk.shape(0) <= n_, "corrupt index: more vectors than nodes");
+    const float* v = chunk.data();
+    for (i64 j = 0; j < chunk.shape(0) * dim; ++j)
+      require(std::isfinite(v[j]), "corrupt index: non-finite vector value");
+    guarded([&] {
+      for (i64 r = 0; r < chunk.shape(0); ++r) restore_node(next_node_ + r, v + r * dim);
+    });
+    next_node_ += chunk.shape(0);
+  }
+
+  // The next link ids (after every vector): lists in (node, level) order, a list may straddle two chunks.
+  void links(const CArray<std::uint32_t>& chunk) {
+    require(next_node_ == n_, "corrupt index: link ids before the last vector");
+    require_ndim(chunk, 1, "link ids");
+    const std::uint32_t* ids = chunk.data();
+    i64 pos = 0, len = chunk.shape(0);
+    require(ids_seen_ + len <= link_total_, "corrupt index: more link ids than the counts say");
+    ids_seen_ += len;
+    guarded([&] {
+      while (pos < len) {
+        advance_to_nonempty_list();
+        require(pair_ < counts_.shape(0), "corrupt index: more link ids than the counts say");
+        const i64 want = counts_.data()[pair_];
+        const i64 take = std::min<i64>(want - static_cast<i64>(pending_.size()), len - pos);
+        pending_.insert(pending_.end(), ids + pos, ids + pos + take);
+        pos += take;
+        if (static_cast<i64>(pending_.size()) == want) flush_list();
+      }
+    });
+  }
+
+  void finish(const py::object& dups_obj, i64 entry, int max_level) {
+    require(next_node_ == n_, "corrupt index: fewer vectors than nodes");
+    require(ids_seen_ == link_total_, "corrupt index: fewer link ids than the counts say");
+    guarded([&] {
+      advance_to_nonempty_list();
+      require(pair_ == counts_.shape(0) && pending_.empty(), "corrupt index: link lists incomplete");
+      if (!dups_obj.is_none()) {
+        const auto dups = CArray<std::uint32_t>::ensure(dups_obj);
+        require(dups && dups.ndim() == 1 && dups.shape(0) == n_,
+                "corrupt index: duplicate chains have the wrong length");
+        for (i64 node = 0; node < n_; ++node) fresh_->restore_dup(node, dups.data()[node]);
+      }
+      if (n_ > 0) require(max_level >= 0 && max_level < HNSWGraph::kMaxLevel, "corrupt index: max level out of range");
+      fresh_->restore_entry(entry, max_level);
+    });
+    require(fresh_ != nullptr, "the restorer was used already");
+    owner_.adopt(std::move(fresh_), mapped_obj_, mapped_);
+  }
+
+ private:
+  template <class F>
+  static void guarded(F&& f) {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(std::string("corrupt index: ") + e.what());
+    }
+  }
+  void restore_node(i64 node, const float* v) {
+    fresh_->restore_node(v, labels_.data()[node], levels_.data()[node], deleted_.data()[node] != 0);
+  }
+  // Empty lists need no ids: step over them (their nodes' levels keep count 0).
+  void advance_to_nonempty_list() {
+    while (pair_ < counts_.shape(0) && counts_.data()[pair_] == 0 && pending_.empty()) {
+      fresh_->restore_links(node_, level_, nullptr, 0);
+      next_pair();
+    }
+  }
+  void flush_list() {
+    fresh_->restore_links(node_, level_, pending_.data(), static_cast<i64>(pending_.size()));
+    pending_.clear();
+    next_pair();
+  }
+  void next_pair() {
+    ++pair_;
+    if (++level_ > levels_.data()[node_]) {
+      level_ = 0;
+      ++node_;
+    }
+  }
+
+  HNSW& owner_;
+  CArray<i64> labels_;
+  CArray<std::uint8_t> levels_, deleted_;
+  CArray<std::uint32_t> counts_;
+  i64 link_total_, n_ = 0, next_node_ = 0, ids_seen_ = 0;
+  i64 pair_ = 0, node_ = 0;
+  int level_ = 0;
+  std::vector<std::uint32_t> pending_;
+  std::shared_ptr<HNSWGraph> fresh_;
+  py::object mapped_obj_ = py::none();
+  MappedFile* mapped_ = nullptr;
+};
+
+void HNSW::restore(const CArray<i64>& labels, const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& deleted,
+                   const CArray<float>& vectors, const CArray<std::uint32_t>& counts, const CArray<std::uint32_t>& ids,
+                   i64 entry, int max_level, const py::object& dups_obj, const py::object& mapped_obj) {
+  require(ids.ndim() == 1, "corrupt index: link ids must be 1-D");
+  Restorer r(*this, labels, levels, deleted, counts, ids.shape(0), mapped_obj,
+             mapped_obj.is_none() ? py::object(py::none()) : py::object(vectors));
+  if (mapped_obj.is_none()) {
+    require(vectors.ndim() == 2 && vectors.shape(0) == labels.shape(0) && vectors.shape(1) == config().dim,
+            "corrupt index: vectors have the wrong shape");
+    r.vectors(vectors);
+  }
+  r.links(ids);
+  r.finish(dups_obj, entry, max_level);
+}
 
 // Test hook: the active ISA's distance of one float32 query to each row of `vectors` (float32, or float16 bit
 // patterns as uint16): squared L2 or inner product.
@@ -396,6 +595,21 @@ void bind_hnsw(py::module_& m) {
   m.def("_hnsw_interrupt_after", &hnsw_test_interrupt_after, py::arg("tasks"),
         "Test hook: the next HNSW add raises KeyboardInterrupt before linking its task number `tasks`.");
   m.def("_hnsw_distances", &hnsw_distances, py::arg("q").noconvert(), py::arg("vectors"), py::arg("l2"));
+  py::class_<SaveSession>(m, "_HNSWSaveSession")
+      .def("small", &SaveSession::small)
+      .def("vectors", &SaveSession::vectors, py::arg("begin"), py::arg("end"))
+      .def("links", &SaveSession::links, py::arg("begin"), py::arg("end"))
+      .def_property_readonly("size", &SaveSession::size)
+      .def("close", &SaveSession::close);
+  py::class_<Restorer>(m, "_HNSWRestorer")
+      .def(py::init<HNSW&, const CArray<i64>&, const CArray<std::uint8_t>&, const CArray<std::uint8_t>&,
+                    const CArray<std::uint32_t>&, i64, const py::object&, const py::object&>(),
+           py::arg("index"), py::arg("labels").noconvert(), py::arg("levels").noconvert(),
+           py::arg("deleted").noconvert(), py::arg("link_counts").noconvert(), py::arg("link_total"), py::arg("mapped"),
+           py::arg("mapped_vectors"), py::keep_alive<1, 2>())
+      .def("vectors", &Restorer::vectors, py::arg("chunk").noconvert())
+      .def("links", &Restorer::links, py::arg("chunk").noconvert())
+      .def("finish", &Restorer::finish, py::arg("next_dup"), py::arg("entry"), py::arg("max_level"));
   py::class_<HNSW>(m, "_HNSW")
       .def(py::init<i64, int, int, int, bool, std::uint64_t>(), py::arg("dim"), py::arg("metric"), py::arg("M"),
            py::arg("ef_construction"), py::arg("f16"), py::arg("seed"))
@@ -409,6 +623,7 @@ void bind_hnsw(py::module_& m) {
       .def("compact", &HNSW::compact, py::arg("threads"))
       .def("state", &HNSW::state)
       .def("labels", &HNSW::labels)
+      .def("save_session", [](const HNSW& h) { return std::make_unique<SaveSession>(h); })
       .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
            py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
            py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("next_dup") = py::none(),
