@@ -158,3 +158,41 @@ def test_known_fuzz_findings_each_have_an_xfail_test_here():
         test = globals().get(name)
         assert test is not None, f"targets.KNOWN names {name}, which is not in {__file__}"
         assert any(m.name == "xfail" for m in getattr(test, "pytestmark", [])), f"{name} is no longer xfail"
+
+
+def test_fuzz_helpers_keep_a_saved_file_loadable(tmp_path):
+    """The fuzzers' repair and edit helpers must understand what save writes (the container): an unmutated file
+    is left as it is by FIX, rewritten in every layout it still loads the same index, and an edit that changes
+    nothing gives a file that loads - else the fuzzers only ever test the first check of the loader."""
+    index = simkern.HNSWIndex(4, metric="cosine", M=4, ef_construction=16, storage="float16", seed=3)
+    index.add(_x(40, 4), threads=1)
+    index.remove([5])
+    index.save(tmp_path / "a.skh")
+    data = (tmp_path / "a.skh").read_bytes()
+    fixed = bytearray(data)
+    TARGETS.fix_hnsw(fixed)
+    assert bytes(fixed) == data
+    want = index.search(_x(3, 4, 1), k=5)
+    for version in (1, 2, 3):
+        path = tmp_path / f"v{version}.skh"
+        path.write_bytes(TARGETS.hnsw_as_version(data, version))
+        got = simkern.HNSWIndex.load(path).search(_x(3, 4, 1), k=5)
+        np.testing.assert_array_equal(got[0], want[0])
+    path.write_bytes(TARGETS.edit_hnsw(data, TARGETS.Bytes(bytes([1, 1, 0]))))  # header field 1 (version) += 0
+    assert len(simkern.HNSWIndex.load(path)) == len(index)
+    pq = simkern.PQIndex(8, 2, nbits=4).train(_x(64, 8), iters=1)
+    pq.add(_x(10, 8))
+    pq.save(tmp_path / "p.bin")
+    data = (tmp_path / "p.bin").read_bytes()
+    fixed = bytearray(data)
+    TARGETS.fix_pq_index(fixed)
+    assert bytes(fixed) == data
+    with simkern._container.Reader(tmp_path / "p.bin", "PQIndex", (2,)) as r:
+        offset = r.sections["codes"][0]
+    fixed[offset] ^= 0x01  # a changed code byte: refused as it is, loaded once FIX repaired the checksum
+    (tmp_path / "p.bin").write_bytes(bytes(fixed))
+    with pytest.raises(ValueError, match="checksum"):
+        simkern.PQIndex.load(tmp_path / "p.bin")
+    TARGETS.fix_pq_index(fixed)
+    (tmp_path / "p.bin").write_bytes(bytes(fixed))
+    assert len(simkern.PQIndex.load(tmp_path / "p.bin")) == 10

@@ -623,7 +623,9 @@ void bind_hnsw(py::module_& m) {
       .def("compact", &HNSW::compact, py::arg("threads"))
       .def("state", &HNSW::state)
       .def("labels", &HNSW::labels)
-      .def("save_session", [](const HNSW& h) { return std::make_unique<SaveSession>(h); })
+      .def(
+          "save_session", [](const HNSW& h) { return std::make_unique<SaveSession>(h); },
+          py::keep_alive<0, 1>())  // the session holds the graph by reference
       .def("restore", &HNSW::restore, py::arg("labels").noconvert(), py::arg("levels").noconvert(),
            py::arg("deleted").noconvert(), py::arg("vectors").noconvert(), py::arg("link_counts").noconvert(),
            py::arg("link_ids").noconvert(), py::arg("entry"), py::arg("max_level"), py::arg("next_dup") = py::none(),

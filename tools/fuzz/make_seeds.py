@@ -111,8 +111,9 @@ def main(out_dir: str) -> None:
             _write(os.path.join(out_dir, target, "base"), f"{b}-{name}.skh", data)
         for control in (0, FIX, MMAP | FIX):
             _write(os.path.join(out_dir, "hnsw_file", "corpus"), f"seed-{name}-{control}", bytes([control]) + data)
-        _write(os.path.join(out_dir, "hnsw_file", "corpus"), f"seed-{name}-v1",  # format 1, still read
-               bytes([FIX]) + hnsw_as_version(data, 1))
+        for version in (1, 2):  # the formats before the container, still read
+            _write(os.path.join(out_dir, "hnsw_file", "corpus"), f"seed-{name}-v{version}",
+                   bytes([FIX]) + hnsw_as_version(data, version))
         for control in (EDIT, EDIT | MMAP):
             _write(os.path.join(out_dir, "hnsw_file", "corpus"), f"seed-{name}-{control}",
                    bytes([control, b]) + rng.integers(0, 256, 24, dtype=np.uint8).tobytes())

@@ -45,6 +45,8 @@ import zlib
 
 import numpy as np
 import simkern
+import simkern.hnsw
+from simkern import _container
 from simkern.ragged import as_ragged
 
 ALLOWED = (ValueError, TypeError)
@@ -154,8 +156,29 @@ def _hnsw_section_start(version: int, off: int) -> int:
     return off + 20
 
 
+def fix_container(p: bytearray) -> None:
+    """Recompute the checksums of a (mutated) container file (python/simkern/_container.py): the header's (over
+    its first 44 bytes and the meta) and every section's that the section lengths let us find."""
+    head, section = _container._HEAD.size, _container._SECTION.size
+    if len(p) < head:
+        return
+    (meta_len,) = struct.unpack_from("<Q", p, 32)
+    meta_len = min(meta_len, len(p) - head)
+    p[44:48] = struct.pack("<I", zlib.crc32(bytes(p[head:head + meta_len]), zlib.crc32(bytes(p[:44]))))
+    off = head + meta_len + _container._pad(meta_len)
+    while off + section <= len(p) - _container._TRAILER.size:
+        (length,) = struct.unpack_from("<Q", p, off + 32)
+        start = off + section
+        p[off + 40:off + 44] = _crc(p[start:min(len(p), start + length)])
+        off = start + length + _container._pad(length)
+
+
 def fix_hnsw(p: bytearray) -> None:
-    """Recompute the header CRC and every section CRC that the (mutated) section lengths let us find."""
+    """Recompute the header CRC and every section CRC that the (mutated) section lengths let us find: the
+    container (version 3) or the layout of versions 1 and 2."""
+    if p[:len(_container.MAGIC)] == _container.MAGIC:
+        fix_container(p)
+        return
     head = _HNSW_HEADER.size
     if len(p) < head + 4:
         return
@@ -169,8 +192,30 @@ def fix_hnsw(p: bytearray) -> None:
         off = start + length
 
 
+_HNSW_META = ["dim", "metric", "storage", "M", "ef_construction", "seed", "nodes", "next_id", "ef", "entry",
+              "max_level"]  # the container's meta keys, in the order of the version 1/2 header after the version
+_CONTAINER_NAMES = {"nextdup": "next_dup", "lcounts": "link_counts"}  # other sections: the same name
+
+
 def _hnsw_serialise(head: list, arrays: dict) -> bytes:
-    version = head[1] if head[1] in (1, 2) else 2
+    """Header fields (the version 1/2 header's order: magic, version, dim, metric code, ...) and the sections, in
+    the layout of version head[1] (1, 2 or the container's 3; any other value: 3)."""
+    version = head[1] if head[1] in (1, 2, 3) else 3
+    if version == 3:
+        meta = dict(zip(_HNSW_META, head[2:]))
+        codes = {v: k for k, v in simkern.hnsw._METRICS.items()}, {v: k for k, v in simkern.hnsw._STORAGES.items()}
+        meta["metric"] = codes[0].get(meta["metric"], meta["metric"])  # an unknown code stays a number
+        meta["storage"] = codes[1].get(meta["storage"], meta["storage"])
+        meta["link_total"] = int(arrays["link_ids"].size)
+        shaped = dict(arrays)
+        dim = int(head[2])
+        if dim and shaped["vectors"].size % dim == 0:  # (rows, dim), as save writes it
+            shaped["vectors"] = shaped["vectors"].reshape(-1, dim)
+        sections = [_container.SectionSpec.of(_CONTAINER_NAMES.get(name, name), shaped[name])
+                    for name, _ in _HNSW_SECTIONS]
+        buf = io.BytesIO()
+        _container.write(buf, "HNSW", simkern.hnsw._CONTAINER_VERSION, meta, sections)
+        return buf.getvalue()
     header = _HNSW_HEADER.pack(*head)
     out = bytearray(header + _crc(header))
     for name, _ in _HNSW_SECTIONS:
@@ -187,7 +232,15 @@ def _hnsw_serialise(head: list, arrays: dict) -> bytes:
 
 
 def _hnsw_parse(base: bytes) -> tuple[list, dict]:
-    """Header fields and section arrays of a version 2 file."""
+    """Header fields (in the version 1/2 header's order) and section arrays of a saved file: a container
+    (version 3, what save writes) or a version 2 file."""
+    if base[:len(_container.MAGIC)] == _container.MAGIC:
+        with _container.Reader(io.BytesIO(base), "HNSW", (simkern.hnsw._CONTAINER_VERSION,)) as r:
+            m = dict(r.meta)
+            m["metric"], m["storage"] = simkern.hnsw._METRICS[m["metric"]], simkern.hnsw._STORAGES[m["storage"]]
+            head = [simkern.hnsw._MAGIC, simkern.hnsw._CONTAINER_VERSION] + [int(m[k]) for k in _HNSW_META]
+            arrays = {name: r.read(_CONTAINER_NAMES.get(name, name)).reshape(-1) for name, _ in _HNSW_SECTIONS}
+        return head, arrays
     head = list(_HNSW_HEADER.unpack_from(base, 0))
     arrays, off = {}, _HNSW_HEADER.size + 4
     for name, dtype in _HNSW_SECTIONS:
@@ -199,15 +252,16 @@ def _hnsw_parse(base: bytes) -> tuple[list, dict]:
 
 
 def hnsw_as_version(base: bytes, version: int) -> bytes:
+    """A saved file rewritten in the layout of ``version`` (1, 2: the formats before the container; 3)."""
     head, arrays = _hnsw_parse(base)
     head[1] = version
     return _hnsw_serialise(head, arrays)
 
 
 def edit_hnsw(base: bytes, b: Bytes) -> bytes:
-    """A saved (version 2) HNSW file with fields changed - header values, array entries, array lengths; setting the
-    version field to 1 writes the version 1 layout - and every length, padding and checksum made consistent again,
-    so that the edits reach the graph checks (and the searches) behind them."""
+    """A saved HNSW file (the container, version 3) with fields changed - header (meta) values, array entries,
+    array lengths; setting the version field to 1 or 2 writes that older layout - and every length, padding and
+    checksum made consistent again, so that the edits reach the graph checks (and the searches) behind them."""
     head, arrays = _hnsw_parse(base)
     for _ in range(b.range(1, 4)):
         what = b.range(0, 2 + len(_HNSW_SECTIONS))
@@ -241,7 +295,10 @@ def edit_hnsw(base: bytes, b: Bytes) -> bytes:
 
 
 def fix_pq_index(p: bytearray) -> None:
-    if len(p) >= 4:
+    """The container's checksums (version 2, what save writes), or the version 1 file's trailing CRC."""
+    if p[:len(_container.MAGIC)] == _container.MAGIC:
+        fix_container(p)
+    elif len(p) >= 4:
         p[-4:] = _crc(p[:-4])
 
 
