@@ -27,7 +27,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -101,6 +101,66 @@ def write(f: IO[bytes], kind: str, kind_version: int, meta: dict[str, Any], sect
     f.write(_TRAILER.pack(_END, f.tell() + _TRAILER.size))
 
 
+def section_spec(spec: Any) -> tuple[str, np.dtype[Any], tuple[int, ...]]:
+    """(name, dtype, shape) of one entry of the meta's section list; ValueError naming what is wrong."""
+    try:
+        name, dtype_str, shape = str(spec["name"]), str(spec["dtype"]), tuple(int(s) for s in spec["shape"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("section list") from None
+    if dtype_str not in _DTYPES or not 1 <= len(shape) <= 4 or any(s < 0 for s in shape):
+        raise ValueError(f"section {name!r}")
+    return name, np.dtype(dtype_str), shape
+
+
+Layout = dict[str, tuple[np.dtype[Any], tuple[int, ...]]]  # section name -> (dtype, shape), in file order
+Request = tuple[str, "int | None"]  # what a restore generator asks for: (section, rows per chunk or None: all)
+RestoreSteps = Generator[Request, npt.NDArray[Any], Any]  # see restore()
+
+
+def collect(name: str, layout: Layout) -> Generator[Request, npt.NDArray[Any], npt.NDArray[Any]]:
+    """Restore steps (``yield from``) that gather the whole section ``name``: one array when the source gives it
+    whole (a file), else the parts it arrives in (a pickle stream) copied into one array."""
+    dtype, shape = layout[name]
+    out: npt.NDArray[Any] | None = None
+    got = 0
+    while got < shape[0]:
+        chunk = yield (name, None)
+        if out is None and len(chunk) == shape[0]:
+            return chunk
+        if out is None:
+            out = np.empty(shape, dtype)
+        out[got:got + len(chunk)] = chunk
+        got += len(chunk)
+    return out if out is not None else np.empty(shape, dtype)
+
+
+def restore(reader: Reader, steps: RestoreSteps) -> Any:
+    """Run an index's restore steps (a generator shared with the streamed pickle, _pickling.py) on an open
+    container: each request ``(section, rows)`` is answered with the whole section (``rows`` None, read in place)
+    or its next chunk of ``rows`` rows; a section's checksum is verified before its last chunk is handed over.
+    Returns what the steps return (the index)."""
+    chunks: dict[str, tuple[Iterator[npt.NDArray[Any]], list[int]]] = {}
+    try:
+        name, rows = next(steps)
+        while True:
+            if name not in reader.sections:
+                raise reader._fail(f"corrupted file (section {name!r} missing)")
+            if rows is None:
+                data = reader.read(name)
+            else:
+                it, left = chunks.setdefault(name, (reader.read_chunks(name, rows), [reader.sections[name][2][0]]))
+                chunk: npt.NDArray[Any] | None = next(it, None)
+                if chunk is None or len(chunk) > left[0]:
+                    raise reader._fail(f"corrupted file (section {name!r} is shorter than its header says)")
+                left[0] -= len(chunk)
+                data = chunk
+                if left[0] == 0 and next(it, None) is not None:  # verifies the checksum (raises on a mismatch)
+                    raise reader._fail(f"corrupted file (section {name!r})")
+            name, rows = steps.send(data)
+    except StopIteration as done:
+        return done.value
+
+
 class Reader:
     """A container opened for reading: ``kind_version``, ``meta`` (without the section list) and the sections'
     places, all checked against the file size; ``read(name)`` / ``view(name)`` give the arrays."""
@@ -161,12 +221,9 @@ class Reader:
         self.sections: dict[str, tuple[int, np.dtype[Any], tuple[int, ...], int]] = {}
         for spec in specs:
             try:
-                name, dtype_str, shape = str(spec["name"]), str(spec["dtype"]), tuple(int(s) for s in spec["shape"])
-            except (KeyError, TypeError, ValueError):
-                raise self._fail("corrupted header (section list)") from None
-            if dtype_str not in _DTYPES or len(shape) > 4 or any(s < 0 for s in shape):
-                raise self._fail(f"corrupted header (section {name!r})")
-            dtype = np.dtype(dtype_str)
+                name, dtype, shape = section_spec(spec)
+            except ValueError as e:
+                raise self._fail(f"corrupted header ({e})") from None
             nbytes = dtype.itemsize
             for s in shape:
                 nbytes *= s
@@ -177,7 +234,7 @@ class Reader:
             f.seek(offset)
             sec_head = f.read(_SECTION.size)
             tag, length, sec_crc = _SECTION.unpack(sec_head)
-            if tag.rstrip(b"\0") != name.encode() or length != nbytes or any(sec_head[44:]):
+            if tag.rstrip(b"\0") != name.encode() or length != nbytes or any(sec_head[44:]) or (not nbytes and sec_crc):
                 raise self._fail(f"corrupted file (section {name!r})")
             f.seek(offset + _SECTION.size + nbytes)
             if any(f.read(_pad(nbytes))):  # every byte of the file is checked: padding must be zero
@@ -193,6 +250,11 @@ class Reader:
             self.mapped_file = _core._MappedFile(self.where)
             if self.mapped_file.size != size:
                 raise self._fail("the file changed while it was being opened")
+
+    @property
+    def layout(self) -> Layout:
+        """Each section's (dtype, shape), in file order."""
+        return {name: (dtype, shape) for name, (_, dtype, shape, _) in self.sections.items()}
 
     def read(self, name: str) -> npt.NDArray[Any]:
         """The section as a new array, read in place chunk by chunk, its checksum verified."""

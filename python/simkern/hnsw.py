@@ -33,9 +33,10 @@ never a half-written record; ``remove``/``compact``/``add`` calls are serialised
 File format (``save``): the container of every index (``_container.py``), kind ``HNSW`` version 3: meta (dim,
 metric, storage, M, ef_construction, seed, node count, next default id, search ef, entry point, top level, link id
 count) and sections ``labels`` (int64), ``levels`` (uint8), ``deleted`` (uint8), ``next_dup`` (uint32 per node: the
-next exact duplicate, 0 for none), ``vectors`` (float32 n x dim, 64-byte aligned), ``link_counts`` (uint32 per node
-and level), ``link_ids`` (uint32). ``save`` holds the writer lock and exports the vectors and links a range of
-nodes at a time (its memory beyond the index: ~1 MB chunks); ``load`` feeds them to the new graph a chunk at a time
+next exact duplicate, 0 for none), ``link_counts`` (uint32 per node and level), ``vectors`` (float32 n x dim, 64-byte
+aligned), ``link_ids`` (uint32). ``save`` holds the writer lock and exports the vectors and links a range of nodes
+at a time (its memory beyond the index: 64 KiB chunks); pickling streams the same sections (``_pickling.py``);
+``load`` feeds them to the new graph a chunk at a time
 and checks every section's checksum, every link (ids in range, counts within the level's limit) and the levels;
 ``load(path, mmap=True)`` maps the file and uses the vectors in place (see ``load``). Files of versions 1 and 2
 (magic ``SIMKHNSW``) are still read.
@@ -56,17 +57,18 @@ thread was modifying an index gets an incomplete copy: every use of that copy in
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _container, _core
+from . import _container, _core, _pickling
 from ._enums import METRICS, STORAGES, choice
 from ._progress import progress_reporter
 from ._validate import (
@@ -92,8 +94,9 @@ _METRICS, _STORAGES = METRICS, STORAGES  # the shared tables (their codes are in
 _MAGIC = b"SIMKHNSW"  # files of versions 1 and 2 (before the shared container), still read
 _VERSION = 2
 _CONTAINER_VERSION = 3  # the HNSW kind version inside the container (_container.py)
-_SAVE_CHUNK_BYTES = 1 << 20  # vectors / link ids exported per step by save
-_LOAD_CHUNK_BYTES = 1 << 18  # and read per step by load (the transient beyond the new graph: ~1 MB in all)
+_SAVE_CHUNK_BYTES = 1 << 16  # vectors / link ids exported per step by save (below glibc's mmap threshold: see
+# docs/ARCHITECTURE.md "Persistence")
+_LOAD_CHUNK_BYTES = 1 << 18  # and read per step by load (the transient beyond the new graph: under 1 MB in all)
 # magic, version, dim, metric, storage, M, ef_construction, seed, nodes, next_id, ef, entry, top level, crc
 _HEADER = struct.Struct("<8sIIBBHIQQqIqi")
 _SECTIONS = {  # per format version, in file order
@@ -318,10 +321,12 @@ class HNSWIndex:
         return labels[~deleted]
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def _write(self, f: IO[bytes]) -> None:
-        """Stream the index to a seekable binary file object: the shared container (kind ``HNSW``, version 3), one
-        consistent state (the writer lock is held for the whole write), vectors and link ids exported a range of
-        nodes at a time (no copy of the whole index in memory)."""
+    @contextlib.contextmanager
+    def _save_plan(self, chunk_bytes: int = _SAVE_CHUNK_BYTES) -> Iterator[tuple[dict[str, Any],
+                                                                                list[_container.SectionSpec]]]:
+        """The meta and sections of one consistent state (the container of ``save``, the parts of a pickle): the
+        writer lock is held until the block ends; vectors and link ids are exported a range of nodes at a time
+        as the sections' chunks are drawn (no copy of the whole index in memory)."""
         session = self._core.save_session()
         try:
             small = session.small()
@@ -330,25 +335,30 @@ class HNSWIndex:
                     "ef_construction": self._ef_construction, "seed": self._seed, "nodes": n,
                     "next_id": self._next_id, "ef": self._ef, "entry": int(small["entry"]),
                     "max_level": int(small["max_level"]), "link_total": total}
-            rows = max(1, _SAVE_CHUNK_BYTES // (4 * dim))
+            rows = max(1, chunk_bytes // (4 * dim))
 
             def vectors() -> Iterator[npt.NDArray[np.float32]]:
                 return (session.vectors(b, min(n, b + rows)) for b in range(0, n, rows))
 
             def links() -> Iterator[npt.NDArray[np.uint32]]:
-                step = max(1, _SAVE_CHUNK_BYTES // (4 * 2 * self._M))  # nodes per chunk: ~2M ids each at level 0
+                step = max(1, chunk_bytes // (4 * 2 * self._M))  # nodes per chunk: ~2M ids each at level 0
                 return (session.links(b, min(n, b + step)) for b in range(0, n, step))
 
-            sections = [_container.SectionSpec.of("labels", small["labels"]),
-                        _container.SectionSpec.of("levels", small["levels"]),
-                        _container.SectionSpec.of("deleted", small["deleted"]),
-                        _container.SectionSpec.of("next_dup", small["next_dup"]),
-                        _container.SectionSpec("vectors", np.float32, (n, dim), vectors),
-                        _container.SectionSpec.of("link_counts", small["link_counts"]),
-                        _container.SectionSpec("link_ids", np.uint32, (total,), links)]
-            _container.write(f, "HNSW", _CONTAINER_VERSION, meta, sections)
+            # in the order _restore_steps asks for them (a pickle stream is read in order)
+            yield meta, [_container.SectionSpec.of("labels", small["labels"]),
+                         _container.SectionSpec.of("levels", small["levels"]),
+                         _container.SectionSpec.of("deleted", small["deleted"]),
+                         _container.SectionSpec.of("next_dup", small["next_dup"]),
+                         _container.SectionSpec.of("link_counts", small["link_counts"]),
+                         _container.SectionSpec("vectors", np.float32, (n, dim), vectors),
+                         _container.SectionSpec("link_ids", np.uint32, (total,), links)]
         finally:
             session.close()
+
+    def _write(self, f: IO[bytes]) -> None:
+        """Stream the index to a seekable binary file object: the shared container (kind ``HNSW``, version 3)."""
+        with self._save_plan() as (meta, sections):
+            _container.write(f, "HNSW", _CONTAINER_VERSION, meta, sections)
 
     def _to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -463,9 +473,20 @@ class HNSWIndex:
 
     @classmethod
     def _from_container(cls, r: _container.Reader) -> HNSWIndex:
-        """An index from an open container: header fields and per-node sections checked, then vectors and link
-        ids fed to a restorer a chunk at a time (mapped: the vectors are used in place)."""
-        m = r.meta
+        """An index from an open container (mapped: the vectors are used in place)."""
+        mapped = r.mapped_file
+        steps = cls._restore_steps(r.meta, r.layout, r.where, mapped,
+                                   r.view("vectors") if mapped is not None and "vectors" in r.sections else None)
+        index: HNSWIndex = _container.restore(r, steps)
+        return index
+
+    @classmethod
+    def _restore_steps(cls, m: dict[str, Any], layout: _container.Layout, where: str,
+                       mapped: _core._MappedFile | None = None,
+                       mapped_vectors: npt.NDArray[np.float32] | None = None) -> _container.RestoreSteps:
+        """The index rebuilt from a container's meta and sections (a file's or a pickle stream's; see
+        _container.restore): header fields and per-node sections checked, then vectors (unless mapped) and link
+        ids fed to a restorer a chunk at a time."""
         try:
             dim, M, efc, ef, n = (int(m[k]) for k in ("dim", "M", "ef_construction", "ef", "nodes"))
             seed, next_id, entry, top, total = (int(m[k]) for k in ("seed", "next_id", "entry", "max_level",
@@ -473,27 +494,33 @@ class HNSWIndex:
             index = cls(dim, metric=m["metric"], M=M, ef_construction=efc, storage=m["storage"], seed=seed)
             index.ef = ef
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{r.where}: corrupted header ({e})") from None
+            raise ValueError(f"{where}: corrupted header ({e})") from None
         if not 0 <= next_id <= MAX_ID + 1:
-            raise ValueError(f"{r.where}: corrupted header (next id={next_id})")
+            raise ValueError(f"{where}: corrupted header (next id={next_id})")
         want = {"labels": ((n,), np.int64), "levels": ((n,), np.uint8), "deleted": ((n,), np.uint8),
                 "next_dup": ((n,), np.uint32), "vectors": ((n, dim), np.float32), "link_ids": ((total,), np.uint32)}
-        if set(r.sections) != set(want) | {"link_counts"} or any(
-                r.sections[k][2] != shape or r.sections[k][1] != dtype for k, (shape, dtype) in want.items()):
-            raise ValueError(f"{r.where}: corrupted file (sections do not match the header)")
-        labels = r.read("labels")
+        if set(layout) != set(want) | {"link_counts"} or layout["link_counts"][1][1:] or any(
+                layout[k][1] != shape or layout[k][0] != dtype for k, (shape, dtype) in want.items()) \
+                or layout["link_counts"][0] != np.uint32:
+            raise ValueError(f"{where}: corrupted file (sections do not match the header)")
+        labels = yield from _container.collect("labels", layout)
         if n and (labels.min() < 0 or labels.max() > MAX_ID):
-            raise ValueError(f"{r.where}: corrupted file (an id outside 0..2**63-2)")
-        levels, deleted, next_dup, counts = r.read("levels"), r.read("deleted"), r.read("next_dup"), \
-            r.read("link_counts")
-        mapped = r.mapped_file
-        restorer = _core._HNSWRestorer(index._core, labels, levels, deleted, counts, total, mapped,
-                                       r.view("vectors") if mapped is not None else None)
-        if mapped is None:
-            for chunk in r.read_chunks("vectors", max(1, _LOAD_CHUNK_BYTES // (4 * dim))):
-                restorer.vectors(chunk)
-        for chunk in r.read_chunks("link_ids", _LOAD_CHUNK_BYTES // 4):
+            raise ValueError(f"{where}: corrupted file (an id outside 0..2**63-2)")
+        levels = yield from _container.collect("levels", layout)
+        deleted = yield from _container.collect("deleted", layout)
+        next_dup = yield from _container.collect("next_dup", layout)
+        counts = yield from _container.collect("link_counts", layout)
+        restorer = _core._HNSWRestorer(index._core, labels, levels, deleted, counts, total, mapped, mapped_vectors)
+        got = 0
+        while mapped_vectors is None and got < n:
+            chunk = yield ("vectors", max(1, _LOAD_CHUNK_BYTES // (4 * dim)))
+            restorer.vectors(chunk)
+            got += len(chunk)
+        got = 0
+        while got < total:
+            chunk = yield ("link_ids", _LOAD_CHUNK_BYTES // 4)
             restorer.links(chunk)
+            got += len(chunk)
         restorer.finish(next_dup, entry, top)
         index._next_id = next_id
         return index
@@ -503,12 +530,37 @@ class HNSWIndex:
         """True when the vectors are read from a memory-mapped file (``load(..., mmap=True)``)."""
         return bool(self._core.external)
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        """Pickling streams the container's sections a part at a time (_pickling.py), with the writer lock held
+        until the last part is written; protocols 0 and 1: the whole file as the state (``__getstate__``)."""
+        if int(protocol) < 2:
+            return super().__reduce_ex__(protocol)
+        plan = contextlib.ExitStack()
+        try:
+            meta, sections = plan.enter_context(self._save_plan(_pickling.PART_BYTES))
+            return _pickling.reduce(self, int(protocol), "HNSW", _CONTAINER_VERSION, meta, sections, plan.close)
+        except BaseException:
+            plan.close()
+            raise
+
+    def __copy__(self) -> HNSWIndex:
+        """An independent copy (vectors in memory, whatever this index maps), built a part at a time."""
+        copy: HNSWIndex = _pickling.copy_of(self)
+        return copy
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HNSWIndex:
+        return self.__copy__()
+
     def __getstate__(self) -> dict[str, bytes]:
         return {"data": self._to_bytes()}
 
     def __setstate__(self, state: dict[str, bytes]) -> None:
+        """Pickles of protocols 0 and 1, and of simkern before the streamed pickle."""
         other = HNSWIndex._from_bytes(state["data"], "pickle")
         self.__dict__.update(other.__dict__)
+
+
+_pickling.register("HNSW", HNSWIndex, HNSWIndex._restore_steps, (_CONTAINER_VERSION,))
 
 
 

@@ -18,7 +18,8 @@ meta (dim, m, nbits, metric, keep_vectors, opq, n) and sections ``codebooks`` fl
 uint8 (n, m) one code per byte, ``vectors`` float32 (n, dim) if stored, ``rotation`` float32 (dim, dim) with OPQ.
 ``load(path, mmap=True)`` leaves the codes and vectors in the file (mapped read-only and private; a search on a
 file changed meanwhile raises ValueError). Version 1 files (magic ``SIMKPQI\\0``, one CRC over the file) are still
-read. Loading checks sizes, checksums and values and raises ValueError otherwise.
+read. Loading checks sizes, checksums and values and raises ValueError otherwise. Pickling (protocol >= 2) streams
+the same sections through the same checks (``_pickling.py``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import os
 import struct
 import threading
 import zlib
-from typing import IO, Any, TypeVar
+from typing import IO, Any, SupportsIndex, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _container, _core
+from . import _container, _core, _pickling
 from ._progress import progress_reporter
 from ._validate import (
     atomic_write,
@@ -321,6 +322,26 @@ class PQIndex:
         return out_scores, out_ids
 
     # -- persistence -------------------------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        """Pickling streams the container's sections a part at a time (_pickling.py); an untrained index, and
+        protocols 0 and 1: the dict state (``__getstate__``)."""
+        if int(protocol) < 2 or not self.is_trained:
+            return super().__reduce_ex__(protocol)
+        meta, sections = self._save_plan()
+        return _pickling.reduce(self, int(protocol), "PQIndex", _VERSION, meta, sections)
+
+    def __copy__(self) -> PQIndex:
+        """An independent copy (in memory, whatever this index maps)."""
+        if not self.is_trained:
+            other = PQIndex.__new__(PQIndex)
+            other.__setstate__(self.__getstate__())
+            return other
+        copy: PQIndex = _pickling.copy_of(self)
+        return copy
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PQIndex:
+        return self.__copy__()
+
     def __getstate__(self) -> dict[str, Any]:
         snap = self._snap
         return {"pq": self.pq.__getstate__(), "keep_vectors": self.keep_vectors, "codes": snap.codes,
@@ -351,11 +372,11 @@ class PQIndex:
         self._write_lock = threading.Lock()
         self._set_contents(codes, vectors)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index (format in the module docstring), section by section from its own arrays, atomically:
-        a unique temporary file beside ``path``, flushed, renamed over it. The index must be trained."""
+    def _save_plan(self) -> tuple[dict[str, Any], list[_container.SectionSpec]]:
+        """The meta and sections of the state published now (the container of ``save``, the parts of a pickle);
+        adds may go on meanwhile. The index must be trained."""
         cb = self.pq._require_trained()
-        snap = self._snap  # the state published when save started (adds may go on meanwhile)
+        snap = self._snap
         meta = {"dim": self.dim, "m": self.pq.m, "nbits": self.pq.nbits, "metric": self.metric,
                 "keep_vectors": self.keep_vectors, "opq": self.opq is not None, "n": len(snap.codes)}
         sections = [_container.SectionSpec.of("codebooks", cb), _container.SectionSpec.of("codes", snap.codes)]
@@ -363,6 +384,12 @@ class PQIndex:
             sections.append(_container.SectionSpec.of("vectors", snap.vectors))  # type: ignore[arg-type]  # kept
         if self.opq is not None:
             sections.append(_container.SectionSpec.of("rotation", self.opq.rotation))
+        return meta, sections
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index (format in the module docstring), section by section from its own arrays, atomically:
+        a unique temporary file beside ``path``, flushed, renamed over it. The index must be trained."""
+        meta, sections = self._save_plan()
 
         def write(f: IO[bytes]) -> None:
             _container.write(f, "PQIndex", _VERSION, meta, sections)
@@ -380,38 +407,49 @@ class PQIndex:
         if not _container.is_container(path):
             return cls._load_v1(path)
         with _container.Reader(path, "PQIndex", (_VERSION,), mapped=mmap) as r:
-            meta = r.meta
-            try:
-                dim, m, nbits, n = (int(meta[k]) for k in ("dim", "m", "nbits", "n"))
-                metric, keep, opq = meta["metric"], bool(meta["keep_vectors"]), bool(meta["opq"])
-                index = cls(dim, m, nbits, metric, keep_vectors=keep, opq=opq)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{r.where}: corrupted header ({e})") from None
-            ksub = 1 << nbits
-            want = {"codebooks": ((m, ksub, dim // m), np.float32), "codes": ((n, m), np.uint8)}
-            if keep:
-                want["vectors"] = ((n, dim), np.float32)
-            if opq:
-                want["rotation"] = ((dim, dim), np.float32)
-            if set(r.sections) != set(want) or any(r.sections[k][2] != shape or r.sections[k][1] != dtype
-                                                  for k, (shape, dtype) in want.items()):
-                raise ValueError(f"{r.where}: corrupted file (sections do not match the header)")
-            big = r.view if mmap else r.read  # codes and vectors: left in the file, or read into memory
-            codebooks = r.read("codebooks")
-            if not np.isfinite(codebooks).all():
-                raise ValueError(f"{r.where}: codebooks contain NaN or inf")
-            codes = big("codes")
-            if codes.size and int(codes.max()) >= ksub:
-                raise ValueError(f"{r.where}: codes out of range for nbits={nbits}")
-            vectors = big("vectors") if keep else None
-            if opq:
-                rotation = r.read("rotation")
-                if not np.isfinite(rotation).all():
-                    raise ValueError(f"{r.where}: rotation contains NaN or inf")
-                index.opq.rotation = rotation  # type: ignore[union-attr]  # opq=True
-            index.pq._set_codebooks(codebooks)
-            index._set_contents(codes, vectors)
+            views: dict[str, npt.NDArray[Any]] | None = None
+            if mmap:
+                views = {k: r.view(k) for k in ("codes", "vectors") if k in r.sections}
+            index: PQIndex = _container.restore(r, cls._restore_steps(r.meta, r.layout, r.where, views))
             index._mapped = r.mapped_file
+        return index
+
+    @classmethod
+    def _restore_steps(cls, meta: dict[str, Any], layout: _container.Layout, where: str,
+                       views: dict[str, npt.NDArray[Any]] | None = None) -> _container.RestoreSteps:
+        """The index rebuilt from a container's meta and sections (a file's or a pickle stream's; see
+        _container.restore); ``views``: codes and vectors left in a mapped file."""
+        try:
+            dim, m, nbits, n = (int(meta[k]) for k in ("dim", "m", "nbits", "n"))
+            metric, keep, opq = meta["metric"], bool(meta["keep_vectors"]), bool(meta["opq"])
+            index = cls(dim, m, nbits, metric, keep_vectors=keep, opq=opq)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: corrupted header ({e})") from None
+        ksub = 1 << nbits
+        want = {"codebooks": ((m, ksub, dim // m), np.float32), "codes": ((n, m), np.uint8)}
+        if keep:
+            want["vectors"] = ((n, dim), np.float32)
+        if opq:
+            want["rotation"] = ((dim, dim), np.float32)
+        if set(layout) != set(want) or any(layout[k][1] != shape or layout[k][0] != dtype
+                                           for k, (shape, dtype) in want.items()):
+            raise ValueError(f"{where}: corrupted file (sections do not match the header)")
+        codebooks = yield from _container.collect("codebooks", layout)
+        if not np.isfinite(codebooks).all():
+            raise ValueError(f"{where}: codebooks contain NaN or inf")
+        codes = views["codes"] if views is not None else (yield from _container.collect("codes", layout))
+        if codes.size and int(codes.max()) >= ksub:
+            raise ValueError(f"{where}: codes out of range for nbits={nbits}")
+        vectors = None
+        if keep:
+            vectors = views["vectors"] if views is not None else (yield from _container.collect("vectors", layout))
+        if opq:
+            rotation = yield from _container.collect("rotation", layout)
+            if not np.isfinite(rotation).all():
+                raise ValueError(f"{where}: rotation contains NaN or inf")
+            index.opq.rotation = rotation  # type: ignore[union-attr]  # opq=True
+        index.pq._set_codebooks(codebooks)
+        index._set_contents(codes, vectors)
         return index
 
     @classmethod
@@ -467,3 +505,6 @@ def _grow(buf: npt.NDArray[_Scalar], n: int, capacity: int) -> npt.NDArray[_Scal
     out = np.empty((capacity,) + buf.shape[1:], buf.dtype)
     out[:n] = buf[:n]
     return out
+
+
+_pickling.register("PQIndex", PQIndex, PQIndex._restore_steps, (_VERSION,))
