@@ -46,11 +46,12 @@ def pq_index():
 
 # -- MultiVectorIndex.load ---------------------------------------------------------------------------------------
 def _saved_flat_index(tmp_path):
-    index = simkern.MultiVectorIndex(4, ann="flat", fde=simkern.FDE(4, num_repetitions=1, num_simhash_projections=1,
-                                                                    projection_dimension=2))
-    index.add([_x(2, 4, i) for i in range(3)])
+    """A folder of version 1 (manifest.json + .npy files; tests/data/mv_v1, still read) to corrupt."""
+    import pathlib
+    import shutil
+
     path = tmp_path / "index"
-    index.save(path)
+    shutil.copytree(pathlib.Path(__file__).parent / "data" / "mv_v1", path)
     return path
 
 

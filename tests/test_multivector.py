@@ -5,7 +5,9 @@ bad inputs; the PyLate shim against a NumPy transcription of PyLate's formula.""
 from __future__ import annotations
 
 import os
+import pathlib
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -145,29 +147,75 @@ def test_save_load_pickle_round_trip(tmp_path, data, ann):
     assert len(loaded) == 299
 
 
-def test_corrupt_folders(tmp_path, data):
+V1_FOLDER = pathlib.Path(__file__).parent / "data" / "mv_v1"  # saved by simkern before the container (version 1)
+
+
+def test_corrupt_files(tmp_path, data):
+    """Every section of index.skc, its header and meta, and its end: a changed byte or a truncation is refused,
+    read or mapped."""
     d, q, _ = data
     index = build("hnsw", [d[i] for i in range(100)])
     good = tmp_path / "good"
     index.save(good)
-    for name in ["tokens.npy", "offsets.npy", "ids.npy", "alive.npy", "ann.bin", "manifest.json"]:
-        bad = tmp_path / f"bad-{name}"
+    assert sorted(os.listdir(good)) == ["index.skc"]
+    raw = (good / "index.skc").read_bytes()
+    with simkern._container.Reader(good / "index.skc", "MultiVectorIndex", (2,)) as r:
+        places = {name: (offset, r.layout[name]) for name, (offset, *_) in r.sections.items()}
+    assert {"tokens", "offsets", "ids", "alive", "ann/vectors", "ann/link_ids"} <= set(places)
+    spots = {"header": 10, "meta": 80, "end": len(raw) - 3}
+    spots |= {name: offset + 1 for name, (offset, (dtype, shape)) in places.items() if np.prod(shape) > 1}
+    for what, at in spots.items():
+        bad = tmp_path / f"bad-{what.replace('/', '-')}"
         index.save(bad)
-        raw = bytearray((bad / name).read_bytes())
-        raw[len(raw) // 2] ^= 0x5A
-        (bad / name).write_bytes(bytes(raw))
-        with pytest.raises(ValueError):
-            simkern.MultiVectorIndex.load(bad)
-        trunc = tmp_path / f"trunc-{name}"
-        index.save(trunc)
-        (trunc / name).write_bytes((trunc / name).read_bytes()[:-7])
-        with pytest.raises(ValueError):
-            simkern.MultiVectorIndex.load(trunc)
-    os.remove(good / "ids.npy")
-    with pytest.raises(ValueError, match="missing or corrupt"):
+        changed = bytearray(raw)
+        changed[at] ^= 0x5A
+        (bad / "index.skc").write_bytes(bytes(changed))
+        for mmap in (False, True):
+            with pytest.raises(ValueError):
+                simkern.MultiVectorIndex.load(bad, mmap=mmap)
+    (good / "index.skc").write_bytes(raw[:-7])
+    with pytest.raises(ValueError, match="truncated"):
         simkern.MultiVectorIndex.load(good)
     with pytest.raises(ValueError, match="not a MultiVectorIndex folder"):
         simkern.MultiVectorIndex.load(tmp_path / "nothing-here")
+    with pytest.raises(ValueError, match="not a MultiVectorIndex folder"):
+        simkern.MultiVectorIndex.load(tmp_path / "nothing-here", mmap=True)
+
+
+def test_version_1_folders_still_load(tmp_path):
+    want = np.load(V1_FOLDER.parent / "mv_v1_expected.npz")
+    index = simkern.MultiVectorIndex.load(V1_FOLDER)
+    got = index.search(list(want["queries"]), k=5)
+    np.testing.assert_array_equal(got[1], want["ids"])
+    np.testing.assert_array_equal(got[0], want["scores"])
+    with pytest.raises(ValueError, match="version 1, which cannot be mapped"):
+        simkern.MultiVectorIndex.load(V1_FOLDER, mmap=True)
+    index.save(tmp_path / "again")  # saved again: the container, same results
+    again = simkern.MultiVectorIndex.load(tmp_path / "again", mmap=True)
+    np.testing.assert_array_equal(again.search(list(want["queries"]), k=5)[1], want["ids"])
+    copy = tmp_path / "v1"
+    shutil.copytree(V1_FOLDER, copy)
+    index.save(copy)  # a version 1 folder is ours: replaced by the container
+    assert sorted(os.listdir(copy)) == ["index.skc"]
+
+
+@pytest.mark.parametrize("name", ["tokens.npy", "offsets.npy", "ids.npy", "alive.npy", "ann.bin", "manifest.json"])
+def test_corrupt_version_1_folders(tmp_path, name):
+    bad = tmp_path / "bad"
+    shutil.copytree(V1_FOLDER, bad)
+    raw = bytearray((bad / name).read_bytes())
+    raw[len(raw) // 2] ^= 0x5A
+    (bad / name).write_bytes(bytes(raw))
+    with pytest.raises(ValueError):
+        simkern.MultiVectorIndex.load(bad)
+    trunc = tmp_path / "trunc"
+    shutil.copytree(V1_FOLDER, trunc)
+    (trunc / name).write_bytes((trunc / name).read_bytes()[:-7])
+    with pytest.raises(ValueError):
+        simkern.MultiVectorIndex.load(trunc)
+    os.remove(trunc / name)
+    with pytest.raises(ValueError, match="missing or corrupt|not a MultiVectorIndex folder"):
+        simkern.MultiVectorIndex.load(trunc)
 
 
 def test_default_fde_is_the_papers():

@@ -224,7 +224,7 @@ def test_save_refuses_foreign_folders_files_and_the_working_directory(tmp_path, 
     assert leftovers(tmp_path) == [] and leftovers(work) == []
 
 
-@pytest.mark.parametrize("where", ["np.save", "ann.save", "swap"])
+@pytest.mark.parametrize("where", ["write", "ann", "swap"])
 def test_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch, base_docs, queries, where):
     index = new_index("hnsw")
     index.add(base_docs[:30])
@@ -233,18 +233,20 @@ def test_failed_save_keeps_the_previous_folder(tmp_path, monkeypatch, base_docs,
     want = simkern.MultiVectorIndex.load(path).search(queries, 5)
     index.add(base_docs[30:60])
     with monkeypatch.context() as m:
-        if where == "np.save":
-            real, calls = np.save, [0]
+        if where == "write":  # the disk fills up in the middle of the container
+            real = simkern._container.write
 
-            def failing(*args, **kw):
-                calls[0] += 1
-                if calls[0] == 3:
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                return real(*args, **kw)
-            m.setattr(np, "save", failing)
+            def failing(f, *args, **kw):
+                real(f, *args, **kw)
+                f.truncate(f.tell() // 2)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            m.setattr(simkern._container, "write", failing)
             expected = OSError
-        elif where == "ann.save":
-            m.setattr(HNSWIndex, "save", lambda self, p: (_ for _ in ()).throw(KeyboardInterrupt))
+        elif where == "ann":  # interrupted while the ANN's sections are prepared
+
+            def interrupted(self, *args):
+                raise KeyboardInterrupt
+            m.setattr(HNSWIndex, "_save_plan", interrupted)
             expected = KeyboardInterrupt
         else:  # the folder in place is moved aside, then the rename of the new one is interrupted
             real_rename, calls = os.rename, [0]

@@ -319,3 +319,35 @@ def is_container(path: str | os.PathLike[str]) -> bool:
     """True when the file starts with the container's magic (older per-index formats do not)."""
     with open(path, "rb") as f:
         return f.read(len(MAGIC)) == MAGIC
+
+
+def kind_of(path: str | os.PathLike[str]) -> str | None:
+    """The kind named in a container file's header; None for anything else (or an unreadable file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD.size)
+    except OSError:
+        return None
+    if len(head) < _HEAD.size or head[:8] != MAGIC:
+        return None
+    return head[16:32].rstrip(b"\0").decode(errors="replace")
+
+
+def renamed(prefix: str, sections: Sequence[SectionSpec]) -> list[SectionSpec]:
+    """``sections`` under the names ``prefix + name`` (an index embedding another one's sections)."""
+    return [SectionSpec(prefix + s.name, s.dtype, s.shape, s.chunks) for s in sections]
+
+
+def prefixed(prefix: str, steps: RestoreSteps) -> RestoreSteps:
+    """Restore steps asking for ``prefix + name`` where ``steps`` ask for ``name`` (the inverse of ``renamed``)."""
+    try:
+        name, rows = next(steps)
+        while True:
+            name, rows = steps.send((yield (prefix + name, rows)))
+    except StopIteration as done:
+        return done.value
+
+
+def sub_layout(prefix: str, layout: Layout) -> Layout:
+    """The sections of ``layout`` named ``prefix + name``, under ``name``."""
+    return {k[len(prefix):]: v for k, v in layout.items() if k.startswith(prefix)}

@@ -12,8 +12,11 @@ started on. The interface (each method takes the state it works on):
 - ``removed_labels(st, slots)``: the ANN ids of removed docs (None when the ANN keeps no per-doc entries).
 - ``candidates(q, c, threads, token_k, st)``: ``(nq, c)`` candidate slots, -1 padded.
 - ``arrays(st)`` / ``restored_fdes(arrays, n, where)``: extra arrays a save keeps (the flat FDEs).
-- ``loader``: the class that loads the ANN file, or None.
+- ``loader``: the class that loads the ANN file, or None; ``ann_version``: the kind version its sections are in.
+- ``ann_steps(meta, layout, where, mapped, views)``: the ANN's restore steps over its (embedded) sections; ``views``:
+  those left in a mapped file.
 - ``check(st)``, ``drop_stale(st)``: consistency of the ANN with a store; cleanup of entries past it.
+- ``writable(st)``: the state an add starts from (a mapped HNSW is copied into memory first).
 
 Every array handed in was checked at the index's boundary: the backends use the internal ``_*_checked`` paths.
 """
@@ -26,8 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _core
+from ._container import Layout, RestoreSteps
 from ._validate import NORM_LIMIT, positive_int, row_norms64
+from .hnsw import _CONTAINER_VERSION as HNSW_VERSION
 from .hnsw import HNSWIndex
+from .pq_index import _VERSION as PQ_VERSION
 from .pq_index import PQIndex
 from .ragged import Ragged
 
@@ -46,6 +53,8 @@ def _no_undo() -> None:
 class Backend:
     kind = ""
     loader: type[HNSWIndex] | type[PQIndex] | None = None
+    ann_version = 0
+    mapped_sections: tuple[str, ...] = ()  # the ANN sections a mapped load leaves in the file
 
     def __init__(self, dim: int, fde: FDE, options: dict[str, Any], batch: Callable[[], int]) -> None:
         self.dim, self.fde, self.batch = dim, fde, batch
@@ -69,8 +78,16 @@ class Backend:
     def restored_fdes(self, arrays: dict[str, npt.NDArray[Any]], n: int) -> tuple[bool, npt.NDArray[np.float32] | None]:
         return True, None
 
+    def ann_steps(self, meta: dict[str, Any], layout: Layout, where: str, mapped: _core._MappedFile | None,
+                  views: dict[str, npt.NDArray[Any]]) -> RestoreSteps:
+        raise NotImplementedError  # only backends with a loader are asked
+
     def check(self, st: _Store) -> bool:
         return True
+
+    def writable(self, st: _Store) -> _Store:
+        """``st``, or a copy of it whose ANN an add may write (one loaded with mmap=True is read-only)."""
+        return st
 
     def drop_stale(self, st: _Store) -> None:
         pass
@@ -123,7 +140,13 @@ class _GraphBackend(Backend):
     doc FDEs labelled by slot ("hnsw"), or over the doc tokens labelled by token row ("tokens")."""
 
     loader = HNSWIndex
+    ann_version = HNSW_VERSION
+    mapped_sections = ("vectors",)
     over_tokens = False
+
+    def ann_steps(self, meta: dict[str, Any], layout: Layout, where: str, mapped: _core._MappedFile | None,
+                  views: dict[str, npt.NDArray[Any]]) -> RestoreSteps:
+        return HNSWIndex._restore_steps(meta, layout, where, mapped, views.get("vectors"))
 
     def __init__(self, dim: int, fde: FDE, options: dict[str, Any], batch: Callable[[], int]) -> None:
         super().__init__(dim, fde, options, batch)
@@ -131,6 +154,10 @@ class _GraphBackend(Backend):
 
     def make(self) -> HNSWIndex:
         return self.options.make(self.dim if self.over_tokens else self.fde.output_dim)
+
+    def writable(self, st: _Store) -> _Store:
+        # the mapped graph stays with the states searches may still be using; the new state gets a copy in memory
+        return st.replace(ann=st.ann.__copy__()) if st.ann.mmapped else st
 
     def drop_stale(self, st: _Store) -> None:
         end = st.n_tokens if self.over_tokens else st.n_docs  # labels at or past it are not in the state
@@ -246,6 +273,12 @@ class PQBackend(Backend):
 
     kind = "pq"
     loader = PQIndex
+    ann_version = PQ_VERSION
+    mapped_sections = ("codes", "vectors")
+
+    def ann_steps(self, meta: dict[str, Any], layout: Layout, where: str, mapped: _core._MappedFile | None,
+                  views: dict[str, npt.NDArray[Any]]) -> RestoreSteps:
+        return PQIndex._restore_steps(meta, layout, where, views if mapped is not None else None)
 
     def __init__(self, dim: int, fde: FDE, options: dict[str, Any], batch: Callable[[], int]) -> None:
         super().__init__(dim, fde, options, batch)

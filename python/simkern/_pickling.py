@@ -24,9 +24,11 @@ Pickles written before this (``{"data": bytes}`` or the index's dict state) stil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,19 @@ class _PartStream:
 
     def __del__(self) -> None:
         self.close()
+
+
+def reduce_plan(owner: object, protocol: int, kind: str, kind_version: int,
+                plan: AbstractContextManager[tuple[dict[str, Any], list[_container.SectionSpec]]]) -> tuple[Any, ...]:
+    """``reduce`` of the meta and sections a save plan (an index's ``_save_plan()``) yields; the plan stays
+    entered (its locks held) until the parts are all drawn or the pickle is abandoned."""
+    stack = contextlib.ExitStack()
+    try:
+        meta, sections = stack.enter_context(plan)
+        return reduce(owner, protocol, kind, kind_version, meta, sections, stack.close)
+    except BaseException:
+        stack.close()
+        raise
 
 
 def reduce(owner: object, protocol: int, kind: str, kind_version: int, meta: dict[str, Any],

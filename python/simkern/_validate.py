@@ -166,7 +166,7 @@ def is_valid_id(value: object) -> TypeGuard[numbers.Integral]:
 NORM_LIMIT = 2.0**62
 
 
-_NORM_CHUNK = 1 << 22  # values per float64 pass of row_norms64 (bounds its temporary copy to 32 MB)
+_NORM_CHUNK = 1 << 16  # values per float64 pass of row_norms64 (temporaries ~1 MB: below glibc's mmap threshold)
 
 
 def row_norms64(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:

@@ -535,13 +535,8 @@ class HNSWIndex:
         until the last part is written; protocols 0 and 1: the whole file as the state (``__getstate__``)."""
         if int(protocol) < 2:
             return super().__reduce_ex__(protocol)
-        plan = contextlib.ExitStack()
-        try:
-            meta, sections = plan.enter_context(self._save_plan(_pickling.PART_BYTES))
-            return _pickling.reduce(self, int(protocol), "HNSW", _CONTAINER_VERSION, meta, sections, plan.close)
-        except BaseException:
-            plan.close()
-            raise
+        plan = self._save_plan(_pickling.PART_BYTES)
+        return _pickling.reduce_plan(self, int(protocol), "HNSW", _CONTAINER_VERSION, plan)
 
     def __copy__(self) -> HNSWIndex:
         """An independent copy (vectors in memory, whatever this index maps), built a part at a time."""

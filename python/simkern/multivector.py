@@ -16,6 +16,7 @@ the kept tokens).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -25,12 +26,13 @@ import stat
 import tempfile
 import threading
 import tokenize
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _container, _core, _pickling
 from ._enums import MULTIVECTOR_ANNS, choice
 from ._mv_ann import BACKENDS
 from ._progress import progress_reporter
@@ -63,7 +65,11 @@ if BFLOAT16 is not None:
 
     _STORAGES["bfloat16"] = BFLOAT16
     _STORAGE_MAX["bfloat16"] = float(_ml_finfo(BFLOAT16).max)
-_FORMAT = "simkern.MultiVectorIndex"
+_KIND = "MultiVectorIndex"  # the container kind (version 2): one file, index.skc, in the saved folder
+_CONTAINER_VERSION = 2
+_FILE = "index.skc"
+_ANN = "ann/"  # the ANN's sections, embedded under this prefix
+_FORMAT = "simkern.MultiVectorIndex"  # version 1: manifest.json + .npy files + the ANN's file (still read)
 _VERSION = 1
 _ENCODE_BATCH = 2048  # docs per FDE batch during add
 # A MaxSim score is at most sum_i |q_i| * (largest doc token norm): searches whose bound passes this are refused
@@ -166,6 +172,7 @@ class MultiVectorIndex:
         # doc store: tokens in slots (insertion order), capacity-doubling buffers, tombstones for removed docs
         self._st = _Store(np.zeros((0, self._dim), _STORAGES[storage]), 0, np.zeros(1, np.int64), 0,
                           np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._backend.make(), 0.0)
+        self._mapped: _core._MappedFile | None = None  # load(mmap=True): the file the token store lies in
 
     # -- properties -----------------------------------------------------------------------------------------
     @property
@@ -250,7 +257,7 @@ class MultiVectorIndex:
         threads = self._threads if threads is None else threads_arg(threads)
         report = progress_reporter(n, "doc", "MultiVectorIndex.add") if progress else (lambda done: None)
         with self._lock:
-            st = self._st
+            st = self._backend.writable(self._st)  # a mapped ANN is copied into memory first (load(mmap=True))
             new_ids = self._new_ids(ids, n, st)
             self._st = self._added(st, d, f32, new_ids, max_norm, threads, report)  # the commit
         return new_ids
@@ -351,8 +358,18 @@ class MultiVectorIndex:
         retrieved per query token for this call (default: the index's option, else max(32, candidates // 2)).
         Safe during a concurrent add/remove: it sees the index as it was when the search started. ``out``: an
         optional ``(scores float32, ids int64)`` pair of arrays to write the results into (docs/API.md)."""
+        mapped = self._mapped
+        if mapped is not None:
+            mapped.check()  # a file changed under the mapping raises ValueError (before and after the search)
         result = self._search(queries, k, candidates, token_k, threads)
+        if mapped is not None:
+            mapped.check()
         return pair_into_out(result, out_pair(out, result[0].shape))
+
+    @property
+    def mmapped(self) -> bool:
+        """True when the token store is read from a memory-mapped file (``load(..., mmap=True)``)."""
+        return self._mapped is not None
 
     def _search(self, queries: RaggedLike, k: int, candidates: int | None, token_k: int | None,
                 threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -408,33 +425,42 @@ class MultiVectorIndex:
                 "fde": None if self._fde is None else self._fde.config, "docs": st.n_docs,
                 "tokens": st.n_tokens}
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to the folder ``path``: ``manifest.json`` (format, version, configuration, sizes,
-        SHA-256 of every file), the token store as .npy files and the ANN's own file. ``load`` verifies all of it.
-        The folder is written beside ``path`` under a unique temporary name, then renamed into place: an existing
-        ``path`` must be an empty folder or one written by ``save`` (anything else, the current directory, one of
-        its parents and ``/`` raise ValueError); if ``save`` fails, the previous folder is left as it was."""
-        shown, full = _save_target(path)
-        with self._lock:
+    @contextlib.contextmanager
+    def _save_plan(self) -> Iterator[tuple[dict[str, Any], list[_container.SectionSpec]]]:
+        """The meta and sections of the published state (the container of ``save``, the parts of a pickle): the
+        configuration, the token store (tokens in their storage dtype's bits, offsets, ids, alive; "flat": the FDE
+        matrix), then the ANN's own sections under ``ann/`` (its meta under ``ann_meta``). The writer lock (and the
+        ANN's) is held until the block ends."""
+        with self._lock, contextlib.ExitStack() as plan:
             st = self._st
             self._drop_stale(st)
+            meta = self._manifest(st)
+            del meta["format"], meta["version"]
+            meta["ann_meta"] = None
+            sections = [_container.SectionSpec.of(name, arr) for name, arr in self._arrays(st).items()]
+            if st.n_docs and st.ann is not None:  # an empty index has no ANN sections (pq: never trained)
+                ann_meta, ann_sections = plan.enter_context(st.ann._save_plan())
+                meta["ann_meta"] = ann_meta
+                meta["ann_version"] = self._backend.ann_version
+                sections += _container.renamed(_ANN, ann_sections)
+            yield meta, sections
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to the folder ``path`` as one container file, ``index.skc`` (kind ``MultiVectorIndex``
+        version 2: the configuration, the token store and the ANN's sections, each with its checksum; see
+        docs/ARCHITECTURE.md, "Persistence"). The folder is written beside ``path`` under a unique temporary name,
+        then renamed into place: an existing ``path`` must be an empty folder or one written by ``save`` (anything
+        else, the current directory, one of its parents and ``/`` raise ValueError); if ``save`` fails, the
+        previous folder is left as it was."""
+        shown, full = _save_target(path)
+        with self._save_plan() as (meta, sections):
             tmp = tempfile.mkdtemp(prefix=".mvindex-", dir=os.path.dirname(full))
             try:
-                files: dict[str, str | None] = {}
-                for name, arr in self._arrays(st).items():
-                    with open(os.path.join(tmp, f"{name}.npy"), "wb") as f:
-                        np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-                    files[f"{name}.npy"] = None
-                if st.n_docs and st.ann is not None:  # an empty index has no ANN file (pq: never trained)
-                    st.ann.save(os.path.join(tmp, "ann.bin"))
-                    files["ann.bin"] = None
-                for name in files:
-                    files[name] = _sha256(os.path.join(tmp, name))
-                with open(os.path.join(tmp, "manifest.json"), "w") as f:
-                    json.dump(self._manifest(st) | {"files": files}, f, indent=1)
-                for name in [*files, "manifest.json"]:
-                    _fsync(os.path.join(tmp, name))
-                fsync_dir(tmp)  # its entries, then the rename into place
+                with open(os.path.join(tmp, _FILE), "wb") as f:
+                    _container.write(f, _KIND, _CONTAINER_VERSION, meta, sections)
+                    f.flush()
+                    os.fsync(f.fileno())
+                fsync_dir(tmp)  # its entry, then the rename into place
                 _swap_in(tmp, full, shown)
                 fsync_dir(os.path.dirname(full))
             except BaseException:
@@ -442,9 +468,74 @@ class MultiVectorIndex:
                 raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> MultiVectorIndex:
-        """Read a folder written by :meth:`save`; ValueError for anything missing, corrupt or inconsistent."""
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> MultiVectorIndex:
+        """Read a folder written by :meth:`save`; ValueError for anything missing, corrupt or inconsistent.
+        ``mmap=True``: the doc tokens (and "flat"'s FDE matrix, the ANN's vectors / codes) stay in the file, mapped
+        read-only and private; ``add`` copies the store into memory as it grows it; a search on a file changed
+        meanwhile raises ValueError. Folders of version 1 (``manifest.json`` and ``.npy`` files) still load
+        (without mmap)."""
         path = os.fspath(path)
+        file = os.path.join(path, _FILE)
+        if not os.path.isfile(file):
+            if mmap:
+                if os.path.isfile(os.path.join(path, "manifest.json")):
+                    raise ValueError(f"{path!r} is a MultiVectorIndex folder of version 1, which cannot be mapped: "
+                                     f"load it without mmap and save it again")
+                raise ValueError(f"{path!r} is not a MultiVectorIndex folder (no {_FILE})")
+            return cls._load_v1(path)
+        with _container.Reader(file, _KIND, (_CONTAINER_VERSION,), mapped=mmap, where=file) as r:
+            views: dict[str, npt.NDArray[Any]] = {}
+            if mmap:
+                views = {name: r.view(name) for name in r.sections
+                         if name in ("tokens", "fdes") or name.startswith(_ANN)}
+            index: MultiVectorIndex = _container.restore(r, cls._restore_steps(r.meta, r.layout, file,
+                                                                               r.mapped_file, views))
+            index._mapped = r.mapped_file
+        return index
+
+    @classmethod
+    def _restore_steps(cls, meta: dict[str, Any], layout: _container.Layout, where: str,
+                       mapped: _core._MappedFile | None = None,
+                       views: dict[str, npt.NDArray[Any]] | None = None) -> _container.RestoreSteps:
+        """The index rebuilt from a container's meta and sections (a file's or a pickle stream's; see
+        _container.restore): the configuration, the token store, then the ANN through its own restore steps;
+        ``views``: sections left in a mapped file."""
+        views = views or {}
+        index = cls._configured(meta, where)
+        arrays = {}
+        for name in ("tokens", "offsets", "ids", "alive", *index._backend.arrays(index._st)):
+            if name not in layout:
+                raise ValueError(f"{where}: corrupted file (section {name!r} missing)")
+            arrays[name] = views[name] if name in views else (yield from _container.collect(name, layout))
+        ann = index._st.ann
+        backend = index._backend
+        ann_meta = meta.get("ann_meta")
+        if backend.loader is not None and ann_meta is not None:
+            if meta.get("ann_version") != backend.ann_version or not isinstance(ann_meta, dict):
+                raise ValueError(f"{where}: unsupported ANN version {meta.get('ann_version')!r}")
+            ann_views = {name: views[_ANN + name] for name in backend.mapped_sections if _ANN + name in views}
+            steps = backend.ann_steps(ann_meta, _container.sub_layout(_ANN, layout), where, mapped, ann_views)
+            ann = yield from _container.prefixed(_ANN, steps)
+        elif backend.loader is not None and meta.get("docs") != 0:  # an empty index keeps the fresh ANN
+            raise ValueError(f"{where}: corrupted file (the ANN sections are missing)")
+        index._restore(arrays, meta, ann, where)
+        return index
+
+    @classmethod
+    def _configured(cls, config: dict[str, Any], where: str) -> MultiVectorIndex:
+        """An empty index with a saved configuration (the constructor's checks and defaults); ValueError naming
+        ``where`` if it is not one."""
+        try:
+            fde = None if config["fde"] is None else FDE._from_config(config["fde"])
+            return cls(config["dim"], fde=fde, ann=config["ann"], candidates=config["candidates"],
+                       storage=config["storage"], **config["options"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: bad configuration ({e})") from None
+
+    @classmethod
+    def _load_v1(cls, path: str) -> MultiVectorIndex:
+        """A folder of version 1: manifest.json (configuration, sizes, SHA-256 of every file), .npy files and the
+        ANN's own file."""
         try:
             with open(os.path.join(path, "manifest.json")) as f:
                 manifest = json.load(f)
@@ -454,7 +545,7 @@ class MultiVectorIndex:
             raise ValueError(f"{path!r}: manifest.json is not a {_FORMAT} manifest")
         if manifest.get("version") != _VERSION:
             raise ValueError(f"{path!r}: unsupported version {manifest.get('version')!r} "
-                             f"(this simkern reads {_VERSION})")
+                             f"(this simkern reads {_VERSION} and {_CONTAINER_VERSION})")
         files = manifest.get("files")
         if not isinstance(files, dict):
             raise ValueError(f"{path!r}: manifest.json has no file list")
@@ -462,13 +553,7 @@ class MultiVectorIndex:
             full = os.path.join(path, os.path.basename(str(name)))
             if not os.path.isfile(full) or _sha256(full) != digest:
                 raise ValueError(f"{path!r}: {name} is missing or corrupt (SHA-256 mismatch)")
-        try:
-            fde_cfg = manifest["fde"]
-            fde = None if fde_cfg is None else FDE._from_config(fde_cfg)
-            index = cls(manifest["dim"], fde=fde, ann=manifest["ann"], candidates=manifest["candidates"],
-                        storage=manifest["storage"], **manifest["options"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path!r}: bad configuration in manifest.json ({e})") from None
+        index = cls._configured(manifest, f"{path!r}: manifest.json")
         arrays = {}
         for name in ("tokens", "offsets", "ids", "alive", *index._backend.arrays(index._st)):
             if f"{name}.npy" not in files:
@@ -522,6 +607,21 @@ class MultiVectorIndex:
         if not self._backend.check(st):
             raise ValueError(f"{where!r}: the ANN index does not match the token store")
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        """Pickling streams the container's sections a part at a time (_pickling.py), with the writer locks held
+        until the last part is written; protocols 0 and 1: the whole state (``__getstate__``)."""
+        if int(protocol) < 2:
+            return super().__reduce_ex__(protocol)
+        return _pickling.reduce_plan(self, int(protocol), _KIND, _CONTAINER_VERSION, self._save_plan())
+
+    def __copy__(self) -> MultiVectorIndex:
+        """An independent copy (in memory, whatever this index maps)."""
+        copy: MultiVectorIndex = _pickling.copy_of(self)
+        return copy
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MultiVectorIndex:
+        return self.__copy__()
+
     def __getstate__(self) -> dict[str, Any]:
         with self._lock:  # the ANN is serialised here, with no add running
             st = self._st
@@ -558,7 +658,10 @@ def _token_norms(r: Ragged, name: str) -> npt.NDArray[np.float64]:
 
 
 def _is_ours(folder: str) -> bool:
-    """True for a folder holding a manifest.json of our format."""
+    """True for a folder written by save: an index.skc container of our kind, or (version 1) a manifest.json of
+    our format."""
+    if _container.kind_of(os.path.join(folder, _FILE)) == _KIND:
+        return True
     try:
         with open(os.path.join(folder, "manifest.json")) as f:
             manifest = json.load(f)
@@ -649,14 +752,6 @@ def _swap_in(tmp: str, full: str, shown: str) -> None:
     raise OSError(f"save could not replace {shown!r}: other savers kept replacing it")
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _load_npy(path: str, where: str) -> npt.NDArray[Any]:
     """A .npy file of plain data; anything malformed (bad header, a shape the file cannot hold, truncation) raises
     ValueError. The header is checked against the file size before anything is allocated."""
@@ -687,3 +782,6 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_pickling.register(_KIND, MultiVectorIndex, MultiVectorIndex._restore_steps, (_CONTAINER_VERSION,))

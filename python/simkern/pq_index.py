@@ -24,10 +24,12 @@ the same sections through the same checks (``_pickling.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from typing import IO, Any, SupportsIndex, TypeVar
 
 import numpy as np
@@ -327,8 +329,7 @@ class PQIndex:
         protocols 0 and 1: the dict state (``__getstate__``)."""
         if int(protocol) < 2 or not self.is_trained:
             return super().__reduce_ex__(protocol)
-        meta, sections = self._save_plan()
-        return _pickling.reduce(self, int(protocol), "PQIndex", _VERSION, meta, sections)
+        return _pickling.reduce_plan(self, int(protocol), "PQIndex", _VERSION, self._save_plan())
 
     def __copy__(self) -> PQIndex:
         """An independent copy (in memory, whatever this index maps)."""
@@ -372,9 +373,10 @@ class PQIndex:
         self._write_lock = threading.Lock()
         self._set_contents(codes, vectors)
 
-    def _save_plan(self) -> tuple[dict[str, Any], list[_container.SectionSpec]]:
+    @contextlib.contextmanager
+    def _save_plan(self) -> Iterator[tuple[dict[str, Any], list[_container.SectionSpec]]]:
         """The meta and sections of the state published now (the container of ``save``, the parts of a pickle);
-        adds may go on meanwhile. The index must be trained."""
+        adds may go on meanwhile (no lock is held). The index must be trained."""
         cb = self.pq._require_trained()
         snap = self._snap
         meta = {"dim": self.dim, "m": self.pq.m, "nbits": self.pq.nbits, "metric": self.metric,
@@ -384,15 +386,14 @@ class PQIndex:
             sections.append(_container.SectionSpec.of("vectors", snap.vectors))  # type: ignore[arg-type]  # kept
         if self.opq is not None:
             sections.append(_container.SectionSpec.of("rotation", self.opq.rotation))
-        return meta, sections
+        yield meta, sections
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index (format in the module docstring), section by section from its own arrays, atomically:
         a unique temporary file beside ``path``, flushed, renamed over it. The index must be trained."""
-        meta, sections = self._save_plan()
-
         def write(f: IO[bytes]) -> None:
-            _container.write(f, "PQIndex", _VERSION, meta, sections)
+            with self._save_plan() as (meta, sections):
+                _container.write(f, "PQIndex", _VERSION, meta, sections)
 
         # A unique temporary file renamed into place: readers see the old file or the new one; a failed save
         # leaves the old file and no temporary behind; concurrent saves to one path never share a temporary.

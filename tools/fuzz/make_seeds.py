@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 
@@ -20,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import simkern  # noqa: E402
-from targets import EDIT, FIX, MMAP, MV_FILES, hnsw_as_version  # noqa: E402
+from targets import EDIT, FIX, MMAP, MV_FILES, MV_V1, hnsw_as_version  # noqa: E402
 
 
 def _write(folder: str, name: str, data: bytes) -> None:
@@ -141,20 +142,28 @@ def main(out_dir: str) -> None:
         _write(os.path.join(out_dir, "pq_pickle", "corpus"), f"seed-{i:02d}", bytes([i]) + bytes(16))
         _write(os.path.join(out_dir, "pq_pickle", "corpus"), f"seed-{i:02d}-r",
                bytes([i]) + rng.integers(0, 256, 64, dtype=np.uint8).tobytes())
-    # multivector_dir: saved folders; corpus entries = control byte (base, file, FIX) + the file's bytes
+    # multivector_dir: saved folders (index.skc) and the version 1 folder of tests/data; corpus entries = control
+    # byte (see targets.multivector_dir) + the bytes of the file it replaces
     mv_base = os.path.join(out_dir, "multivector_dir", "base")
     os.makedirs(mv_base, exist_ok=True)
+    corpus = os.path.join(out_dir, "multivector_dir", "corpus")
     for b, (name, index) in enumerate(multivector_indexes(rng).items()):
         folder = os.path.join(mv_base, f"{b}-{name}")
         index.save(folder)
-        for f_i, fname in enumerate(MV_FILES):
-            full = os.path.join(folder, fname)
-            if not os.path.isfile(full):
-                continue
-            with open(full, "rb") as f:
-                data = f.read()
-            control = b | (f_i << 2) | (0x80 if fname != "manifest.json" else 0)  # 0x80: re-hash the manifest
-            _write(os.path.join(out_dir, "multivector_dir", "corpus"), f"seed-{name}-{fname}", bytes([control]) + data)
+        with open(os.path.join(folder, "index.skc"), "rb") as f:
+            data = f.read()
+        skc = MV_FILES.index("index.skc") << 2
+        for control in (b | skc, b | skc | 0x80, b | skc | 0x80 | 0x40):
+            _write(corpus, f"seed-{name}-index.skc-{control}", bytes([control]) + data)
+    shutil.copytree(MV_V1, os.path.join(mv_base, "v1"))
+    for f_i, fname in enumerate(MV_FILES):
+        full = os.path.join(MV_V1, fname)
+        if fname == "index.skc" or not os.path.isfile(full):
+            continue
+        with open(full, "rb") as f:
+            data = f.read()
+        control = (f_i << 2) | (0x80 if fname != "manifest.json" else 0)  # 0x80: re-hash the manifest
+        _write(corpus, f"seed-v1-{fname}", bytes([control]) + data)
     # ragged: FuzzedDataProvider inputs; a few fixed blobs to start from
     for i in range(8):
         _write(os.path.join(out_dir, "ragged", "corpus"), f"seed-{i}",

@@ -69,7 +69,9 @@ class AcceptedInvalid(AssertionError):
         super().__init__(message)
         self.where = where
 FIX, MMAP, EDIT = 0x01, 0x02, 0x04
-MV_FILES = ["manifest.json", "tokens.npy", "offsets.npy", "ids.npy", "alive.npy", "ann.bin", "fdes.npy"]
+MV_FILES = ["manifest.json", "tokens.npy", "offsets.npy", "ids.npy", "alive.npy", "ann.bin", "fdes.npy",
+            "index.skc"]  # the files of a version 1 folder, then the container of version 2
+MV_V1 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "mv_v1")
 BASE = None  # set by fuzz_target.py: SEEDS/<target>/base
 _work: str | None = None
 
@@ -590,26 +592,33 @@ _mv_bases: list | None = None
 
 
 def multivector_dir(data: bytes) -> None:
+    """Control byte: bits 0-1 pick a saved folder under base/ (index.skc) ; bits 2-4 the file the payload
+    replaces (MV_FILES: a file of the version 1 folder base/v1, or index.skc); 0x80 repairs the checksum (the
+    manifest's SHA-256, or the container's CRCs); 0x40 loads with mmap=True (the container only)."""
     global _mv_bases
     if _mv_bases is None:
-        _mv_bases = [os.path.join(BASE, d) for d in sorted(os.listdir(BASE))]
+        _mv_bases = [os.path.join(BASE, d) for d in sorted(os.listdir(BASE)) if d != "v1"]
     if not data:
         return
-    control, payload = data[0], data[1:]
-    base = _mv_bases[(control & 3) % len(_mv_bases)]
+    control, payload = data[0], bytearray(data[1:])
     fname = MV_FILES[((control >> 2) & 7) % len(MV_FILES)]
+    container = fname == "index.skc"
+    base = _mv_bases[(control & 3) % len(_mv_bases)] if container else os.path.join(BASE, "v1")
     folder = os.path.join(_work_dir(), "mv")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(base, folder)
+    if container and control & 0x80:
+        fix_container(payload)
     with open(os.path.join(folder, fname), "wb") as f:
         f.write(payload)
-    if control & 0x80 and fname != "manifest.json":
+    if control & 0x80 and not container and fname != "manifest.json":
         with open(os.path.join(folder, "manifest.json")) as f:
             manifest = json.load(f)
         manifest["files"][fname] = hashlib.sha256(payload).hexdigest()
         with open(os.path.join(folder, "manifest.json"), "w") as f:
             json.dump(manifest, f)
-    _load_then_use(lambda: simkern.MultiVectorIndex.load(folder), use_multivector, len(data))
+    mmap = container and bool(control & 0x40)
+    _load_then_use(lambda: simkern.MultiVectorIndex.load(folder, mmap=mmap), use_multivector, len(data))
 
 
 # -- ragged -----------------------------------------------------------------------------------------------------
