@@ -358,3 +358,19 @@ def test_pylate_shim_torch_and_bad_inputs():
     got = colbert_scores(tq, td, torch.ones(2, 3), torch.ones(3, 4, dtype=torch.bool))
     assert isinstance(got, torch.Tensor) and tuple(got.shape) == (2, 3)
     np.testing.assert_allclose(got.numpy(), pylate_formula(tq.numpy(), td.numpy()), rtol=1e-5, atol=1e-5)
+
+
+def test_mapped_index_refuses_a_file_changed_under_it(tmp_path, data):
+    d, q, _ = data
+    index = build("flat", [d[i] for i in range(60)])
+    index.save(tmp_path / "m")
+    mapped = simkern.MultiVectorIndex.load(tmp_path / "m", mmap=True)
+    assert mapped.mmapped and not index.mmapped
+    np.testing.assert_array_equal(mapped.search(q, 5)[1], index.search(q, 5)[1])
+    index.save(tmp_path / "m")  # a save replaces the folder: the mapping keeps the old file, still valid
+    np.testing.assert_array_equal(mapped.search(q, 5)[1], index.search(q, 5)[1])
+    mapped = simkern.MultiVectorIndex.load(tmp_path / "m", mmap=True)
+    with open(tmp_path / "m" / "index.skc", "r+b") as f:  # changed in place: refused, not a crash
+        f.truncate(100)
+    with pytest.raises(ValueError, match="changed"):
+        mapped.search(q, 5)
