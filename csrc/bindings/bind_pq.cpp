@@ -131,12 +131,13 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
   require(!blocks_obj.is_none(), "the quantised scan needs the blocked codes");
   const auto blocks = blocks_obj.cast<CArray<std::uint8_t>>();
   require_ndim(blocks, 3, "blocked codes");
+  const i64 nb = blocks.shape(0);  // full blocks only, or the last one padded too
   if (ksub == 16)
-    require(blocks.shape(0) == (n + 31) / 32 && blocks.shape(1) == (m + 1) / 2 && blocks.shape(2) == 32,
-            "blocked codes must have shape (ceil(n / 32), ceil(m / 2), 32), got " + shape_str(blocks));
+    require((nb == n / 32 || nb == (n + 31) / 32) && blocks.shape(1) == (m + 1) / 2 && blocks.shape(2) == 32,
+            "blocked codes must have shape (floor or ceil(n / 32), ceil(m / 2), 32), got " + shape_str(blocks));
   else
-    require(blocks.shape(0) == (n + 63) / 64 && blocks.shape(1) == m && blocks.shape(2) == 64,
-            "blocked codes must have shape (ceil(n / 64), m, 64), got " + shape_str(blocks));
+    require((nb == n / 64 || nb == (n + 63) / 64) && blocks.shape(1) == m && blocks.shape(2) == 64,
+            "blocked codes must have shape (floor or ceil(n / 64), m, 64), got " + shape_str(blocks));
   const CArray<std::uint8_t> mask_arr = filter_mask(mask_obj, n);
   const std::uint8_t* mask = mask_obj.is_none() ? nullptr : mask_arr.data();
   const std::uint8_t* blocks_ptr = blocks.data();
@@ -145,7 +146,7 @@ py::tuple search_quantised_py(const CArray<float>& tables, const CArray<std::uin
   float* s = scores.mutable_data();
   i64* i = ids.mutable_data();
   run_without_gil([&] {
-    pq_search_quantised(tables.data(), nq, ksub, c, blocks_ptr, n, m, mask, k, smaller_is_better, s, i, threads);
+    pq_search_quantised(tables.data(), nq, ksub, c, blocks_ptr, nb, n, m, mask, k, smaller_is_better, s, i, threads);
   });
   return py::make_tuple(scores, ids);
 }
@@ -227,7 +228,7 @@ void bind_pq(py::module_& m) {
   m.def(
       "_pq_search_quantised", &search_quantised_py, py::arg("tables").noconvert(), py::arg("codes").noconvert(),
       py::arg("blocks"), py::arg("mask"), py::arg("k"), py::arg("smaller_is_better"), py::arg("threads"),
-      R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil(n/32), ceil(m/2), 32) or (ceil(n/64), m, 64), mask, k, smaller_is_better, threads))");
+      R"(_pq_search_quantised(tables f32 (nq, m, ksub), codes u8 (n, m), blocks u8 (ceil or floor(n/32), ceil(m/2), 32) or (ceil or floor(n/64), m, 64), mask, k, smaller_is_better, threads))");
   m.def(
       "_pq_scan4",
       [](const CArray<std::uint8_t>& b, const CArray<std::uint8_t>& l, int t) { return run_scan(true, b, l, t); },

@@ -200,13 +200,13 @@ void quantise_tables(const float* t, i64 m, i64 ksub, float sign, double levels,
 }  // namespace
 
 void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
-                         const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
+                         const std::uint8_t* blocks, i64 n_blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
                          bool smaller_is_better, float* out_scores, i64* out_ids, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
   const bool four_bit = ksub == 16;
-  const i64 group = four_bit ? 32 : 64;  // vectors per block
-  const i64 n_blocks = (n + group - 1) / group;
+  const i64 group = four_bit ? 32 : 64;                 // vectors per block
+  const i64 n_scanned = std::min(n, n_blocks * group);  // ids past it (the unblocked tail): re-scored directly
   const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;
   const float sign = smaller_is_better ? 1.0f : -1.0f;  // quantise "smaller is better" values
   // 4-bit tables use 0..127 so that the two lookups of a subspace pair add in one byte (pq-scan4-x86-inl.hpp).
@@ -253,7 +253,7 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
         ScanTask& task = tasks[p - p0];
         const i64 qb0 = p * kScanQueries;
         const int count = static_cast<int>(std::min<i64>(kScanQueries, nb - qb0));
-        task.n = n;
+        task.n = n_scanned;
         task.mask = mask;
         for (int j = 0; j < count; ++j) {
           task.collectors[j] = &collectors[(qb0 + j) * chunks + c];
@@ -292,6 +292,11 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
           const float acc = adc_sum(t, codes + i * m, m, ksub);
           cand.push_back({smaller_is_better ? -acc : acc, i});
         }
+      for (i64 i = n_scanned; i < n; ++i) {  // the unblocked tail: every id is a candidate
+        if (mask && !mask[i]) continue;
+        const float acc = adc_sum(t, codes + i * m, m, ksub);
+        cand.push_back({smaller_is_better ? -acc : acc, i});
+      }
       const i64 keep = std::min<i64>(k, static_cast<i64>(cand.size()));
       std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), ranks_before);
       const float pad = smaller_is_better ? INFINITY : -INFINITY;

@@ -6,7 +6,8 @@ uint8-quantised tables and uint16 sums (4-bit: 16-entry vpshufb lookups over blo
 of 64 codes, AVX-512 VBMI byte permutes where the CPU has them, table loads otherwise), up to four queries per
 pass over the codes, with a running threshold in the kernel so that only ids within the quantisation error bound
 of the k-th best come out; those are re-scored with the float tables; m > 256 falls back to the float scan.
-The blocked copy of the codes (as large as the packed codes) is built at the first search after ``add``.
+The blocked copy of the codes (as large as the packed codes) is extended by the first search after ``add`` with
+the blocks completed since (``_BlockedCodes``); the partial last block is re-scored directly.
 ``filter`` restricts the ids inside the scan. With ``keep_vectors=True`` the original vectors are stored too and
 ``rerank=r`` re-scores the best ``r * k`` candidates exactly.
 
@@ -81,25 +82,55 @@ def _block_codes(codes: npt.NDArray[np.uint8], nbits: int) -> npt.NDArray[np.uin
     return np.ascontiguousarray(padded.reshape(n_blocks, 64, m).transpose(0, 2, 1))
 
 
-class _Snapshot:
-    """One published state of a PQIndex: ``codes`` (n, m) and ``vectors`` (n, dim) or None, never modified after
-    publication, plus their blocked copy, built once (under a lock) by the first search that needs it."""
+class _BlockedCodes:
+    """The blocked copy (``_block_codes``) of the full blocks of an index's codes, shared by all its snapshots and
+    extended in place: a search blocks the rows added since the last one (under a lock), never all of them again.
+    Blocks once handed out are never rewritten (new blocks go past them, into spare capacity or a new buffer), so
+    a search keeps a stable view while an add and another search extend it. The partial last block is not
+    blocked: the quantised scan re-scores those < 64 codes directly (the same exact results)."""
 
-    __slots__ = ("codes", "vectors", "_blocks", "_lock")
+    __slots__ = ("nbits", "rows", "_state", "_lock")
 
-    def __init__(self, codes: npt.NDArray[np.uint8], vectors: npt.NDArray[np.float32] | None) -> None:
-        self.codes, self.vectors = codes, vectors
-        self._blocks: npt.NDArray[np.uint8] | None = None
+    def __init__(self, nbits: int) -> None:
+        self.nbits = nbits
+        self.rows = 32 if nbits == 4 else 64  # vectors per block
+        # (buffer of capacity blocks, blocks filled): replaced as one tuple, so a reader never pairs a new count
+        # with an older, shorter buffer
+        self._state: tuple[npt.NDArray[np.uint8] | None, int] = (None, 0)
         self._lock = threading.Lock()
 
-    def blocks(self, nbits: int) -> npt.NDArray[np.uint8]:
-        blocks = self._blocks
-        if blocks is None:
+    def full(self, codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """The blocks of the first ``len(codes) // rows`` full blocks of ``codes`` (rows of this index's codes,
+        which never change once added)."""
+        want = len(codes) // self.rows
+        if want == 0:
+            return _block_codes(codes[:0], self.nbits)
+        buf, done = self._state
+        if buf is None or done < want:
             with self._lock:
-                if self._blocks is None:
-                    self._blocks = _block_codes(self.codes, nbits)
-                blocks = self._blocks
-        return blocks
+                buf, done = self._state
+                if done < want:
+                    new = _block_codes(codes[done * self.rows:want * self.rows], self.nbits)
+                    if buf is None or len(buf) < want:  # grow by half: amortised O(1) copies per block
+                        grown = np.empty((max(want, done + done // 2, 16),) + new.shape[1:], np.uint8)
+                        if buf is not None:
+                            grown[:done] = buf[:done]
+                        buf = grown
+                    buf[done:want] = new
+                    self._state = (buf, want)
+        assert buf is not None
+        return buf[:want]
+
+
+class _Snapshot:
+    """One published state of a PQIndex: ``codes`` (n, m) and ``vectors`` (n, dim) or None, never modified after
+    publication, and the index's shared blocked copy of the codes (``_BlockedCodes``)."""
+
+    __slots__ = ("codes", "vectors", "blocked")
+
+    def __init__(self, codes: npt.NDArray[np.uint8], vectors: npt.NDArray[np.float32] | None,
+                 blocked: _BlockedCodes) -> None:
+        self.codes, self.vectors, self.blocked = codes, vectors, blocked
 
 
 class PQIndex:
@@ -128,7 +159,7 @@ class PQIndex:
     def _set_contents(self, codes: npt.NDArray[np.uint8], vectors: npt.NDArray[np.float32] | None) -> None:
         """Adopt ``codes`` (one code per byte, whatever nbits) and ``vectors`` as the buffers and publish them."""
         self._code_buf, self._vector_buf = codes, vectors  # rows past the published n are private to add()
-        self._snap = _Snapshot(codes, vectors)
+        self._snap = _Snapshot(codes, vectors, _BlockedCodes(self.pq.nbits))
 
     # -- basic properties --------------------------------------------------------------------------------------
     @property
@@ -233,7 +264,8 @@ class PQIndex:
             if self.keep_vectors:
                 self._vector_buf[n : n + count] = x  # type: ignore[index]
             self._snap = _Snapshot(self._code_buf[: n + count],
-                                   self._vector_buf[: n + count] if self.keep_vectors else None)  # type: ignore[index]
+                                   self._vector_buf[: n + count] if self.keep_vectors else None,  # type: ignore[index]
+                                   self._snap.blocked)
         return np.arange(n, n + count, dtype=np.int64)
 
     # -- search ------------------------------------------------------------------------------------------------
@@ -284,7 +316,9 @@ class PQIndex:
         if n and self.pq.m <= 256:
             # Quantised scan on uint8 tables (4-bit: fast scan over blocked codes), then exact float re-scoring of
             # every id within the error bound of the k-th best: the same result as the float scan.
-            scores, ids = _core._pq_search_quantised(tables, snap.codes, snap.blocks(self.pq.nbits), mask, width,
+            # Only full blocks are blocked (an add never re-blocks what was blocked before); the scan re-scores
+            # the codes past them (< 64) directly: the same exact result.
+            scores, ids = _core._pq_search_quantised(tables, snap.codes, snap.blocked.full(snap.codes), mask, width,
                                                      smaller, core_threads)
         else:
             scores, ids = _core._pq_search(tables, snap.codes, mask, width, smaller, core_threads)

@@ -97,9 +97,11 @@ void pq_search(const float* tables, i64 n_queries, const std::uint8_t* codes, i6
 // scan kernels sum them in uint16 for up to kScanQueries queries per pass and report every id within m + 2 units
 // of the running k-th best quantised sum; each task keeps those candidates, and at the end every candidate within
 // m + 2 units of the final k-th best is re-scored with the float tables (codes: the unpacked (n, m) codes), so
-// the result equals pq_search's exactly (proof in docs/ARCHITECTURE.md).
+// the result equals pq_search's exactly (proof in docs/ARCHITECTURE.md). `n_blocks` may also be floor(n / group)
+// (only full blocks blocked, as PQIndex keeps them while it grows): the vectors past the blocks, fewer than one
+// block, are then all re-scored as candidates of every query - the same exact result.
 void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std::uint8_t* codes,
-                         const std::uint8_t* blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
+                         const std::uint8_t* blocks, i64 n_blocks, i64 n, i64 m, const std::uint8_t* mask, i64 k,
                          bool smaller_is_better, float* out_scores, i64* out_ids, int threads);
 // One k-means per subspace (subspaces run in parallel; each is sequential, so the result does not depend on the
 // thread count). init: 0 = k-means++ (D^2 sampling), 1 = ksub distinct random points. Empty clusters are
