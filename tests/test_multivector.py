@@ -187,7 +187,7 @@ def test_version_1_folders_still_load(tmp_path):
     index = simkern.MultiVectorIndex.load(V1_FOLDER)
     got = index.search(list(want["queries"]), k=5)
     np.testing.assert_array_equal(got[1], want["ids"])
-    np.testing.assert_array_equal(got[0], want["scores"])
+    np.testing.assert_allclose(got[0], want["scores"], rtol=1e-6)  # saved at avx512: other levels round apart
     with pytest.raises(ValueError, match="version 1, which cannot be mapped"):
         simkern.MultiVectorIndex.load(V1_FOLDER, mmap=True)
     index.save(tmp_path / "again")  # saved again: the container, same results
