@@ -102,7 +102,7 @@ def test_bad_inputs_raise_what_maxsim_cpu_raises(variable):
     q = rng.standard_normal((5, 8)).astype(np.float32)
     d = rng.standard_normal((3, 4, 8)).astype(np.float32)
     cases = BAD_VARIABLE if variable else BAD
-    for name, (make, error, message) in cases.items():
+    for _name, (make, error, message) in cases.items():
         args = make(q, d)
         for impl in [shim] + _peers():
             call = impl.maxsim_scores_variable if variable else impl.maxsim_scores

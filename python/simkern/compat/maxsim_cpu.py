@@ -51,7 +51,8 @@ def _scores(query: npt.NDArray[np.float32], docs: Ragged, n: int) -> npt.NDArray
         return np.zeros(n, np.float32)
     lengths = np.diff(docs.offsets)
     if lengths.all():
-        return _maxsim(query, docs)[0]
+        scores: npt.NDArray[np.float32] = _maxsim(query, docs)[0]
+        return scores
     out = np.full(n, -np.inf, np.float32)
     keep = np.flatnonzero(lengths)
     if keep.size:
