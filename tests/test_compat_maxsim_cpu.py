@@ -24,9 +24,12 @@ def _ref(q, docs):
     return np.array(out)
 
 
-def _peers():
+def _peers(scores=False):
+    """The installed peers. For scores only fast-maxsim: maxsim-cpu 0.1 returns wrong scores for some shapes (on
+    this Zen 4 VM 24 of 150 shapes with Lq in 1..128, Ld in 1..180, dim in 8..128, e.g. Lq=64, Ld=64, dim=128; and
+    any dim > 128), changing from one run to the next - the same calls in fast-maxsim 0.2 are right."""
     found = []
-    for name in ("maxsim_cpu", "fast_maxsim"):
+    for name in ("fast_maxsim",) if scores else ("maxsim_cpu", "fast_maxsim"):
         try:
             found.append(importlib.import_module(name))
         except ImportError:
@@ -44,7 +47,7 @@ def test_fixed_length_docs_match_the_reference_and_the_peers(lq, ld, dim, n, see
     got = shim.maxsim_scores(q, d)
     assert got.dtype == np.float32 and got.shape == (n,)
     np.testing.assert_allclose(got, _ref(q, d), rtol=1e-5, atol=1e-4)
-    for peer in _peers():
+    for peer in _peers(scores=True):
         np.testing.assert_allclose(got, peer.maxsim_scores(q, d), rtol=1e-5, atol=1e-4)
 
 
@@ -58,7 +61,7 @@ def test_variable_length_docs_match_the_reference_and_the_peers(lq, lengths, dim
     got = shim.maxsim_scores_variable(q, docs)
     assert got.dtype == np.float32 and got.shape == (len(docs),)
     np.testing.assert_allclose(got, _ref(q, docs), rtol=1e-5, atol=1e-4)
-    for peer in _peers():
+    for peer in _peers(scores=True):
         np.testing.assert_allclose(got, peer.maxsim_scores_variable(q, docs), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(shim.maxsim_scores_variable(q, tuple(docs)),
                                    peer.maxsim_scores_variable(q, tuple(docs)), rtol=1e-5, atol=1e-4)
