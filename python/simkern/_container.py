@@ -134,6 +134,24 @@ def collect(name: str, layout: Layout) -> Generator[Request, npt.NDArray[Any], n
     return out if out is not None else np.empty(shape, dtype)
 
 
+def feed(name: str, layout: Layout, chunk_bytes: int,
+         consume: Callable[[npt.NDArray[Any]], object]) -> Generator[Request, npt.NDArray[Any], None]:
+    """Restore steps (``yield from``) that hand the section ``name`` to ``consume`` a chunk at a time (about
+    ``chunk_bytes`` each from a file; a pickle stream's parts as they come)."""
+    dtype, shape = layout[name]
+    rows = max(1, chunk_bytes // max(1, row_bytes(dtype, shape)))
+    got = 0
+    while got < shape[0]:
+        chunk = yield (name, rows)
+        consume(chunk)
+        got += len(chunk)
+
+
+def row_bytes(dtype: np.dtype[Any], shape: Sequence[int]) -> int:
+    """Bytes of one leading-axis row of an array of ``dtype`` and ``shape``."""
+    return dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+
+
 def restore(reader: Reader, steps: RestoreSteps) -> Any:
     """Run an index's restore steps (a generator shared with the streamed pickle, _pickling.py) on an open
     container: each request ``(section, rows)`` is answered with the whole section (``rows`` None, read in place)
@@ -279,14 +297,14 @@ class Reader:
         offset, dtype, shape, crc = self.sections[name]
         total = shape[0] if shape else 1
         row_shape = shape[1:]
-        row_bytes = dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
+        step_bytes = row_bytes(dtype, shape)
         buf = np.empty((max(1, min(rows, total)),) + row_shape, dtype)
         got = 0
         for start in range(0, total, rows):
             count = min(rows, total - start)
             chunk = buf[:count]
             raw = chunk.reshape(-1).view(np.uint8)
-            self._f.seek(offset + start * row_bytes)
+            self._f.seek(offset + start * step_bytes)
             if self._f.readinto(memoryview(raw)) != raw.size:  # type: ignore[attr-defined,arg-type]  # files and BytesIO have it; an ndarray buffer
                 raise self._fail(f"truncated file (section {name!r})")
             got = zlib.crc32(raw, got)  # type: ignore[arg-type]  # as above
@@ -316,7 +334,8 @@ class Reader:
 
 
 def is_container(path: str | os.PathLike[str]) -> bool:
-    """True when the file starts with the container's magic (older per-index formats do not)."""
+    """True when the file starts with the container's magic (older per-index formats do not); OSError if it
+    cannot be read."""
     with open(path, "rb") as f:
         return f.read(len(MAGIC)) == MAGIC
 
@@ -324,13 +343,12 @@ def is_container(path: str | os.PathLike[str]) -> bool:
 def kind_of(path: str | os.PathLike[str]) -> str | None:
     """The kind named in a container file's header; None for anything else (or an unreadable file)."""
     try:
+        if not is_container(path):
+            return None
         with open(path, "rb") as f:
-            head = f.read(_HEAD.size)
+            return f.read(_HEAD.size)[16:32].rstrip(b"\0").decode(errors="replace")
     except OSError:
         return None
-    if len(head) < _HEAD.size or head[:8] != MAGIC:
-        return None
-    return head[16:32].rstrip(b"\0").decode(errors="replace")
 
 
 def renamed(prefix: str, sections: Sequence[SectionSpec]) -> list[SectionSpec]:

@@ -40,12 +40,12 @@ PART_BYTES = 1 << 16  # bytes per part: one int at a time in the pickler and in 
 # 128 KiB mmap threshold, so the transients are reused heap blocks: with 1 MiB parts, freeing them raises the
 # dynamic threshold and the heap fragments (pickle.dump to a file peaked 0.3x beyond the index, 0.02x now).
 
-# kind -> (class, restore steps factory(meta, layout, where), versions read); filled by the index modules
-_KINDS: dict[str, tuple[type, Callable[..., _container.RestoreSteps], tuple[int, ...]]] = {}
+# kind -> (restore steps factory(meta, layout, where), versions read); filled by the index modules
+_KINDS: dict[str, tuple[Callable[..., _container.RestoreSteps], tuple[int, ...]]] = {}
 
 
-def register(kind: str, cls: type, steps: Callable[..., _container.RestoreSteps], versions: tuple[int, ...]) -> None:
-    _KINDS[kind] = (cls, steps, versions)
+def register(kind: str, steps: Callable[..., _container.RestoreSteps], versions: tuple[int, ...]) -> None:
+    _KINDS[kind] = (steps, versions)
 
 
 def _raw(chunk: npt.NDArray[Any]) -> memoryview:
@@ -82,8 +82,7 @@ class _PartStream:
     @staticmethod
     def _generate(owner: object, sections: list[_container.SectionSpec]) -> Iterator[_Part]:
         for spec in sections:
-            row_bytes = spec.dtype.itemsize * int(np.prod(spec.shape[1:], dtype=np.int64))
-            rows = max(1, PART_BYTES // max(1, row_bytes))
+            rows = max(1, PART_BYTES // max(1, _container.row_bytes(spec.dtype, spec.shape)))
             for chunk in spec.chunks():
                 chunk = np.ascontiguousarray(chunk, spec.dtype).reshape((-1,) + spec.shape[1:])
                 for b in range(0, len(chunk), rows):
@@ -111,26 +110,21 @@ class _PartStream:
         self.close()
 
 
-def reduce_plan(owner: object, protocol: int, kind: str, kind_version: int,
-                plan: AbstractContextManager[tuple[dict[str, Any], list[_container.SectionSpec]]]) -> tuple[Any, ...]:
-    """``reduce`` of the meta and sections a save plan (an index's ``_save_plan()``) yields; the plan stays
-    entered (its locks held) until the parts are all drawn or the pickle is abandoned."""
+def reduce(owner: object, kind: str, kind_version: int,
+           plan: AbstractContextManager[tuple[dict[str, Any], list[_container.SectionSpec]]]) -> tuple[Any, ...]:
+    """``owner.__reduce_ex__(protocol)`` for protocols >= 2: rebuilt by ``unpickle_begin`` from the parts of the
+    sections a save plan (the index's ``_save_plan()``) yields, drawn lazily; the plan stays entered (its locks
+    held) until the parts are all drawn or the pickle is abandoned."""
     stack = contextlib.ExitStack()
     try:
         meta, sections = stack.enter_context(plan)
-        return reduce(owner, protocol, kind, kind_version, meta, sections, stack.close)
+        meta = dict(meta, sections=[{"name": s.name, "dtype": s.dtype.str, "shape": list(s.shape)}
+                                    for s in sections])
+        parts = _PartStream(owner, sections, stack.close)
+        return unpickle_begin, (kind, kind_version, json.dumps(meta, sort_keys=True)), ("end", parts.crcs), parts
     except BaseException:
         stack.close()
         raise
-
-
-def reduce(owner: object, protocol: int, kind: str, kind_version: int, meta: dict[str, Any],
-           sections: list[_container.SectionSpec], close: Callable[[], None] | None = None) -> tuple[Any, ...]:
-    """``owner.__reduce_ex__(protocol)`` for protocol >= 2: rebuilt by ``unpickle_begin`` from the parts of
-    ``sections`` (drawn lazily; ``close`` runs once they are all drawn or the pickle is abandoned)."""
-    meta = dict(meta, sections=[{"name": s.name, "dtype": s.dtype.str, "shape": list(s.shape)} for s in sections])
-    parts = _PartStream(owner, sections, close)
-    return unpickle_begin, (kind, kind_version, json.dumps(meta, sort_keys=True)), ("end", parts.crcs), parts
 
 
 class _Unpickling:
@@ -139,7 +133,7 @@ class _Unpickling:
     def __init__(self, kind: Any, kind_version: Any, meta_json: Any) -> None:
         if kind not in _KINDS or not isinstance(meta_json, str):
             raise ValueError(f"pickle: not a simkern index stream (kind {kind!r})")
-        cls, steps, versions = _KINDS[kind]
+        steps, versions = _KINDS[kind]
         if kind_version not in versions:
             raise ValueError(f"pickle: unsupported {kind} version {kind_version!r} (this build reads "
                              f"{', '.join(map(str, versions))})")
@@ -171,8 +165,7 @@ class _Unpickling:
             want = "nothing more" if self._pending is None else f"section {self._pending[0]!r}"
             raise ValueError(f"pickle: corrupted stream (a part of {name!r} where {want} was expected)")
         dtype, shape = self._layout[name]
-        row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-        if not payload or len(payload) > self._left[name] or len(payload) % max(1, row_bytes):
+        if not payload or len(payload) > self._left[name] or len(payload) % max(1, _container.row_bytes(dtype, shape)):
             raise ValueError(f"pickle: corrupted stream (a part of {name!r} of {len(payload)} bytes)")
         self._left[name] -= len(payload)
         self._crcs[name] = zlib.crc32(payload, self._crcs.get(name, 0))

@@ -511,16 +511,9 @@ class HNSWIndex:
         next_dup = yield from _container.collect("next_dup", layout)
         counts = yield from _container.collect("link_counts", layout)
         restorer = _core._HNSWRestorer(index._core, labels, levels, deleted, counts, total, mapped, mapped_vectors)
-        got = 0
-        while mapped_vectors is None and got < n:
-            chunk = yield ("vectors", max(1, _LOAD_CHUNK_BYTES // (4 * dim)))
-            restorer.vectors(chunk)
-            got += len(chunk)
-        got = 0
-        while got < total:
-            chunk = yield ("link_ids", _LOAD_CHUNK_BYTES // 4)
-            restorer.links(chunk)
-            got += len(chunk)
+        if mapped_vectors is None:
+            yield from _container.feed("vectors", layout, _LOAD_CHUNK_BYTES, restorer.vectors)
+        yield from _container.feed("link_ids", layout, _LOAD_CHUNK_BYTES, restorer.links)
         restorer.finish(next_dup, entry, top)
         index._next_id = next_id
         return index
@@ -535,8 +528,7 @@ class HNSWIndex:
         until the last part is written; protocols 0 and 1: the whole file as the state (``__getstate__``)."""
         if int(protocol) < 2:
             return super().__reduce_ex__(protocol)
-        plan = self._save_plan(_pickling.PART_BYTES)
-        return _pickling.reduce_plan(self, int(protocol), "HNSW", _CONTAINER_VERSION, plan)
+        return _pickling.reduce(self, "HNSW", _CONTAINER_VERSION, self._save_plan(_pickling.PART_BYTES))
 
     def __copy__(self) -> HNSWIndex:
         """An independent copy (vectors in memory, whatever this index maps), built a part at a time."""
@@ -555,7 +547,7 @@ class HNSWIndex:
         self.__dict__.update(other.__dict__)
 
 
-_pickling.register("HNSW", HNSWIndex, HNSWIndex._restore_steps, (_CONTAINER_VERSION,))
+_pickling.register("HNSW", HNSWIndex._restore_steps, (_CONTAINER_VERSION,))
 
 
 

@@ -69,6 +69,7 @@ _KIND = "MultiVectorIndex"  # the container kind (version 2): one file, index.sk
 _CONTAINER_VERSION = 2
 _FILE = "index.skc"
 _ANN = "ann/"  # the ANN's sections, embedded under this prefix
+_MAPPABLE = {"tokens", "fdes"} | {_ANN + name for b in BACKENDS.values() for name in b.mapped_sections}
 _FORMAT = "simkern.MultiVectorIndex"  # version 1: manifest.json + .npy files + the ANN's file (still read)
 _VERSION = 1
 _ENCODE_BATCH = 2048  # docs per FDE batch during add
@@ -419,8 +420,9 @@ class MultiVectorIndex:
                   "offsets": st.offsets[:st.n_docs + 1], "ids": st.ids, "alive": st.alive}
         return arrays | self._backend.arrays(st)  # "flat": its FDE matrix
 
-    def _manifest(self, st: _Store) -> dict[str, Any]:
-        return {"format": _FORMAT, "version": _VERSION, "dim": self._dim, "ann": self._ann_kind,
+    def _config(self, st: _Store) -> dict[str, Any]:
+        """The configuration and sizes of the state ``st`` (the container's meta; read back by ``_configured``)."""
+        return {"dim": self._dim, "ann": self._ann_kind,
                 "candidates": self.candidates, "storage": self._storage, "options": self._options,
                 "fde": None if self._fde is None else self._fde.config, "docs": st.n_docs,
                 "tokens": st.n_tokens}
@@ -434,9 +436,7 @@ class MultiVectorIndex:
         with self._lock, contextlib.ExitStack() as plan:
             st = self._st
             self._drop_stale(st)
-            meta = self._manifest(st)
-            del meta["format"], meta["version"]
-            meta["ann_meta"] = None
+            meta = self._config(st) | {"ann_meta": None}
             sections = [_container.SectionSpec.of(name, arr) for name, arr in self._arrays(st).items()]
             if st.n_docs and st.ann is not None:  # an empty index has no ANN sections (pq: never trained)
                 ann_meta, ann_sections = plan.enter_context(st.ann._save_plan())
@@ -485,9 +485,8 @@ class MultiVectorIndex:
             return cls._load_v1(path)
         with _container.Reader(file, _KIND, (_CONTAINER_VERSION,), mapped=mmap, where=file) as r:
             views: dict[str, npt.NDArray[Any]] = {}
-            if mmap:
-                views = {name: r.view(name) for name in r.sections
-                         if name in ("tokens", "fdes") or name.startswith(_ANN)}
+            if mmap:  # the store's bulk and the ANN's (the small sections are read, as without mmap)
+                views = {name: r.view(name) for name in r.sections if name in _MAPPABLE}
             index: MultiVectorIndex = _container.restore(r, cls._restore_steps(r.meta, r.layout, file,
                                                                                r.mapped_file, views))
             index._mapped = r.mapped_file
@@ -612,7 +611,7 @@ class MultiVectorIndex:
         until the last part is written; protocols 0 and 1: the whole state (``__getstate__``)."""
         if int(protocol) < 2:
             return super().__reduce_ex__(protocol)
-        return _pickling.reduce_plan(self, int(protocol), _KIND, _CONTAINER_VERSION, self._save_plan())
+        return _pickling.reduce(self, _KIND, _CONTAINER_VERSION, self._save_plan())
 
     def __copy__(self) -> MultiVectorIndex:
         """An independent copy (in memory, whatever this index maps)."""
@@ -626,14 +625,13 @@ class MultiVectorIndex:
         with self._lock:  # the ANN is serialised here, with no add running
             st = self._st
             self._drop_stale(st)
-            return {"manifest": self._manifest(st), "arrays": {k: np.array(v) for k, v in self._arrays(st).items()},
+            return {"manifest": self._config(st), "arrays": {k: np.array(v) for k, v in self._arrays(st).items()},
                     "ann": st.ann.__getstate__() if st.n_docs and st.ann is not None else None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         m = state["manifest"]
-        fde = None if m["fde"] is None else FDE._from_config(m["fde"])
         # unpickling: the constructor's checks and defaults, then the saved state
-        self.__init__(m["dim"], fde=fde, ann=m["ann"], candidates=m["candidates"], storage=m["storage"], **m["options"])  # type: ignore[misc]
+        self.__dict__.update(MultiVectorIndex._configured(m, "pickle").__dict__)
         ann = state["ann"]
         if isinstance(ann, dict):
             cls: type[HNSWIndex] | type[PQIndex] = type(self._st.ann)  # not None: the state has an ANN
@@ -784,4 +782,4 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-_pickling.register(_KIND, MultiVectorIndex, MultiVectorIndex._restore_steps, (_CONTAINER_VERSION,))
+_pickling.register(_KIND, MultiVectorIndex._restore_steps, (_CONTAINER_VERSION,))

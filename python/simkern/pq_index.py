@@ -111,11 +111,10 @@ class _BlockedCodes:
                 buf, done = self._state
                 if done < want:
                     new = _block_codes(codes[done * self.rows:want * self.rows], self.nbits)
-                    if buf is None or len(buf) < want:  # grow by half: amortised O(1) copies per block
-                        grown = np.empty((max(want, done + done // 2, 16),) + new.shape[1:], np.uint8)
-                        if buf is not None:
-                            grown[:done] = buf[:done]
-                        buf = grown
+                    if buf is None:
+                        buf = np.empty((max(want, 16),) + new.shape[1:], np.uint8)
+                    elif len(buf) < want:  # grow by half: amortised O(1) copies per block
+                        buf = _grow(buf, done, max(want, done + done // 2))
                     buf[done:want] = new
                     self._state = (buf, want)
         assert buf is not None
@@ -363,7 +362,7 @@ class PQIndex:
         protocols 0 and 1: the dict state (``__getstate__``)."""
         if int(protocol) < 2 or not self.is_trained:
             return super().__reduce_ex__(protocol)
-        return _pickling.reduce_plan(self, int(protocol), "PQIndex", _VERSION, self._save_plan())
+        return _pickling.reduce(self, "PQIndex", _VERSION, self._save_plan())
 
     def __copy__(self) -> PQIndex:
         """An independent copy (in memory, whatever this index maps)."""
@@ -542,4 +541,4 @@ def _grow(buf: npt.NDArray[_Scalar], n: int, capacity: int) -> npt.NDArray[_Scal
     return out
 
 
-_pickling.register("PQIndex", PQIndex, PQIndex._restore_steps, (_VERSION,))
+_pickling.register("PQIndex", PQIndex._restore_steps, (_VERSION,))

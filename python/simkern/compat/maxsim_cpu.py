@@ -48,22 +48,10 @@ def _array(arr: Any, name: str, ndim: int) -> npt.NDArray[np.float32]:
     return arr
 
 
-def _scores(query: npt.NDArray[np.float32], docs: Ragged, n: int) -> npt.NDArray[np.float32]:
-    """MaxSim of one query against ``n`` ragged docs (an empty doc: -inf; an empty query: 0)."""
-    if n == 0:
-        return np.zeros(0, np.float32)
-    if query.shape[0] == 0:
-        return np.zeros(n, np.float32)
-    lengths = np.diff(docs.offsets)
-    if lengths.all():
-        scores: npt.NDArray[np.float32] = _maxsim(query, docs)[0]
-        return scores
-    out = np.full(n, -np.inf, np.float32)
-    keep = np.flatnonzero(lengths)
-    if keep.size:
-        kept = Ragged._trusted(docs.tokens, np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64))
-        out[keep] = _maxsim(query, kept)[0]
-    return out
+def _scores(query: npt.NDArray[np.float32], docs: Ragged) -> npt.NDArray[np.float32]:
+    """MaxSim of one query against ragged docs (simkern.maxsim: an empty doc scores -inf, an empty query 0)."""
+    scores: npt.NDArray[np.float32] = _maxsim(query, docs)[0]
+    return scores
 
 
 def maxsim_scores(query: npt.NDArray[np.float32], docs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -73,8 +61,7 @@ def maxsim_scores(query: npt.NDArray[np.float32], docs: npt.NDArray[np.float32])
     n, ld, dim = d.shape
     if dim != q.shape[1]:
         raise ValueError(f"Dimension mismatch: query dim {q.shape[1]} vs docs dim {dim}")
-    offsets = np.arange(0, n * ld + 1, max(ld, 1), dtype=np.int64) if ld else np.zeros(n + 1, np.int64)
-    return _scores(q, Ragged._trusted(d.reshape(n * ld, dim), offsets), n)
+    return _scores(q, Ragged._trusted(d.reshape(n * ld, dim), np.arange(n + 1, dtype=np.int64) * ld))
 
 
 def maxsim_scores_variable(query: npt.NDArray[np.float32],
@@ -92,7 +79,4 @@ def maxsim_scores_variable(query: npt.NDArray[np.float32],
             raise ValueError(f"Dimension mismatch at doc {i}: query dim {q.shape[1]} vs doc dim {doc.shape[1]}")
     if not arrays:
         return np.zeros(0, np.float32)
-    lengths = np.array([len(doc) for doc in arrays], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    tokens = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    return _scores(q, Ragged._trusted(np.ascontiguousarray(tokens), offsets), len(arrays))
+    return _scores(q, Ragged.from_list(arrays))  # one copy of the docs into a flat buffer
