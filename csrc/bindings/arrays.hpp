@@ -30,6 +30,11 @@ inline std::string shape_str(const py::array& a) {
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);
 }
+// A literal message is not turned into a std::string (a heap allocation past 15 characters) unless it is thrown:
+// require() runs per value in some loops (the finiteness check of every vector a load restores).
+inline void require(bool ok, const char* message) {
+  if (!ok) throw py::value_error(message);
+}
 
 // The result array: a new one, or the caller's `out` after checking dtype, layout, shape and writability (the one
 // helper behind every out= of the bindings; the Python side also refuses misaligned or overlapping arrays).
