@@ -284,3 +284,29 @@ def print_table(rows: list[list[str]], header: list[str], left: int = 2) -> None
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))))
 
 
+
+
+SLEEP_BETWEEN = 0.01  # pause before each sample: spinning OpenMP / rayon / BLAS workers of the previous method go idle
+
+
+def time_group(methods: list[dict], rounds: int, target: float) -> None:
+    """Time each method dict's ``fn`` in interleaved rounds (the order rotated each round): after one warm-up call
+    ``reps`` calls per sample make it last about ``target`` seconds; sets ``samples``, ``median_s`` and
+    ``best_s`` (seconds per call) on each dict."""
+    for m in methods:
+        time.sleep(SLEEP_BETWEEN)
+        t0 = time.perf_counter()
+        m["fn"]()
+        m["reps"] = max(1, int(round(target / max(time.perf_counter() - t0, 1e-6))))
+        m["samples"] = []
+    for r in range(rounds):
+        k = r % len(methods)
+        for m in methods[k:] + methods[:k]:
+            time.sleep(SLEEP_BETWEEN)
+            t0 = time.perf_counter()
+            for _ in range(m["reps"]):
+                m["fn"]()
+            m["samples"].append((time.perf_counter() - t0) / m["reps"])
+    for m in methods:
+        s = sorted(m["samples"])
+        m["median_s"], m["best_s"] = s[len(s) // 2], s[0]

@@ -4,6 +4,7 @@
     python bench/bench_fde.py                 # full run (about 3 minutes on 2 cores)
     python bench/bench_fde.py --quick         # smoke test
     python bench/bench_fde.py --threads 1,2 --json fde.json
+    python bench/bench_fde.py --compat        # simkern.compat.muvera against muvera-python, 1 thread (~30 s)
 
 Configuration (the issue's): R=20 repetitions, k=6 SimHash bits, AMS projection to 16, documents filled, no
 final projection: 20 * 64 * 16 = 20480-d encodings. Data: synthetic documents of 64 tokens x 128-d and queries of
@@ -15,6 +16,11 @@ NumPy reference: the float64 loop of tests/reference.py on a subset, rate scaled
 Every thread count runs in its own child process with the thread variables set before anything is imported (as
 in bench_pq.py). simkern gets threads=T; muvera-python and fastembed have no thread control (one core; their
 NumPy calls use OPENBLAS_NUM_THREADS=T). Calls are timed in interleaved rounds (order rotated); median and best.
+
+--compat times the drop-in shim simkern.compat.muvera.Muvera against muvera-python's Muvera on the same calls
+(same configuration and seed, so the same encodings: checked before timing), in one 1-thread child: a list of
+documents / queries per call and one set per call, for muvera's README configuration (R=10, k=4, identity, 128-d)
+and the configuration above; the ratio is muvera-python's time over the shim's.
 
 Quality (--no-quality to skip): on the dev data, with simkern's encoder (identical semantics to Google's
 reference) for the paper's (R=20, k=5, d_proj=16) and (R=20, k=6, d_proj=32) configurations, recall of the exact
@@ -41,6 +47,7 @@ from _harness import (  # noqa: E402
     print_table,
     run_children,
     run_worker,
+    time_group,
     write_json,
 )
 
@@ -50,7 +57,6 @@ CONFIG = dict(num_repetitions=20, num_simhash_projections=6, projection_dimensio
 TARGET = 10.0  # the issue: >= 10x muvera-python single thread
 QUALITY = [dict(num_repetitions=20, num_simhash_projections=5, projection_dimension=16),
            dict(num_repetitions=20, num_simhash_projections=6, projection_dimension=32)]
-SLEEP_BETWEEN = 0.01
 
 
 def load_sets(args, np, simkern):
@@ -75,27 +81,6 @@ def load_sets(args, np, simkern):
     else:
         log(f"note: dev data not found in {d!r}: dev rows and quality skipped (use --data DIR)")
     return sets
-
-
-def time_group(methods, rounds, target):
-    for m in methods:
-        time.sleep(SLEEP_BETWEEN)
-        t0 = time.perf_counter()
-        m["fn"]()
-        t = time.perf_counter() - t0
-        m["reps"] = max(1, int(round(target / max(t, 1e-6))))
-        m["samples"] = []
-    for r in range(rounds):
-        k = r % len(methods)
-        for m in methods[k:] + methods[:k]:
-            time.sleep(SLEEP_BETWEEN)
-            t0 = time.perf_counter()
-            for _ in range(m["reps"]):
-                m["fn"]()
-            m["samples"].append((time.perf_counter() - t0) / m["reps"])
-    for m in methods:
-        s = sorted(m["samples"])
-        m["median_s"], m["best_s"] = s[len(s) // 2], s[0]
 
 
 def worker(args) -> None:
@@ -173,6 +158,76 @@ def worker(args) -> None:
         json.dump(out, f)
 
 
+COMPAT_CONFIGS = {
+    "README R=10 k=4 identity": dict(num_repetitions=10, num_simhash_projections=4, dimension=128),
+    "R=20 k=6 AMS 16": dict(num_repetitions=20, num_simhash_projections=6, dimension=128,
+                            projection_type="ams_sketch", projection_dimension=16),
+}
+
+
+def compat_worker(args) -> None:
+    """The shim against muvera-python, same calls (run in a 1-thread child)."""
+    import numpy as np
+    import simkern
+    from simkern.compat.muvera import Muvera as Shim
+
+    out = dict(threads=args.worker, results=[], notes=[], kernels=simkern.kernel_names())
+    try:
+        import muvera
+    except ImportError as e:
+        out["notes"] = [f"muvera-python not installed ({e}): nothing to compare; pip install muvera-python"]
+        with open(args.worker_out, "w") as f:
+            json.dump(out, f)
+        return
+    rng = np.random.default_rng(args.seed)
+    n_docs, n_q = (60, 30) if args.quick else (300, 150)
+    docs = [rng.standard_normal((int(n), 128)).astype(np.float32) for n in rng.integers(40, 120, n_docs)]
+    queries = [rng.standard_normal((32, 128)).astype(np.float32) for _ in range(n_q)]
+    rounds = args.rounds or (3 if args.quick else 5)
+    target = 0.05 if args.quick else 0.2
+    for name, cfg in COMPAT_CONFIGS.items():
+        peer, shim = muvera.Muvera(**cfg, seed=42), Shim(**cfg, seed=42)
+        for call, sets, single in (("encode_documents", docs, False), ("encode_queries", queries, False),
+                                   ("encode_documents", docs, True), ("encode_queries", queries, True)):
+            arg = sets[0] if single else sets
+            peer_fn, shim_fn = getattr(peer, call), getattr(shim, call)
+            a, b = peer_fn(arg), shim_fn(arg)
+            same = bool(a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max()))
+            methods = [dict(method="muvera-python", fn=lambda f=peer_fn, x=arg: f(x)),
+                       dict(method="shim", fn=lambda f=shim_fn, x=arg: f(x))]
+            time_group(methods, rounds, target)
+            label = f"{call}({'one set' if single else f'list of {len(sets)}'})"
+            out["results"].append(dict(config=name, call=label, same=same,
+                                       **{m["method"]: dict(median_s=m["median_s"], best_s=m["best_s"])
+                                          for m in methods}))
+            log(f"[compat] {name} {label}: ratio {methods[0]['median_s'] / methods[1]['median_s']:.2f}x")
+    with open(args.worker_out, "w") as f:
+        json.dump(out, f)
+
+
+def compat_main(args) -> None:
+    t_all = time.perf_counter()
+    extra = ["--compat", "--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+    if args.rounds:
+        extra += ["--rounds", str(args.rounds)]
+    workers, busy = run_children([1], lambda T: run_worker(__file__, T, extra, args.keep_openblas_env))
+    print()
+    print_blas(workers, args.keep_openblas_env)
+    w = workers[1]
+    for n in w["notes"]:
+        print(f"note      : {n}")
+    print("simkern.compat.muvera.Muvera vs muvera-python's Muvera, 1 thread, seed 42, docs of 40-119 tokens and "
+          "queries of 32 tokens, 128-d; ratio = muvera-python median / shim median; same = equal encodings "
+          "(float32 rounding)")
+    print_load(busy, workers)
+    rows = [[r["config"], r["call"], fmt_ms(r["muvera-python"]["median_s"]), fmt_ms(r["shim"]["median_s"]),
+             fmt_ms(r["shim"]["best_s"]), f"{r['muvera-python']['median_s'] / r['shim']['median_s']:.2f}x",
+             "yes" if r["same"] else "NO"] for r in w["results"]]
+    print_table(rows, ["config", "call", "muvera ms", "shim ms", "shim best", "ratio", "same"], left=2)
+    print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s")
+    write_json(args.json, [1], args.quick, busy, workers)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,10 +237,15 @@ def main() -> None:
     ap.add_argument("--data", default=DEFAULT_DATA, help="folder with the mv_*.npy files (default ../shared/data/dev)")
     ap.add_argument("--no-quality", action="store_true", help="skip the dev-data retrieval quality table")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compat", action="store_true",
+                    help="only time simkern.compat.muvera against muvera-python (1 thread)")
     add_common_args(ap)
     args = ap.parse_args()
     if args.worker is not None:
-        worker(args)
+        (compat_worker if args.compat else worker)(args)
+        return
+    if args.compat:
+        compat_main(args)
         return
     threads = parse_threads(args.threads)
     extra = ["--seed", str(args.seed), "--data", args.data or ""]

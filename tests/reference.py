@@ -213,9 +213,20 @@ def fde_matrices_ref(cfg: dict) -> dict:
     return out
 
 
+def _gray_decode(p: int) -> int:
+    """The prefix XOR of p's bits from the top (muvera-python's gray_code_to_binary)."""
+    mask = p >> 1
+    while mask:
+        p ^= mask
+        mask >>= 1
+    return p
+
+
 def fde_ref(points: np.ndarray, cfg: dict, mats: dict, document: bool):
     """One point cloud's FDE, float64 aggregation; returns (values, magnitudes) where magnitudes bound the float32
-    rounding (sums of absolute values that went into each output)."""
+    rounding (sums of absolute values that went into each output). ``cfg`` as FDE.config; an empty partition p is
+    filled from the sign string p ^ (p >> 1), or its Gray decoding with ``cfg["fill_target"] == "gray_decoded"``
+    (FDE.from_matrices' option, muvera-python's rule)."""
     x = np.asarray(points, np.float32)
     n, d = x.shape
     reps, k = cfg["num_repetitions"], cfg["num_simhash_projections"]
@@ -258,7 +269,7 @@ def fde_ref(points: np.ndarray, cfg: dict, mats: dict, document: bool):
                     out[r, p] /= counts[p]
                     mag[r, p] /= counts[p]
                 elif k and cfg["fill_empty_partitions"] and n:
-                    target = p ^ (p >> 1)
+                    target = _gray_decode(p) if cfg.get("fill_target") == "gray_decoded" else p ^ (p >> 1)
                     dist = [bin(int(s) ^ target).count("1") for s in signs]
                     best = int(np.argmin(dist))  # first minimum: lowest token index
                     out[r, p] = y[best]

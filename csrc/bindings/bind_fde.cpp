@@ -1,5 +1,6 @@
-// FDE bindings: the _FDEPlan object holds a configuration and its random matrices (built once); encode checks
-// shapes with the GIL held and runs the driver with it released. python/simkern/fde.py owns argument policy.
+// FDE bindings: the _FDEPlan object holds a configuration and its random matrices (drawn once, or the caller's
+// through from_matrices); encode checks shapes with the GIL held and runs the driver with it released.
+// python/simkern/fde.py owns argument policy.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -17,21 +18,75 @@ class FDEPlan {
  public:
   FDEPlan(i64 dim, i64 repetitions, int simhash_bits, bool ams, i64 projection_dim, bool fill_empty, i64 final_dim,
           std::uint32_t seed) {
-    require(dim >= 1, "dim must be >= 1");
-    require(repetitions >= 1, "num_repetitions must be >= 1");
-    require(simhash_bits >= 0 && simhash_bits <= 30, "num_simhash_projections must be in 0..30");
-    require(projection_dim >= 1, "projection_dimension must be >= 1");
-    require(final_dim >= 0, "final_projection_dimension must be >= 1");
-    config_ = FDEConfig{dim, repetitions, simhash_bits, ams, ams ? projection_dim : dim, fill_empty, final_dim, seed};
-    const double inner = static_cast<double>(repetitions) * static_cast<double>(i64{1} << simhash_bits) *
-                         static_cast<double>(config_.projection_dim);
-    require(inner <= static_cast<double>(std::numeric_limits<std::int32_t>::max()),
-            "num_repetitions * 2**num_simhash_projections * projection_dimension must be < 2**31, got " +
-                std::to_string(static_cast<long double>(inner)));
+    configure(dim, repetitions, simhash_bits, ams, projection_dim, fill_empty, final_dim, seed,
+              FDEFillTarget::kReference);
     {
       py::gil_scoped_release release;
       matrices_ = fde_build_matrices(config_);
     }
+  }
+
+  // A plan over the caller's matrices (FDE.from_matrices, which checks them first and names its own arguments;
+  // checked again here since nothing else stands between them and the kernels' indexing): simhash (dim, R * k)
+  // in FDEMatrices' layout, finite; AMS index / sign (R, dim) with indices in [0, projection_dim) and signs +-1
+  // (ignored for identity); final index / sign (R * 2**k * d_p,) with indices in [0, final_dim) (ignored when
+  // final_dim == 0).
+  static FDEPlan from_matrices(const CArray<float>& simhash, i64 repetitions, int simhash_bits, bool ams,
+                               const CArray<std::int32_t>& ams_index, const CArray<float>& ams_sign, i64 projection_dim,
+                               bool fill_empty, const CArray<std::int32_t>& final_index,
+                               const CArray<float>& final_sign, i64 final_dim, bool gray_decoded_fill) {
+    FDEPlan plan;
+    require_ndim(simhash, 2, "simhash");
+    const i64 dim = simhash.shape(0);
+    plan.configure(dim, repetitions, simhash_bits, ams, projection_dim, fill_empty, final_dim, 0,
+                   gray_decoded_fill ? FDEFillTarget::kGrayDecoded : FDEFillTarget::kReference);
+    const FDEConfig& c = plan.config_;
+    const i64 hyperplanes = c.repetitions * c.simhash_bits;
+    require(simhash.shape(1) == hyperplanes,
+            "simhash must have shape (dim, " + std::to_string(hyperplanes) + "), got " + shape_str(simhash));
+    const auto finite = [](const float* v, i64 n) {
+      for (i64 i = 0; i < n; ++i)
+        if (!std::isfinite(v[i])) return false;
+      return true;
+    };
+    const auto signs_ok = [](const float* v, i64 n) {
+      for (i64 i = 0; i < n; ++i)
+        if (v[i] != 1.0f && v[i] != -1.0f) return false;
+      return true;
+    };
+    const auto indices_ok = [](const std::int32_t* v, i64 n, i64 bound) {
+      for (i64 i = 0; i < n; ++i)
+        if (v[i] < 0 || v[i] >= bound) return false;
+      return true;
+    };
+    require(finite(simhash.data(), dim * hyperplanes), "simhash must be finite");
+    FDEMatrices& m = plan.matrices_;
+    m.simhash.assign(simhash.data(), simhash.data() + dim * hyperplanes);
+    if (c.ams) {
+      require_ndim(ams_index, 2, "ams_index");
+      require_ndim(ams_sign, 2, "ams_sign");
+      require(ams_index.shape(0) == c.repetitions && ams_index.shape(1) == dim && ams_sign.shape(0) == c.repetitions &&
+                  ams_sign.shape(1) == dim,
+              "ams_index and ams_sign must have shape (repetitions, dim)");
+      require(indices_ok(ams_index.data(), c.repetitions * dim, c.projection_dim),
+              "ams_index must be in [0, projection_dim)");
+      require(signs_ok(ams_sign.data(), c.repetitions * dim), "ams_sign must be +1 or -1");
+      m.ams_index.assign(ams_index.data(), ams_index.data() + c.repetitions * dim);
+      m.ams_sign.assign(ams_sign.data(), ams_sign.data() + c.repetitions * dim);
+    }
+    if (c.final_dim > 0) {
+      const i64 inner = c.inner_dim();
+      require_ndim(final_index, 1, "final_index");
+      require_ndim(final_sign, 1, "final_sign");
+      require(final_index.shape(0) == inner && final_sign.shape(0) == inner,
+              "final_index and final_sign must have shape (" + std::to_string(inner) + ",)");
+      require(indices_ok(final_index.data(), inner, c.final_dim), "final_index must be in [0, final_dim)");
+      require(signs_ok(final_sign.data(), inner), "final_sign must be +1 or -1");
+      m.final_index.assign(final_index.data(), final_index.data() + inner);
+      m.final_sign.assign(final_sign.data(), final_sign.data() + inner);
+    }
+    fde_build_gather_lists(c, m);
+    return plan;
   }
 
   i64 output_dim() const { return config_.output_dim(); }
@@ -109,6 +164,25 @@ class FDEPlan {
   }
 
  private:
+  FDEPlan() = default;
+
+  // Checks the sizes and sets config_ (FDEConfig::projection_dim is dim for identity).
+  void configure(i64 dim, i64 repetitions, int simhash_bits, bool ams, i64 projection_dim, bool fill_empty,
+                 i64 final_dim, std::uint32_t seed, FDEFillTarget fill_target) {
+    require(dim >= 1, "dim must be >= 1");
+    require(repetitions >= 1, "num_repetitions must be >= 1");
+    require(simhash_bits >= 0 && simhash_bits <= 30, "num_simhash_projections must be in 0..30");
+    require(projection_dim >= 1, "projection_dimension must be >= 1");
+    require(final_dim >= 0, "final_projection_dimension must be >= 1");
+    config_ = FDEConfig{dim, repetitions, simhash_bits, ams, ams ? projection_dim : dim, fill_empty, final_dim, seed};
+    config_.fill_target = fill_target;
+    const double inner = static_cast<double>(repetitions) * static_cast<double>(i64{1} << simhash_bits) *
+                         static_cast<double>(config_.projection_dim);
+    require(inner <= static_cast<double>(std::numeric_limits<std::int32_t>::max()),
+            "num_repetitions * 2**num_simhash_projections * projection_dimension must be < 2**31, got " +
+                std::to_string(static_cast<long double>(inner)));
+  }
+
   static bool ranges_overlap(const py::array& a, const py::array& b) {
     const auto* a0 = static_cast<const char*>(a.data());
     const auto* b0 = static_cast<const char*>(b.data());
@@ -154,6 +228,12 @@ void bind_fde(py::module_& m) {
       .def(py::init<i64, i64, int, bool, i64, bool, i64, std::uint32_t>(), py::arg("dim"), py::arg("repetitions"),
            py::arg("simhash_bits"), py::arg("ams"), py::arg("projection_dim"), py::arg("fill_empty"),
            py::arg("final_dim"), py::arg("seed"))
+      .def_static(
+          "from_matrices", &FDEPlan::from_matrices, py::arg("simhash").noconvert(), py::arg("repetitions"),
+          py::arg("simhash_bits"), py::arg("ams"), py::arg("ams_index").noconvert(), py::arg("ams_sign").noconvert(),
+          py::arg("projection_dim"), py::arg("fill_empty"), py::arg("final_index").noconvert(),
+          py::arg("final_sign").noconvert(), py::arg("final_dim"), py::arg("gray_decoded_fill"),
+          R"(from_matrices(simhash f32 (dim, R*k), repetitions, simhash_bits, ams, ams_index i32 (R, dim), ams_sign f32 (R, dim), projection_dim, fill_empty, final_index i32 (inner,), final_sign f32 (inner,), final_dim, gray_decoded_fill) -> _FDEPlan over these matrices)")
       .def_property_readonly("output_dim", &FDEPlan::output_dim)
       .def_property_readonly("inner_dim", &FDEPlan::inner_dim)
       .def(

@@ -255,8 +255,10 @@ bool encode_one(const FDEConfig& c, const FDEMatrices& mats, const FDEKernels& k
       for (i64 p = 0; p < parts; ++p) {
         float* dst = block + p * dp;
         if (s.counts[p] == 0.0f) {
-          if (k > 0 && c.fill_empty) {  // nearest sign string to p ^ (p >> 1); strict < keeps the lowest token
-            const std::uint32_t target = static_cast<std::uint32_t>(p ^ (p >> 1));
+          if (k > 0 && c.fill_empty) {  // nearest sign string to the target; strict < keeps the lowest token
+            const auto part = static_cast<std::uint32_t>(p);
+            const std::uint32_t target =
+                c.fill_target == FDEFillTarget::kGrayDecoded ? gray_partition(part) : part ^ (part >> 1);
             i64 best = 0;
             if (search) {
               best = nearest_token(s, n, target);

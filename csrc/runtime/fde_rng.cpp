@@ -109,6 +109,23 @@ void count_sketch(std::uint32_t seed, i64 count, std::uint32_t range, std::int32
 
 }  // namespace
 
+void fde_build_gather_lists(const FDEConfig& c, FDEMatrices& mats) {
+  mats.ams_order.clear();
+  mats.ams_start.clear();
+  if (!c.ams) return;
+  const i64 dp = c.projection_dim;
+  mats.ams_order.resize(static_cast<std::size_t>(c.repetitions * c.dim));
+  mats.ams_start.assign(static_cast<std::size_t>(c.repetitions * (dp + 1)), 0);
+  for (i64 r = 0; r < c.repetitions; ++r) {
+    std::int32_t* start = mats.ams_start.data() + r * (dp + 1);
+    const std::int32_t* index = mats.ams_index.data() + r * c.dim;
+    for (i64 i = 0; i < c.dim; ++i) ++start[index[i] + 1];
+    for (i64 t = 0; t < dp; ++t) start[t + 1] += start[t];
+    std::vector<std::int32_t> fill(start, start + dp);
+    for (i64 i = 0; i < c.dim; ++i) mats.ams_order[r * c.dim + fill[index[i]]++] = static_cast<std::int32_t>(i);
+  }
+}
+
 FDEMatrices fde_build_matrices(const FDEConfig& c) {
   if (c.dim <= 0 || c.repetitions <= 0 || c.simhash_bits < 0 || c.simhash_bits > 30 || c.projection_dim <= 0)
     throw std::invalid_argument("invalid FDE configuration");
@@ -128,19 +145,8 @@ FDEMatrices fde_build_matrices(const FDEConfig& c) {
     for (i64 r = 0; r < c.repetitions; ++r)
       count_sketch(c.seed + static_cast<std::uint32_t>(r), c.dim, static_cast<std::uint32_t>(c.projection_dim),
                    mats.ams_index.data() + r * c.dim, mats.ams_sign.data() + r * c.dim);
-    // Gather lists (a counting sort of the coordinates by target, stable in i).
-    const i64 dp = c.projection_dim;
-    mats.ams_order.resize(static_cast<std::size_t>(c.repetitions * c.dim));
-    mats.ams_start.assign(static_cast<std::size_t>(c.repetitions * (dp + 1)), 0);
-    for (i64 r = 0; r < c.repetitions; ++r) {
-      std::int32_t* start = mats.ams_start.data() + r * (dp + 1);
-      const std::int32_t* index = mats.ams_index.data() + r * c.dim;
-      for (i64 i = 0; i < c.dim; ++i) ++start[index[i] + 1];
-      for (i64 t = 0; t < dp; ++t) start[t + 1] += start[t];
-      std::vector<std::int32_t> fill(start, start + dp);
-      for (i64 i = 0; i < c.dim; ++i) mats.ams_order[r * c.dim + fill[index[i]]++] = static_cast<std::int32_t>(i);
-    }
   }
+  fde_build_gather_lists(c, mats);
   if (c.final_dim > 0) {
     const i64 inner = c.inner_dim();
     mats.final_index.resize(static_cast<std::size_t>(inner));

@@ -103,6 +103,21 @@ class _FDEPlan:
         final_dim: int,
         seed: int,
     ) -> None: ...
+    @staticmethod
+    def from_matrices(
+        simhash: npt.NDArray[np.float32],
+        repetitions: int,
+        simhash_bits: int,
+        ams: bool,
+        ams_index: npt.NDArray[np.int32],
+        ams_sign: npt.NDArray[np.float32],
+        projection_dim: int,
+        fill_empty: bool,
+        final_index: npt.NDArray[np.int32],
+        final_sign: npt.NDArray[np.float32],
+        final_dim: int,
+        gray_decoded_fill: bool,
+    ) -> _FDEPlan: ...
     @property
     def output_dim(self) -> int: ...
     @property

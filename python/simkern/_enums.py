@@ -16,6 +16,8 @@ SKETCH_KINDS = {"srht": 0, "gaussian": 1, "countsketch": 2, "sparse_sign": 3}
 LSTSQ_METHODS = ("solve", "precondition")
 FDE_PROJECTIONS = ("identity", "ams_sketch")
 FDE_EMPTY = ("error", "zeros")
+# FDE.from_matrices: the sign string an empty document partition is filled from (fde.hpp, FDEFillTarget)
+FDE_FILL_TARGETS = ("reference", "gray_decoded")
 MULTIVECTOR_ANNS = ("hnsw", "pq", "flat", "tokens")
 
 

@@ -18,6 +18,10 @@ documents only (queries ignore it instead of failing); an empty document raises 
 returns NaN or reads out of bounds) unless ``empty="zeros"``; an empty query encodes to zeros (the reference's
 sum of nothing). Input tokens must be float32 and finite; an encoding that overflows float32 (huge finite tokens)
 raises ValueError naming the argument instead of returning inf/NaN.
+
+``FDE.from_matrices`` builds the same encoder over given matrices instead of seeded draws (another
+implementation's, e.g. muvera-python's NumPy draws in ``simkern.compat.muvera``), with a choice of the sign string
+empty partitions are filled from (muvera-python's differs from the reference's).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._enums import FDE_EMPTY, FDE_PROJECTIONS, choice
+from ._enums import FDE_EMPTY, FDE_FILL_TARGETS, FDE_PROJECTIONS, choice
 from ._validate import check_out_aligned, int_arg, seed_arg, threads_arg
 from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
@@ -45,7 +49,7 @@ class _Config(TypedDict):
     projection_dimension: int | None
     fill_empty_partitions: bool
     final_projection_dimension: int | None
-    seed: int
+    seed: int | None  # None: an encoder from from_matrices (whose config also holds "fill_target")
 
 
 class FDE:
@@ -90,6 +94,109 @@ class FDE:
         self._plan = _core._FDEPlan(dim, num_repetitions, num_simhash_projections, projection == "ams_sketch",
                                     d_proj, bool(fill_empty_partitions), final_projection_dimension or 0,
                                     seed)
+        self._explicit = False  # True: built by from_matrices (config["seed"] is None)
+
+    @classmethod
+    def from_matrices(cls, simhash: npt.ArrayLike, *, projection: Any = None,
+                      projection_dimension: int | None = None, final_projection: Any = None,
+                      final_projection_dimension: int | None = None, fill_empty_partitions: bool = True,
+                      fill_target: str = "reference") -> FDE:
+        """An encoder over given random matrices instead of matrices drawn from a seed, to reproduce another
+        implementation's encodings (``simkern.compat.muvera`` passes muvera-python's NumPy draws). Encoding runs
+        the same native path as ``FDE(...)`` (threads, batch inputs, ``empty=``, ``out=``), with the same sum
+        orders: sketches and projections over the coordinates in order, tokens in order, the final sketch in
+        index order.
+
+        - ``simhash``: float32 ``(R, dim, k)``, finite: sketch j of repetition r of a token x is
+          ``sum_i x[i] * simhash[r, i, j]``; R >= 1 repetitions, k in 0..30 SimHash bits (k = 0: one partition).
+        - ``projection``: None (the identity; ``projection_dimension`` None or dim), or the AMS projection of each
+          repetition (one +1 or -1 per input coordinate) in either form:
+
+          - a dense ``(R, dim, d_proj)`` array of any real dtype whose rows ``[r, i, :]`` each hold exactly one
+            nonzero, +1 or -1 (projected ``y[c] = sum_i x[i] * projection[r, i, c]``; ``projection_dimension``
+            None or d_proj);
+          - a pair ``(indices, signs)`` of ``(R, dim)`` arrays, integer indices in ``[0, projection_dimension)``
+            and signs +1 or -1 of any real dtype (``y[indices[r, i]] += signs[r, i] * x[i]``);
+            ``projection_dimension`` (d_proj) is then required.
+        - ``final_projection``: None, or a CountSketch ``(indices, signs)`` of two 1-D arrays of length
+          ``R * 2**k * d_proj`` (integer indices in ``[0, final_projection_dimension)``, signs +1 or -1):
+          ``out[indices[i]] += signs[i] * inner[i]``; ``final_projection_dimension`` is then required.
+        - ``fill_empty_partitions`` as in ``FDE``.
+        - ``fill_target``: the sign string an empty document partition p is filled from (with the token whose
+          sign string is nearest in Hamming distance, lowest token index on ties; hyperplane 0 = most
+          significant bit): ``"reference"``, ``p ^ (p >> 1)``, the sign string whose partition is p (Google's
+          reference, and ``FDE(...)``), or ``"gray_decoded"``, the Gray decoding of p (the prefix XOR of its bits
+          from the top: muvera-python 0.2's rule). They agree for k <= 2.
+
+        Wrong dtypes raise TypeError, wrong shapes or values ValueError, naming the argument; the arrays are
+        copied. The encoder's ``config`` has ``seed`` None and a ``fill_target`` key (``FDE(**config)`` does not
+        apply to it); it pickles with its matrices; ``==`` compares what two encoders compute (sizes, fill rule
+        and matrices: one built from the matrices ``FDE(seed=s)`` draws equals it). A MultiVectorIndex holding
+        one cannot be saved, pickled or copied (ValueError): its saved configuration holds a seed, not matrices.
+        """
+        sim = _matrix_arg(simhash, "simhash", 3, "float32")
+        reps, dim, k = sim.shape
+        if reps < 1 or dim < 1:
+            raise ValueError(f"simhash must have shape (R, dim, k) with R >= 1 and dim >= 1, got {sim.shape}")
+        if k > 30:
+            raise ValueError(f"simhash must have at most 30 SimHash projections (k = shape[2]), got {k}")
+        if not np.isfinite(sim).all():
+            raise ValueError("simhash must be finite (it has a NaN or infinite value)")
+        if not isinstance(fill_empty_partitions, (bool, np.bool_)):
+            raise TypeError(f"fill_empty_partitions must be a bool, got {type(fill_empty_partitions).__name__}")
+        fill_target = choice(fill_target, "fill_target", FDE_FILL_TARGETS)
+        ams = projection is not None
+        if ams:
+            ams_index, ams_sign, d_proj = _projection_arg(projection, projection_dimension, reps, dim)
+        else:
+            if projection_dimension is not None and projection_dimension != dim:
+                raise ValueError(f"projection_dimension must be None or dim ({dim}) with the identity projection "
+                                 f"(projection=None), got {projection_dimension}")
+            ams_index, ams_sign, d_proj = np.zeros((0, dim), np.int32), np.zeros((0, dim), np.float32), dim
+        inner = reps * 2**k * d_proj
+        if inner > 2**31 - 1:
+            raise ValueError(f"num_repetitions * 2**num_simhash_projections * projection_dimension must be < 2**31, "
+                             f"got {inner}")
+        if final_projection is None:
+            if final_projection_dimension is not None:
+                raise ValueError("final_projection_dimension is given without final_projection")
+            final_index, final_sign, final_dim = np.zeros(0, np.int32), np.zeros(0, np.float32), 0
+        else:
+            if final_projection_dimension is None:
+                raise ValueError("final_projection_dimension is required with final_projection")
+            final_dim = int_arg(final_projection_dimension, "final_projection_dimension", 1)
+            final_index, final_sign = _sketch_arg(final_projection, "final_projection", (inner,), final_dim,
+                                                  "final_projection_dimension")
+        self = cls.__new__(cls)
+        self._config = {
+            "dim": dim, "num_repetitions": reps, "num_simhash_projections": k,
+            "projection": "ams_sketch" if ams else "identity", "projection_dimension": d_proj if ams else None,
+            "fill_empty_partitions": bool(fill_empty_partitions),
+            "final_projection_dimension": final_dim or None, "seed": None,
+        }
+        self._config["fill_target"] = fill_target  # type: ignore[typeddict-unknown-key]  # explicit matrices only
+        self._plan = _core._FDEPlan.from_matrices(
+            np.array(sim.transpose(1, 0, 2), order="C").reshape(dim, reps * k), reps, k, ams, ams_index, ams_sign,
+            d_proj, bool(fill_empty_partitions), final_index, final_sign, final_dim, fill_target == "gray_decoded")
+        self._explicit = True
+        return self
+
+    def _matrix_args(self) -> dict[str, Any]:
+        """The keyword arguments of ``from_matrices`` that rebuild this encoder (from the plan's matrices, pair
+        forms), for pickling and equality."""
+        c, m = self._config, self._plan.matrices()
+        reps, k, dim = c["num_repetitions"], c["num_simhash_projections"], c["dim"]
+        args: dict[str, Any] = {
+            "simhash": np.ascontiguousarray(m["simhash"].reshape(dim, reps, k).transpose(1, 0, 2)),
+            "projection": None, "projection_dimension": c["projection_dimension"], "final_projection": None,
+            "final_projection_dimension": c["final_projection_dimension"],
+            "fill_empty_partitions": c["fill_empty_partitions"], "fill_target": c.get("fill_target", "reference"),
+        }
+        if c["projection"] == "ams_sketch":
+            args["projection"] = (m["ams_index"], m["ams_sign"])
+        if c["final_projection_dimension"]:
+            args["final_projection"] = (m["final_index"], m["final_sign"])
+        return args
 
     # -- properties --------------------------------------------------------------------------------------------
     @property
@@ -98,7 +205,8 @@ class FDE:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The configuration (a copy), as accepted by ``FDE(**config)``."""
+        """The configuration (a copy), as accepted by ``FDE(**config)``; for an encoder from ``from_matrices``,
+        ``seed`` is None and ``fill_target`` is added (it is rebuilt by pickling, not from its config)."""
         return dict(self._config)
 
     @property
@@ -106,14 +214,22 @@ class FDE:
         return self._config["dim"]
 
     def __repr__(self) -> str:
+        if self._explicit:
+            args = ", ".join(f"{k}={v!r}" for k, v in self._config.items() if k != "seed")
+            return f"FDE.from_matrices({args})"
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items() if k != "dim")
         return f"FDE({self.dim}, {args})"
 
     def __getstate__(self) -> dict[str, Any]:
+        if self._explicit:  # the configuration and the matrices
+            return self.config | {"matrices": self._matrix_args()}
         return self.config
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
+        if "matrices" in state:  # unpickling an encoder from from_matrices
+            self.__dict__.update(FDE.from_matrices(**state["matrices"]).__dict__)
+            return
         self.__init__(state.pop("dim"), **_legacy_seed(state))  # type: ignore[misc]  # unpickling
 
     @classmethod
@@ -123,7 +239,22 @@ class FDE:
         return cls(**_legacy_seed(dict(config)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FDE) and other._config == self._config
+        """Whether both encode alike: the same configuration; where one is from ``from_matrices``, the same sizes,
+        fill rule and matrices."""
+        if not isinstance(other, FDE):
+            return False
+        if not (self._explicit or other._explicit):
+            return other._config == self._config
+        if self._structure() != other._structure():
+            return False
+        mine, theirs = self._plan.matrices(), other._plan.matrices()
+        return all(np.array_equal(mine[key], theirs[key]) for key in mine)
+
+    def _structure(self) -> dict[str, Any]:
+        """The configuration without the seed, with the fill rule: what decides the encoding besides matrices."""
+        structure: dict[str, Any] = {k: v for k, v in self._config.items() if k != "seed"}
+        structure.setdefault("fill_target", "reference")
+        return structure
 
     __hash__ = None  # type: ignore[assignment]  # unhashable (object declares __hash__ a method)
 
@@ -189,6 +320,75 @@ class FDE:
         if len(r) and r.dim != self.dim:
             raise ValueError(f"{name} must have dim {self.dim}, got {r.dim}")
         return r
+
+
+def _matrix_arg(x: Any, name: str, ndim: int, kind: str) -> npt.NDArray[Any]:
+    """``x`` as an array of ``ndim`` dimensions and the dtype kind ``kind``: "float32", "int" (any integer dtype) or
+    "real" (any integer or floating dtype); TypeError / ValueError naming ``name``."""
+    arr = np.asarray(x)
+    if kind == "float32" and arr.dtype != np.float32:
+        raise TypeError(f"{name} must be float32, got {arr.dtype}; convert with .astype(numpy.float32)")
+    if kind == "int" and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got {arr.dtype}")
+    if kind == "real" and arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be an integer or floating-point array, got {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return arr
+
+
+def _sketch_arg(pair: Any, name: str, shape: tuple[int, ...], bound: int,
+                bound_name: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """A CountSketch ``(indices, signs)``: two arrays of ``shape``, integer indices in [0, bound), signs +-1; as
+    C-contiguous int32 / float32 copies."""
+    if not isinstance(pair, tuple) or len(pair) != 2:
+        raise TypeError(f"{name} must be a pair (indices, signs), got {type(pair).__name__}")
+    index = _matrix_arg(pair[0], f"{name}[0] (indices)", len(shape), "int")
+    sign = _matrix_arg(pair[1], f"{name}[1] (signs)", len(shape), "real")
+    for arr, what in ((index, "indices"), (sign, "signs")):
+        if arr.shape != shape:
+            raise ValueError(f"{name} {what} must have shape {shape}, got {arr.shape}")
+    bad = (index < 0) | (index >= bound)
+    if bad.any():
+        at = np.unravel_index(int(np.argmax(bad)), shape)
+        raise ValueError(f"{name} indices must be in [0, {bound_name}) = [0, {bound}), got {index[at]} at "
+                         f"{tuple(map(int, at))}")
+    bad = (sign != 1) & (sign != -1)
+    if bad.any():
+        at = np.unravel_index(int(np.argmax(bad)), shape)
+        raise ValueError(f"{name} signs must be +1 or -1, got {sign[at]} at {tuple(map(int, at))}")
+    return np.array(index, np.int32, order="C"), np.array(sign, np.float32, order="C")  # aligned copies
+
+
+def _projection_arg(projection: Any, projection_dimension: int | None, reps: int,
+                    dim: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], int]:
+    """from_matrices' AMS ``projection`` (dense (R, dim, d_proj) or (indices, signs)) as (indices, signs, d_proj)."""
+    if isinstance(projection, tuple):
+        if projection_dimension is None:
+            raise ValueError("projection_dimension is required with projection=(indices, signs)")
+        d_proj = int_arg(projection_dimension, "projection_dimension", 1)
+        index, sign = _sketch_arg(projection, "projection", (reps, dim), d_proj, "projection_dimension")
+        return index, sign, d_proj
+    dense = _matrix_arg(projection, "projection", 3, "real")
+    if dense.shape[:2] != (reps, dim) or dense.shape[2] < 1:
+        raise ValueError(f"projection must have shape (R, dim, d_proj) = ({reps}, {dim}, d_proj >= 1) like simhash, "
+                         f"got {dense.shape}")
+    d_proj = dense.shape[2]
+    if projection_dimension is not None and projection_dimension != d_proj:
+        raise ValueError(f"projection_dimension must be None or projection.shape[2] ({d_proj}), "
+                         f"got {projection_dimension}")
+    nonzero = dense != 0
+    counts = nonzero.sum(axis=2)
+    if (counts != 1).any():
+        r, i = np.argwhere(counts != 1)[0]
+        raise ValueError(f"projection[{r}, {i}] must hold exactly one nonzero value (+1 or -1), has {counts[r, i]}")
+    index = np.argmax(nonzero, axis=2)
+    sign = np.take_along_axis(dense, index[:, :, None], axis=2)[:, :, 0]
+    bad = (sign != 1) & (sign != -1)
+    if bad.any():
+        r, i = np.argwhere(bad)[0]
+        raise ValueError(f"projection[{r}, {i}] must hold +1 or -1, got {sign[r, i]}")
+    return np.array(index, np.int32, order="C"), np.array(sign, np.float32, order="C"), d_proj
 
 
 def _legacy_seed(config: dict[str, Any]) -> dict[str, Any]:

@@ -422,6 +422,10 @@ class MultiVectorIndex:
 
     def _config(self, st: _Store) -> dict[str, Any]:
         """The configuration and sizes of the state ``st`` (the container's meta; read back by ``_configured``)."""
+        if self._fde is not None and self._fde._explicit:
+            raise ValueError("this MultiVectorIndex cannot be saved, pickled or copied: its FDE was built by "
+                             "FDE.from_matrices, and the saved configuration holds an FDE's seed, not its matrices; "
+                             "use an FDE(dim, ..., seed=...) encoder to save the index")
         return {"dim": self._dim, "ann": self._ann_kind,
                 "candidates": self.candidates, "storage": self._storage, "options": self._options,
                 "fde": None if self._fde is None else self._fde.config, "docs": st.n_docs,

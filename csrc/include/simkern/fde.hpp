@@ -8,8 +8,9 @@
 //     y_t[h_r(i)] += sign_r(i) * x_ti for i in order (d_p = projection_dimension).
 //   Aggregation in token order: out[r][p][:] += y_t. Queries keep sums; documents divide each non-empty block by its
 //     count (float division) and, when fill_empty is set and k > 0, give an empty block p a copy of y_t for the token
-//     whose sign string (hyperplane 0 = most significant bit) is nearest in Hamming distance to p ^ (p >> 1),
-//     lowest token index on ties; with fill off an empty block stays 0.
+//     whose sign string (hyperplane 0 = most significant bit) is nearest in Hamming distance to p ^ (p >> 1) (the
+//     sign string of partition p), lowest token index on ties; with fill off an empty block stays 0. (With
+//     FDEFillTarget::kGrayDecoded the target is muvera-python's instead, see there.)
 //   Optional final CountSketch over the R * 2^k * d_p vector: y[idx(i)] += sign(i) * out[i], i in order.
 // Output layout: repetition, partition, coordinate (float32).
 //
@@ -24,6 +25,9 @@
 // bit-identical on every ISA, and independent of batch size and threads. The reference's own rounding of the
 // sketches depends on how Eigen was built (its GEMM uses FMA when compiled for it); the two can differ only in the
 // sign of a sketch within a few float roundings of zero, which the fixtures never hit.
+//
+// Matrices given by the caller (FDE.from_matrices: muvera-python's NumPy draws, say) replace the drawn ones:
+// fde_build_gather_lists derives the AMS gather lists from ams_index, the rest of the pipeline is the same.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +37,12 @@
 
 namespace simkern {
 
+// The sign string an empty document partition p is filled from (the token whose sign string is nearest to it):
+// kReference: p ^ (p >> 1), the sign string whose partition is p (Google's reference). kGrayDecoded: the Gray
+// decoding of p, i.e. the prefix XOR of p's bits from the top (muvera-python 0.2's gray_code_to_binary); the two
+// agree for k <= 2 and differ for some partitions from k = 3 on.
+enum class FDEFillTarget : std::uint8_t { kReference = 0, kGrayDecoded = 1 };
+
 struct FDEConfig {
   i64 dim = 0;
   i64 repetitions = 20;
@@ -41,7 +51,8 @@ struct FDEConfig {
   i64 projection_dim = 16;  // d_p (dim for identity)
   bool fill_empty = true;   // documents only
   i64 final_dim = 0;        // 0: no final projection
-  std::uint32_t seed = 1;   // int32 seed modulo 2^32, as the reference takes it
+  std::uint32_t seed = 1;   // int32 seed modulo 2^32, as the reference takes it (unused for given matrices)
+  FDEFillTarget fill_target = FDEFillTarget::kReference;
   i64 partitions() const { return i64{1} << simhash_bits; }
   i64 inner_dim() const { return repetitions * partitions() * projection_dim; }
   i64 output_dim() const { return final_dim > 0 ? final_dim : inner_dim(); }
@@ -62,6 +73,10 @@ struct FDEMatrices {
 };
 
 FDEMatrices fde_build_matrices(const FDEConfig& config);  // fde_rng.cpp
+
+// ams_order / ams_start from ams_index (a counting sort per repetition, stable in i); empty for identity. Every
+// ams_index value must be in [0, projection_dim) (the caller checks given matrices). fde_rng.cpp.
+void fde_build_gather_lists(const FDEConfig& config, FDEMatrices& matrices);
 
 struct FDEKernels {
   const char* name = nullptr;
