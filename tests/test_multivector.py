@@ -1,6 +1,6 @@
-"""MultiVectorIndex (FDE -> ANN -> exact MaxSim rerank) and simkern.compat.pylate: recall against exact MaxSim on a
-seeded synthetic corpus for every ann, exactness of the returned scores, add/remove/save/load/pickle, corrupt folders,
-bad inputs; the PyLate shim against a NumPy transcription of PyLate's formula."""
+"""MultiVectorIndex (FDE -> ANN -> exact MaxSim rerank): recall against exact MaxSim on a seeded synthetic corpus for
+every ann, exactness of the returned scores, add/remove/save/load/pickle, corrupt folders, bad inputs. (The PyLate
+shim, simkern.compat.pylate: tests/test_compat_pylate.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import shutil
 import numpy as np
 import pytest
 import simkern
-from simkern.compat.pylate import colbert_scores
 
 DIM = 32
 ANNS = ["flat", "hnsw", "pq", "tokens"]
@@ -295,69 +294,6 @@ def test_token_k_grows_the_union_and_all_tokens_is_exact(data):
     index._ann.ef = d.total_tokens
     scores, ids = index.search(q, 10, candidates=len(d), token_k=d.total_tokens)
     np.testing.assert_allclose(scores, -np.sort(-exact, axis=1)[:, :10], rtol=1e-6, atol=1e-6)
-
-
-# -- simkern.compat.pylate -------------------------------------------------------------------------------------
-
-def pylate_formula(q, d, qm=None, dm=None):
-    """PyLate's colbert_scores transcribed to NumPy: einsum, multiply by the masks, max over doc tokens, sum."""
-    s = np.einsum("ash,bth->abst", q.astype(np.float64), d.astype(np.float64))
-    if qm is not None:
-        s = s * qm[:, None, :, None]
-    if dm is not None:
-        s = s * dm[None, :, None, :]
-    return s.max(axis=-1).sum(axis=-1)
-
-
-def test_pylate_shim_unmasked_and_masked():
-    rng = np.random.default_rng(3)
-    q = rng.standard_normal((4, 6, 16)).astype(np.float32)
-    d = rng.standard_normal((5, 9, 16)).astype(np.float32)
-    got = colbert_scores(q, d)
-    assert got.shape == (4, 5) and got.dtype == np.float32
-    np.testing.assert_allclose(got, pylate_formula(q, d), rtol=1e-5, atol=1e-5)
-    qm = (rng.random((4, 6)) < 0.7).astype(np.float32)
-    dm = rng.random((5, 9)) < 0.6
-    dm[:, 0] = True
-    got = colbert_scores(q, d, qm, dm)
-    # our semantics: masked tokens are removed (never win the max)
-    want = np.zeros((4, 5))
-    for i in range(4):
-        for j in range(5):
-            qi, dj = q[i][qm[i] == 1].astype(np.float64), d[j][dm[j]].astype(np.float64)
-            want[i, j] = (qi @ dj.T).max(axis=1).sum() if len(qi) else 0.0
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # where every unmasked similarity is positive the two semantics agree
-    qp, dp = np.abs(q), np.abs(d)
-    np.testing.assert_allclose(colbert_scores(qp, dp, qm, dm), pylate_formula(qp, dp, qm, dm.astype(np.float64)),
-                               rtol=1e-5, atol=1e-5)
-    # and they differ where PyLate's zeroed tokens win: a doc whose real similarities are all negative
-    neg_d = -np.abs(d)
-    assert not np.allclose(colbert_scores(qp, neg_d, None, dm), pylate_formula(qp, neg_d, None, dm))
-    all_masked = dm.copy()
-    all_masked[2] = False
-    assert np.all(colbert_scores(q, d, None, all_masked)[:, 2] == -np.inf)
-
-
-def test_pylate_shim_torch_and_bad_inputs():
-    q = np.ones((2, 3, 8), np.float32)
-    d = np.ones((3, 4, 8), np.float32)
-    with pytest.raises(ValueError, match="3-D"):
-        colbert_scores(q[0], d)
-    with pytest.raises(TypeError, match="float32"):
-        colbert_scores(q.astype(np.float64), d)
-    with pytest.raises(ValueError, match="same embedding size"):
-        colbert_scores(q, d[:, :, :4].copy())
-    with pytest.raises(ValueError, match=r"documents_mask must have shape \(3, 4\)"):
-        colbert_scores(q, d, None, np.ones((3, 5)))
-    with pytest.raises(ValueError, match="only 0 and 1"):
-        colbert_scores(q, d, np.full((2, 3), 0.5))
-    torch = pytest.importorskip("torch")
-    tq = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32))
-    td = torch.ones(3, 4, 8)
-    got = colbert_scores(tq, td, torch.ones(2, 3), torch.ones(3, 4, dtype=torch.bool))
-    assert isinstance(got, torch.Tensor) and tuple(got.shape) == (2, 3)
-    np.testing.assert_allclose(got.numpy(), pylate_formula(tq.numpy(), td.numpy()), rtol=1e-5, atol=1e-5)
 
 
 def test_mapped_index_refuses_a_file_changed_under_it(tmp_path, data):
