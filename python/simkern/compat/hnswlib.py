@@ -1,72 +1,235 @@
-"""hnswlib's Python API over simkern.HNSWIndex: ``import simkern.compat.hnswlib as hnswlib``.
+"""hnswlib 0.8.0's Python API over simkern.HNSWIndex: ``import simkern.compat.hnswlib as hnswlib``.
 
-Follows hnswlib 0.8's documented behaviour: ``Index(space, dim)`` with space ``"l2"`` (squared L2), ``"ip"``
-(distance 1 - inner product) or ``"cosine"`` (1 - cosine); ``init_index`` fixes ``max_elements`` (exceeding it
-raises RuntimeError, ``resize_index`` raises it); ``add_items`` converts to float32, defaults ids to the running
-count, and updates the vector of an id that is already present; ``knn_query`` returns ``(labels uint64,
-distances float32)`` nearest first and raises RuntimeError when fewer than k live elements can be returned;
-``mark_deleted`` / ``unmark_deleted`` raise RuntimeError for unknown labels; ``get_items`` returns the stored
-vectors (normalised for cosine).
+``Index`` and ``BFIndex`` with hnswlib's methods, arguments, defaults, attributes, exception types and messages
+(each probed against hnswlib 0.8.0 from PyPI; tests/test_compat_hnswlib.py runs the same calls on both):
+``Index(space, dim)`` (space ``"l2"``: squared L2; ``"ip"``: 1 - inner product; ``"cosine"``: 1 - cosine, vectors
+stored normalised), ``Index(index)`` (a copy); ``init_index(max_elements, M=16, ef_construction=200,
+random_seed=100, allow_replace_deleted=False)``; ``add_items(data, ids=None, num_threads=-1,
+replace_deleted=False)`` (data 1-D or 2-D, any numeric dtype, converted to float32; ids None - the running count
+of rows added so far -, an int or a 1-D array; an id that is present is updated, a marked-deleted one revived,
+and with ``replace_deleted=True`` a deleted element's slot goes to the new id); ``knn_query(data, k=1,
+num_threads=-1, filter=None)`` -> ``(labels uint64, distances float32)``, nearest first; ``mark_deleted``,
+``unmark_deleted``, ``resize_index``, ``get_items(ids, return_type="numpy" | "list")``, ``get_ids_list``
+(deleted labels included), ``set_ef``, ``set_num_threads``, ``get_max_elements``, ``get_current_count``,
+``index_file_size``, ``save_index``, ``load_index(path, max_elements=0, allow_replace_deleted=False)``, pickling,
+and the attributes ``space``, ``dim``, ``M``, ``ef_construction``, ``max_elements``, ``element_count``, ``ef``,
+``num_threads``. ``element_count`` counts live and marked-deleted elements, as hnswlib does; adding past
+``max_elements`` adds the rows that fit, in order, then raises RuntimeError, as hnswlib does.
 
-Differences (documented, deliberate): ``save_index`` writes simkern's versioned, checksummed format (not hnswlib's
-raw dump), and ``load_index`` reads only that; ``filter`` callables are evaluated once per live label per call
-(in Python, before the search; the search then applies the mask natively); an update is a tombstone plus a new
-node (``compact()``-able through ``index.simkern``), so memory grows with updates until then; ``unmark_deleted``
-scans the index (O(n)); ``allow_replace_deleted``/``replace_deleted`` are accepted, and deleted slots are not
-reused (the index grows by itself).
+Files: ``save_index(path)`` writes hnswlib's own binary format (real hnswlib loads it), ``save_index(path,
+format="simkern")`` simkern's checksummed container (mappable with ``HNSWIndex.load(path, mmap=True)``);
+``load_index`` reads both (``_hnswlib_file.py`` has the layout), validating every field: a corrupt or truncated
+file raises ``IndexFileError``, which is both a ValueError and the RuntimeError hnswlib raises. Saves are atomic.
+
+Differences from hnswlib 0.8.0, each deliberate:
+
+- Where hnswlib crashes or misreads, the shim raises: calls before ``init_index`` (hnswlib segfaults) raise
+  RuntimeError; queries of the wrong dimension (hnswlib reads past the row) and files of another dim raise
+  RuntimeError / IndexFileError; ``BFIndex.knn_query`` with fewer than k matching elements raises RuntimeError
+  (hnswlib returns uninitialised labels); NaN or infinite vectors raise ValueError (hnswlib stores them, and its
+  graph then misroutes); ``M`` outside 2..1024 raises ValueError at ``init_index`` (hnswlib accepts 0 and 1 and
+  fails later, and caps at 10000).
+- Labels are at most 2**63 - 2 (simkern ids are int64; hnswlib takes any uint64): a larger one raises ValueError.
+- The graph is simkern's (same M, 2M links at level 0, same level distribution), built and searched by simkern:
+  labels of approximate searches differ from hnswlib's where the graphs differ (recall is compared in the tests).
+- An update, a revived label and a reused deleted slot leave a tombstone in simkern's graph; when tombstones
+  outnumber live elements the graph is compacted (rebuilt from the live and marked-deleted vectors), so memory
+  stays within about twice hnswlib's. ``replace_deleted=True`` takes the new label's own deleted slot if it has
+  one, else the earliest deleted element (hnswlib: an arbitrary one).
+- ``filter`` callables are called once per live label per call, before the search (the search then applies the
+  mask natively); hnswlib calls them on the elements its search visits. Either way only labels the filter
+  accepts are returned.
+- ``get_ids_list`` lists live labels in insertion order, then deleted ones (hnswlib: hash order).
+- ``BFIndex.load_index`` rebuilds the label table, so ``delete_vector`` and updates work on a loaded index
+  (hnswlib 0.8.0 loses the table on load); BFIndex can be pickled (hnswlib's cannot).
+- ``BFIndex("cosine", dim)`` normalises the vectors it stores but not the queries, and returns 1 - <q, x>,
+  exactly as hnswlib 0.8.0's brute-force index does (normalise queries yourself for a true cosine distance; the
+  ranking is the cosine ranking either way).
+- ``replace_deleted=True`` with a label that is present elsewhere: hnswlib gives the label to the reused slot and
+  keeps the old element, counted and still returned by searches under that label (two results with one label);
+  here the label's vector is updated, and the old element is only counted (``element_count`` as hnswlib's) -
+  not written by ``save_index``. hnswlib files in which several elements carry one label load with the last of
+  them, the one hnswlib's lookup returns; the others become tombstones.
 """
 
 from __future__ import annotations
 
+import operator
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .. import HNSWIndex
+from .. import _container
+from .._validate import MAX_ID, atomic_write, check_norms
+from ..hnsw import _CONTAINER_VERSION, HNSWIndex
+from ..runtime import get_num_threads
+from . import _hnswlib_file
 
-__all__ = ["Index"]
+__all__ = ["BFIndex", "Index", "IndexFileError"]
+
+_SPACES = ("l2", "ip", "cosine")
+_NOT_INITIALISED = "the index is not initialised: call init_index or load_index first"
+_RESULTS = "Cannot return the results in a contiguous 2D array. Probably ef or M is too small"
 
 
-def _threads(num_threads: int | None) -> int | None:
-    return None if num_threads is None or num_threads <= 0 else int(num_threads)
+class IndexFileError(ValueError, RuntimeError):
+    """A file that cannot be read as an index: missing, truncated, corrupt, foreign, or of another dim. A
+    ValueError (simkern's rule) and a RuntimeError (what hnswlib raises)."""
+
+
+def _space(space: object) -> str:
+    if space not in _SPACES:
+        raise RuntimeError("Space name must be one of l2, ip, or cosine.")
+    return str(space)
+
+
+def _size_t(value: object, name: str) -> int:
+    """pybind11's size_t argument: an int (or __index__) >= 0, else TypeError."""
+    try:
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be a non-negative int, got {type(value).__name__}") from None
+    if v < 0:
+        raise TypeError(f"{name} must be a non-negative int, got {v}")
+    return v
+
+
+def _rows(data: object, dim: int) -> npt.NDArray[np.float32]:
+    """hnswlib's input rows: anything array-like (converted to float32), 1-D (one row) or 2-D."""
+    x = np.asarray(data, dtype=np.float32)
+    if x.ndim not in (1, 2):
+        raise RuntimeError(f"Input vector data wrong shape. Number of dimensions {x.ndim}. Data must be a 1D or "
+                           "2D array.")
+    x = x.reshape(1, -1) if x.ndim == 1 else x
+    if x.shape[1] != dim:
+        raise RuntimeError("Wrong dimensionality of the vectors")
+    if not np.isfinite(x).all():
+        raise ValueError("data must be finite (NaN or inf found)")
+    return np.ascontiguousarray(x)
+
+
+def _labels(ids: object, rows: int, cur_l: int) -> npt.NDArray[np.int64]:
+    """hnswlib's ids argument: None (cur_l, cur_l + 1, ...), an int for one row, or a 1-D array of rows ids."""
+    if ids is None:
+        out = np.arange(cur_l, cur_l + rows, dtype=np.int64)
+    else:
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "uifb":
+            raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
+        # as pybind11's forcecast: Python ints convert checked (a negative one raises OverflowError), arrays cast
+        arr = arr.astype(np.uint64) if isinstance(ids, np.ndarray) else np.array(ids, dtype=np.uint64)
+        if not ((arr.ndim == 1 and arr.shape[0] == rows) or (arr.ndim == 0 and rows == 1)):
+            raise RuntimeError(f"The input label shape {arr.ndim} does not match the input data vector shape "
+                               f"{rows}")
+        arr = arr.reshape(-1)
+        if (arr > MAX_ID).any():
+            raise ValueError(f"ids must be at most 2**63 - 2 (simkern ids are int64), got {int(arr.max())}")
+        out = arr.astype(np.int64)
+    if out.size and int(out.max()) > MAX_ID:
+        raise ValueError("ids must be at most 2**63 - 2 (simkern ids are int64)")
+    return out
+
+
+def _threads(num_threads: int, default: int) -> int | None:
+    n = default if num_threads <= 0 else num_threads
+    return None if n <= 0 else int(n)
+
+
+def _queries(data: object, dim: int, cosine: bool) -> npt.NDArray[np.float32]:
+    """knn_query's rows: _rows's checks in one reduction (finite, and norms below simkern's 2**62 limit; cosine:
+    no zero row), for the per-call cost of single queries."""
+    x = np.asarray(data, dtype=np.float32)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    elif x.ndim != 2:
+        raise RuntimeError(f"Input vector data wrong shape. Number of dimensions {x.ndim}. Data must be a 1D or "
+                           "2D array.")
+    if x.shape[1] != dim:
+        raise RuntimeError("Wrong dimensionality of the vectors")
+    if x.size:
+        top = float(np.abs(x).max())
+        if not np.isfinite(top):
+            raise ValueError("data must be finite (NaN or inf found)")
+        if top >= 2.0**30:
+            check_norms(x, "data")
+        if cosine and not x.any(axis=1).all():
+            raise ValueError("a query of all zeros: cosine is undefined")
+    return x if x.flags.c_contiguous and x.flags.aligned else np.ascontiguousarray(x).copy()
+
+
+def _filtered_search(index: HNSWIndex, q: npt.NDArray[np.float32], k: int, ef: int,
+                     filter: Callable[[int], object], threads: int | None
+                     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Search with a Python filter, calling it on as few labels as it can: the k' = 4k, 16k, 64k nearest are
+    searched without a filter and the filter asked about those labels only (each label once per call); rows
+    that find k accepted labels among them are done (their k nearest accepted, as a filtered walk would return
+    them); the rest are searched natively with the mask of every live label the filter accepts."""
+    if not callable(filter):
+        raise TypeError("filter must be a callable taking a label and returning a bool")
+    verdict: dict[int, bool] = {}
+    n_q, live = q.shape[0], len(index)
+    scores = np.empty((n_q, k), np.float32)
+    labels = np.full((n_q, k), -1, np.int64)
+    todo = np.arange(n_q)
+    wide = 4 * k
+    while todo.size and wide <= 64 * k and wide < live:
+        s, ids = index._search_masked(q[todo], wide, max(ef, wide), None, threads)
+        for v in np.unique(ids[ids >= 0]).tolist():
+            if v not in verdict:
+                verdict[v] = bool(filter(v))
+        ok = np.isin(ids, np.fromiter((v for v, yes in verdict.items() if yes), np.int64))  # -1: never
+        enough = ok.sum(axis=1) >= k
+        for r in np.flatnonzero(enough):
+            pick = np.flatnonzero(ok[r])[:k]
+            scores[todo[r]], labels[todo[r]] = s[r, pick], ids[r, pick]
+        todo = todo[~enough]
+        wide *= 4
+    if todo.size:
+        all_ids = index.ids()
+        accept = np.fromiter((verdict[v] if v in verdict else bool(filter(v)) for v in all_ids.tolist()), bool,
+                             all_ids.size)
+        allowed = all_ids[accept]
+        if allowed.size < k:
+            raise RuntimeError(_RESULTS)
+        s, ids = index.search(q[todo], k=k, ef=ef, filter=allowed, threads=threads)
+        scores[todo], labels[todo] = s, ids
+    return scores, labels
 
 
 class Index:
-    def __init__(self, space: str, dim: int) -> None:
-        if space not in ("l2", "ip", "cosine"):
-            raise ValueError(f"space must be 'l2', 'ip' or 'cosine', got {space!r}")
-        self.space, self.dim = space, int(dim)
+    """hnswlib.Index (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) + len(kwargs) == 1:
+            other = args[0] if args else kwargs.get("index")
+            if not isinstance(other, Index):
+                raise TypeError("Index(index) copies another simkern.compat.hnswlib.Index")
+            self.__setstate__(other.__getstate__(copy=True))
+            return
+        space, dim = _bind_space_dim(args, kwargs)
+        self._space, self._dim = _space(space), int(dim)
         self._index: HNSWIndex | None = None
-        self.max_elements = 0
-        self.num_threads = -1
+        self._max_elements = 0
+        self._cur_l = 0  # hnswlib's default-id counter: rows passed to add_items so far
+        self._deleted: dict[int, None] = {}  # labels marked deleted (ordered: the earliest is reused first)
+        self._allow_replace = False
         self._ef = 10
-        self._M, self._efc = 16, 200
-        self._deleted: set[int] = set()
-        self._count = 0  # hnswlib's element count: live + marked deleted
+        self._num_threads = get_num_threads()
+        self._M = self._efc = 0
+        self._seed = 100
+        self._dead = 0  # tombstones of updated / revived / reused elements (compacted when they outnumber the rest)
+        self._ghosts = 0  # hnswlib's elements left by replace_deleted with a present label (counted, never found)
 
-    # -- construction ----------------------------------------------------------------------------------------
-    def init_index(self, max_elements: int, M: int = 16, ef_construction: int = 200, random_seed: int = 100,
-                   allow_replace_deleted: bool = False) -> None:
-        self._index = HNSWIndex(self.dim, metric=self.space, M=M, ef_construction=ef_construction,
-                                seed=int(random_seed))
-        self.max_elements, self._M, self._efc = int(max_elements), int(M), int(ef_construction)
-        self._deleted, self._count = set(), 0
-
-    def _require(self) -> HNSWIndex:
-        if self._index is None:
-            raise RuntimeError("the index is not initialised: call init_index or load_index first")
-        return self._index
-
-    @property
-    def simkern(self) -> HNSWIndex:
-        """The underlying simkern.HNSWIndex."""
-        return self._require()
-
+    # -- attributes --------------------------------------------------------------------------------------------
+    space = property(lambda self: self._space)
+    dim = property(lambda self: self._dim)
     M = property(lambda self: self._M)
     ef_construction = property(lambda self: self._efc)
-    element_count = property(lambda self: self._count)
+    max_elements = property(lambda self: self._max_elements)
+    element_count = property(lambda self: self.get_current_count() if self._index is not None else 0)
 
     @property
     def ef(self) -> int:
@@ -76,130 +239,504 @@ class Index:
     def ef(self, value: int) -> None:
         self.set_ef(value)
 
+    @property
+    def num_threads(self) -> int:
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self.set_num_threads(value)
+
+    @property
+    def simkern(self) -> HNSWIndex:
+        """The underlying simkern.HNSWIndex."""
+        return self._require()
+
+    def __repr__(self) -> str:
+        return f"<hnswlib.Index(space='{self._space}', dim={self._dim})>"
+
+    def _require(self) -> HNSWIndex:
+        if self._index is None:
+            raise RuntimeError(_NOT_INITIALISED)
+        return self._index
+
+    # -- construction ----------------------------------------------------------------------------------------
+    def init_index(self, max_elements: int, M: int = 16, ef_construction: int = 200, random_seed: int = 100,
+                   allow_replace_deleted: bool = False) -> None:
+        if self._index is not None:
+            raise RuntimeError("The index is already initiated.")
+        max_elements = _size_t(max_elements, "max_elements")
+        M, efc = _size_t(M, "M"), _size_t(ef_construction, "ef_construction")
+        seed = _size_t(random_seed, "random_seed")
+        if not 2 <= M <= 1024:
+            raise ValueError(f"M must be in 2..1024, got {M}")
+        self._index = HNSWIndex(self._dim, metric=self._space, M=M, ef_construction=max(efc, M), seed=seed % 2**63)
+        self._max_elements, self._M, self._efc, self._seed = max_elements, M, max(efc, M), seed
+        self._allow_replace = bool(allow_replace_deleted)
+        self._cur_l, self._deleted, self._dead, self._ghosts = 0, {}, 0, 0
+        self._index.ef = max(1, self._ef)
+
     def set_ef(self, ef: int) -> None:
-        self._ef = int(ef)
+        self._ef = _size_t(ef, "ef")
         if self._index is not None:
             self._index.ef = max(1, self._ef)
 
     def set_num_threads(self, num_threads: int) -> None:
-        self.num_threads = int(num_threads)
+        self._num_threads = operator.index(num_threads)
 
     def get_max_elements(self) -> int:
-        return self.max_elements
+        self._require()
+        return self._max_elements
 
     def get_current_count(self) -> int:
-        return self._count
-
-    def get_deleted_count(self) -> int:
-        return len(self._deleted)
+        return len(self._require()) + len(self._deleted) + self._ghosts
 
     def resize_index(self, new_size: int) -> None:
-        if new_size < self._count:
+        new_size = _size_t(new_size, "new_size")
+        if new_size < self.get_current_count():
             raise RuntimeError("Cannot resize, max element is less than the current number of elements")
-        self.max_elements = int(new_size)
+        self._max_elements = new_size
 
     # -- data --------------------------------------------------------------------------------------------------
-    def _rows(self, data: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        x = np.asarray(data, dtype=np.float32)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise RuntimeError(f"Wrong dimensionality of the vectors: expected {self.dim}, got shape {x.shape}")
-        return np.ascontiguousarray(x)
-
     def add_items(self, data: npt.ArrayLike, ids: npt.ArrayLike | None = None, num_threads: int = -1,
                   replace_deleted: bool = False) -> None:
         index = self._require()
-        x = self._rows(data)
-        n = x.shape[0]
-        if ids is None:
-            labels = np.arange(self._count, self._count + n, dtype=np.int64)
-        else:
-            labels = np.atleast_1d(np.asarray(ids)).astype(np.int64)
-            if labels.shape[0] != n:
-                raise RuntimeError("wrong number of ids: one per vector expected")
-        # Last occurrence wins within a batch (hnswlib updates in order).
-        _, last = np.unique(labels[::-1], return_index=True)
-        keep = np.sort(n - 1 - last)
-        x, labels = x[keep], labels[keep]
-        present = index.contains(labels)
-        revived = np.array([int(v) in self._deleted for v in labels[~present]], bool) if (~present).any() else \
-            np.zeros(0, bool)
-        new_count = int((~present).sum() - revived.sum())
-        if self._count + new_count > self.max_elements:
-            raise RuntimeError("The number of elements exceeds the specified limit")
-        back = labels[~present][revived]
-        if back.size:  # re-adding a deleted label: hnswlib revives and updates it
-            index.unremove(back)
-            self._deleted.difference_update(int(v) for v in back)
-        index.add(x, labels, replace=True, threads=_threads(num_threads if num_threads != -1 else self.num_threads))
-        self._count += new_count
+        x = _rows(data, self._dim)
+        rows = x.shape[0]
+        labels = _labels(ids, rows, self._cur_l)
+        threads = _threads(operator.index(num_threads), self._num_threads)
+        if replace_deleted and not self._allow_replace:
+            raise RuntimeError("Replacement of deleted elements is disabled in constructor")
+        if rows == 0:
+            return
+        live = index.contains(labels)
+        fresh = not live.any() and np.unique(labels).size == rows and not (
+            self._deleted and np.isin(labels, np.fromiter(self._deleted, np.int64)).any())
+        if fresh and not (replace_deleted and self._deleted) and self.get_current_count() + rows <= self._max_elements:
+            index.add(x, labels, threads=threads)
+            self._cur_l += rows
+            return
+        self._add_in_order(x, labels, live, bool(replace_deleted), threads)
+        self._cur_l += rows
 
-    def knn_query(
-        self, data: npt.ArrayLike, k: int = 1, num_threads: int = -1, filter: Callable[[int], object] | None = None
-    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    def _add_in_order(self, x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], live: npt.NDArray[np.bool_],
+                      replace_deleted: bool, threads: int | None) -> None:
+        """hnswlib's add, row by row: update a present label, revive a deleted one, reuse a deleted slot
+        (replace_deleted), else add; the rows before a failing one are applied, then the error is raised."""
+        state0 = {int(v): True for v in labels[live]}  # label -> live (True) / marked deleted (False)
+        state0.update(dict.fromkeys(self._deleted, False))
+        state, deleted = dict(state0), dict(self._deleted)
+        count = self.get_current_count()
+        final: dict[int, int] = {}  # label -> row of its final vector
+        victims: set[int] = set()
+        ghosts = 0
+        error: RuntimeError | None = None
+        for row, label in enumerate(labels.tolist()):
+            s = state.get(label)
+            if replace_deleted and deleted:
+                victim = label if s is False else next(iter(deleted))
+                del deleted[victim]
+                state.pop(victim)
+                victims.add(victim)
+                if victim != label and s is True:  # the label lives elsewhere too: hnswlib keeps that element,
+                    ghosts += 1  # counted but no longer found by its label; here it is updated in place
+            elif s is None:
+                if count >= self._max_elements:
+                    error = RuntimeError("The number of elements exceeds the specified limit")
+                    break
+                count += 1
+            elif s is False:
+                if self._allow_replace:
+                    error = RuntimeError("Can't use addPoint to update deleted elements if replacement of deleted "
+                                         "elements is enabled.")
+                    break
+                del deleted[label]
+            state[label] = True
+            final[label] = row
+        # simkern nodes left behind as tombstones: those of every touched label that had one before this call
+        dead = sum(1 for label in victims.union(final) if label in state0)
+        if final:
+            keep = np.fromiter(final.values(), np.int64, len(final))
+            self._require().add(x[keep], labels[keep], replace=True, threads=threads)
+        self._deleted = deleted
+        self._dead += dead
+        self._ghosts += ghosts
+        if self._dead > max(1024, count):
+            self._compact(threads)
+        if error is not None:
+            raise error
+
+    def _compact(self, threads: int | None) -> None:
+        """Rebuild the graph without the tombstones of replaced slots (marked-deleted labels are kept: they are
+        revived, compacted with the rest and deleted again)."""
         index = self._require()
-        q = self._rows(data)
-        mask = None
-        if filter is not None:
-            ids = index.ids()
-            allowed = ids[np.fromiter((bool(filter(int(i))) for i in ids), bool, ids.size)]
-            mask = allowed
-        scores, labels = index.search(q, k=int(k), ef=max(self._ef, int(k)), filter=mask,
-                                      threads=_threads(num_threads if num_threads != -1 else self.num_threads))
-        if (labels < 0).any():
-            raise RuntimeError("Cannot return the results in a contiguous 2D array. Probably ef or M is too small")
-        dist = scores if self.space == "l2" else (1.0 - scores).astype(np.float32)
-        return labels.astype(np.uint64), np.ascontiguousarray(dist, dtype=np.float32)
+        marked = np.fromiter(self._deleted, np.int64, len(self._deleted))
+        if marked.size:
+            index.unremove(marked)
+        index.compact(threads=threads)
+        if marked.size:
+            index.remove(marked)
+        self._dead = 0
+
+    def knn_query(self, data: npt.ArrayLike, k: int = 1, num_threads: int = -1,
+                  filter: Callable[[int], object] | None = None
+                  ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        index = self._require()
+        k = k if type(k) is int and k >= 0 else _size_t(k, "k")
+        q = _queries(data, self._dim, self._space == "cosine")
+        threads = _threads(operator.index(num_threads), self._num_threads)
+        if k == 0 or q.shape[0] == 0:
+            return np.zeros((q.shape[0], k), np.uint64), np.zeros((q.shape[0], k), np.float32)
+        if k > len(index):
+            raise RuntimeError(_RESULTS)
+        ef = max(self._ef, k)
+        if filter is None:  # HNSWIndex's internal path: q is checked above (the public search checks it again)
+            scores, labels = index._search_masked(q, k, ef, None, threads)
+        else:
+            scores, labels = _filtered_search(index, q, k, ef, filter, threads)
+        if labels.size and labels.min() < 0:
+            raise RuntimeError(_RESULTS)
+        dist = scores if self._space == "l2" else np.float32(1.0) - scores
+        return labels.view(np.uint64), dist
 
     def mark_deleted(self, label: int) -> None:
         index = self._require()
-        if int(label) not in index:
+        label = _size_t(label, "label")
+        if label in self._deleted:
+            raise RuntimeError("The requested to delete element is already deleted")
+        if label > MAX_ID or label not in index:
             raise RuntimeError("Label not found")
-        index.remove([int(label)])
-        self._deleted.add(int(label))
+        index.remove([label])
+        self._deleted[label] = None
 
     def unmark_deleted(self, label: int) -> None:
         index = self._require()
-        if int(label) not in self._deleted:
+        label = _size_t(label, "label")
+        if label not in self._deleted:
+            if label <= MAX_ID and label in index:
+                raise RuntimeError("The requested to undelete element is not deleted")
             raise RuntimeError("Label not found")
-        try:
-            index.unremove([int(label)])
-        except ValueError:
-            raise RuntimeError("Label not found") from None
-        self._deleted.discard(int(label))
+        index.unremove([label])
+        del self._deleted[label]
 
     def get_items(self, ids: npt.ArrayLike | None = None,
-                  return_type: str = "numpy") -> npt.NDArray[np.float32] | list[Any]:
+                  return_type: str = "numpy") -> npt.NDArray[np.float32] | list[list[float]]:
         index = self._require()
-        ids = index.ids() if ids is None else np.atleast_1d(np.asarray(ids)).astype(np.int64)
-        try:
-            vectors = index.get_vectors(ids)
-        except ValueError as e:
-            raise RuntimeError("Label not found") from e
+        if return_type not in ("numpy", "list"):
+            raise ValueError('return_type should be "numpy" or "list"')
+        if ids is None:
+            labels = np.zeros(0, np.uint64)
+        else:
+            labels = np.asarray(ids, dtype=np.uint64)
+            if labels.ndim == 0:
+                raise ValueError("get_items accepts a list of indices and returns a list of vectors")
+            labels = labels.reshape(-1)
+        if labels.size == 0:
+            return np.zeros(0, np.float32) if return_type == "numpy" else []
+        if (labels > MAX_ID).any() or not index.contains(labels.astype(np.int64)).all():
+            raise RuntimeError("Label not found")
+        vectors = index.get_vectors(labels.astype(np.int64))
         return vectors if return_type == "numpy" else vectors.tolist()
 
     def get_ids_list(self) -> list[int]:
-        return [int(i) for i in self._require().ids()] + sorted(self._deleted)
+        return [int(v) for v in self._require().ids()] + list(self._deleted)
 
     # -- persistence -------------------------------------------------------------------------------------------
-    def save_index(self, path: str) -> None:
-        self._require().save(path)
+    def save_index(self, path_to_index: str | os.PathLike[str], *, format: str = "hnswlib") -> None:
+        """hnswlib's binary format (default; real hnswlib loads it) or ``format="simkern"`` (simkern's
+        checksummed container, which keeps the shim's state too). The write is atomic."""
+        index = self._require()
+        if format == "hnswlib":
+            atomic_write(path_to_index, lambda f: _hnswlib_file.write(f, index, self._max_elements, self._deleted))
+        elif format == "simkern":
+            def write(f: Any) -> None:
+                with index._save_plan() as (meta, sections):
+                    meta["hnswlib"] = self._shim_state()
+                    _container.write(f, "HNSW", _CONTAINER_VERSION, meta, sections)
+            atomic_write(path_to_index, write)
+        else:
+            raise ValueError(f"format must be 'hnswlib' or 'simkern', got {format!r}")
 
-    def load_index(self, path: str, max_elements: int = 0, allow_replace_deleted: bool = False) -> None:
-        index = HNSWIndex.load(path)
-        if index.dim != self.dim or index.metric != self.space:
-            raise RuntimeError(f"the file holds a {index.metric} index of dim {index.dim}, "
-                               f"not {self.space} of dim {self.dim}")
-        self._deleted = set(index.removed_ids().tolist())
+    def _shim_state(self) -> dict[str, Any]:
+        return {"space": self._space, "max_elements": self._max_elements, "cur_l": self._cur_l,
+                "deleted": list(self._deleted), "allow_replace_deleted": self._allow_replace, "ef": self._ef,
+                "M": self._M, "ef_construction": self._efc, "seed": self._seed, "dead": self._dead,
+                "ghosts": self._ghosts}
+
+    def load_index(self, path_to_index: str | os.PathLike[str], max_elements: int = 0,
+                   allow_replace_deleted: bool = False) -> None:
+        max_elements = _size_t(max_elements, "max_elements")
+        path = os.fspath(path_to_index)
+        if not os.path.isfile(path):
+            raise IndexFileError(f"Cannot open file {path}")
+        try:
+            if _container.is_container(path):
+                index = HNSWIndex.load(path)
+                with _container.Reader(path, "HNSW", (_CONTAINER_VERSION,)) as r:
+                    shim = dict(r.meta.get("hnswlib") or {})
+                if index.dim != self._dim or index.metric != self._space:
+                    raise IndexFileError(f"{path}: the file holds a {index.metric} index of dim {index.dim}, not "
+                                         f"{self._space} of dim {self._dim}")
+                deleted = shim.get("deleted", index.removed_ids().tolist())
+                file_max = int(shim.get("max_elements", 0))
+                count = len(index) + len(deleted) + int(shim.get("ghosts", 0))
+                self._cur_l = int(shim.get("cur_l", count))
+                self._dead, self._ghosts = int(shim.get("dead", 0)), int(shim.get("ghosts", 0))
+                self._seed = int(shim.get("seed", index._seed))
+            else:
+                loaded = _hnswlib_file.read(path, self._dim, self._space, self._seed % 2**63)
+                index, file_max, count = loaded.hnsw, loaded.max_elements, loaded.elements
+                deleted = [int(v) for v in loaded.deleted]
+                self._cur_l, self._dead, self._ghosts = count, 0, 0
+        except IndexFileError:
+            raise
+        except ValueError as e:
+            raise IndexFileError(str(e)) from None
         self._index, self._M, self._efc = index, index.M, index.ef_construction
-        self._count = len(index) + len(self._deleted)
-        self.max_elements = max(int(max_elements), self._count)
-        self._index.ef = max(1, self._ef)
+        self._deleted = dict.fromkeys(int(v) for v in deleted)
+        self._max_elements = max_elements if max_elements >= count else max(file_max, count)
+        self._allow_replace = bool(allow_replace_deleted)
+        self._ef = 10
+        index.ef = self._ef
 
     def index_file_size(self) -> int:
-        return len(self._require()._to_bytes())
+        return _hnswlib_file.file_size(self._require(), self._deleted)
+
+    # -- pickling ------------------------------------------------------------------------------------------------
+    def __getstate__(self, copy: bool = False) -> dict[str, Any]:
+        state = {"space": self._space, "dim": self._dim, "num_threads": self._num_threads, "ef": self._ef,
+                 "index": None}
+        if self._index is not None:
+            state.update(self._shim_state())
+            state["index"] = self._index.__copy__() if copy else self._index
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["space"], state["dim"])  # type: ignore[misc]
+        self._num_threads, self._ef = int(state["num_threads"]), int(state["ef"])
+        index = state["index"]
+        if index is not None:
+            self._index = index
+            self._max_elements, self._cur_l = int(state["max_elements"]), int(state["cur_l"])
+            self._deleted = dict.fromkeys(int(v) for v in state["deleted"])
+            self._allow_replace = bool(state["allow_replace_deleted"])
+            self._M, self._efc, self._seed = int(state["M"]), int(state["ef_construction"]), int(state["seed"])
+            self._dead, self._ghosts = int(state["dead"]), int(state["ghosts"])
+            index.ef = max(1, self._ef)
+
+
+def _bind_space_dim(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[object, int]:
+    names = ("space", "dim")
+    values = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in names or key in values:
+            raise TypeError(f"__init__() got an unexpected or repeated argument {key!r}")
+        values[key] = value
+    if len(values) != 2 or len(args) > 2:
+        raise TypeError("Index(space, dim) or Index(index)")
+    dim = operator.index(values["dim"])
+    if dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+    return values["space"], dim
+
+
+def _smallest(a: npt.NDArray[np.float32], wide: int) -> npt.NDArray[np.int64]:
+    """Column indices of the ``wide`` smallest values of each row of ``a`` (any order). A per-row threshold from a
+    strided sample of max(256, 32 wide) columns keeps a few times ``wide`` candidates, which are then partitioned
+    (rows whose threshold kept too few fall back to a full argpartition): a full argpartition of every row costs
+    more than the matrix product that made ``a``."""
+    n_rows, n = a.shape
+    if wide >= n:
+        return np.broadcast_to(np.arange(n), a.shape)
+    out = np.empty((n_rows, wide), np.int64)
+    if n <= 16 * wide + 256:
+        out[:] = np.argpartition(a, wide - 1, axis=1)[:, :wide]
+        return out
+    sample = a[:, :: max(1, n // max(256, 32 * wide))]
+    rank = min(sample.shape[1] - 1, 4 * wide * sample.shape[1] // n + 8)
+    tau = np.partition(sample, rank, axis=1)[:, rank]
+    keep = a <= tau[:, None]
+    counts = keep.sum(axis=1)
+    for r in range(n_rows):
+        if counts[r] >= wide:
+            cols = np.flatnonzero(keep[r])
+            out[r] = cols[np.argpartition(a[r, cols], wide - 1)[:wide]]
+        else:
+            out[r] = np.argpartition(a[r], wide - 1)[:wide]
+    return out
+
+
+class BFIndex:
+    """hnswlib.BFIndex: exact (brute-force) search over at most ``max_elements`` vectors (module docstring)."""
+
+    def __init__(self, space: str, dim: int) -> None:
+        self._space, self._dim = _space(space), operator.index(dim)
+        if self._dim < 1:
+            raise ValueError(f"dim must be positive, got {self._dim}")
+        self._max: int | None = None
+        self._vectors = np.zeros((0, self._dim), np.float32)
+        self._labels = np.zeros(0, np.uint64)
+        self._slot: dict[int, int] = {}
+        self._n = 0
+        self._cur_l = 0
+        self._norms: npt.NDArray[np.float32] | None = None  # |x|^2 of the stored rows (l2 search), None: stale
+        self._num_threads = get_num_threads()
+
+    space = property(lambda self: self._space)
+    dim = property(lambda self: self._dim)
+
+    @property
+    def num_threads(self) -> int:
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self.set_num_threads(value)
+
+    def set_num_threads(self, num_threads: int) -> None:
+        self._num_threads = operator.index(num_threads)
 
     def __repr__(self) -> str:
-        return (f"<simkern.compat.hnswlib.Index(space='{self.space}', dim={self.dim}) "
-                f"{self._count}/{self.max_elements} elements>")
+        return f"<hnswlib.BFIndex(space='{self._space}', dim={self._dim})>"
+
+    def _require(self) -> int:
+        if self._max is None:
+            raise RuntimeError(_NOT_INITIALISED)
+        return self._max
+
+    def init_index(self, max_elements: int) -> None:
+        self._max = _size_t(max_elements, "max_elements")
+        self._vectors = np.zeros((min(self._max, 1024), self._dim), np.float32)
+        self._labels = np.zeros(len(self._vectors), np.uint64)
+        self._slot, self._n, self._cur_l, self._norms = {}, 0, 0, None
+
+    def get_max_elements(self) -> int:
+        return self._require()
+
+    def get_current_count(self) -> int:
+        self._require()
+        return self._n
+
+    def _grow(self, n: int) -> None:
+        if n > len(self._vectors):
+            cap = min(self._require(), max(n, 2 * len(self._vectors)))
+            vectors = np.zeros((cap, self._dim), np.float32)
+            labels = np.zeros(cap, np.uint64)
+            vectors[:self._n], labels[:self._n] = self._vectors[:self._n], self._labels[:self._n]
+            self._vectors, self._labels = vectors, labels
+
+    def add_items(self, data: npt.ArrayLike, ids: npt.ArrayLike | None = None) -> None:
+        limit = self._require()
+        x = _rows(data, self._dim)
+        labels = _labels(ids, x.shape[0], self._cur_l)
+        if self._space == "cosine":  # hnswlib's normalize_vector: x / (|x| + 1e-30), in float32
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32)) + np.float32(1e-30)
+            x = x * (np.float32(1.0) / norms)[:, None]
+        error = None
+        for row, label in enumerate(labels.tolist()):
+            slot = self._slot.get(label)
+            if slot is None:
+                if self._n >= limit:
+                    error = RuntimeError("The number of elements exceeds the specified limit")
+                    break
+                self._grow(self._n + 1)
+                slot = self._slot[label] = self._n
+                self._labels[slot] = label
+                self._n += 1
+            self._vectors[slot] = x[row]
+        self._norms = None
+        if error is not None:
+            raise error
+        self._cur_l += x.shape[0]
+
+    def delete_vector(self, label: int) -> None:
+        self._require()
+        slot = self._slot.pop(_size_t(label, "label"), None)
+        if slot is None:
+            return
+        self._norms = None
+        last = self._n - 1
+        if slot != last:
+            self._vectors[slot], self._labels[slot] = self._vectors[last], self._labels[last]
+            self._slot[int(self._labels[slot])] = slot
+        self._n = last
+
+    def knn_query(self, data: npt.ArrayLike, k: int = 1, num_threads: int = -1,
+                  filter: Callable[[int], object] | None = None
+                  ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        self._require()
+        k = _size_t(k, "k")
+        operator.index(num_threads)
+        q = _rows(data, self._dim)
+        labels = self._labels[:self._n]
+        rows = np.arange(self._n)
+        if filter is not None:
+            if not callable(filter):
+                raise TypeError("filter must be a callable taking a label and returning a bool")
+            rows = rows[np.fromiter((bool(filter(int(v))) for v in labels), bool, self._n)]
+        if k > rows.size and q.shape[0]:
+            raise RuntimeError(f"fewer than k={k} elements to return ({rows.size} match)")
+        out_labels = np.zeros((q.shape[0], k), np.uint64)
+        out_dist = np.zeros((q.shape[0], k), np.float32)
+        if k == 0 or q.shape[0] == 0:
+            return out_labels, out_dist
+        vectors = self._vectors[:self._n] if rows.size == self._n else self._vectors[rows]
+        l2 = self._space == "l2"
+        if l2:
+            if self._norms is None or len(self._norms) != self._n:
+                self._norms = np.einsum("ij,ij->i", self._vectors[:self._n], self._vectors[:self._n])
+            norms = self._norms if rows.size == self._n else self._norms[rows]
+        # Candidates by one matrix product per block of queries (|x|^2 - 2<q, x> for l2: the ranking of the
+        # squared distances, to float32 rounding), k + 16 of them re-scored exactly, then sorted (ties: the
+        # earlier slot first).
+        wide = min(rows.size, k + 16)
+        block = max(1, (1 << 25) // max(1, rows.size))
+        for b in range(0, q.shape[0], block):
+            qb = q[b:b + block]
+            approx = qb @ vectors.T
+            approx *= np.float32(-2.0 if l2 else -1.0)
+            if l2:
+                approx += norms
+            cand = _smallest(approx, wide)
+            picked = vectors[cand]  # (queries, wide, dim)
+            if l2:
+                diff = picked - qb[:, None, :]
+                d = np.einsum("qkd,qkd->qk", diff, diff)
+            else:
+                d = np.float32(1.0) - np.einsum("qkd,qd->qk", picked, qb)
+            order = np.lexsort((cand, d), axis=1)[:, :k]
+            top = np.take_along_axis(cand, order, axis=1)
+            out_labels[b:b + block] = labels[rows[top]]
+            out_dist[b:b + block] = np.take_along_axis(d, order, axis=1)
+        return out_labels, out_dist
+
+    def save_index(self, path_to_index: str | os.PathLike[str]) -> None:
+        limit = self._require()
+        atomic_write(path_to_index, lambda f: _hnswlib_file.write_bf(f, limit, self._vectors[:self._n],
+                                                                     self._labels[:self._n]))
+
+    def load_index(self, path_to_index: str | os.PathLike[str], max_elements: int = 0) -> None:
+        _size_t(max_elements, "max_elements")  # hnswlib 0.8.0 ignores it: the file's max_elements holds
+        path = os.fspath(path_to_index)
+        if not os.path.isfile(path):
+            raise IndexFileError(f"Cannot open file {path}")
+        try:
+            limit, vectors, labels = _hnswlib_file.read_bf(path, self._dim)
+        except ValueError as e:
+            raise IndexFileError(str(e)) from None
+        if (labels > MAX_ID).any():
+            raise IndexFileError(f"{path}: a label above 2**63 - 2 (simkern ids are int64)")
+        self._max, self._vectors, self._labels, self._n = limit, vectors, labels, len(labels)
+        self._norms = None
+        self._slot = {int(v): i for i, v in enumerate(labels.tolist())}
+        self._cur_l = self._n
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"space": self._space, "dim": self._dim, "max": self._max, "vectors": self._vectors[:self._n].copy(),
+                "labels": self._labels[:self._n].copy(), "cur_l": self._cur_l, "num_threads": self._num_threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["space"], state["dim"])  # type: ignore[misc]
+        self._max, self._vectors, self._labels = state["max"], state["vectors"], state["labels"]
+        self._n, self._cur_l, self._num_threads = len(self._labels), state["cur_l"], state["num_threads"]
+        self._slot = {int(v): i for i, v in enumerate(self._labels.tolist())}
