@@ -157,30 +157,29 @@ def _upper_lists(words: npt.NDArray[np.uint32], n: int, max_m: int,
                  where: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Levels of the n elements and where each one's upper lists start in ``words`` (hnswlib's tail)."""
     per_level = 1 + max_m
-    levels = np.zeros(n, np.int64)
-    upper_at = np.zeros(n, np.int64)
-    nonzero = np.flatnonzero(words)  # a zero word at a record's start is a level-0 element: skip runs of them
-    i, pos, end = 0, 0, len(words)
-    while i < n:
-        k = int(np.searchsorted(nonzero, pos))
-        run = min((int(nonzero[k]) if k < len(nonzero) else end) - pos, n - i)
-        upper_at[i:i + run] = np.arange(pos + 1, pos + 1 + run)
-        i, pos = i + run, pos + run
-        if i == n:
-            break
-        if pos >= end:
-            raise _fail(where, "truncated file (link lists)")
-        nbytes = int(words[pos])
-        if nbytes % (4 * per_level) or nbytes // (4 * per_level) >= 32:
-            raise _fail(where, f"corrupted file (the link lists of element {i})")
-        level = nbytes // (4 * per_level)
-        levels[i], upper_at[i] = level, pos + 1
-        pos += 1 + level * per_level
-        i += 1
+    block = 4 * per_level
+    w = words.tolist()  # a sequential walk: Python ints are the fastest way through it
+    end = len(w)
+    levels = [0] * n
+    upper_at = [0] * n
+    pos = 0
+    try:
+        for i in range(n):
+            nbytes = w[pos]
+            if nbytes:
+                level, rest = divmod(nbytes, block)
+                if rest or level >= 32:
+                    raise _fail(where, f"corrupted file (the link lists of element {i})")
+                levels[i], upper_at[i] = level, pos + 1
+                pos += 1 + level * per_level
+            else:
+                pos += 1
+    except IndexError:
+        raise _fail(where, "truncated file (link lists)") from None
     if pos != end:
         raise _fail(where, f"corrupted file ({4 * (end - pos)} bytes after the last link list)" if pos < end else
                     "truncated file (link lists)")
-    return levels, upper_at
+    return np.array(levels, np.int64), np.array(upper_at, np.int64)
 
 
 def _pairs(counts0: npt.NDArray[np.uint32], links0: npt.NDArray[np.uint32], levels: npt.NDArray[np.int64],
