@@ -33,6 +33,11 @@ FAMILIES = {
     "sketch": ("bench_sketch.py", []),
     "multivector": ("bench_multivector.py", []),
     "isa": ("bench_isa.py", []),
+    # the simkern.compat shims against the packages they replace, call for call, one thread
+    "compat-hnswlib": ("bench_compat_hnswlib.py", []),
+    "compat-pylate": ("bench_compat_pylate.py", []),
+    "compat-maxsim-cpu": ("bench_compat_maxsim_cpu.py", []),
+    "compat-muvera": ("bench_fde.py", ["--compat"]),
 }
 PEERS = ["numpy", "scipy", "faiss-cpu", "hnswlib", "usearch", "nanopq", "maxsim-cpu", "muvera-python", "fastembed",
          "torch", "matplotlib"]
