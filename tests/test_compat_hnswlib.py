@@ -567,3 +567,30 @@ def test_bfindex_large_matches_exact_search():
     d = ((q[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
     np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :5], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(labels, np.argsort(d, axis=1, kind="stable")[:, :5])
+
+
+def test_index_from_hnswlib_pickled_state_and_objects():
+    """Index(params) with hnswlib's own __getstate__()[0], and Index(a real hnswlib.Index): converted, same data."""
+    hnswlib = real()
+    x = data(300, 8, seed=15)
+    h = hnswlib.Index("ip", 8)
+    h.init_index(400, M=6, ef_construction=40, random_seed=2)
+    h.add_items(x)
+    h.mark_deleted(4)
+    h.set_ef(33)
+    unpickled = pickle.loads(pickle.dumps(h))
+    for s in (shim.Index(h.__getstate__()[0]), shim.Index(h), shim.Index(params=unpickled.__getstate__()[0])):
+        assert (s.space, s.dim, s.M, s.ef_construction, s.ef, s.max_elements, s.element_count) == \
+            ("ip", 8, 6, 40, 33, 400, 300)
+        assert sorted(s.get_ids_list()) == sorted(h.get_ids_list())
+        np.testing.assert_allclose(s.get_items([0, 7]), h.get_items([0, 7]), rtol=1e-6)
+        with pytest.raises(RuntimeError):
+            s.get_items([4])
+        assert recall(s.knn_query(x[:20], k=5)[0], h.knn_query(x[:20], k=5)[0]) > 0.95  # the same graph
+    empty = hnswlib.Index("l2", 3)
+    assert repr(shim.Index(empty.__getstate__()[0])) == "<hnswlib.Index(space='l2', dim=3)>"
+    broken = dict(h.__getstate__()[0], link_lists=np.zeros(3, np.uint8))
+    with pytest.raises(shim.IndexFileError):
+        shim.Index(broken)
+    with pytest.raises(TypeError):
+        shim.Index(42)

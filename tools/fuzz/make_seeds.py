@@ -168,6 +168,31 @@ def main(out_dir: str) -> None:
     for i in range(8):
         _write(os.path.join(out_dir, "ragged", "corpus"), f"seed-{i}",
                rng.integers(0, 256, 16 + 24 * i, dtype=np.uint8).tobytes())
+    # hnswlib_file: control byte (bit 0: BFIndex; bits 1-2: the space) + a file in hnswlib's format, written by the
+    # shim (the same bytes real hnswlib writes for that graph): small indexes, with a marked-deleted element
+    from simkern.compat import hnswlib as shim
+    corpus = os.path.join(out_dir, "hnswlib_file", "corpus")
+    work = tempfile.mkdtemp()
+    try:
+        for i, (n, dim, m) in enumerate(((40, 4, 4), (120, 9, 6), (0, 3, 2))):
+            x = _vectors(rng, max(n, 1), dim)
+            index = shim.Index("l2", dim)
+            index.init_index(n + 5, M=m, ef_construction=20)
+            bf = shim.BFIndex("l2", dim)
+            bf.init_index(n + 5)
+            if n:
+                index.add_items(x[:n])
+                index.mark_deleted(1)
+                bf.add_items(x[:n])
+            for kind, obj, control in (("index", index, 0), ("bf", bf, 1)):
+                path = os.path.join(work, f"{kind}-{i}")
+                obj.save_index(path)
+                with open(path, "rb") as f:
+                    data = f.read()
+                for space in range(3):
+                    _write(corpus, f"seed-{kind}-{i}-{space}", bytes([control | space << 1]) + data)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"make_seeds: corpora written under {out_dir}")
 
 

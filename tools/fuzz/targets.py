@@ -12,6 +12,9 @@ input as crash-*); so is a process crash (a signal; an ASan / UBSan report when 
     multivector_dir  MultiVectorIndex.load of a saved folder with one file replaced by the mutated bytes
     ragged           Ragged(tokens, offsets) / as_ragged / Ragged pickle state with fuzzed offsets and shapes, then
                      maxsim, maxsim_topk, maxsim_pairs against a NumPy reference
+    hnswlib_file     simkern.compat.hnswlib's readers of hnswlib's own files (Index.load_index, BFIndex.load_index:
+                     control bit 0), in the space of control bits 1-2; the format has no checksums, so every
+                     mutated byte reaches the checks; an accepted index is searched, grown, saved and reloaded
 
 File targets take a control byte first: FIX (0x01) repairs the checksums of the mutated bytes (CRC-32s of the
 HNSW header and sections, the PQIndex trailer, the manifest's SHA-256 of the replaced file) so that inputs reach
@@ -752,6 +755,58 @@ def ragged(data: bytes) -> None:
         _check_maxsim(r, q, b)   # r as the queries
 
 
+def use_hnswlib(index, seed: int) -> None:
+    """An index the hnswlib shim loaded: searched, read, grown, saved in hnswlib's format and read back."""
+    from simkern.compat import hnswlib as shim
+    repr(index)
+    bf = isinstance(index, shim.BFIndex)
+    dim = index.dim
+    n = index.get_current_count() if bf else len(index.simkern)
+    q = _rows(seed, 2, dim)
+    if n:
+        labels, dist = index.knn_query(q, k=min(3, n))
+        assert labels.shape == dist.shape == (2, min(3, n))
+    if not bf:
+        live = index.simkern.ids()
+        if live.size:
+            index.get_items(live[:2])
+        index.resize_index(index.element_count + 3)
+        index.add_items(_rows(seed + 1, 3, dim), np.arange(3) + (int(live.max()) + 1 if live.size else 0))
+    elif index.get_current_count() < index.get_max_elements():
+        index.add_items(_rows(seed + 1, 1, dim), [2**40 + seed])
+    path = os.path.join(_work_dir(), "resaved.hnswlib")
+    index.save_index(path)
+    again = (shim.BFIndex if bf else shim.Index)(index.space, dim)
+    again.load_index(path)
+    assert again.get_current_count() == index.get_current_count()
+
+
+def hnswlib_file(data: bytes) -> None:
+    if not data:
+        return
+    from simkern.compat import _hnswlib_file
+    from simkern.compat import hnswlib as shim
+    control, payload = data[0], bytes(data[1:])
+    path = os.path.join(_work_dir(), "index.hnswlib")
+    _atomic_write(path, payload)
+    bf = bool(control & 1)
+    space = ("l2", "ip", "cosine")[(control >> 1) % 3]
+    # the dim the records hold (an index of another dim refuses the file at once)
+    if bf:
+        per = struct.unpack_from("<Q", payload, 8)[0] if len(payload) >= 16 else 0
+        dim = (per - 8) // 4 if per > 8 and per % 4 == 0 else 8
+    else:
+        dim = _hnswlib_file.file_dim(path) or 8
+    dim = dim if 1 <= dim <= MAX_DIM else 8
+
+    def load():
+        index = shim.BFIndex(space, dim) if bf else shim.Index(space, dim)
+        index.load_index(path)
+        return index
+
+    _load_then_use(load, use_hnswlib, len(data))
+
+
 TARGETS = {
     "hnsw_file": hnsw_file,
     "hnsw_pickle": hnsw_pickle,
@@ -759,4 +814,5 @@ TARGETS = {
     "pq_pickle": pq_pickle,
     "multivector_dir": multivector_dir,
     "ragged": ragged,
+    "hnswlib_file": hnswlib_file,
 }

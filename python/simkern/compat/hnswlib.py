@@ -3,18 +3,20 @@
 ``Index`` and ``BFIndex`` with hnswlib's methods, arguments, defaults, attributes, exception types and messages
 (each probed against hnswlib 0.8.0 from PyPI; tests/test_compat_hnswlib.py runs the same calls on both):
 ``Index(space, dim)`` (space ``"l2"``: squared L2; ``"ip"``: 1 - inner product; ``"cosine"``: 1 - cosine, vectors
-stored normalised), ``Index(index)`` (a copy); ``init_index(max_elements, M=16, ef_construction=200,
-random_seed=100, allow_replace_deleted=False)``; ``add_items(data, ids=None, num_threads=-1,
-replace_deleted=False)`` (data 1-D or 2-D, any numeric dtype, converted to float32; ids None - the running count
-of rows added so far -, an int or a 1-D array; an id that is present is updated, a marked-deleted one revived,
-and with ``replace_deleted=True`` a deleted element's slot goes to the new id); ``knn_query(data, k=1,
-num_threads=-1, filter=None)`` -> ``(labels uint64, distances float32)``, nearest first; ``mark_deleted``,
-``unmark_deleted``, ``resize_index``, ``get_items(ids, return_type="numpy" | "list")``, ``get_ids_list``
-(deleted labels included), ``set_ef``, ``set_num_threads``, ``get_max_elements``, ``get_current_count``,
-``index_file_size``, ``save_index``, ``load_index(path, max_elements=0, allow_replace_deleted=False)``, pickling,
-and the attributes ``space``, ``dim``, ``M``, ``ef_construction``, ``max_elements``, ``element_count``, ``ef``,
-``num_threads``. ``element_count`` counts live and marked-deleted elements, as hnswlib does; adding past
-``max_elements`` adds the rows that fit, in order, then raises RuntimeError, as hnswlib does.
+stored normalised), ``Index(index)`` (a copy), ``Index(params)`` (hnswlib's pickled state,
+``hnswlib.Index.__getstate__()[0]``, or a real ``hnswlib.Index`` itself: converted, graph and all);
+``init_index(max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=False)``;
+``add_items(data, ids=None, num_threads=-1, replace_deleted=False)`` (data 1-D or 2-D, any numeric dtype, converted
+to float32; ids None - the running count of rows added so far -, an int or a 1-D array; an id that is present is
+updated, a marked-deleted one revived, and with ``replace_deleted=True`` a deleted element's slot goes to the new
+id); ``knn_query(data, k=1, num_threads=-1, filter=None)`` -> ``(labels uint64, distances float32)``, nearest first;
+``mark_deleted``, ``unmark_deleted``, ``resize_index``, ``get_items(ids, return_type="numpy" | "list")``,
+``get_ids_list`` (deleted labels included), ``set_ef``, ``set_num_threads``, ``get_max_elements``,
+``get_current_count``, ``index_file_size``, ``save_index``, ``load_index(path, max_elements=0,
+allow_replace_deleted=False)``, pickling, and the attributes ``space``, ``dim``, ``M``, ``ef_construction``,
+``max_elements``, ``element_count``, ``ef``, ``num_threads``. ``element_count`` counts live and marked-deleted
+elements, as hnswlib does; adding past ``max_elements`` adds the rows that fit, in order, then raises RuntimeError,
+as hnswlib does.
 
 Files: ``save_index(path)`` writes hnswlib's own binary format (real hnswlib loads it), ``save_index(path,
 format="simkern")`` simkern's checksummed container (mappable with ``HNSWIndex.load(path, mmap=True)``);
@@ -27,8 +29,10 @@ Differences from hnswlib 0.8.0, each deliberate:
   RuntimeError; queries of the wrong dimension (hnswlib reads past the row) and files of another dim raise
   RuntimeError / IndexFileError; ``BFIndex.knn_query`` with fewer than k matching elements raises RuntimeError
   (hnswlib returns uninitialised labels); NaN or infinite vectors raise ValueError (hnswlib stores them, and its
-  graph then misroutes); ``M`` outside 2..1024 raises ValueError at ``init_index`` (hnswlib accepts 0 and 1 and
-  fails later, and caps at 10000).
+  graph then misroutes); with ``space="cosine"`` an all-zero vector or query raises ValueError (hnswlib stores
+  zeros, whose distance to everything is 1); ``M`` outside 2..1024 raises ValueError at ``init_index`` (hnswlib
+  accepts 0 and 1 and fails later, and caps at 10000); a missing file raises ``IndexFileError`` (a RuntimeError
+  with hnswlib's message "Cannot open file", and a ValueError).
 - Labels are at most 2**63 - 2 (simkern ids are int64; hnswlib takes any uint64): a larger one raises ValueError.
 - The graph is simkern's (same M, 2M links at level 0, same level distribution), built and searched by simkern:
   labels of approximate searches differ from hnswlib's where the graphs differ (recall is compared in the tests).
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import operator
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -203,11 +208,18 @@ class Index:
     """hnswlib.Index (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if len(args) + len(kwargs) == 1:
-            other = args[0] if args else kwargs.get("index")
-            if not isinstance(other, Index):
-                raise TypeError("Index(index) copies another simkern.compat.hnswlib.Index")
-            self.__setstate__(other.__getstate__(copy=True))
+        if len(args) + len(kwargs) == 1:  # Index(index) / Index(params), as hnswlib's other two constructors
+            other = args[0] if args else kwargs.get("index", kwargs.get("params"))
+            if isinstance(other, Index):
+                self.__setstate__(other.__getstate__(copy=True))
+            elif isinstance(other, dict) and "ser_version" in other:
+                self._from_hnswlib_params(other)
+            elif isinstance(other, dict):
+                self.__setstate__(other)
+            elif other is not None and type(other).__module__ == "hnswlib" and type(other).__name__ == "Index":
+                self._from_hnswlib_params(other.__getstate__()[0])  # a real hnswlib.Index: converted
+            else:
+                raise TypeError("Index(space, dim), Index(index) or Index(params): hnswlib's __getstate__()[0] dict")
             return
         space, dim = _bind_space_dim(args, kwargs)
         self._space, self._dim = _space(space), int(dim)
@@ -492,12 +504,56 @@ class Index:
             raise
         except ValueError as e:
             raise IndexFileError(str(e)) from None
+        self._adopt(index, deleted, max_elements if max_elements >= count else max(file_max, count),
+                    allow_replace_deleted)
+
+    def _adopt(self, index: HNSWIndex, deleted: list[int], max_elements: int, allow_replace_deleted: bool) -> None:
         self._index, self._M, self._efc = index, index.M, index.ef_construction
         self._deleted = dict.fromkeys(int(v) for v in deleted)
-        self._max_elements = max_elements if max_elements >= count else max(file_max, count)
+        self._max_elements = max_elements
         self._allow_replace = bool(allow_replace_deleted)
         self._ef = 10
         index.ef = self._ef
+
+    def _from_hnswlib_params(self, params: dict[str, Any]) -> None:
+        """An index from hnswlib's pickled state (``hnswlib.Index.__getstate__()[0]``, serialisation version 1): its
+        arrays are the file's level-0 block and upper link lists, so they are read as a file would be."""
+        try:
+            if int(params["ser_version"]) != 1:
+                raise ValueError(f"unsupported hnswlib serialisation version {params['ser_version']}")
+            self.__init__(params["space"], int(params["dim"]))  # type: ignore[misc]
+            self._num_threads = int(params.get("num_threads", self._num_threads))
+            if not params["index_inited"]:
+                return
+            count = int(params["cur_element_count"])
+            levels = np.asarray(params["element_levels"], np.int64)[:count]  # sized max_elements in hnswlib
+            per_element = levels * int(params["size_links_per_element"])
+            links = np.asarray(params["link_lists"], np.uint8)
+            if len(levels) != count or int(per_element.sum()) != links.size:
+                raise ValueError("the element levels do not match the link lists")
+            head = _hnswlib_file.HEADER.pack(
+                int(params["offset_level0"]), int(params["max_elements"]), int(params["cur_element_count"]),
+                int(params["size_data_per_element"]), int(params["label_offset"]), int(params["offset_data"]),
+                int(params["max_level"]), int(params["enterpoint_node"]), int(params["max_M"]), int(params["max_M0"]),
+                int(params["M"]), float(params["mult"]), int(params["ef_construction"]))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "index.bin")
+                with open(path, "wb") as f:
+                    f.write(head)
+                    f.write(np.asarray(params["data_level0"], np.uint8).data)
+                    at = 0
+                    for size in per_element.tolist():
+                        f.write(np.uint32(size).tobytes())
+                        f.write(links[at:at + size].data)
+                        at += size
+                loaded = _hnswlib_file.read(path, self._dim, self._space, int(params.get("seed", 100)) % 2**63)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexFileError(f"not a valid hnswlib pickled state: {e}") from None
+        self._seed = int(params.get("seed", 100))
+        self._cur_l = loaded.elements
+        self._adopt(loaded.hnsw, [int(v) for v in loaded.deleted], max(int(params["max_elements"]), loaded.elements),
+                    bool(params.get("allow_replace_deleted", False)))
+        self.set_ef(int(params.get("ef", 10)))
 
     def index_file_size(self) -> int:
         return _hnswlib_file.file_size(self._require(), self._deleted)
