@@ -288,15 +288,21 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("undelete"), st.integers(0, 12)),
     st.tuples(st.just("resize"), st.integers(1, 16)),  # resize_index(0) of an empty index: double free in hnswlib
     st.tuples(st.just("query"), st.integers(1, 5)),
+    st.tuples(st.just("reload"), st.integers(0, 1)),
 ), min_size=1, max_size=25)
 
 
-def run_ops(h, ops, allow_replace, space):
+def run_ops(h, ops, allow_replace, space, folder):
     rng = np.random.default_rng(11)
     p = h.Index(space, 6)
     p.init_index(10, M=4, ef_construction=20, random_seed=1, allow_replace_deleted=allow_replace)
     p.set_ef(64)  # above the element count: the searches are exact on both
     log = []
+    ghost = False
+
+    def ids_before(index):
+        return set(index.get_ids_list())
+
     for op, arg in ops:
         x = rng.standard_normal((max(1, len(arg) if isinstance(arg, list) else 4), 6)).astype(np.float32)
         if op == "add":
@@ -308,6 +314,9 @@ def run_ops(h, ops, allow_replace, space):
             deleted = [i for i in p.get_ids_list() if outcome(lambda i=i: p.get_items([i]))[0] == "raise"]
             if len(deleted) > 1:
                 continue
+            # a present label into a deleted slot: hnswlib keeps the old element as a ghost, which its files keep
+            # and the shim's do not (documented): no reload after that
+            ghost = ghost or (bool(deleted) and allow_replace and arg in ids_before(p) and arg not in deleted)
             r = outcome(lambda x=x, arg=arg: p.add_items(x[:1], [arg], replace_deleted=True))
         elif op == "delete":
             r = outcome(lambda arg=arg: p.mark_deleted(arg))
@@ -315,6 +324,15 @@ def run_ops(h, ops, allow_replace, space):
             r = outcome(lambda arg=arg: p.unmark_deleted(arg))
         elif op == "resize":
             r = outcome(lambda arg=arg: p.resize_index(arg))
+        elif op == "reload":  # save in hnswlib's format, load into a new index (arg: with a larger max_elements)
+            if ghost:
+                continue
+            path = os.path.join(folder, f"{h.__name__}.bin")
+            p.save_index(path)
+            p = h.Index(space, 6)
+            p.load_index(path, max_elements=16 * arg, allow_replace_deleted=allow_replace)
+            p.set_ef(64)
+            r = ("ok", None)
         else:
             q = x[:1]
             r = outcome(lambda q=q, arg=arg: p.knn_query(q, k=arg))
@@ -339,10 +357,11 @@ def run_ops(h, ops, allow_replace, space):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=OPS, allow_replace=st.booleans(), space=st.sampled_from(SPACES))
-def test_call_sequences_like_hnswlib(ops, allow_replace, space):
+def test_call_sequences_like_hnswlib(ops, allow_replace, space, tmp_path_factory):
     hnswlib = pytest.importorskip("hnswlib")
-    mine = run_ops(shim, ops, allow_replace, space)
-    theirs = run_ops(hnswlib, ops, allow_replace, space)
+    folder = str(tmp_path_factory.mktemp("sequences"))
+    mine = run_ops(shim, ops, allow_replace, space, folder)
+    theirs = run_ops(hnswlib, ops, allow_replace, space, folder)
     for a, b in zip(mine, theirs, strict=True):
         assert a[:6] == b[:6]
         np.testing.assert_allclose(np.array(a[6], dtype=float), np.array(b[6], dtype=float), atol=2e-5)
