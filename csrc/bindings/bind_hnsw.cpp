@@ -421,7 +421,6 @@ class Restorer {
       external = v.data();
     }
     fresh_ = std::make_shared<HNSWGraph>(config, external);
-    fresh_->reserve_labels(n_);  // one allocation of the label map, not ~log2(n) rehashes
     if (external) {  // a memory-mapped index is not read here (that is its point): its vectors are used in place
       guarded([&] {
         for (i64 node = 0; node < n_; ++node) restore_node(node, external + node * config.dim);

@@ -139,7 +139,6 @@ class HNSWGraph {
   std::vector<std::uint32_t> links(i64 node, int level) const;
   // Restore (load): append a node with given level/label/vector/tombstone and set links afterwards.
   void restore_node(const float* v, i64 label, int level, bool deleted);
-  void reserve_labels(i64 n) { label_to_node_.reserve(static_cast<std::size_t>(n)); }  // before n restore_node
   void restore_links(i64 node, int level, const std::uint32_t* ids, i64 count);
   void restore_entry(i64 node, int max_level);
   void restore_dup(i64 node, std::uint32_t next);  // after every node is restored
