@@ -613,3 +613,27 @@ def test_index_from_hnswlib_pickled_state_and_objects():
         shim.Index(broken)
     with pytest.raises(TypeError):
         shim.Index(42)
+
+
+def test_knn_query_checks_its_rows():
+    """knn_query's one-dot-product check: NaN / inf / norms past 2**62 raise, rows that only overflow the sum of
+    squares together pass, an all-zero cosine query raises."""
+    p = shim.Index("l2", 4)
+    p.init_index(10)
+    p.add_items(np.eye(4, dtype=np.float32) * 2.0**60)
+    for bad in (np.nan, np.inf, -np.inf):
+        q = np.zeros((2, 4), np.float32)
+        q[1, 2] = bad
+        with pytest.raises(ValueError, match="finite"):
+            p.knn_query(q, k=1)
+    with pytest.raises(ValueError, match="norm"):
+        p.knn_query(np.full(4, 2.0**62, np.float32), k=1)
+    big = np.eye(4, dtype=np.float32) * np.float32(2.0**61.9)  # each row within the limit, the sum of squares not
+    labels, _ = p.knn_query(big, k=1)
+    np.testing.assert_array_equal(labels[:, 0], np.arange(4))
+    c = shim.Index("cosine", 4)
+    c.init_index(10)
+    c.add_items(np.eye(4, dtype=np.float32))
+    for q in (np.zeros(4, np.float32), np.array([[1, 0, 0, 0], [0, 0, 0, 0]], np.float32)):
+        with pytest.raises(ValueError, match="zeros"):
+            c.knn_query(q, k=1)

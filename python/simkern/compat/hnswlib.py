@@ -154,15 +154,21 @@ def _queries(data: object, dim: int, cosine: bool) -> npt.NDArray[np.float32]:
                            "2D array.")
     if x.shape[1] != dim:
         raise RuntimeError("Wrong dimensionality of the vectors")
+    if not (x.flags.c_contiguous and x.flags.aligned):
+        x = np.ascontiguousarray(x).copy()
     if x.size:
-        top = float(np.abs(x).max())
-        if not np.isfinite(top):
-            raise ValueError("data must be finite (NaN or inf found)")
-        if top >= 2.0**30:
+        # One dot product checks everything for valid input: the sum of all squares is finite and at most 2**124
+        # (every row's norm within simkern's 2**62) exactly when no value is NaN / inf and no norm too large; only
+        # otherwise are the rows looked at one by one (which raises, or passes rows that only overflowed the sum).
+        flat = x.reshape(-1)
+        total = float(np.dot(flat, flat))
+        if not total <= 2.0**124:
+            if not np.isfinite(x).all():
+                raise ValueError("data must be finite (NaN or inf found)")
             check_norms(x, "data")
-        if cosine and not x.any(axis=1).all():
+        if cosine and (total == 0 or (x.shape[0] > 1 and not x.any(axis=1).all())):
             raise ValueError("a query of all zeros: cosine is undefined")
-    return x if x.flags.c_contiguous and x.flags.aligned else np.ascontiguousarray(x).copy()
+    return x
 
 
 def _filtered_search(index: HNSWIndex, q: npt.NDArray[np.float32], k: int, ef: int,
@@ -399,14 +405,13 @@ class Index:
         threads = _threads(operator.index(num_threads), self._num_threads)
         if k == 0 or q.shape[0] == 0:
             return np.zeros((q.shape[0], k), np.uint64), np.zeros((q.shape[0], k), np.float32)
-        if k > len(index):
-            raise RuntimeError(_RESULTS)
         ef = max(self._ef, k)
         if filter is None:  # HNSWIndex's internal path: q is checked above (the public search checks it again)
             scores, labels = index._search_masked(q, k, ef, None, threads)
         else:
             scores, labels = _filtered_search(index, q, k, ef, filter, threads)
-        if labels.size and labels.min() < 0:
+        # fewer than k found (fewer live labels, or accepted by the filter): padding (-1) ends the row
+        if (labels[0, -1] < 0) if labels.shape[0] == 1 else (labels[:, -1] < 0).any():
             raise RuntimeError(_RESULTS)
         dist = scores if self._space == "l2" else np.float32(1.0) - scores
         return labels.view(np.uint64), dist
