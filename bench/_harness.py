@@ -16,6 +16,13 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RA
 OPENBLAS_TUNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
+def one_thread() -> None:
+    """Every library's thread variables to 1 in this process: call before NumPy or any peer is imported (the
+    single-process, one-thread scripts; the others set them per child in child_env)."""
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

@@ -24,19 +24,18 @@ ratio = hnswlib / shim (> 1: the shim is faster).
 from __future__ import annotations
 
 import os
+import sys
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SIMKERN_NUM_THREADS"):
-    os.environ[_var] = "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import cpu_model, fmt_ms, log, one_thread, time_group  # noqa: E402
+
+one_thread()  # before NumPy and the peers are imported
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import cpu_model, fmt_ms, log, time_group  # noqa: E402
 
 
 def clustered(n, dim, seed, clusters=64):

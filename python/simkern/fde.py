@@ -153,10 +153,7 @@ class FDE:
                 raise ValueError(f"projection_dimension must be None or dim ({dim}) with the identity projection "
                                  f"(projection=None), got {projection_dimension}")
             ams_index, ams_sign, d_proj = np.zeros((0, dim), np.int32), np.zeros((0, dim), np.float32), dim
-        inner = reps * 2**k * d_proj
-        if inner > 2**31 - 1:
-            raise ValueError(f"num_repetitions * 2**num_simhash_projections * projection_dimension must be < 2**31, "
-                             f"got {inner}")
+        inner = reps * 2**k * d_proj  # < 2**31, as for FDE(...): checked by the plan (_FDEPlan's configure)
         if final_projection is None:
             if final_projection_dimension is not None:
                 raise ValueError("final_projection_dimension is given without final_projection")

@@ -31,7 +31,7 @@ import math
 import os
 import struct
 from collections.abc import Iterable
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -76,25 +76,34 @@ def file_dim(path: str | os.PathLike[str]) -> int | None:
     return data // 4 if 0 < data and data % 4 == 0 else None
 
 
+def _header(f: IO[bytes], header: struct.Struct, where: str, what: str) -> tuple[tuple[Any, ...], int]:
+    """The header fields of an open file (read from its start) and the file's size; ValueError if it is shorter."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    head = f.read(header.size)
+    if len(head) < header.size:
+        raise _fail(where, f"not an hnswlib {what} file (too short: {size} bytes)")
+    return header.unpack(head), size
+
+
+def _check_dim(where: str, got: int, dim: int) -> None:
+    if got != dim:
+        raise _fail(where, f"the file holds vectors of dim {got}, the index was made with dim {dim}")
+
+
 def read(path: str | os.PathLike[str], dim: int, metric: str, seed: int) -> Loaded:
     """An HNSWIndex (``metric``: the shim's space) from an hnswlib index file; ValueError if it is not one."""
     where = os.fspath(path)
     with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(0)
-        head = f.read(HEADER.size)
-        if len(head) < HEADER.size:
-            raise _fail(where, f"not an hnswlib index file (too short: {size} bytes)")
+        fields, size = _header(f, HEADER, where, "index")
         (offset_level0, max_elements, n, size_data, label_offset, offset_data, max_level, entry, max_m, max_m0, m,
-         _mult, efc) = HEADER.unpack(head)
+         _mult, efc) = fields
         if offset_level0 != 0 or not 2 <= m <= 1024 or max_m != m or max_m0 != 2 * m or efc == 0 or \
                 efc > 2**31 - 1 or offset_data != 4 + 4 * max_m0 or label_offset <= offset_data or \
                 (label_offset - offset_data) % 4 or size_data != label_offset + 8:
             raise _fail(where, "not an hnswlib index file, or a corrupted one (header fields: M, maxM, maxM0 "
                                "= 2M with 2 <= M <= 1024, record layout)")
-        got_dim = (label_offset - offset_data) // 4
-        if got_dim != dim:
-            raise _fail(where, f"the file holds vectors of dim {got_dim}, the index was made with dim {dim}")
+        _check_dim(where, (label_offset - offset_data) // 4, dim)
         if n >= 2**31 or HEADER.size + n * size_data > size:
             raise _fail(where, f"truncated or corrupted file ({n} elements of {size_data} bytes do not fit in "
                                f"{size} bytes)")
@@ -299,13 +308,13 @@ def _tail(rows: npt.NDArray[np.int64], lens: npt.NDArray[np.int64], levels: npt.
 
 def file_size(index: HNSWIndex, deleted_labels: Iterable[int]) -> int:
     """The byte size ``write`` produces for this state of ``index``."""
-    labels, deleted = index._core.labels()
-    levels = index._core.save_session()
+    session = index._core.save_session()
     try:
-        lv = levels.small()["levels"].astype(np.int64)
+        small = session.small()  # labels, levels and deleted marks of one consistent state
     finally:
-        levels.close()
-    keep = _kept(labels, deleted.astype(bool), np.fromiter(deleted_labels, np.int64))
+        session.close()
+    lv = small["levels"].astype(np.int64)
+    keep = _kept(small["labels"], small["deleted"].astype(bool), np.fromiter(deleted_labels, np.int64))
     dim, m = index.dim, index.M
     record = 4 + 8 * m + 4 * dim + 8
     return int(HEADER.size + keep.sum() * (record + 4) + lv[keep].sum() * 4 * (1 + m))
@@ -405,17 +414,10 @@ def read_bf(path: str | os.PathLike[str], dim: int) -> tuple[int, npt.NDArray[np
     """(max_elements, vectors, labels) of a BFIndex file; ValueError if it is not one of this dim."""
     where = os.fspath(path)
     with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(0)
-        head = f.read(BF_HEADER.size)
-        if len(head) < BF_HEADER.size:
-            raise _fail(where, f"not an hnswlib BFIndex file (too short: {size} bytes)")
-        max_elements, per_element, n = BF_HEADER.unpack(head)
+        (max_elements, per_element, n), size = _header(f, BF_HEADER, where, "BFIndex")
         if per_element < 12 or (per_element - 8) % 4:
             raise _fail(where, "not an hnswlib BFIndex file, or a corrupted one (record size)")
-        if (per_element - 8) // 4 != dim:
-            raise _fail(where, f"the file holds vectors of dim {(per_element - 8) // 4}, the index was made with "
-                               f"dim {dim}")
+        _check_dim(where, (per_element - 8) // 4, dim)
         if n > max_elements or BF_HEADER.size + max_elements * per_element != size:
             raise _fail(where, f"truncated or corrupted file ({n} of {max_elements} records of {per_element} "
                                f"bytes, {size} bytes)")

@@ -28,11 +28,11 @@ Differences from hnswlib 0.8.0, each deliberate:
 - Where hnswlib crashes or misreads, the shim raises: calls before ``init_index`` (hnswlib segfaults) raise
   RuntimeError; queries of the wrong dimension (hnswlib reads past the row) and files of another dim raise
   RuntimeError / IndexFileError; ``BFIndex.knn_query`` with fewer than k matching elements raises RuntimeError
-  (hnswlib returns uninitialised labels); NaN or infinite vectors raise ValueError (hnswlib stores them, and its
-  graph then misroutes); with ``space="cosine"`` an all-zero vector or query raises ValueError (hnswlib stores
-  zeros, whose distance to everything is 1); ``M`` outside 2..1024 raises ValueError at ``init_index`` (hnswlib
-  accepts 0 and 1 and fails later, and caps at 10000); a missing file raises ``IndexFileError`` (a RuntimeError
-  with hnswlib's message "Cannot open file", and a ValueError).
+  (hnswlib returns uninitialised labels); NaN or infinite vectors (and norms past 2**62, simkern's limit everywhere)
+  raise ValueError (hnswlib stores them, and its graph then misroutes); with ``space="cosine"`` an all-zero vector or
+  query raises ValueError (hnswlib stores zeros, whose distance to everything is 1); ``M`` outside 2..1024 raises
+  ValueError at ``init_index`` (hnswlib accepts 0 and 1 and fails later, and caps at 10000); a missing file raises
+  ``IndexFileError`` (a RuntimeError with hnswlib's message "Cannot open file", and a ValueError).
 - Labels are at most 2**63 - 2 (simkern ids are int64; hnswlib takes any uint64): a larger one raises ValueError.
 - The graph is simkern's (same M, 2M links at level 0, same level distribution), built and searched by simkern:
   labels of approximate searches differ from hnswlib's where the graphs differ (recall is compared in the tests).
@@ -68,7 +68,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _container
-from .._validate import MAX_ID, atomic_write, check_norms
+from .._validate import MAX_ID, atomic_write, check_norms, threads_arg
 from ..hnsw import _CONTAINER_VERSION, HNSWIndex
 from ..runtime import get_num_threads
 from . import _hnswlib_file
@@ -102,24 +102,10 @@ def _size_t(value: object, name: str) -> int:
     return v
 
 
-def _rows(data: object, dim: int) -> npt.NDArray[np.float32]:
-    """hnswlib's input rows: anything array-like (converted to float32), 1-D (one row) or 2-D."""
-    x = np.asarray(data, dtype=np.float32)
-    if x.ndim not in (1, 2):
-        raise RuntimeError(f"Input vector data wrong shape. Number of dimensions {x.ndim}. Data must be a 1D or "
-                           "2D array.")
-    x = x.reshape(1, -1) if x.ndim == 1 else x
-    if x.shape[1] != dim:
-        raise RuntimeError("Wrong dimensionality of the vectors")
-    if not np.isfinite(x).all():
-        raise ValueError("data must be finite (NaN or inf found)")
-    return np.ascontiguousarray(x)
-
-
 def _labels(ids: object, rows: int, cur_l: int) -> npt.NDArray[np.int64]:
     """hnswlib's ids argument: None (cur_l, cur_l + 1, ...), an int for one row, or a 1-D array of rows ids."""
     if ids is None:
-        out = np.arange(cur_l, cur_l + rows, dtype=np.int64)
+        arr = np.arange(cur_l, cur_l + rows, dtype=np.uint64)
     else:
         arr = np.asarray(ids)
         if arr.dtype.kind not in "uifb":
@@ -130,12 +116,9 @@ def _labels(ids: object, rows: int, cur_l: int) -> npt.NDArray[np.int64]:
             raise RuntimeError(f"The input label shape {arr.ndim} does not match the input data vector shape "
                                f"{rows}")
         arr = arr.reshape(-1)
-        if (arr > MAX_ID).any():
-            raise ValueError(f"ids must be at most 2**63 - 2 (simkern ids are int64), got {int(arr.max())}")
-        out = arr.astype(np.int64)
-    if out.size and int(out.max()) > MAX_ID:
-        raise ValueError("ids must be at most 2**63 - 2 (simkern ids are int64)")
-    return out
+    if (arr > MAX_ID).any():
+        raise ValueError(f"ids must be at most 2**63 - 2 (simkern ids are int64), got {int(arr.max())}")
+    return arr.astype(np.int64)
 
 
 def _threads(num_threads: int, default: int) -> int | None:
@@ -143,9 +126,10 @@ def _threads(num_threads: int, default: int) -> int | None:
     return None if n <= 0 else int(n)
 
 
-def _queries(data: object, dim: int, cosine: bool) -> npt.NDArray[np.float32]:
-    """knn_query's rows: _rows's checks in one reduction (finite, and norms below simkern's 2**62 limit; cosine:
-    no zero row), for the per-call cost of single queries."""
+def _rows(data: object, dim: int, cosine: bool = False) -> npt.NDArray[np.float32]:
+    """hnswlib's input rows (add_items, knn_query): anything array-like (converted to float32), 1-D (one row) or
+    2-D, C-contiguous; finite, norms within simkern's 2**62 (ValueError), and with ``cosine`` no all-zero row.
+    The checks cost one dot product for valid input (the per-call cost of single queries)."""
     x = np.asarray(data, dtype=np.float32)
     if x.ndim == 1:
         x = x.reshape(1, -1)
@@ -210,7 +194,25 @@ def _filtered_search(index: HNSWIndex, q: npt.NDArray[np.float32], k: int, ef: i
     return scores, labels
 
 
-class Index:
+class _Threads:
+    """``num_threads`` / ``set_num_threads`` of both hnswlib classes (the default of their calls'
+    ``num_threads=-1``)."""
+
+    _num_threads: int
+
+    @property
+    def num_threads(self) -> int:
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self.set_num_threads(value)
+
+    def set_num_threads(self, num_threads: int) -> None:
+        self._num_threads = operator.index(num_threads)
+
+
+class Index(_Threads):
     """hnswlib.Index (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -236,7 +238,6 @@ class Index:
         self._allow_replace = False
         self._ef = 10
         self._num_threads = get_num_threads()
-        self._M = self._efc = 0
         self._seed = 100
         self._dead = 0  # tombstones of updated / revived / reused elements (compacted when they outnumber the rest)
         self._ghosts = 0  # hnswlib's elements left by replace_deleted with a present label (counted, never found)
@@ -244,8 +245,8 @@ class Index:
     # -- attributes --------------------------------------------------------------------------------------------
     space = property(lambda self: self._space)
     dim = property(lambda self: self._dim)
-    M = property(lambda self: self._M)
-    ef_construction = property(lambda self: self._efc)
+    M = property(lambda self: self._index.M if self._index is not None else 0)
+    ef_construction = property(lambda self: self._index.ef_construction if self._index is not None else 0)
     max_elements = property(lambda self: self._max_elements)
     element_count = property(lambda self: self.get_current_count() if self._index is not None else 0)
 
@@ -256,14 +257,6 @@ class Index:
     @ef.setter
     def ef(self, value: int) -> None:
         self.set_ef(value)
-
-    @property
-    def num_threads(self) -> int:
-        return self._num_threads
-
-    @num_threads.setter
-    def num_threads(self, value: int) -> None:
-        self.set_num_threads(value)
 
     @property
     def simkern(self) -> HNSWIndex:
@@ -288,19 +281,13 @@ class Index:
         seed = _size_t(random_seed, "random_seed")
         if not 2 <= M <= 1024:
             raise ValueError(f"M must be in 2..1024, got {M}")
-        self._index = HNSWIndex(self._dim, metric=self._space, M=M, ef_construction=max(efc, M), seed=seed % 2**63)
-        self._max_elements, self._M, self._efc, self._seed = max_elements, M, max(efc, M), seed
-        self._allow_replace = bool(allow_replace_deleted)
-        self._cur_l, self._deleted, self._dead, self._ghosts = 0, {}, 0, 0
-        self._index.ef = max(1, self._ef)
+        index = HNSWIndex(self._dim, metric=self._space, M=M, ef_construction=max(efc, M), seed=seed % 2**63)
+        self._adopt(index, [], max_elements, allow_replace_deleted, cur_l=0, seed=seed, ef=self._ef)
 
     def set_ef(self, ef: int) -> None:
         self._ef = _size_t(ef, "ef")
         if self._index is not None:
             self._index.ef = max(1, self._ef)
-
-    def set_num_threads(self, num_threads: int) -> None:
-        self._num_threads = operator.index(num_threads)
 
     def get_max_elements(self) -> int:
         self._require()
@@ -319,7 +306,7 @@ class Index:
     def add_items(self, data: npt.ArrayLike, ids: npt.ArrayLike | None = None, num_threads: int = -1,
                   replace_deleted: bool = False) -> None:
         index = self._require()
-        x = _rows(data, self._dim)
+        x = _rows(data, self._dim, self._space == "cosine")
         rows = x.shape[0]
         labels = _labels(ids, rows, self._cur_l)
         threads = _threads(operator.index(num_threads), self._num_threads)
@@ -331,7 +318,7 @@ class Index:
         fresh = not live.any() and np.unique(labels).size == rows and not (
             self._deleted and np.isin(labels, np.fromiter(self._deleted, np.int64)).any())
         if fresh and not (replace_deleted and self._deleted) and self.get_current_count() + rows <= self._max_elements:
-            index.add(x, labels, threads=threads)
+            index._add_checked(x, labels, threads_arg(threads))  # rows and labels checked above, all new
             self._cur_l += rows
             return
         self._add_in_order(x, labels, live, bool(replace_deleted), threads)
@@ -375,7 +362,8 @@ class Index:
         dead = sum(1 for label in victims.union(final) if label in state0)
         if final:
             keep = np.fromiter(final.values(), np.int64, len(final))
-            self._require().add(x[keep], labels[keep], replace=True, threads=threads)
+            # checked rows, distinct labels; a present label's node becomes a tombstone (add's replace=True)
+            self._require()._add_checked(x[keep], labels[keep], threads_arg(threads))
         self._deleted = deleted
         self._dead += dead
         self._ghosts += ghosts
@@ -401,7 +389,7 @@ class Index:
                   ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         index = self._require()
         k = k if type(k) is int and k >= 0 else _size_t(k, "k")
-        q = _queries(data, self._dim, self._space == "cosine")
+        q = _rows(data, self._dim, self._space == "cosine")
         threads = _threads(operator.index(num_threads), self._num_threads)
         if k == 0 or q.shape[0] == 0:
             return np.zeros((q.shape[0], k), np.uint64), np.zeros((q.shape[0], k), np.float32)
@@ -475,9 +463,9 @@ class Index:
             raise ValueError(f"format must be 'hnswlib' or 'simkern', got {format!r}")
 
     def _shim_state(self) -> dict[str, Any]:
-        return {"space": self._space, "max_elements": self._max_elements, "cur_l": self._cur_l,
-                "deleted": list(self._deleted), "allow_replace_deleted": self._allow_replace, "ef": self._ef,
-                "M": self._M, "ef_construction": self._efc, "seed": self._seed, "dead": self._dead,
+        """What the shim keeps beside the HNSWIndex (M, ef_construction, space and dim are the index's own)."""
+        return {"max_elements": self._max_elements, "cur_l": self._cur_l, "deleted": list(self._deleted),
+                "allow_replace_deleted": self._allow_replace, "ef": self._ef, "seed": self._seed, "dead": self._dead,
                 "ghosts": self._ghosts}
 
     def load_index(self, path_to_index: str | os.PathLike[str], max_elements: int = 0,
@@ -487,38 +475,42 @@ class Index:
         if not os.path.isfile(path):
             raise IndexFileError(f"Cannot open file {path}")
         try:
-            if _container.is_container(path):
-                index = HNSWIndex.load(path)
+            if _container.is_container(path):  # simkern's format (save_index(path, format="simkern"))
                 with _container.Reader(path, "HNSW", (_CONTAINER_VERSION,)) as r:
                     shim = dict(r.meta.get("hnswlib") or {})
+                    index = HNSWIndex._from_container(r)
                 if index.dim != self._dim or index.metric != self._space:
                     raise IndexFileError(f"{path}: the file holds a {index.metric} index of dim {index.dim}, not "
                                          f"{self._space} of dim {self._dim}")
-                deleted = shim.get("deleted", index.removed_ids().tolist())
-                file_max = int(shim.get("max_elements", 0))
-                count = len(index) + len(deleted) + int(shim.get("ghosts", 0))
-                self._cur_l = int(shim.get("cur_l", count))
-                self._dead, self._ghosts = int(shim.get("dead", 0)), int(shim.get("ghosts", 0))
-                self._seed = int(shim.get("seed", index._seed))
+                deleted = [int(v) for v in shim.get("deleted", index.removed_ids().tolist())]
+                ghosts = int(shim.get("ghosts", 0))
+                count = len(index) + len(deleted) + ghosts
+                file_max, cur_l = int(shim.get("max_elements", 0)), int(shim.get("cur_l", count))
+                extra = {"seed": int(shim.get("seed", index._seed)), "dead": int(shim.get("dead", 0)),
+                         "ghosts": ghosts}
             else:
                 loaded = _hnswlib_file.read(path, self._dim, self._space, self._seed % 2**63)
                 index, file_max, count = loaded.hnsw, loaded.max_elements, loaded.elements
-                deleted = [int(v) for v in loaded.deleted]
-                self._cur_l, self._dead, self._ghosts = count, 0, 0
+                deleted, cur_l, extra = [int(v) for v in loaded.deleted], count, {}
         except IndexFileError:
             raise
         except ValueError as e:
             raise IndexFileError(str(e)) from None
+        # hnswlib's rule: the max_elements argument unless it is below the count, then the file's
         self._adopt(index, deleted, max_elements if max_elements >= count else max(file_max, count),
-                    allow_replace_deleted)
+                    allow_replace_deleted, cur_l=cur_l, **extra)
 
-    def _adopt(self, index: HNSWIndex, deleted: list[int], max_elements: int, allow_replace_deleted: bool) -> None:
-        self._index, self._M, self._efc = index, index.M, index.ef_construction
+    def _adopt(self, index: HNSWIndex, deleted: list[int], max_elements: int, allow_replace_deleted: bool, *,
+               cur_l: int, seed: int | None = None, dead: int = 0, ghosts: int = 0, ef: int = 10) -> None:
+        """Take ``index`` and hnswlib's bookkeeping beside it (every way an index arrives: init_index, the two
+        load formats, hnswlib's pickled state, unpickling); ``ef`` 10 as after hnswlib's load."""
+        self._index = index
         self._deleted = dict.fromkeys(int(v) for v in deleted)
-        self._max_elements = max_elements
-        self._allow_replace = bool(allow_replace_deleted)
-        self._ef = 10
-        index.ef = self._ef
+        self._max_elements, self._allow_replace = int(max_elements), bool(allow_replace_deleted)
+        self._cur_l, self._dead, self._ghosts = int(cur_l), int(dead), int(ghosts)
+        if seed is not None:
+            self._seed = int(seed)
+        self.set_ef(ef)
 
     def _from_hnswlib_params(self, params: dict[str, Any]) -> None:
         """An index from hnswlib's pickled state (``hnswlib.Index.__getstate__()[0]``, serialisation version 1): its
@@ -534,8 +526,17 @@ class Index:
             levels = np.asarray(params["element_levels"], np.int64)[:count]  # sized max_elements in hnswlib
             per_element = levels * int(params["size_links_per_element"])
             links = np.asarray(params["link_lists"], np.uint8)
-            if len(levels) != count or int(per_element.sum()) != links.size:
+            if len(levels) != count or int(per_element.sum()) != links.size or links.size % 4:
                 raise ValueError("the element levels do not match the link lists")
+            # the file's tail: per element its byte size (u32), then its link lists (whole u32 words)
+            words = per_element // 4
+            at = np.zeros(count, np.int64)
+            np.cumsum(1 + words[:-1], out=at[1:])
+            tail = np.zeros(count + links.size // 4, np.uint32)
+            tail[at] = per_element
+            is_link = np.ones(tail.size, bool)
+            is_link[at] = False
+            tail[is_link] = links.view(np.uint32)
             head = _hnswlib_file.HEADER.pack(
                 int(params["offset_level0"]), int(params["max_elements"]), int(params["cur_element_count"]),
                 int(params["size_data_per_element"]), int(params["label_offset"]), int(params["offset_data"]),
@@ -546,19 +547,13 @@ class Index:
                 with open(path, "wb") as f:
                     f.write(head)
                     f.write(np.asarray(params["data_level0"], np.uint8).data)
-                    at = 0
-                    for size in per_element.tolist():
-                        f.write(np.uint32(size).tobytes())
-                        f.write(links[at:at + size].data)
-                        at += size
+                    f.write(tail.data)
                 loaded = _hnswlib_file.read(path, self._dim, self._space, int(params.get("seed", 100)) % 2**63)
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFileError(f"not a valid hnswlib pickled state: {e}") from None
-        self._seed = int(params.get("seed", 100))
-        self._cur_l = loaded.elements
         self._adopt(loaded.hnsw, [int(v) for v in loaded.deleted], max(int(params["max_elements"]), loaded.elements),
-                    bool(params.get("allow_replace_deleted", False)))
-        self.set_ef(int(params.get("ef", 10)))
+                    bool(params.get("allow_replace_deleted", False)), cur_l=loaded.elements,
+                    seed=int(params.get("seed", 100)), ef=int(params.get("ef", 10)))
 
     def index_file_size(self) -> int:
         return _hnswlib_file.file_size(self._require(), self._deleted)
@@ -575,15 +570,10 @@ class Index:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["space"], state["dim"])  # type: ignore[misc]
         self._num_threads, self._ef = int(state["num_threads"]), int(state["ef"])
-        index = state["index"]
-        if index is not None:
-            self._index = index
-            self._max_elements, self._cur_l = int(state["max_elements"]), int(state["cur_l"])
-            self._deleted = dict.fromkeys(int(v) for v in state["deleted"])
-            self._allow_replace = bool(state["allow_replace_deleted"])
-            self._M, self._efc, self._seed = int(state["M"]), int(state["ef_construction"]), int(state["seed"])
-            self._dead, self._ghosts = int(state["dead"]), int(state["ghosts"])
-            index.ef = max(1, self._ef)
+        if state["index"] is not None:
+            self._adopt(state["index"], state["deleted"], state["max_elements"], state["allow_replace_deleted"],
+                        cur_l=state["cur_l"], seed=state["seed"], dead=state["dead"], ghosts=state["ghosts"],
+                        ef=state["ef"])
 
 
 def _bind_space_dim(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[object, int]:
@@ -627,7 +617,7 @@ def _smallest(a: npt.NDArray[np.float32], wide: int) -> npt.NDArray[np.int64]:
     return out
 
 
-class BFIndex:
+class BFIndex(_Threads):
     """hnswlib.BFIndex: exact (brute-force) search over at most ``max_elements`` vectors (module docstring)."""
 
     def __init__(self, space: str, dim: int) -> None:
@@ -645,17 +635,6 @@ class BFIndex:
 
     space = property(lambda self: self._space)
     dim = property(lambda self: self._dim)
-
-    @property
-    def num_threads(self) -> int:
-        return self._num_threads
-
-    @num_threads.setter
-    def num_threads(self, value: int) -> None:
-        self.set_num_threads(value)
-
-    def set_num_threads(self, num_threads: int) -> None:
-        self._num_threads = operator.index(num_threads)
 
     def __repr__(self) -> str:
         return f"<hnswlib.BFIndex(space='{self._space}', dim={self._dim})>"
@@ -694,7 +673,15 @@ class BFIndex:
             norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32)) + np.float32(1e-30)
             x = x * (np.float32(1.0) / norms)[:, None]
         error = None
-        for row, label in enumerate(labels.tolist()):
+        new = labels.tolist()
+        n, rows = self._n, len(new)
+        if n + rows <= limit and len(set(new)) == rows and not any(v in self._slot for v in new):
+            new = []  # every label new and all fit: one block copy (the loop below is hnswlib's row-by-row rule)
+            self._grow(n + rows)
+            self._vectors[n:n + rows], self._labels[n:n + rows] = x, labels
+            self._slot.update(zip(labels.tolist(), range(n, n + rows)))
+            self._n = n + rows
+        for row, label in enumerate(new):
             slot = self._slot.get(label)
             if slot is None:
                 if self._n >= limit:
