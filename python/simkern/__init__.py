@@ -1,16 +1,15 @@
 """simkern: SIMD kernels for vector retrieval and randomized linear algebra.
 
-Kernel families land one by one; today: MaxSim (ColBERT late interaction) over ragged token sets and the core of
-product quantization (ProductQuantizer: training, codes, tables, exact ADC), with the runtime they all share
-(ISA dispatch, thread pool). See ``simkern.show_runtime()``.
+Families: MaxSim (ColBERT late interaction) over ragged token sets; product quantization (ProductQuantizer, OPQ,
+PQIndex with 8-bit and 4-bit fast-scan scans); MUVERA fixed dimensional encodings (FDE); sketched least squares
+(sketch, fwht, lstsq_sketched); the HNSWIndex graph; MultiVectorIndex, which composes them; drop-in shims for
+hnswlib, PyLate, maxsim-cpu and muvera-python in simkern.compat. All share one runtime (ISA dispatch, thread pool):
+see ``simkern.show_runtime()``; docs/API.md is the reference.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-from . import datasets
+from . import _core, datasets
 from ._sketch import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .fde import FDE
 from .hnsw import HNSWIndex
@@ -32,10 +31,9 @@ from .runtime import (
     show_runtime,
 )
 
-try:
-    __version__ = _version("simkern")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
+# The version CMake compiled into _core: pyproject.toml's, the wheel's (tests/test_packaging.py checks that it
+# equals the installed distribution's). Read from the module, not importlib.metadata (~20 ms of `import simkern`).
+__version__: str = _core.build_info()["version"]
 
 __all__ = [
     "FDE",

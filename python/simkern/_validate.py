@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -13,14 +14,27 @@ from typing import IO, Any, TypeGuard, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-try:  # ml_dtypes is a runtime dependency; keep the import local to one place
-    from ml_dtypes import bfloat16 as _bfloat16
-except ImportError:  # pragma: no cover - ml_dtypes is required by pyproject
-    _bfloat16 = None
-
 _A = TypeVar("_A", bound="npt.NDArray[Any]")
 
-BFLOAT16 = np.dtype(_bfloat16) if _bfloat16 is not None else None
+
+# bfloat16 is ml_dtypes' dtype. Importing ml_dtypes costs ~0.6 s (0.7.0 with NumPy 2.4: it registers its dtypes and
+# casts), four times the rest of `import simkern`, so it is imported only where simkern makes a bfloat16 array
+# itself. An array that already has that dtype was made by ml_dtypes, so recognising one needs no import.
+def is_bfloat16(dtype: np.dtype[Any]) -> bool:
+    """Whether ``dtype`` is ``ml_dtypes.bfloat16`` (without importing ml_dtypes)."""
+    module = sys.modules.get("ml_dtypes")
+    return module is not None and dtype == module.bfloat16
+
+
+def bfloat16_dtype() -> np.dtype[Any]:
+    """``numpy.dtype(ml_dtypes.bfloat16)``, importing ml_dtypes (a runtime dependency) on first use."""
+    from ml_dtypes import bfloat16
+
+    dtype: np.dtype[Any] = np.dtype(bfloat16)
+    return dtype
+
+
+BFLOAT16_MAX = (2 - 2**-7) * 2.0**127  # largest finite bfloat16: ml_dtypes.finfo(bfloat16).max
 
 
 # Integer arguments that reach C++ as int (counts, sizes, beam widths) are bounded here, so that an absurd value

@@ -24,10 +24,10 @@ import numpy.typing as npt
 
 from . import _core
 from ._validate import (
-    BFLOAT16,
     check_no_overlap,
     check_out_aligned,
     int64_vector,
+    is_bfloat16,
     out_pair,
     pair_into_out,
     positive_int,
@@ -37,9 +37,7 @@ from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["maxsim", "maxsim_pairs", "maxsim_topk"]
 
-_DOC_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
-if BFLOAT16 is not None:
-    _DOC_DTYPE_CODES[BFLOAT16] = 2
+_DOC_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}  # bfloat16: 2
 
 
 def _queries(queries: RaggedLike) -> Ragged:
@@ -51,7 +49,7 @@ def _queries(queries: RaggedLike) -> Ragged:
 
 def _docs(docs: RaggedLike) -> tuple[Ragged, npt.NDArray[Any], int]:
     d = as_ragged(docs, "docs")
-    code = _DOC_DTYPE_CODES.get(d.dtype)
+    code = 2 if is_bfloat16(d.dtype) else _DOC_DTYPE_CODES.get(d.dtype)
     if code is None:
         raise TypeError(f"docs must be float32, float16 or bfloat16, got {d.dtype}")
     d = aligned_tokens(d)

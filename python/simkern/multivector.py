@@ -37,12 +37,14 @@ from ._enums import MULTIVECTOR_ANNS, choice
 from ._mv_ann import BACKENDS
 from ._progress import progress_reporter
 from ._validate import (
-    BFLOAT16,
+    BFLOAT16_MAX,
     MAX_ID,
     NORM_LIMIT,
+    bfloat16_dtype,
     check_norms,
     fsync_dir,
     id_vector,
+    is_bfloat16,
     is_valid_id,
     out_pair,
     pair_into_out,
@@ -58,13 +60,13 @@ from .ragged import Ragged, RaggedLike, aligned_tokens, as_ragged
 
 __all__ = ["MultiVectorIndex"]
 
-_STORAGES: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
-_STORAGE_MAX = {"float16": float(np.finfo(np.float16).max)}  # largest finite value of the narrow storages
-if BFLOAT16 is not None:
-    from ml_dtypes import finfo as _ml_finfo
+_STORAGES = ("float32", "float16", "bfloat16")  # the dtypes of kept doc tokens: _storage_dtype(name)
+_STORAGE_MAX = {"float16": float(np.finfo(np.float16).max), "bfloat16": BFLOAT16_MAX}  # largest finite values
 
-    _STORAGES["bfloat16"] = BFLOAT16
-    _STORAGE_MAX["bfloat16"] = float(_ml_finfo(BFLOAT16).max)
+
+def _storage_dtype(name: str) -> np.dtype[Any]:
+    return bfloat16_dtype() if name == "bfloat16" else np.dtype(name)
+
 _KIND = "MultiVectorIndex"  # the container kind (version 2): one file, index.skc, in the saved folder
 _CONTAINER_VERSION = 2
 _FILE = "index.skc"
@@ -171,7 +173,7 @@ class MultiVectorIndex:
         # the ANN behind one interface (_mv_ann.py); the ANN object itself is in each published state
         self._backend = BACKENDS[ann](self._dim, self._fde, self._options, lambda: _ENCODE_BATCH)
         # doc store: tokens in slots (insertion order), capacity-doubling buffers, tombstones for removed docs
-        self._st = _Store(np.zeros((0, self._dim), _STORAGES[storage]), 0, np.zeros(1, np.int64), 0,
+        self._st = _Store(np.zeros((0, self._dim), _storage_dtype(storage)), 0, np.zeros(1, np.int64), 0,
                           np.zeros(0, np.int64), np.zeros(0, np.bool_), None, self._backend.make(), 0.0)
         self._mapped: _core._MappedFile | None = None  # load(mmap=True): the file the token store lies in
 
@@ -230,7 +232,7 @@ class MultiVectorIndex:
         d = as_ragged(docs, "docs")
         if d.dim != self._dim:
             raise ValueError(f"docs must have dim {self._dim}, got dim {d.dim}")
-        if d.dtype not in (np.float32, np.float16) and d.dtype != BFLOAT16:
+        if d.dtype not in (np.float32, np.float16) and not is_bfloat16(d.dtype):
             raise TypeError(f"docs must be float32, float16 or bfloat16, got {d.dtype}")
         n = len(d)
         if n == 0:
@@ -577,7 +579,7 @@ class MultiVectorIndex:
         """Publish the state read from a folder or a pickle, after checking it against the manifest and the ANN."""
         n, total = manifest.get("docs"), manifest.get("tokens")
         tokens, offsets, ids, alive = arrays["tokens"], arrays["offsets"], arrays["ids"], arrays["alive"]
-        want = _STORAGES[self._storage]
+        want = _storage_dtype(self._storage)
         raw = np.uint16 if want != np.float32 else np.float32
         ok = (isinstance(n, int) and isinstance(total, int) and tokens.dtype == raw
               and tokens.shape == (total, self._dim)
