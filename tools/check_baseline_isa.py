@@ -1,7 +1,9 @@
 """Fail if baseline object files contain ymm/zmm instructions (STYLE.md dispatch rule 2).
 
 Only files under csrc/kernels/x86_* may be compiled with -m flags; an AVX instruction anywhere else would crash
-older CPUs. Reads the object files of the newest build folder under build/ (scikit-build-core's build-dir).
+older CPUs. Reads the object files of the build folders under build/ (scikit-build-core's build-dir), or of the
+CMake build folders given as arguments (.ci/run also passes the zig build of the release wheel):
+    python tools/check_baseline_isa.py [BUILD_DIR...]
 Skips with a message (exit 0) when there is no build folder or no objdump.
 """
 
@@ -17,9 +19,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WIDE = re.compile(r"\b[yz]mm\d+\b")
 
 
-def main() -> int:
+def main(build_dirs: list[str]) -> int:
     objdump = shutil.which("objdump")
-    objects = sorted(ROOT.glob("build/*/CMakeFiles/**/*.o"), key=lambda p: p.stat().st_mtime)
+    if build_dirs:
+        objects = [p for d in build_dirs for p in sorted(pathlib.Path(d).resolve().glob("CMakeFiles/**/*.o"))]
+    else:
+        objects = sorted(ROOT.glob("build/*/CMakeFiles/**/*.o"), key=lambda p: p.stat().st_mtime)
+    if build_dirs and not objects:
+        print(f"check_baseline_isa: no object files under {build_dirs}")
+        return 1
     if not objdump or not objects:
         print("check_baseline_isa: no objdump or no build objects; skipped")
         return 0
@@ -32,10 +40,10 @@ def main() -> int:
         if hits:
             bad.append((obj, hits[:3]))
     for obj, hits in bad:
-        print(f"{obj.relative_to(ROOT)}: wide-vector instructions in a baseline object, e.g. {hits}")
+        print(f"{obj}: wide-vector instructions in a baseline object, e.g. {hits}")
     print(f"check_baseline_isa: {len(baseline)} baseline objects checked, {len(bad)} with ymm/zmm code")
     return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,8 @@
 #                                       host build whose AVX-512 and AVX512-BF16 files are compiled against
 #                                       emu_avx512/immintrin.h (scalar emulation), so their loop logic, packing and
 #                                       vdpbf16ps path are checked on a CPU without AVX-512
-# Needs (Debian): g++-aarch64-linux-gnu qemu-user. Not part of CI (the CI machine has no cross toolchain).
+# Needs (Debian): g++-aarch64-linux-gnu qemu-user (.ci/run step 0 installs them). Compiles CMAKE_BUILD_PARALLEL_LEVEL
+# (default: every core) files at a time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-cross}
@@ -67,10 +68,13 @@ else
   runner=(qemu-aarch64)
 fi
 objs=()
-compile() {  # source, extra flags
+parallel=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+rm -f "$out/FAILED"
+compile() {  # source, extra flags: compiled in the background, $parallel at a time (a failure leaves FAILED)
   local obj="$out/$(echo "$1" | tr '/' '_').o"
+  while [ "$(jobs -pr | wc -l)" -ge "$parallel" ]; do wait -n || true; done
   # shellcheck disable=SC2086
-  "$cxx" "${common[@]}" "${defs[@]}" $2 -c "$1" -o "$obj"
+  { "$cxx" "${common[@]}" "${defs[@]}" $2 -c "$1" -o "$obj" || echo "$1" >> "$out/FAILED"; } &
   objs+=("$obj")
 }
 for src in csrc/runtime/isa_detect.cpp csrc/runtime/dispatch.cpp csrc/runtime/thread_pool.cpp \
@@ -88,5 +92,7 @@ compile csrc/kernels/scalar/sketch.cpp "-fno-tree-vectorize -ffp-contract=off"
 compile csrc/kernels/scalar/maxsim.cpp "-fno-tree-vectorize"
 compile csrc/kernels/scalar/pq.cpp "-fno-tree-vectorize -ffp-contract=off"
 for entry in "${isa_objs[@]}"; do compile "${entry%%:*}" "${entry#*:}"; done
+wait
+if [ -f "$out/FAILED" ]; then echo "cross_check: compiling failed: $(tr '\n' ' ' < "$out/FAILED")" >&2; exit 1; fi
 "$cxx" "${objs[@]}" "${link[@]}" -o "$out/maxsim_check"
 "${runner[@]}" "$out/maxsim_check"
