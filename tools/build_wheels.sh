@@ -105,6 +105,7 @@ if [ "$sdist_check" = 1 ]; then "$tools/venv/bin/python" tools/wheel/check_sdist
 
 # --- wheels ----------------------------------------------------------------------------------------------------------
 # build ARCH PYTHON [EXTRA ENV...]: one wheel from the sdist, into OUT/raw/, then auditwheel repair into OUT/.
+# $defines: extra CMake definitions (KEY=VALUE;...).
 build() {
   local target=$1 py=$2; shift 2
   local tag
@@ -114,7 +115,9 @@ build() {
   mkdir -p "$out/raw/$target-$tag"
   log "$target $tag wheel (from the sdist, $("$py" --version))"
   local start=$SECONDS
-  if ! env CXX="$tools/bin/zig-c++-$target" "$@" \
+  # No LTO (pybind11 turns it on for the module by default): with clang the binding objects would be LLVM bitcode,
+  # which tools/check_baseline_isa.py (.ci/run step 3) cannot disassemble; the kernels are never LTO'd anyway.
+  if ! env CXX="$tools/bin/zig-c++-$target" SKBUILD_CMAKE_DEFINE="CMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF${defines:+;$defines}" \
       "$py" -m pip wheel --no-deps -q -w "$out/raw/$target-$tag" -C build-dir="$bdir" "$sdist" \
       > "$out/raw/$target-$tag.log" 2>&1; then
     cat "$out/raw/$target-$tag.log"; return 1
@@ -151,9 +154,9 @@ if [ "$arch" != x86_64 ] && [ -n "$arm_root" ]; then
     cp -r "$arm_root/usr/include/python$pyver/." "$hdr/"
     cp "$inc/pyconfig.h" "$hdr/pyconfig.h"
     soabi="cpython-${pyver/./}-aarch64-linux-gnu"
-    build aarch64 "$host" _PYTHON_HOST_PLATFORM=linux-aarch64 SETUPTOOLS_EXT_SUFFIX=".$soabi.so" \
-      CMAKE_TOOLCHAIN_FILE="$tools/aarch64.cmake" \
-      SKBUILD_CMAKE_DEFINE="Python_INCLUDE_DIR=$hdr;PYTHON_MODULE_EXTENSION=.$soabi.so;PYTHON_IS_DEBUG=0"
+    defines="Python_INCLUDE_DIR=$hdr;PYTHON_MODULE_EXTENSION=.$soabi.so;PYTHON_IS_DEBUG=0" \
+      build aarch64 "$host" _PYTHON_HOST_PLATFORM=linux-aarch64 SETUPTOOLS_EXT_SUFFIX=".$soabi.so" \
+      CMAKE_TOOLCHAIN_FILE="$tools/aarch64.cmake"
     if [ "$smoke" = 1 ]; then
       whl=$(ls "$out"/simkern-"$version"-cp"${pyver/./}"-*_aarch64.whl)
       tools/wheel/qemu_smoke.sh "$arm_root" "$whl"

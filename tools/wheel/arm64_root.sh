@@ -15,6 +15,7 @@ case "$suite" in
   trixie) pyver=3.13 ;;
   *) echo "arm64_root.sh: SUITE must be bookworm or trixie" >&2; exit 2 ;;
 esac
+if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then echo "arm64_root.sh: $dir exists and is not empty" >&2; exit 1; fi
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debootstrap --foreign --arch=arm64 --variant=minbase --include="python$pyver,libpython$pyver-dev" \
   "$suite" "$dir" "$mirror" > "$dir.debootstrap.log" 2>&1 || { tail -20 "$dir.debootstrap.log"; exit 1; }
