@@ -8,12 +8,17 @@ the dispatcher chose there.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import simkern
 from simkern import _core
 
 ISAS = simkern.available_isas()
+# The ASan + UBSan build (.ci/run step 5, tools/sanitize/staged.py sets this): kernels run ~5-10x slower, so the
+# tests that time long calls (interrupts, GIL release, fork during add) take smaller inputs there, still long enough
+# to be interrupted mid-call.
+SANITIZED = os.environ.get("SIMKERN_STAGED_SANITIZERS") == "1"
 KERNEL_LEVELS = ISAS + (["avx512-own"] if "avx512" in ISAS else [])
 
 

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import simkern
+from levels import SANITIZED
 from simkern import _core
 from strategies import make_tokens
 
@@ -85,7 +86,8 @@ def test_batch_calls_release_the_gil():
     # call. With the GIL released, the gaps stay at the scale of the interpreter's switch interval.
     rng = np.random.default_rng(3)
     q = simkern.Ragged(make_tokens(rng, 32 * 32, 128, "normal"), np.arange(33, dtype=np.int64) * 32)
-    docs = simkern.Ragged(make_tokens(rng, 400 * 150, 128, "normal"), np.arange(401, dtype=np.int64) * 150)
+    n_docs = 100 if SANITIZED else 400
+    docs = simkern.Ragged(make_tokens(rng, n_docs * 150, 128, "normal"), np.arange(n_docs + 1, dtype=np.int64) * 150)
     finished = threading.Event()
     call = {}
 
@@ -117,7 +119,8 @@ import simkern
 signal.signal(signal.SIGINT, signal.default_int_handler)
 rng = np.random.default_rng(0)
 q = simkern.Ragged(rng.standard_normal((64 * 32, 128)).astype(np.float32), np.arange(65) * 32)
-docs = simkern.Ragged(rng.standard_normal((1200 * 150, 128)).astype(np.float32), np.arange(1201) * 150)
+n_docs = 300 if os.environ.get("SIMKERN_STAGED_SANITIZERS") == "1" else 1200  # tests/levels.py SANITIZED
+docs = simkern.Ragged(rng.standard_normal((n_docs * 150, 128)).astype(np.float32), np.arange(n_docs + 1) * 150)
 full = []
 for _ in range(2):  # the faster of two uninterrupted calls (the first one also pays for warm-up)
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   "$cmake_bin" -S . -B "$build" "${generator[@]}" \
     -DSIMKERN_SANITIZE=ON \
     -DSKBUILD_PROJECT_NAME=simkern -DSKBUILD_PROJECT_VERSION="$version" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
     -Dpybind11_DIR="$pybind11_dir" -DPython_EXECUTABLE="$python_exe"
 fi
 "$cmake_bin" --build "$build" --parallel "${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
