@@ -60,11 +60,15 @@ log() { echo "build_wheels: $*"; }
 
 if [ ${#pythons[@]} -eq 0 ]; then  # every CPython 3.10 - 3.13 on PATH or in pyenv
   for minor in 10 11 12 13; do
-    exe=$(command -v "python3.$minor" || true)
-    if [ -z "$exe" ] && command -v pyenv >/dev/null; then
-      root=$(pyenv root)
-      exe=$(ls -d "$root"/versions/3."$minor".*/bin/python3."$minor" 2>/dev/null | sort -V | tail -1 || true)
+    exe=""
+    candidates=()
+    if command -v pyenv >/dev/null; then  # pyenv's own builds (its shims answer only for the active version)
+      while IFS= read -r c; do candidates+=("$c"); done < <(ls -d "$(pyenv root)"/versions/3."$minor".*/bin/python3."$minor" 2>/dev/null | sort -rV)
     fi
+    if c=$(command -v "python3.$minor"); then candidates+=("$c"); fi
+    for c in "${candidates[@]}"; do
+      if "$c" -c "import venv" >/dev/null 2>&1; then exe=$c; break; fi
+    done
     if [ -n "$exe" ]; then pythons+=("$exe"); else log "no CPython 3.$minor here: its wheels are not built"; fi
   done
 fi
@@ -134,7 +138,7 @@ build() {
   # No LTO (pybind11 turns it on for the module by default): with clang the binding objects would be LLVM bitcode,
   # which tools/check_baseline_isa.py (.ci/run step 3) cannot disassemble; the kernels are never LTO'd anyway.
   if ! env CXX="$tools/bin/zig-c++-$target" SKBUILD_CMAKE_DEFINE="CMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF${defines:+;$defines}" \
-      "$py" -m pip wheel --no-deps -q -w "$out/raw/$target-$tag" -C build-dir="$bdir" "$sdist" \
+      "$@" "$py" -m pip wheel --no-deps -q -w "$out/raw/$target-$tag" --config-settings=build-dir="$bdir" "$sdist" \
       > "$out/raw/$target-$tag.log" 2>&1; then
     cat "$out/raw/$target-$tag.log"; return 1
   fi
@@ -185,6 +189,6 @@ for f in "$out"/simkern-"$version"*; do
   log "  $(basename "$f")  $(( $(stat -c %s "$f") / 1024 )) KiB"
 done
 for whl in "$out"/simkern-"$version"-*.whl; do
-  "$tools/venv/bin/auditwheel" show "$whl" | tr '\n' ' ' | sed -e 's/  */ /g' | grep -o '"manylinux[^"]*"' |
+  "$tools/venv/bin/auditwheel" show "$whl" | tr '\n' ' ' | sed -e 's/  */ /g' | grep -o '"manylinux[^"]*"' | head -1 |
     sed -e "s|^|build_wheels:   $(basename "$whl"): auditwheel show: consistent with |"
 done
