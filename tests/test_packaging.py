@@ -52,7 +52,9 @@ def test_import_does_not_load_ml_dtypes_and_bfloat16_still_works():
 
 def test_bfloat16_recognised_without_a_module_global():
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    from simkern._validate import bfloat16_dtype, is_bfloat16
+    from simkern._validate import BFLOAT16_MAX, bfloat16_dtype, is_bfloat16
+
+    assert float(ml_dtypes.finfo(ml_dtypes.bfloat16).max) == BFLOAT16_MAX  # the constant multivector.py bounds by
 
     assert is_bfloat16(np.dtype(ml_dtypes.bfloat16)) and bfloat16_dtype() == np.dtype(ml_dtypes.bfloat16)
     assert not is_bfloat16(np.dtype(np.float16)) and not is_bfloat16(np.dtype(np.uint16))
