@@ -12,22 +12,11 @@
 
 #include "simkern/dispatch.hpp"
 #include "simkern/fde.hpp"
+#include "simkern/fde_partition.hpp"
 #include "simkern/thread_pool.hpp"
 
 namespace simkern {
 namespace {
-
-// The partition of a sign string (hyperplane 0 = most significant bit): the Gray-code accumulation
-// g = (g << 1) + (b ^ (g & 1)) over the bits leaves in each bit of g the XOR of the sign bits down to it, i.e. the
-// prefix XOR from the top (the reference's SimHashPartitionIndex), computed here with shifts (k <= 30).
-inline std::uint32_t gray_partition(std::uint32_t bits) {
-  bits ^= bits >> 1;
-  bits ^= bits >> 2;
-  bits ^= bits >> 4;
-  bits ^= bits >> 8;
-  bits ^= bits >> 16;
-  return bits;
-}
 
 // Sign strings and partitions of every (repetition, token): signs[r * n + t] holds the k sign bits of token t's
 // sketches for repetition r with hyperplane 0 as the most significant bit (compared with p ^ (p >> 1) when filling),

@@ -17,20 +17,9 @@ stage=$2
 py=${PYTHON:-python}
 mkdir -p "$build"
 
-tools="$build/tools"
-if ! "$py" -c 'import pybind11, sys; sys.exit(int(pybind11.version_info < (3, 0)))' 2>/dev/null \
-   && ! PYTHONPATH="$tools" "$py" -c 'import pybind11' 2>/dev/null; then
-  "$py" -m pip install -q --target "$tools" "pybind11>=3.0"
-fi
-pybind11_dir=$(PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}" "$py" -m pybind11 --cmakedir)
-cmake_bin=$(command -v cmake || true)
-if [ -z "$cmake_bin" ] || ! "$cmake_bin" --version | head -1 | awk '{split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 18))}'; then
-  [ -x "$tools/bin/cmake" ] || "$py" -m pip install -q --target "$tools" "cmake>=3.18"
-  export PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}"
-  cmake_bin="$tools/bin/cmake"
-fi
-generator=()
-if command -v ninja >/dev/null; then generator=(-G Ninja); fi
+# shellcheck source=tools/lib/cmake_tools.sh
+source tools/lib/cmake_tools.sh
+cmake_tools "$py" "$build/tools"  # sets pybind11_dir, cmake_bin, generator
 
 version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -1)
 python_exe=$("$py" -c 'import sys; print(sys.executable)')

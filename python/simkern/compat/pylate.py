@@ -41,13 +41,18 @@ Differences from PyLate 1.6, each deliberate, and why:
 
 - NumPy (and list) inputs give NumPy results; PyLate converts them and returns a ``torch.Tensor``. Why: torch is
   then not needed at all, and NumPy callers get NumPy back; tensors in still give tensors out.
-- CPU only, no autograd: a tensor on another device, or one that requires grad, raises ``TypeError`` (move it
-  with ``.cpu()`` / ``.detach()``). Why: the kernels run on the CPU and have no backward pass; moving a GPU batch
-  or dropping its gradient silently would hide a slow path or break training later, so train with PyLate.
+- No autograd: a tensor that requires grad raises ``TypeError`` (pass ``.detach()``). ``colbert_scores`` of CUDA
+  tensors runs simkern's CUDA kernel (``simkern.cuda.maxsim``, same ``mask_mode``; float32 scores on the tensors'
+  device) when simkern is built with CUDA and a device is usable; every other function, and ``colbert_scores``
+  without the CUDA module, takes CPU tensors only: a tensor on another device raises ``TypeError`` (move it with
+  ``.cpu()``). CUDA tensors may be float32, float16 or bfloat16 (scored with float32 accumulation). Why: the
+  kernels have no backward pass; moving a GPU batch or dropping its gradient silently would hide a slow path or
+  break training later, so train with PyLate.
   ``backend=`` takes PyLate's values (``"auto"``, ``"torch"``, ``"flash"``, ``"lik"``; others raise
   ``ValueError``) and is ignored, as is the ``PYLATE_SCORES_BACKEND`` variable: simkern's kernel always runs.
   ``rerank``'s ``device=`` is ignored: its output (Python lists and floats) is the same on every device.
-- float32 embeddings only: other dtypes raise ``TypeError`` (PyLate computes float16 / float64 in that dtype).
+- float32 embeddings only on the CPU: other dtypes raise ``TypeError`` (PyLate computes float16 / float64 in
+  that dtype).
   Why: the kernels score float32 queries; a silent cast would change float64 results and the cost of a call.
   The result is float32 even where PyLate's type promotion gives float64 (float64 masks): the kernel
   accumulates in float32 either way.
@@ -270,12 +275,44 @@ def colbert_scores(queries_embeddings: npt.ArrayLike | Sequence[Any],
                    threads: int | None = None) -> npt.NDArray[np.float32] | torch.Tensor:
     """ColBERT scores ``(n_queries, n_docs)`` of padded ``(n_queries, Lq, h)`` queries against padded
     ``(n_docs, Ld, h)`` documents, masks ``(n_queries, Lq)`` / ``(n_docs, Ld)``; see the module docstring."""
+    if _on_cuda(queries_embeddings) or _on_cuda(documents_embeddings):
+        return _colbert_scores_cuda(queries_embeddings, documents_embeddings, queries_mask, documents_mask, backend,
+                                    mask_mode)
     tensor = _wants_tensor(queries_embeddings, documents_embeddings)
     q, d, qr, dr = _prepare(queries_embeddings, documents_embeddings, queries_mask, documents_mask, backend,
                             mask_mode, 3)
     if qr is None or dr is None:
         return _out(_no_doc_tokens((q.shape[0], d.shape[0]), q.shape[1]), tensor)
     return _out(maxsim(qr, dr, threads=threads), tensor)
+
+
+def _on_cuda(x: object) -> bool:
+    return _is_tensor(x) and getattr(x, "device", None) is not None and x.device.type == "cuda"  # type: ignore[attr-defined]
+
+
+def _colbert_scores_cuda(q: Any, d: Any, queries_mask: Any, documents_mask: Any, backend: str | None,
+                         mask_mode: MaskMode) -> Any:
+    """colbert_scores of CUDA tensors on simkern's CUDA kernel (simkern.cuda.maxsim): PyLate's formula
+    (``mask_mode="multiply"``) or simkern's (``"remove"``), float32 scores on the tensors' device."""
+    from .. import cuda
+
+    if backend is not None and backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, _BACKENDS))} or None, got {backend!r}")
+    if mask_mode not in ("multiply", "remove"):
+        raise ValueError(f"mask_mode must be 'multiply' or 'remove', got {mask_mode!r}")
+    for name, t in (("queries_embeddings", q), ("documents_embeddings", d)):
+        if not _on_cuda(t):
+            raise TypeError(f"{name} must be a CUDA tensor like the other embeddings, got "
+                            f"{getattr(t, 'device', type(t).__name__)}")
+        if t.requires_grad:
+            raise TypeError(f"{name} requires grad: simkern's scores have no autograd; pass .detach() "
+                            "(train with PyLate itself)")
+        if t.ndim != 3:
+            raise ValueError(f"{name} must be 3-D (n, tokens, h), got shape {tuple(t.shape)}")
+    if not cuda.is_available():
+        raise TypeError(f"queries_embeddings is on {q.device}: this simkern has no usable CUDA kernels "
+                        f"({cuda.device_info().get('reason', '')}); move the tensors with .cpu()")
+    return cuda.maxsim(q, d, query_mask=queries_mask, doc_mask=documents_mask, mask_mode=mask_mode)
 
 
 def colbert_kd_scores(queries_embeddings: npt.ArrayLike | Sequence[Any],
