@@ -311,7 +311,13 @@ PYBIND11_MODULE(_cuda, m, py::mod_gil_not_used()) {
     int runtime = 0;
     (void)cudaRuntimeGetVersion(&runtime);
     d["runtime_version"] = runtime;
+#if defined(SIMKERN_CUDA_EMU)
+    d["cudart"] = "none: the CPU emulator of tools/cuda_emu";
+    d["emulated"] = true;
+#else
     d["cudart"] = "static";
+    d["emulated"] = false;
+#endif
     return d;
   });
   m.def("device_facts", [] {

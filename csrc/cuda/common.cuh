@@ -6,6 +6,18 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+// Kernel launches and dynamic shared memory go through these two macros, so that the same sources also build for
+// the CPU emulator of tools/cuda_emu (g++, threads as fibers, SIMKERN_CUDA_EMU), which runs tests/test_cuda.py's
+// GPU tests on machines without a GPU.
+#if defined(SIMKERN_CUDA_EMU)
+#include "emu.hpp"
+#define SIMKERN_LAUNCH(kernel, grid, block, smem, stream) ::emu::Launch(grid, block, smem, stream, kernel)
+#define SIMKERN_DYNAMIC_SMEM(name) unsigned char* name = ::emu::dynamic_smem()
+#else
+#define SIMKERN_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#define SIMKERN_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 #include <cstdint>
 #include <string>
 
@@ -47,6 +59,14 @@ class Workspace {
   void* ptr_ = nullptr;
   cudaStream_t stream_;
 };
+
+// Lets `kernel` use `bytes` of dynamic shared memory (above the default 48 KiB needs this opt-in).
+template <class Kernel>
+void set_max_dynamic_smem(Kernel kernel, std::size_t bytes) {
+  check(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes)),
+        "cudaFuncSetAttribute");
+}
 
 inline std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 

@@ -49,7 +49,7 @@ __device__ __forceinline__ float project(const FDEDevicePlan& p, const void* tok
 __global__ void __launch_bounds__(kThreads)
     fde_kernel(FDEDevicePlan p, FdeSets sets, bool documents, bool empty_zeros, float* out, i64 out_stride, int* flags,
                unsigned long long* first_empty) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SIMKERN_DYNAMIC_SMEM(smem_raw);
   const i64 parts = i64{1} << p.simhash_bits, dp = p.projection_dim;
   unsigned long long* best = reinterpret_cast<unsigned long long*>(smem_raw);  // [parts] (documents + fill)
   int* counts = reinterpret_cast<int*>(best + parts);                          // [parts]
@@ -215,15 +215,14 @@ CallReport fde_encode(const FDEDevicePlan& plan, const SetBatch& b, bool documen
   }
   const i64 parts = i64{1} << plan.simhash_bits;
   const std::size_t smem = static_cast<std::size_t>(parts) * (sizeof(unsigned long long) + sizeof(int));
-  check(cudaFuncSetAttribute(fde_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "cudaFuncSetAttribute");
+  set_max_dynamic_smem(fde_kernel, smem);
   float* target = plan.final_dim > 0 ? reinterpret_cast<float*>(base + o_inner) : out;
-  fde_kernel<<<static_cast<unsigned>(n * plan.repetitions), kThreads, smem, stream>>>(
+  SIMKERN_LAUNCH(fde_kernel, static_cast<unsigned>(n * plan.repetitions), kThreads, smem, stream)(
       plan, s, documents, empty_zeros, target, plan.inner_dim(), flags, first_empty);
   check_launch("fde_kernel");
   if (plan.final_dim > 0) {
     const i64 total = n * plan.final_dim;
-    final_projection_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(
+    SIMKERN_LAUNCH(final_projection_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream)(
         plan, target, plan.inner_dim(), n, out, flags);
     check_launch("final_projection_kernel");
   }

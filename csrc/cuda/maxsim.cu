@@ -201,6 +201,8 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const std::uint32_t (&a
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#elif defined(SIMKERN_CUDA_EMU)
+  ::emu::mma_m16n8k16(c, a, b0, b1, bf16);
 #else
   (void)c, (void)a, (void)b0, (void)b1, (void)bf16;
   __trap();  // the host never launches this kernel below sm_80
@@ -252,7 +254,7 @@ inline std::size_t mma_smem_bytes(int warps, int dp, bool split) {
 template <class T, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) maxsim_mma_kernel(MmaParams p) {
   constexpr int BM = 16 * WARPS;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SIMKERN_DYNAMIC_SMEM(smem_raw);
   const int dps = p.dp + kRowPad;
   const bool split = p.qlo != nullptr;
   T* qs_hi = reinterpret_cast<T*>(smem_raw);
@@ -509,7 +511,7 @@ constexpr int kSelectThreads = 256;
 __global__ void __launch_bounds__(kSelectThreads)
     topk_rows_kernel(const float* scores, i64 ncols, const i64* ids, int k, int kpad, bool larger_is_better, float pad,
                      float* out_scores, i64* out_ids) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SIMKERN_DYNAMIC_SMEM(smem_raw);
   std::uint64_t* sorted = reinterpret_cast<std::uint64_t*>(smem_raw);
   unsigned* hist = reinterpret_cast<unsigned*>(sorted + kpad);
   __shared__ SelectShared sel;
@@ -555,8 +557,8 @@ SetsDev sets_dev(const SetBatch& b, i64* offsets64, float* weights, cudaStream_t
     s.row_stride = b.tokens.strides[1];
     s.fixed_len = b.tokens.shape[1];
     if (b.mask.data && b.n_sets * s.fixed_len > 0) {
-      mask_to_f32_kernel<<<blocks_for(b.n_sets * s.fixed_len, 256), 256, 0, stream>>>(b.mask, b.n_sets, s.fixed_len,
-                                                                                      weights);
+      SIMKERN_LAUNCH(mask_to_f32_kernel, blocks_for(b.n_sets * s.fixed_len, 256), 256, 0, stream)(b.mask, b.n_sets,
+                                                                                                  s.fixed_len, weights);
       check_launch("mask_to_f32_kernel");
       s.weights = weights;
     }
@@ -569,9 +571,8 @@ i64 set_dim(const SetBatch& b) { return b.ragged() ? b.tokens.shape[1] : b.token
 template <class T, int WARPS>
 void launch_mma(const MmaParams& p, i64 blocks, std::size_t smem, cudaStream_t stream) {
   auto kernel = maxsim_mma_kernel<T, WARPS>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "cudaFuncSetAttribute");
-  kernel<<<static_cast<unsigned>(blocks), WARPS * 32, smem, stream>>>(p);
+  set_max_dynamic_smem(kernel, smem);
+  SIMKERN_LAUNCH(kernel, static_cast<unsigned>(blocks), WARPS * 32, smem, stream)(p);
   check_launch("maxsim_mma_kernel");
 }
 
@@ -586,8 +587,8 @@ template <class T>
 void launch_pack(const SetsDev& q, i64 dim, int dp, int lq_pad, bool multiply, T* hi, T* lo, int* count, int* flags,
                  cudaStream_t stream) {
   if (q.n_sets == 0) return;
-  pack_queries_kernel<T>
-      <<<static_cast<unsigned>(q.n_sets), 256, 0, stream>>>(q, dim, dp, lq_pad, multiply, hi, lo, count, flags);
+  SIMKERN_LAUNCH(pack_queries_kernel<T>, static_cast<unsigned>(q.n_sets), 256, 0, stream)(q, dim, dp, lq_pad, multiply,
+                                                                                          hi, lo, count, flags);
   check_launch("pack_queries_kernel");
 }
 
@@ -669,11 +670,16 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
     if (tail > 0) {  // rows of the last block past the last query
       const i64 at = nq * lq_pad * dp;
       if (bf16) {
-        zero_kernel<<<blocks_for(tail, 256), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(hi) + at, tail);
-        if (lo) zero_kernel<<<blocks_for(tail, 256), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(lo) + at, tail);
+        SIMKERN_LAUNCH(zero_kernel<__nv_bfloat16>, blocks_for(tail, 256), 256, 0, stream)(
+            static_cast<__nv_bfloat16*>(hi) + at, tail);
+        if (lo)
+          SIMKERN_LAUNCH(zero_kernel<__nv_bfloat16>, blocks_for(tail, 256), 256, 0, stream)(
+              static_cast<__nv_bfloat16*>(lo) + at, tail);
       } else {
-        zero_kernel<<<blocks_for(tail, 256), 256, 0, stream>>>(static_cast<__half*>(hi) + at, tail);
-        if (lo) zero_kernel<<<blocks_for(tail, 256), 256, 0, stream>>>(static_cast<__half*>(lo) + at, tail);
+        SIMKERN_LAUNCH(zero_kernel<__half>, blocks_for(tail, 256), 256, 0, stream)(static_cast<__half*>(hi) + at, tail);
+        if (lo)
+          SIMKERN_LAUNCH(zero_kernel<__half>, blocks_for(tail, 256), 256, 0, stream)(static_cast<__half*>(lo) + at,
+                                                                                     tail);
       }
       check_launch("zero_kernel");
     }
@@ -696,7 +702,7 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
     if (bf16) launch_mma_warps<__nv_bfloat16>(warps, p, blocks, smem, stream);
     else launch_mma_warps<__half>(warps, p, blocks, smem, stream);
     if (chunks > 1) {
-      reduce_chunks_kernel<<<blocks_for(nq * ncols, 256), 256, 0, stream>>>(out, nq, chunks);
+      SIMKERN_LAUNCH(reduce_chunks_kernel, blocks_for(nq * ncols, 256), 256, 0, stream)(out, nq, chunks);
       check_launch("reduce_chunks_kernel");
     }
     return bf16 ? "maxsim_mma_bf16" : "maxsim_mma_f16";
@@ -706,16 +712,16 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
   const i64 blocks = nq * ncols;
   switch (ddt) {
     case kF32:
-      maxsim_simt_kernel<float>
-          <<<static_cast<unsigned>(blocks), kSimtThreads, 0, stream>>>(qf, qcount, nq, lq_pad, dd, dim, multiply, out);
+      SIMKERN_LAUNCH(maxsim_simt_kernel<float>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
+          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
       break;
     case kF16:
-      maxsim_simt_kernel<__half>
-          <<<static_cast<unsigned>(blocks), kSimtThreads, 0, stream>>>(qf, qcount, nq, lq_pad, dd, dim, multiply, out);
+      SIMKERN_LAUNCH(maxsim_simt_kernel<__half>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
+          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
       break;
     default:
-      maxsim_simt_kernel<__nv_bfloat16>
-          <<<static_cast<unsigned>(blocks), kSimtThreads, 0, stream>>>(qf, qcount, nq, lq_pad, dd, dim, multiply, out);
+      SIMKERN_LAUNCH(maxsim_simt_kernel<__nv_bfloat16>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
+          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
       break;
   }
   check_launch("maxsim_simt_kernel");
@@ -738,7 +744,7 @@ CallReport finish(int* flags_dev, bool check_finite, const char* path, cudaStrea
 
 void to_i64(const void* src, int dtype, i64 count, i64* dst, cudaStream_t stream) {
   if (count <= 0) return;
-  to_i64_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, stream>>>(src, dtype, count, dst);
+  SIMKERN_LAUNCH(to_i64_kernel, static_cast<unsigned>((count + 255) / 256), 256, 0, stream)(src, dtype, count, dst);
   check_launch("to_i64_kernel");
 }
 
@@ -773,9 +779,8 @@ CallReport maxsim_topk(const MaxsimArgs& args, i64 k, float* out_scores, i64* ou
     }
     const int kpad = pow2_at_least(k);
     const std::size_t smem = kpad * sizeof(std::uint64_t) + 256 * sizeof(unsigned);
-    check(cudaFuncSetAttribute(topk_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "cudaFuncSetAttribute");
-    topk_rows_kernel<<<static_cast<unsigned>(nq), kSelectThreads, smem, stream>>>(
+    set_max_dynamic_smem(topk_rows_kernel, smem);
+    SIMKERN_LAUNCH(topk_rows_kernel, static_cast<unsigned>(nq), kSelectThreads, smem, stream)(
         scores, ncols, ids, static_cast<int>(k), kpad, true, kNegInf, out_scores, out_ids);
     check_launch("topk_rows_kernel");
   }

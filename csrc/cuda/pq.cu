@@ -54,7 +54,7 @@ __global__ void adc_kernel(const float* tables, const std::uint8_t* codes, i64 c
 __global__ void __launch_bounds__(kThreads)
     scan_chunk_kernel(const float* tables, const std::uint8_t* codes, i64 code_stride, i64 n, i64 m, i64 ksub,
                       bool table_in_smem, bool larger_is_better, int k, int kpad, std::uint64_t* winners) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SIMKERN_DYNAMIC_SMEM(smem_raw);
   std::uint64_t* keys = reinterpret_cast<std::uint64_t*>(smem_raw);  // [kChunk]
   std::uint64_t* sorted = keys + kChunk;                             // [kpad]
   unsigned* hist = reinterpret_cast<unsigned*>(sorted + kpad);       // [256]
@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads) merge_kernel(const std::uint64_t* winners, i64 per_query, int k, int kpad,
                                                          bool larger_is_better, float pad, float* scores, i64* ids) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  SIMKERN_DYNAMIC_SMEM(smem_raw);
   std::uint64_t* sorted = reinterpret_cast<std::uint64_t*>(smem_raw);
   unsigned* hist = reinterpret_cast<unsigned*>(sorted + kpad);
   __shared__ SelectShared sel;
@@ -106,8 +106,8 @@ void pq_tables(const DeviceArray& queries, const DeviceArray& codebooks, bool l2
   const i64 n = queries.shape[0], m = codebooks.shape[0], ksub = codebooks.shape[1], dsub = codebooks.shape[2];
   if (n == 0) return;
   const dim3 grid(static_cast<unsigned>((m * ksub + kThreads - 1) / kThreads), static_cast<unsigned>(n));
-  tables_kernel<<<grid, kThreads, 0, as_stream(s)>>>(queries, static_cast<const float*>(codebooks.data), m, ksub, dsub,
-                                                     l2, out);
+  SIMKERN_LAUNCH(tables_kernel, grid, kThreads, 0, as_stream(s))(queries, static_cast<const float*>(codebooks.data), m,
+                                                                 ksub, dsub, l2, out);
   check_launch("tables_kernel");
 }
 
@@ -115,9 +115,9 @@ void pq_adc(const DeviceArray& tables, const DeviceArray& codes, float* out, std
   const i64 nq = tables.shape[0], m = tables.shape[1], ksub = tables.shape[2], n = codes.shape[0];
   if (nq == 0 || n == 0) return;
   const dim3 grid(static_cast<unsigned>((n + kThreads - 1) / kThreads), static_cast<unsigned>(nq));
-  adc_kernel<<<grid, kThreads, 0, as_stream(s)>>>(static_cast<const float*>(tables.data),
-                                                  static_cast<const std::uint8_t*>(codes.data), codes.strides[0], n, m,
-                                                  ksub, out);
+  SIMKERN_LAUNCH(adc_kernel, grid, kThreads, 0, as_stream(s))(static_cast<const float*>(tables.data),
+                                                              static_cast<const std::uint8_t*>(codes.data),
+                                                              codes.strides[0], n, m, ksub, out);
   check_launch("adc_kernel");
 }
 
@@ -136,21 +136,18 @@ void pq_adc_topk(const DeviceArray& tables, const DeviceArray& codes, i64 k, boo
   const std::size_t scan_smem = scan_base + (table_in_smem ? table_bytes : 0);
   Workspace winners(static_cast<std::size_t>(nq * n_chunks * k) * sizeof(std::uint64_t), stream);
   if (n > 0) {
-    check(cudaFuncSetAttribute(scan_chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(scan_smem)),
-          "cudaFuncSetAttribute");
-    scan_chunk_kernel<<<dim3(static_cast<unsigned>(n_chunks), static_cast<unsigned>(nq)), kThreads, scan_smem,
-                        stream>>>(static_cast<const float*>(tables.data), static_cast<const std::uint8_t*>(codes.data),
-                                  codes.strides[0], n, m, ksub, table_in_smem, larger_is_better, static_cast<int>(k),
-                                  kpad, winners.as<std::uint64_t>());
+    set_max_dynamic_smem(scan_chunk_kernel, scan_smem);
+    SIMKERN_LAUNCH(scan_chunk_kernel, dim3(static_cast<unsigned>(n_chunks), static_cast<unsigned>(nq)), kThreads,
+                   scan_smem, stream)(
+        static_cast<const float*>(tables.data), static_cast<const std::uint8_t*>(codes.data), codes.strides[0], n, m,
+        ksub, table_in_smem, larger_is_better, static_cast<int>(k), kpad, winners.as<std::uint64_t>());
     check_launch("scan_chunk_kernel");
   } else {
     check(cudaMemsetAsync(winners.as<void>(), 0xff, static_cast<std::size_t>(nq * k) * sizeof(std::uint64_t), stream),
           "cudaMemsetAsync");
   }
-  check(cudaFuncSetAttribute(merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(select_bytes)),
-        "cudaFuncSetAttribute");
-  merge_kernel<<<static_cast<unsigned>(nq), kThreads, select_bytes, stream>>>(
+  set_max_dynamic_smem(merge_kernel, select_bytes);
+  SIMKERN_LAUNCH(merge_kernel, static_cast<unsigned>(nq), kThreads, select_bytes, stream)(
       winners.as<std::uint64_t>(), n_chunks * k, static_cast<int>(k), kpad, larger_is_better, pad, scores, ids);
   check_launch("merge_kernel");
 }
