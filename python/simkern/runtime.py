@@ -104,3 +104,22 @@ def show_runtime(file: TextIO | None = None) -> None:
     print(f"  build        : {info['compiler']}, {info['build_type']}, compiled isas={','.join(info['compiled_isas'])}",
           file=out)
     print(f"  flags        : baseline '{info['baseline_flags'].strip()}'; per-ISA {dict(info['isa_flags'])}", file=out)
+    print(f"  cuda         : {_cuda_summary()}", file=out)
+
+
+def _cuda_summary() -> str:
+    """One line on the optional CUDA module (simkern.cuda), without importing it when it is not built."""
+    import importlib.util
+
+    if importlib.util.find_spec("simkern._cuda") is None:
+        return "not built (SIMKERN_ENABLE_CUDA=OFF)"
+    from . import cuda
+
+    d = cuda.device_info()
+    build = d.get("build", {})
+    kind = "emulated on the CPU (tools/cuda_emu)" if build.get("emulated") else f"archs {build.get('architectures')}"
+    if d["available"]:
+        devices = ", ".join(f"{x['name']} (sm_{x['compute_capability'][0]}{x['compute_capability'][1]})"
+                            for x in d["devices"])
+        return f"built ({kind}); devices: {devices}"
+    return f"built ({kind}); unavailable: {d['reason']}"

@@ -11,7 +11,11 @@ py=${PYTHON:-python}
 package=${1:-$("$py" -c 'import os, simkern; print(os.path.dirname(simkern.__file__))')}
 cuda_include=${CUDA_INCLUDE:-/usr/local/cuda/include}
 [ -f "$cuda_include/cuda_runtime.h" ] || { echo "cuda_emu/build.sh: no CUDA headers in $cuda_include"; exit 1; }
-includes=$("$py" -m pybind11 --includes)
+# shellcheck source=tools/lib/cmake_tools.sh
+source tools/lib/cmake_tools.sh
+tools=${SIMKERN_EMU_TOOLS:-build/cuda-emu-tools}
+cmake_tools "$py" "$tools"  # pybind11 >= 3.0: the importable one, else installed into $tools
+includes=$(PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}" "$py" -m pybind11 --includes)
 suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 out="$package/_cuda$suffix"
 # -O1: the fibers' stacks stay small and the build quick; -ffp-contract=off: every float operation rounds on its
