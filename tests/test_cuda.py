@@ -176,6 +176,12 @@ class TestArgumentChecks:
         with pytest.raises(TypeError, match="docs must be a CUDA array.*list"):
             cuda.maxsim(F(2, 3, 4), [[1.0]])
 
+    def test_tensors_that_require_grad_are_refused(self):
+        q = F(2, 3, 4)
+        q.requires_grad = True
+        with pytest.raises(TypeError, match="queries requires grad"):
+            cuda.maxsim(q, F(2, 3, 4))
+
     def test_dtypes(self):
         with pytest.raises(TypeError, match="docs must be float32, float16, bfloat16, got int32"):
             cuda.maxsim(F(2, 3, 4), F(2, 3, 4, dtype="int32"))
@@ -397,6 +403,18 @@ class TestMaxsimOnGpu:
         want = ref_maxsim(q, d, qmask, dmask, "remove")
         np.testing.assert_array_equal(got, want.astype(np.float32))
         assert (got[2] == 0).all() and (got[:2, 0] == -np.inf).all()
+
+    @pytest.mark.parametrize("kernel", ["tensor_core", "simt"])
+    def test_weighted_masks_multiply_exactly(self, kernel):
+        """PyLate's formula with mask values other than 0 / 1: score = sum_i max_j qm_i dm_j <q_i, d_j>."""
+        rng = np.random.default_rng(7)
+        q = rng.integers(-3, 4, (3, 10, 24)).astype(np.float64)
+        d = rng.integers(-3, 4, (4, 70, 24)).astype(np.float64)
+        qm = rng.choice([0.0, 0.5, 1.0, 2.0], (3, 10)).astype(np.float32)
+        dm = rng.choice([0.0, 0.5, 1.0, 2.0], (4, 70)).astype(np.float32)
+        got = host(cuda.maxsim(dev(q, "float32"), dev(d, "bfloat16"), query_mask=dev(qm), doc_mask=dev(dm),
+                               mask_mode="multiply", kernel=kernel))
+        np.testing.assert_array_equal(got, ref_maxsim(q, d, qm, dm, "multiply").astype(np.float32))
 
     def test_long_queries_span_row_blocks(self):
         rng = np.random.default_rng(1)

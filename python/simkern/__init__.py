@@ -64,3 +64,13 @@ __all__ = [
     "set_num_threads",
     "show_runtime",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``simkern.cuda`` (the optional CUDA kernels) is imported on first use, so that ``import simkern`` stays fast
+    and never loads the CUDA module."""
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module(".cuda", __name__)
+    raise AttributeError(f"module 'simkern' has no attribute {name!r}")

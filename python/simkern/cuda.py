@@ -29,6 +29,7 @@ for such inputs).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -36,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+_cuda: Any  # the compiled module (csrc/bindings/cuda_module.cpp), or None when simkern was built without it
 try:
-    from . import _cuda  # type: ignore[attr-defined]
-
+    _cuda = importlib.import_module("._cuda", __package__)
     _IMPORT_ERROR: str | None = None
 except ImportError as exc:  # built without CUDA
     _cuda = None
@@ -199,6 +200,8 @@ def _device_array(x: Any, name: str, ctx: _Context) -> _Array:
         where = "a NumPy array" if isinstance(x, np.ndarray) else f"a {type(x).__name__} on the host"
         raise TypeError(f"{name} must be a CUDA array (torch, CuPy, JAX on a GPU), got {where}; the CPU functions "
                         f"(simkern.maxsim, ...) take host arrays")
+    if getattr(x, "requires_grad", False):
+        raise TypeError(f"{name} requires grad: simkern's CUDA kernels have no backward pass; pass .detach()")
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         dev_type, dev_id = (int(v) for v in x.__dlpack_device__())
         if dev_type not in (_KDL_CUDA, _KDL_CUDA_MANAGED):
