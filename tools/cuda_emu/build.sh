@@ -4,6 +4,8 @@
 # an installed simkern package (default: the one `python` imports), where tests/test_cuda.py then runs its GPU tests
 # on the emulated device (one device, compute capability 9.0; SIMKERN_CUDA_EMU_SM75=1 reports 7.5):
 #   tools/cuda_emu/build.sh [PACKAGE_DIR]
+# SIMKERN_EMU_CXXFLAGS adds compiler flags: "-fsanitize=address,undefined" makes the emulator a memory checker of the
+# kernels (every device buffer is a host allocation; load the ASan runtime as tools/sanitize/staged.py does).
 # The module it replaces (an nvcc build) is overwritten: rebuild that with tools/cuda/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +23,7 @@ out="$package/_cuda$suffix"
 # -O1: the fibers' stacks stay small and the build quick; -ffp-contract=off: every float operation rounds on its
 # own, as the CUDA kernels' explicit __fadd_rn / __fmul_rn do on a GPU.
 # shellcheck disable=SC2086  # $includes is a list of -I flags
-"${CXX:-g++}" -std=c++17 -O2 -g1 -fPIC -shared -ffp-contract=off -Wall -Wno-attributes -Wno-unknown-pragmas \
+"${CXX:-g++}" -std=c++17 -O2 -g1 -fPIC -shared ${SIMKERN_EMU_CXXFLAGS:-} -ffp-contract=off -Wall -Wno-attributes -Wno-unknown-pragmas \
   -DSIMKERN_CUDA_EMU -DSIMKERN_CUDA_ARCHITECTURES='"emulated"' -DSIMKERN_NVCC_VERSION='"none (CPU emulator)"' \
   -Icsrc/cuda -Icsrc/include -Itools/cuda_emu -isystem "$cuda_include" $includes \
   -x c++ csrc/cuda/runtime.cu csrc/cuda/maxsim.cu csrc/cuda/pq.cu csrc/cuda/fde.cu -x none \
