@@ -4,7 +4,9 @@
 #   tools/gpu_check.sh OUT_DIR            (or: SIMKERN_GPU_OUT=OUT_DIR tools/gpu_check.sh)
 #
 # Meant for an H100 / H200 image with torch, triton, cupy, nvcc 13 (/usr/local/cuda/bin), cmake, ninja, pybind11,
-# scikit-build-core and pytest, and no internet. Run from anywhere; it works in the repository that holds it.
+# scikit-build-core and pytest, and no internet. What such an image may lack (hypothesis, ml_dtypes, the build
+# backend, flash-maxsim) is fetched beforehand on a machine with PyPI by tools/gpu_prepare.sh into tools/gpu_wheels/
+# (git-ignored, ~7 MB): carry that folder to the GPU machine (the device tool's `carry`). Run from anywhere; it works in the repository that holds it.
 # Every step runs even when an earlier one failed; the script remembers failures and exits 1 if any step failed
 # (0 when all passed, 2 on a usage error).
 #
