@@ -546,6 +546,36 @@ class TestMaxsimOnGpu:
 
 @needs_gpu
 @needs_fw
+def test_launches_split_at_the_grid_limits(monkeypatch):
+    """Work past gridDim.x (2**31 - 1 blocks) or gridDim.y (65535 queries) is split into several launches; lowered
+    limits (SIMKERN_CUDA_MAX_BLOCKS / _MAX_GRID_Y, read at every launch) split these small inputs, with the same
+    results as one launch."""
+    rng = np.random.default_rng(8)
+    q = rng.integers(-3, 4, (5, 20, 32)).astype(np.float64)
+    d = rng.integers(-3, 4, (9, 40, 32)).astype(np.float64)
+    cand = np.stack([rng.permutation(9)[:6] for _ in range(5)])
+    x = rng.standard_normal((600, 16)).astype(np.float32)
+    pq = simkern.ProductQuantizer(16, 4).train(x, iters=2)
+    codes, queries = pq.encode(x), rng.standard_normal((7, 16)).astype(np.float32)
+    fde = simkern.FDE(32, num_repetitions=3)
+
+    def run():
+        tables = cuda.pq_distance_tables(dev(queries), pq)
+        return [host(cuda.maxsim(dev(q, "float32"), dev(d, "bfloat16"), kernel=kern)) for kern in ("auto", "simt")] + [
+            host(a) for a in cuda.maxsim_topk(dev(q, "float32"), dev(d, "bfloat16"), 3, candidates=cand)] + [
+            host(tables), host(cuda.pq_adc(tables, dev(codes)))] + [
+            host(a) for a in cuda.pq_scan_topk(tables, dev(codes), 5)] + [
+            host(cuda.fde_encode_documents(fde, dev(d, "float32")))]
+
+    whole = run()
+    monkeypatch.setenv("SIMKERN_CUDA_MAX_BLOCKS", "4")
+    monkeypatch.setenv("SIMKERN_CUDA_MAX_GRID_Y", "3")
+    for a, b in zip(run(), whole):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+@needs_fw
 class TestPqOnGpu:
     @pytest.mark.parametrize("metric", ["l2", "ip"])
     def test_tables_and_topk_equal_the_cpu_bit_for_bit(self, metric):

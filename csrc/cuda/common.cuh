@@ -19,6 +19,7 @@
 #endif
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "api.hpp"
@@ -66,6 +67,24 @@ void set_max_dynamic_smem(Kernel kernel, std::size_t bytes) {
   check(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(bytes)),
         "cudaFuncSetAttribute");
+}
+
+// Grid limits: gridDim.x <= 2**31 - 1 blocks, gridDim.y <= 65535. Launches over more items are split into
+// several, each kernel taking the index of its first item (block_base / q_base). SIMKERN_CUDA_MAX_BLOCKS and
+// SIMKERN_CUDA_MAX_GRID_Y lower the limits, so that tests exercise the split on small inputs.
+inline i64 env_limit(const char* name, i64 hardware) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return hardware;
+  const long long x = std::strtoll(v, nullptr, 10);
+  return x >= 1 && x < hardware ? static_cast<i64>(x) : hardware;
+}
+inline i64 max_blocks_per_launch() { return env_limit("SIMKERN_CUDA_MAX_BLOCKS", (i64{1} << 31) - 1); }
+inline i64 max_grid_y() { return env_limit("SIMKERN_CUDA_MAX_GRID_Y", 65535); }
+
+// Calls launch(first, count) for consecutive ranges of `total` items, each count <= limit.
+template <class Launch>
+void in_launches(i64 total, i64 limit, const Launch& launch) {
+  for (i64 first = 0; first < total; first += limit) launch(first, total - first < limit ? total - first : limit);
 }
 
 inline std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }

@@ -48,7 +48,7 @@ __device__ __forceinline__ float project(const FDEDevicePlan& p, const void* tok
 
 __global__ void __launch_bounds__(kThreads)
     fde_kernel(FDEDevicePlan p, FdeSets sets, bool documents, bool empty_zeros, float* out, i64 out_stride, int* flags,
-               unsigned long long* first_empty) {
+               unsigned long long* first_empty, i64 block_base) {
   SIMKERN_DYNAMIC_SMEM(smem_raw);
   const i64 parts = i64{1} << p.simhash_bits, dp = p.projection_dim;
   unsigned long long* best = reinterpret_cast<unsigned long long*>(smem_raw);  // [parts] (documents + fill)
@@ -57,7 +57,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int part_s[kChunk];
   __shared__ i64 row_s[kChunk];
   const int tid = threadIdx.x;
-  const i64 set = blockIdx.x / p.repetitions, r = blockIdx.x % p.repetitions;
+  const i64 block = block_base + blockIdx.x;
+  const i64 set = block / p.repetitions, r = block % p.repetitions;
   const int k = static_cast<int>(p.simhash_bits);
   const i64 hyperplanes = p.repetitions * k;
   float* dst = out + set * out_stride + r * parts * dp;
@@ -217,9 +218,11 @@ CallReport fde_encode(const FDEDevicePlan& plan, const SetBatch& b, bool documen
   const std::size_t smem = static_cast<std::size_t>(parts) * (sizeof(unsigned long long) + sizeof(int));
   set_max_dynamic_smem(fde_kernel, smem);
   float* target = plan.final_dim > 0 ? reinterpret_cast<float*>(base + o_inner) : out;
-  SIMKERN_LAUNCH(fde_kernel, static_cast<unsigned>(n * plan.repetitions), kThreads, smem, stream)(
-      plan, s, documents, empty_zeros, target, plan.inner_dim(), flags, first_empty);
-  check_launch("fde_kernel");
+  in_launches(n * plan.repetitions, max_blocks_per_launch(), [&](i64 first, i64 count) {
+    SIMKERN_LAUNCH(fde_kernel, static_cast<unsigned>(count), kThreads, smem, stream)(
+        plan, s, documents, empty_zeros, target, plan.inner_dim(), flags, first_empty, first);
+    check_launch("fde_kernel");
+  });
   if (plan.final_dim > 0) {
     const i64 total = n * plan.final_dim;
     SIMKERN_LAUNCH(final_projection_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream)(

@@ -243,6 +243,7 @@ struct MmaParams {
   i64 dim;
   bool multiply, vec16;
   Output out;
+  i64 block_base;  // the logical index of this launch's first block (launches split at the grid limit)
 };
 
 inline std::size_t mma_smem_bytes(int warps, int dp, bool split) {
@@ -268,8 +269,9 @@ __global__ void __launch_bounds__(WARPS * 32) maxsim_mma_kernel(MmaParams p) {
   // Which rows and which doc.
   i64 row0, doc, col;
   int chunk = 0;
+  const i64 block = p.block_base + blockIdx.x;
   if (p.out.cand) {
-    const i64 b = blockIdx.x;
+    const i64 b = block;
     chunk = static_cast<int>(b % p.chunks);
     const i64 pair = b / p.chunks;  // q * ncols + j
     const i64 q = pair / p.out.ncols;
@@ -277,8 +279,8 @@ __global__ void __launch_bounds__(WARPS * 32) maxsim_mma_kernel(MmaParams p) {
     row0 = q * p.lq_pad + static_cast<i64>(chunk) * BM;
     doc = p.out.cand[pair];
   } else {
-    doc = blockIdx.x / p.n_row_blocks;
-    row0 = (blockIdx.x % p.n_row_blocks) * BM;
+    doc = block / p.n_row_blocks;
+    row0 = (block % p.n_row_blocks) * BM;
     col = doc;
     if (p.chunks > 1) chunk = static_cast<int>((row0 % p.lq_pad) / BM);
   }
@@ -449,11 +451,11 @@ constexpr int kSimtThreads = 128;
 template <class T>
 __global__ void __launch_bounds__(kSimtThreads)
     maxsim_simt_kernel(const float* qpacked, const int* qcount, i64 n_queries, int lq_pad, SetsDev docs, i64 dim,
-                       bool multiply, Output out) {
+                       bool multiply, Output out, i64 block_base) {
   __shared__ float red[kSimtThreads / 32];
   __shared__ float rowmax_s;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const i64 pair = blockIdx.x;  // q * ncols + col
+  const i64 pair = block_base + blockIdx.x;  // q * ncols + col
   const i64 q = pair / out.ncols, col = pair % out.ncols;
   const i64 doc = out.cand ? out.cand[pair] : col;
   const int cnt = qcount[q];
@@ -569,11 +571,15 @@ SetsDev sets_dev(const SetBatch& b, i64* offsets64, float* weights, cudaStream_t
 i64 set_dim(const SetBatch& b) { return b.ragged() ? b.tokens.shape[1] : b.tokens.shape[2]; }
 
 template <class T, int WARPS>
-void launch_mma(const MmaParams& p, i64 blocks, std::size_t smem, cudaStream_t stream) {
+void launch_mma(const MmaParams& params, i64 blocks, std::size_t smem, cudaStream_t stream) {
   auto kernel = maxsim_mma_kernel<T, WARPS>;
   set_max_dynamic_smem(kernel, smem);
-  SIMKERN_LAUNCH(kernel, static_cast<unsigned>(blocks), WARPS * 32, smem, stream)(p);
-  check_launch("maxsim_mma_kernel");
+  in_launches(blocks, max_blocks_per_launch(), [&](i64 first, i64 count) {
+    MmaParams p = params;
+    p.block_base = first;
+    SIMKERN_LAUNCH(kernel, static_cast<unsigned>(count), WARPS * 32, smem, stream)(p);
+    check_launch("maxsim_mma_kernel");
+  });
 }
 
 template <class T>
@@ -709,22 +715,24 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
   }
   float* qf = reinterpret_cast<float*>(base + o_hi);
   launch_pack<float>(qd, dim, dp, lq_pad, multiply, qf, nullptr, qcount, flags, stream);
-  const i64 blocks = nq * ncols;
-  switch (ddt) {
-    case kF32:
-      SIMKERN_LAUNCH(maxsim_simt_kernel<float>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
-          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
-      break;
-    case kF16:
-      SIMKERN_LAUNCH(maxsim_simt_kernel<__half>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
-          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
-      break;
-    default:
-      SIMKERN_LAUNCH(maxsim_simt_kernel<__nv_bfloat16>, static_cast<unsigned>(blocks), kSimtThreads, 0, stream)(
-          qf, qcount, nq, lq_pad, dd, dim, multiply, out);
-      break;
-  }
-  check_launch("maxsim_simt_kernel");
+  in_launches(nq * ncols, max_blocks_per_launch(), [&](i64 first, i64 count) {
+    const auto blocks = static_cast<unsigned>(count);
+    switch (ddt) {
+      case kF32:
+        SIMKERN_LAUNCH(maxsim_simt_kernel<float>, blocks, kSimtThreads, 0, stream)(qf, qcount, nq, lq_pad, dd, dim,
+                                                                                   multiply, out, first);
+        break;
+      case kF16:
+        SIMKERN_LAUNCH(maxsim_simt_kernel<__half>, blocks, kSimtThreads, 0, stream)(qf, qcount, nq, lq_pad, dd, dim,
+                                                                                    multiply, out, first);
+        break;
+      default:
+        SIMKERN_LAUNCH(maxsim_simt_kernel<__nv_bfloat16>, blocks, kSimtThreads, 0, stream)(qf, qcount, nq, lq_pad, dd,
+                                                                                           dim, multiply, out, first);
+        break;
+    }
+    check_launch("maxsim_simt_kernel");
+  });
   return "maxsim_simt_f32";
 }
 

@@ -19,8 +19,8 @@ constexpr int kThreads = 256;
 constexpr int kChunk = 4096;  // codes per block of the scan (>= kMaxTopK)
 
 __global__ void tables_kernel(DeviceArray queries, const float* codebooks, i64 m, i64 ksub, i64 dsub, bool l2,
-                              float* out) {
-  const i64 q = blockIdx.y;
+                              float* out, i64 q_base) {
+  const i64 q = q_base + blockIdx.y;
   const i64 e = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;  // s * ksub + j
   if (e >= m * ksub) return;
   const i64 s = e / ksub;
@@ -45,22 +45,22 @@ __device__ __forceinline__ float adc_sum(const float* t, const std::uint8_t* cod
 }
 
 __global__ void adc_kernel(const float* tables, const std::uint8_t* codes, i64 code_stride, i64 n, i64 m, i64 ksub,
-                           float* out) {
-  const i64 q = blockIdx.y;
+                           float* out, i64 q_base) {
+  const i64 q = q_base + blockIdx.y;
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i < n) out[q * n + i] = adc_sum(tables + q * m * ksub, codes + i * code_stride, m, ksub);
 }
 
 __global__ void __launch_bounds__(kThreads)
     scan_chunk_kernel(const float* tables, const std::uint8_t* codes, i64 code_stride, i64 n, i64 m, i64 ksub,
-                      bool table_in_smem, bool larger_is_better, int k, int kpad, std::uint64_t* winners) {
+                      bool table_in_smem, bool larger_is_better, int k, int kpad, std::uint64_t* winners, i64 q_base) {
   SIMKERN_DYNAMIC_SMEM(smem_raw);
   std::uint64_t* keys = reinterpret_cast<std::uint64_t*>(smem_raw);  // [kChunk]
   std::uint64_t* sorted = keys + kChunk;                             // [kpad]
   unsigned* hist = reinterpret_cast<unsigned*>(sorted + kpad);       // [256]
   float* table_s = reinterpret_cast<float*>(hist + 256);             // [m * ksub] when table_in_smem
   __shared__ SelectShared sel;
-  const i64 q = blockIdx.y, chunk = blockIdx.x, n_chunks = gridDim.x;
+  const i64 q = q_base + blockIdx.y, chunk = blockIdx.x, n_chunks = gridDim.x;
   const float* tq = tables + q * m * ksub;
   if (table_in_smem) {
     for (i64 e = threadIdx.x; e < m * ksub; e += kThreads) table_s[e] = tq[e];
@@ -105,20 +105,24 @@ int max_optin_smem() {
 void pq_tables(const DeviceArray& queries, const DeviceArray& codebooks, bool l2, float* out, std::uintptr_t s) {
   const i64 n = queries.shape[0], m = codebooks.shape[0], ksub = codebooks.shape[1], dsub = codebooks.shape[2];
   if (n == 0) return;
-  const dim3 grid(static_cast<unsigned>((m * ksub + kThreads - 1) / kThreads), static_cast<unsigned>(n));
-  SIMKERN_LAUNCH(tables_kernel, grid, kThreads, 0, as_stream(s))(queries, static_cast<const float*>(codebooks.data), m,
-                                                                 ksub, dsub, l2, out);
-  check_launch("tables_kernel");
+  in_launches(n, max_grid_y(), [&](i64 first, i64 count) {  // queries along gridDim.y
+    const dim3 grid(static_cast<unsigned>((m * ksub + kThreads - 1) / kThreads), static_cast<unsigned>(count));
+    SIMKERN_LAUNCH(tables_kernel, grid, kThreads, 0, as_stream(s))(queries, static_cast<const float*>(codebooks.data),
+                                                                   m, ksub, dsub, l2, out, first);
+    check_launch("tables_kernel");
+  });
 }
 
 void pq_adc(const DeviceArray& tables, const DeviceArray& codes, float* out, std::uintptr_t s) {
   const i64 nq = tables.shape[0], m = tables.shape[1], ksub = tables.shape[2], n = codes.shape[0];
   if (nq == 0 || n == 0) return;
-  const dim3 grid(static_cast<unsigned>((n + kThreads - 1) / kThreads), static_cast<unsigned>(nq));
-  SIMKERN_LAUNCH(adc_kernel, grid, kThreads, 0, as_stream(s))(static_cast<const float*>(tables.data),
-                                                              static_cast<const std::uint8_t*>(codes.data),
-                                                              codes.strides[0], n, m, ksub, out);
-  check_launch("adc_kernel");
+  in_launches(nq, max_grid_y(), [&](i64 first, i64 count) {
+    const dim3 grid(static_cast<unsigned>((n + kThreads - 1) / kThreads), static_cast<unsigned>(count));
+    SIMKERN_LAUNCH(adc_kernel, grid, kThreads, 0, as_stream(s))(static_cast<const float*>(tables.data),
+                                                                static_cast<const std::uint8_t*>(codes.data),
+                                                                codes.strides[0], n, m, ksub, out, first);
+    check_launch("adc_kernel");
+  });
 }
 
 void pq_adc_topk(const DeviceArray& tables, const DeviceArray& codes, i64 k, bool larger_is_better, float* scores,
@@ -137,11 +141,13 @@ void pq_adc_topk(const DeviceArray& tables, const DeviceArray& codes, i64 k, boo
   Workspace winners(static_cast<std::size_t>(nq * n_chunks * k) * sizeof(std::uint64_t), stream);
   if (n > 0) {
     set_max_dynamic_smem(scan_chunk_kernel, scan_smem);
-    SIMKERN_LAUNCH(scan_chunk_kernel, dim3(static_cast<unsigned>(n_chunks), static_cast<unsigned>(nq)), kThreads,
-                   scan_smem, stream)(
-        static_cast<const float*>(tables.data), static_cast<const std::uint8_t*>(codes.data), codes.strides[0], n, m,
-        ksub, table_in_smem, larger_is_better, static_cast<int>(k), kpad, winners.as<std::uint64_t>());
-    check_launch("scan_chunk_kernel");
+    in_launches(nq, max_grid_y(), [&](i64 first, i64 count) {
+      SIMKERN_LAUNCH(scan_chunk_kernel, dim3(static_cast<unsigned>(n_chunks), static_cast<unsigned>(count)), kThreads,
+                     scan_smem, stream)(
+          static_cast<const float*>(tables.data), static_cast<const std::uint8_t*>(codes.data), codes.strides[0], n, m,
+          ksub, table_in_smem, larger_is_better, static_cast<int>(k), kpad, winners.as<std::uint64_t>(), first);
+      check_launch("scan_chunk_kernel");
+    });
   } else {
     check(cudaMemsetAsync(winners.as<void>(), 0xff, static_cast<std::size_t>(nq * k) * sizeof(std::uint64_t), stream),
           "cudaMemsetAsync");

@@ -175,6 +175,8 @@ void run_grid(dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx) {
   const int threads = static_cast<int>(block.x * block.y * block.z);
   if (threads < 1 || threads > 1024) trap("launch with an invalid block size");
   if (smem > 227 * 1024) trap("launch with more dynamic shared memory than the emulated device has");
+  // The hardware's grid limits (a launch beyond them fails on a GPU; the host code must split it).
+  if (grid.x < 1 || grid.y < 1 || grid.z < 1 || grid.y > 65535 || grid.z > 65535) trap("launch with an invalid grid");
   Block b;
   b.fibers.resize(threads);
   b.warps.resize((threads + 31) / 32);
