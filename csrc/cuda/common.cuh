@@ -141,6 +141,22 @@ __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) {
   return __bfloat162float(v);
 }
 
+// The inverse: float to T, rounded to nearest.
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
 // One element of a tensor of any supported dtype, widened to float (exact for every dtype but int64 beyond 2**24).
 __device__ __forceinline__ float load_as_f32(const void* base, std::int64_t index, int dtype) {
   switch (dtype) {

@@ -61,21 +61,6 @@ struct SetsDev {
   }
 };
 
-template <class T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f32<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
 // Packs query set i into rows i * lq_pad .. of hi (and lo when split): kept tokens in order, each token's value
 // (times its mask weight in kMultiply mode), zero rows after the count and zero columns dim .. dp - 1.
 // count[i] = the rows that take part. Flags non-finite values of kept tokens.
@@ -333,14 +318,12 @@ __global__ void __launch_bounds__(WARPS * 32) maxsim_mma_kernel(MmaParams p) {
   };
 
   // This thread's two rows (g and g + 8 of its warp's 16): do they take part?
-  const i64 q_of_block = row0 / p.lq_pad;
   bool row_ok[2];
   for (int h = 0; h < 2; ++h) {
     const i64 row = row0 + warp * 16 + g + 8 * h;
     const i64 q = row / p.lq_pad;
     row_ok[h] = q < p.n_queries && (row % p.lq_pad) < p.qcount[q];
   }
-  (void)q_of_block;
 
   float m[2] = {kNegInf, kNegInf};
   bool bad = false;
@@ -599,7 +582,9 @@ void launch_pack(const SetsDev& q, i64 dim, int dp, int lq_pad, bool multiply, T
 }
 
 // Scores into `scores` (n_queries, ncols); returns the path taken. flags: a device int (zeroed by the caller).
-const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStream_t stream) {
+// cand64: the candidate ids as int64 (n_queries, C), converted once by the caller (maxsim_topk reuses them as the
+// top-k's ids), or nullptr without candidates.
+const char* run_scores(const MaxsimArgs& a, const i64* cand64, float* scores, int* flags, cudaStream_t stream) {
   const i64 nq = a.queries.n_sets, nd = a.docs.n_sets, dim = set_dim(a.queries);
   const bool cand = a.candidates.data != nullptr;
   const i64 ncols = cand ? a.candidates.shape[1] : nd;
@@ -638,7 +623,6 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
   const std::size_t o_doff = c.add(a.docs.ragged() ? (nd + 1) * sizeof(i64) : 0);
   const std::size_t o_qmask = c.add(a.queries.mask.data ? nq * a.queries.tokens.shape[1] * sizeof(float) : 0);
   const std::size_t o_dmask = c.add(a.docs.mask.data ? nd * a.docs.tokens.shape[1] * sizeof(float) : 0);
-  const std::size_t o_cand = c.add(cand ? nq * ncols * sizeof(i64) : 0);
   const std::size_t o_hi = c.add(q_rows * dp * elem);
   const std::size_t o_lo = c.add(tensor_core && split ? q_rows * dp * elem : 0);
   const std::size_t o_cnt = c.add(nq * sizeof(int));
@@ -650,16 +634,7 @@ const char* run_scores(const MaxsimArgs& a, float* scores, int* flags, cudaStrea
   const SetsDev dd =
       sets_dev(a.docs, reinterpret_cast<i64*>(base + o_doff), reinterpret_cast<float*>(base + o_dmask), stream);
   Output out{scores, reinterpret_cast<float*>(base + o_part), ncols, nullptr, flags};
-  if (cand) {
-    i64* cand64 = reinterpret_cast<i64*>(base + o_cand);
-    // (n_queries, C) of any integer dtype and strides -> int64 contiguous, through the offsets kernel per row.
-    if (a.candidates.strides[1] == 1 && a.candidates.strides[0] == ncols) {
-      to_i64(a.candidates.data, a.candidates.dtype, nq * ncols, cand64, stream);
-    } else {
-      throw CudaError("simkern.cuda: candidates must be C-contiguous");  // the binding makes them so
-    }
-    out.cand = cand64;
-  }
+  out.cand = cand64;
   int* qcount = reinterpret_cast<int*>(base + o_cnt);
   if (tensor_core) {
     const bool bf16 = ddt == kBF16;
@@ -756,12 +731,26 @@ void to_i64(const void* src, int dtype, i64 count, i64* dst, cudaStream_t stream
   check_launch("to_i64_kernel");
 }
 
+// The candidate ids (n_queries, C) of any integer dtype as int64, in `dst` (nullptr when there are none). The
+// Python layer passes them C-contiguous.
+static const i64* candidates_i64(const MaxsimArgs& args, i64* dst, cudaStream_t stream) {
+  if (!args.candidates.data) return nullptr;
+  to_i64(args.candidates.data, args.candidates.dtype, args.candidates.shape[0] * args.candidates.shape[1], dst, stream);
+  return dst;
+}
+
 CallReport maxsim_scores(const MaxsimArgs& args, float* scores, std::uintptr_t stream_handle) {
   const cudaStream_t stream = as_stream(stream_handle);
-  Workspace flags(sizeof(int), stream);
-  check(cudaMemsetAsync(flags.as<int>(), 0, sizeof(int), stream), "cudaMemsetAsync");
-  const char* path = run_scores(args, scores, flags.as<int>(), stream);
-  return finish(flags.as<int>(), args.check_finite, path, stream);
+  Carver c;
+  const std::size_t o_flags = c.add(sizeof(int));
+  const std::size_t o_cand =
+      c.add(static_cast<std::size_t>(args.candidates.shape[0] * args.candidates.shape[1]) * sizeof(i64));
+  Workspace ws(c.total, stream);
+  int* flags = reinterpret_cast<int*>(ws.as<unsigned char>() + o_flags);
+  check(cudaMemsetAsync(flags, 0, sizeof(int), stream), "cudaMemsetAsync");
+  const i64* cand = candidates_i64(args, reinterpret_cast<i64*>(ws.as<unsigned char>() + o_cand), stream);
+  const char* path = run_scores(args, cand, scores, flags, stream);
+  return finish(flags, args.check_finite, path, stream);
 }
 
 CallReport maxsim_topk(const MaxsimArgs& args, i64 k, float* out_scores, i64* out_ids, std::uintptr_t stream_handle) {
@@ -777,14 +766,9 @@ CallReport maxsim_topk(const MaxsimArgs& args, i64 k, float* out_scores, i64* ou
   int* flags = reinterpret_cast<int*>(ws.as<unsigned char>() + o_flags);
   float* scores = reinterpret_cast<float*>(ws.as<unsigned char>() + o_scores);
   check(cudaMemsetAsync(flags, 0, sizeof(int), stream), "cudaMemsetAsync");
-  const char* path = run_scores(args, scores, flags, stream);
+  const i64* ids = candidates_i64(args, reinterpret_cast<i64*>(ws.as<unsigned char>() + o_ids), stream);
+  const char* path = run_scores(args, ids, scores, flags, stream);
   if (nq > 0) {
-    const i64* ids = nullptr;
-    i64* ids64 = reinterpret_cast<i64*>(ws.as<unsigned char>() + o_ids);
-    if (cand && ncols > 0) {
-      to_i64(args.candidates.data, args.candidates.dtype, nq * ncols, ids64, stream);
-      ids = ids64;
-    }
     const int kpad = pow2_at_least(k);
     const std::size_t smem = kpad * sizeof(std::uint64_t) + 256 * sizeof(unsigned);
     set_max_dynamic_smem(topk_rows_kernel, smem);

@@ -283,19 +283,14 @@ def _empty(shape: tuple[int, ...], dtype: int, ctx: _Context) -> Any:
     return _cuda.DeviceBuffer(list(shape), dtype, ctx.device, ctx.stream)
 
 
-def _upload(host: npt.NDArray[Any], ctx: _Context) -> Any:
+def _upload(host: npt.NDArray[Any], ctx: _Context) -> _Array:
+    """A host array copied to ctx's device; the returned view owns the DeviceBuffer (``keep``)."""
     host = np.ascontiguousarray(host)
-    code = _NP_TO_CODE[host.dtype]
-    buf = _empty(tuple(host.shape), code, ctx)
+    buf = _empty(tuple(host.shape), _NP_TO_CODE[host.dtype], ctx)
     if host.size:
         buf.upload(host)
-    return buf
-
-
-def _buffer_array(buf: Any, ctx: _Context) -> _Array:
-    shape = tuple(int(s) for s in buf.shape)
     assert ctx.device is not None
-    return _Array(int(buf.ptr), int(buf.dtype_code), shape, _c_strides(shape), ctx.device, buf)
+    return _Array(int(buf.ptr), int(buf.dtype_code), host.shape, _c_strides(host.shape), ctx.device, buf)
 
 
 def _to_host(a: _Array, ctx: _Context) -> npt.NDArray[Any]:
@@ -323,7 +318,6 @@ class _Sets:
     n_sets: int
     max_len: int
     dim: int
-    keep: list[Any]
 
     @property
     def spec(self) -> tuple[Any, ...]:
@@ -334,13 +328,9 @@ class _Sets:
 def _integer_host_or_device(x: Any, name: str, ctx: _Context) -> tuple[npt.NDArray[np.int64], _Array | None]:
     """An integer array given on the host (NumPy, list) or the device: its values on the host (int64), and the
     device view when it was on the device."""
-    if isinstance(x, (np.ndarray, list, tuple)) or not (hasattr(x, "__dlpack__")
-                                                        or hasattr(x, "__cuda_array_interface__")):
-        arr = np.asarray(x)
-        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-        return arr.astype(np.int64), None
-    if _dl_device_type(x) not in (_KDL_CUDA, _KDL_CUDA_MANAGED, -1) and not hasattr(x, "__cuda_array_interface__"):
+    on_device = hasattr(x, "__cuda_array_interface__") or (
+        hasattr(x, "__dlpack__") and _dl_device_type(x) in (_KDL_CUDA, _KDL_CUDA_MANAGED, -1))
+    if isinstance(x, (np.ndarray, list, tuple)) or not on_device:
         arr = np.asarray(x)
         if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
@@ -352,7 +342,6 @@ def _integer_host_or_device(x: Any, name: str, ctx: _Context) -> tuple[npt.NDArr
 
 
 def _sets(x: Any, mask: Any, name: str, ctx: _Context, dtypes: tuple[int, ...]) -> _Sets:
-    keep: list[Any] = []
     if isinstance(x, tuple) and len(x) == 2:
         if mask is not None:
             raise ValueError(f"{name}_mask applies to padded {name} only; ragged {name} (tokens, offsets) have no mask")
@@ -366,12 +355,10 @@ def _sets(x: Any, mask: Any, name: str, ctx: _Context, dtypes: tuple[int, ...]) 
             raise ValueError(f"{name}[1] (offsets) must start at 0, never decrease and end at the token count "
                              f"({tokens.shape[0]})")
         if dev is None or dev.dtype not in (I32, I64) or dev.strides != (1,):
-            buf = _upload(offsets, ctx)
-            keep.append(buf)
-            dev = _buffer_array(buf, ctx)
+            dev = _upload(offsets, ctx)
         n = int(offsets.shape[0] - 1)
         max_len = int(np.diff(offsets).max()) if n else 0
-        result = _Sets(tokens, dev, None, n, max_len, tokens.shape[1], keep)
+        result = _Sets(tokens, dev, None, n, max_len, tokens.shape[1])
     else:
         tokens = _device_array(x, name, ctx)
         if len(tokens.shape) == 2:
@@ -389,7 +376,7 @@ def _sets(x: Any, mask: Any, name: str, ctx: _Context, dtypes: tuple[int, ...]) 
             if mask_arr.shape != tokens.shape[:2]:
                 raise ValueError(f"{name}_mask must have shape {tokens.shape[:2]} ({name}'s (n, L)), got "
                                  f"{mask_arr.shape}")
-        result = _Sets(tokens, None, mask_arr, tokens.shape[0], tokens.shape[1], tokens.shape[2], keep)
+        result = _Sets(tokens, None, mask_arr, tokens.shape[0], tokens.shape[1], tokens.shape[2])
     t = result.tokens
     if t.dtype not in dtypes:
         allowed = ", ".join(_DTYPE_NAMES[d] for d in dtypes)
@@ -409,7 +396,7 @@ def _raise_flags(report: dict[str, Any], what: str) -> None:
         raise ValueError(f"{what}: NaN or inf in the scored tokens, or a float32 overflow")
 
 
-def _candidates(candidates: Any, n_queries: int, n_docs: int, ctx: _Context) -> tuple[Any, list[Any]]:
+def _candidates(candidates: Any, n_queries: int, n_docs: int, ctx: _Context) -> _Array:
     values, dev = _integer_host_or_device(candidates, "candidates", ctx)
     if values.ndim != 2 or values.shape[0] != n_queries:
         raise ValueError(f"candidates must have shape (n_queries={n_queries}, c), got {values.shape}")
@@ -424,16 +411,18 @@ def _candidates(candidates: Any, n_queries: int, n_docs: int, ctx: _Context) -> 
             q, j = (int(v) for v in np.argwhere(dup)[0])
             raise ValueError(f"candidates for query {q} list doc id {int(rows[q, j])} twice")
     if dev is not None and dev.dtype in (I32, I64) and dev.strides == (values.shape[1], 1):
-        return dev.spec, []
-    buf = _upload(values, ctx)
-    return _buffer_array(buf, ctx).spec, [buf]
+        return dev
+    return _upload(values, ctx)
 
 
 # -- MaxSim -------------------------------------------------------------------------------------------------------
 
-def _maxsim_inputs(queries: Any, docs: Any, query_mask: Any, doc_mask: Any, stream: Any
-                   ) -> tuple[_Context, _Sets, _Sets]:
+def _maxsim_inputs(queries: Any, docs: Any, query_mask: Any, doc_mask: Any, stream: Any, mask_mode: Any,
+                   kernel: Any) -> tuple[_Context, _Sets, _Sets, int, int]:
+    """The checked arguments of maxsim / maxsim_topk: context, query and doc sets, mask-mode and kernel codes."""
     _built()
+    mode = _choice(mask_mode, "mask_mode", _MASK_MODES)
+    path = _choice(kernel, "kernel", _KERNELS)
     first = queries[0] if isinstance(queries, tuple) else queries
     ctx = _context(first, stream)
     q = _sets(queries, query_mask, "queries", ctx, _FLOATS)
@@ -442,7 +431,7 @@ def _maxsim_inputs(queries: Any, docs: Any, query_mask: Any, doc_mask: Any, stre
         raise ValueError(f"docs must have dim == {q.dim} (the queries' dim), got dim {d.dim}")
     if d.n_sets >= 2**31:
         raise ValueError(f"docs: at most 2**31 - 1 sets, got {d.n_sets}")
-    return ctx, q, d
+    return ctx, q, d, mode, path
 
 
 def maxsim(queries: Any, docs: Any, *, query_mask: Any = None, doc_mask: Any = None,
@@ -458,9 +447,7 @@ def maxsim(queries: Any, docs: Any, *, query_mask: Any = None, doc_mask: Any = N
     accumulation; queries in another dtype than the docs are split into two parts of the docs' dtype (~16
     significant bits), so scores are within ``~2**-16 * sum |q| |d|`` of float32 scoring of the docs' values.
     ``kernel`` forces one kernel (tests compare them)."""
-    ctx, q, d = _maxsim_inputs(queries, docs, query_mask, doc_mask, stream)
-    mode = _choice(mask_mode, "mask_mode", _MASK_MODES)
-    path = _choice(kernel, "kernel", _KERNELS)
+    ctx, q, d, mode, path = _maxsim_inputs(queries, docs, query_mask, doc_mask, stream, mask_mode, kernel)
     out = _empty((q.n_sets, d.n_sets), F32, ctx)
     report = _cuda.maxsim_scores(q.spec, d.spec, mode, None, path, bool(check_finite), int(out.ptr), ctx.device,
                                  ctx.stream)
@@ -476,21 +463,13 @@ def maxsim_topk(queries: Any, docs: Any, k: int = 10, *, candidates: Any = None,
     scores and int64 ids ``(n_queries, k)``, padded with id -1 and score -inf. ``candidates``: an ``(n_queries, c)``
     integer array of doc ids (host or device; -1 = padding; no id twice per query) restricts each query to those
     docs (reranking). ``k <= 2048``."""
-    ctx, q, d = _maxsim_inputs(queries, docs, query_mask, doc_mask, stream)
-    k = _positive(k, "k")
-    if k > int(_cuda.MAX_TOPK):
-        raise ValueError(f"k must be <= {int(_cuda.MAX_TOPK)} on the GPU, got {k}")
-    mode = _choice(mask_mode, "mask_mode", _MASK_MODES)
-    path = _choice(kernel, "kernel", _KERNELS)
-    keep: list[Any] = []
-    cand_spec = None
-    if candidates is not None:
-        cand_spec, keep = _candidates(candidates, q.n_sets, d.n_sets, ctx)
+    ctx, q, d, mode, path = _maxsim_inputs(queries, docs, query_mask, doc_mask, stream, mask_mode, kernel)
+    k = _topk_k(k)
+    cand = None if candidates is None else _candidates(candidates, q.n_sets, d.n_sets, ctx)
     scores = _empty((q.n_sets, k), F32, ctx)
     ids = _empty((q.n_sets, k), I64, ctx)
-    report = _cuda.maxsim_topk(q.spec, d.spec, mode, cand_spec, path, bool(check_finite), k, int(scores.ptr),
-                               int(ids.ptr), ctx.device, ctx.stream)
-    del keep
+    report = _cuda.maxsim_topk(q.spec, d.spec, mode, cand.spec if cand else None, path, bool(check_finite), k,
+                               int(scores.ptr), int(ids.ptr), ctx.device, ctx.stream)
     if check_finite:
         _raise_flags(report, "maxsim_topk")
     return _wrap(scores, ctx), _wrap(ids, ctx)
@@ -498,21 +477,20 @@ def maxsim_topk(queries: Any, docs: Any, k: int = 10, *, candidates: Any = None,
 
 # -- PQ -----------------------------------------------------------------------------------------------------------
 
-def _codebooks(codebooks: Any, ctx: _Context) -> tuple[_Array, list[Any]]:
+def _codebooks(codebooks: Any, ctx: _Context) -> _Array:
     cb = codebooks.codebooks if hasattr(codebooks, "codebooks") and hasattr(codebooks, "ksub") else codebooks
     if isinstance(cb, np.ndarray):
         if cb.dtype != np.float32 or cb.ndim != 3:
             raise TypeError(f"codebooks must be float32 (m, ksub, dsub), got {cb.dtype} {cb.shape}")
         if not np.isfinite(cb).all():
             raise ValueError("codebooks contain NaN or inf")
-        buf = _upload(cb, ctx)
-        return _buffer_array(buf, ctx), [buf]
+        return _upload(cb, ctx)
     a = _device_array(cb, "codebooks", ctx)
     if a.dtype != F32 or len(a.shape) != 3:
         raise TypeError(f"codebooks must be float32 (m, ksub, dsub), got {a.dtype_name} {a.shape}")
     if a.strides != _c_strides(a.shape):
         raise ValueError("codebooks must be C-contiguous")
-    return a, []
+    return a
 
 
 def pq_distance_tables(queries: Any, codebooks: Any, *, metric: Literal["l2", "ip"] = "l2",
@@ -524,7 +502,7 @@ def pq_distance_tables(queries: Any, codebooks: Any, *, metric: Literal["l2", "i
     ctx = _context(queries, stream)
     l2 = _metric(metric) == "l2"
     q = _device_array(queries, "queries", ctx)
-    cb, keep = _codebooks(codebooks, ctx)
+    cb = _codebooks(codebooks, ctx)
     m, ksub, dsub = cb.shape
     if q.dtype != F32 or len(q.shape) != 2:
         raise TypeError(f"queries must be float32 (n, dim), got {q.dtype_name} {q.shape}")
@@ -534,7 +512,6 @@ def pq_distance_tables(queries: Any, codebooks: Any, *, metric: Literal["l2", "i
         raise ValueError("queries must be contiguous along dim; call .contiguous() first")
     out = _empty((q.shape[0], m, ksub), F32, ctx)
     _cuda.pq_tables(q.spec, cb.spec, l2, int(out.ptr), ctx.device, ctx.stream)
-    del keep
     return _wrap(out, ctx)
 
 
@@ -576,9 +553,7 @@ def pq_scan_topk(tables: Any, codes: Any, k: int = 10, *, metric: Literal["l2", 
     ctx = _context(tables, stream)
     ip = _metric(metric) == "ip"
     t, c = _tables_codes(tables, codes, ctx)
-    k = _positive(k, "k")
-    if k > int(_cuda.MAX_TOPK):
-        raise ValueError(f"k must be <= {int(_cuda.MAX_TOPK)} on the GPU, got {k}")
+    k = _topk_k(k)
     scores = _empty((t.shape[0], k), F32, ctx)
     ids = _empty((t.shape[0], k), I64, ctx)
     _cuda.pq_adc_topk(t.spec, c.spec, k, ip, int(scores.ptr), int(ids.ptr), ctx.device, ctx.stream)
@@ -620,9 +595,9 @@ def _fde_plan(fde: Any, ctx: _Context) -> dict[str, Any]:
     buffers: list[Any] = []
 
     def up(a: npt.NDArray[Any]) -> int:
-        buf = _upload(a if a.size else np.zeros(1, a.dtype), ctx)
-        buffers.append(buf)
-        return int(buf.ptr)
+        view = _upload(a if a.size else np.zeros(1, a.dtype), ctx)
+        buffers.append(view.keep)
+        return view.ptr
 
     plan: dict[str, Any] = {"dim": dim, "repetitions": reps, "simhash_bits": k, "projection_dim": dp,
                             "final_dim": final_dim, "ams": ams, "fill_empty": bool(c["fill_empty_partitions"]),
@@ -698,6 +673,14 @@ def _choice(value: Any, name: str, table: dict[str, int]) -> int:
 def _metric(metric: Any) -> str:
     _choice(metric, "metric", {"l2": 0, "ip": 1})
     return str(metric)
+
+
+def _topk_k(k: Any) -> int:
+    """k of a GPU top-k: a positive integer up to MAX_TOPK (the shared-memory sort of topk.cuh)."""
+    value = _positive(k, "k")
+    if value > int(_cuda.MAX_TOPK):
+        raise ValueError(f"k must be <= {int(_cuda.MAX_TOPK)} on the GPU, got {value}")
+    return value
 
 
 def _positive(k: Any, name: str) -> int:

@@ -296,10 +296,8 @@ def _colbert_scores_cuda(q: Any, d: Any, queries_mask: Any, documents_mask: Any,
     (``mask_mode="multiply"``) or simkern's (``"remove"``), float32 scores on the tensors' device."""
     from .. import cuda
 
-    if backend is not None and backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, _BACKENDS))} or None, got {backend!r}")
-    if mask_mode not in ("multiply", "remove"):
-        raise ValueError(f"mask_mode must be 'multiply' or 'remove', got {mask_mode!r}")
+    _backend(backend)
+    mode = _mode(mask_mode)
     for name, t in (("queries_embeddings", q), ("documents_embeddings", d)):
         if not _on_cuda(t):
             raise TypeError(f"{name} must be a CUDA tensor like the other embeddings, got "
@@ -312,7 +310,7 @@ def _colbert_scores_cuda(q: Any, d: Any, queries_mask: Any, documents_mask: Any,
     if not cuda.is_available():
         raise TypeError(f"queries_embeddings is on {q.device}: this simkern has no usable CUDA kernels "
                         f"({cuda.device_info().get('reason', '')}); move the tensors with .cpu()")
-    return cuda.maxsim(q, d, query_mask=queries_mask, doc_mask=documents_mask, mask_mode=mask_mode)
+    return cuda.maxsim(q, d, query_mask=queries_mask, doc_mask=documents_mask, mask_mode=mode)  # type: ignore[arg-type]
 
 
 def colbert_kd_scores(queries_embeddings: npt.ArrayLike | Sequence[Any],
