@@ -63,7 +63,8 @@ set(SIMKERN_PQ_SOURCES
   csrc/kernels/x86_avx512/pq.cpp
   csrc/kernels/arm_neon/pq.cpp
   csrc/runtime/pq_train.cpp
-  csrc/runtime/pq_scan.cpp)
+  csrc/runtime/pq_scan.cpp
+  csrc/runtime/ivfpq.cpp)
 # FDE files reproduce the reference's rounding (SimHash signs, the polar method's x * x + y * y): no contraction.
 set(SIMKERN_FDE_SOURCES
   csrc/kernels/scalar/fde.cpp

@@ -7,6 +7,7 @@ namespace simkern::bind {
 void bind_runtime(py::module_& m);
 void bind_maxsim(py::module_& m);
 void bind_pq(py::module_& m);
+void bind_ivfpq(py::module_& m);
 void bind_fde(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_fwht(py::module_& m);
@@ -20,6 +21,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   simkern::bind::bind_runtime(m);
   simkern::bind::bind_maxsim(m);
   simkern::bind::bind_pq(m);
+  simkern::bind::bind_ivfpq(m);
   simkern::bind::bind_fde(m);
   simkern::bind::bind_hnsw(m);
   simkern::bind::bind_fwht(m);

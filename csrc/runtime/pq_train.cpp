@@ -26,9 +26,14 @@ struct SplitMix64 {
   i64 below(i64 n) { return static_cast<i64>(uniform() * static_cast<double>(n)); }
 };
 
-// k-means for one subspace. xs: n x dsub (contiguous copy of the subspace), centroids out: ksub x dsub.
-void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters, std::uint64_t seed,
-                     int init, float* centroids) {
+}  // namespace
+
+// k-means of n points (xs: n x dsub, contiguous), centroids out: ksub x dsub. `threads` > 1 splits the assignment
+// step into fixed chunks of points (each point's assignment is independent of the split, every other step is
+// sequential): the result does not depend on the thread count. PQ training calls it from its own tasks (threads
+// = 1 there: the subspaces are the parallel work); the IVF coarse quantizer with the whole pool.
+void kmeans(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters, std::uint64_t seed, int init,
+            float* centroids, int threads) {
   SplitMix64 rng{seed};
   std::vector<float> ct(static_cast<std::size_t>(dsub * ksub));
   const auto transpose = [&] {
@@ -125,7 +130,13 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
   for (int it = 0; it < iters; ++it) {
     transpose();
     for (i64 j = 0; j < ksub; ++j) half_norms[j] = 0.5f * scalar::sum_squares(centroids + j * dsub, dsub);
-    kern.nearest_dot(xs, n, dsub, ct.data(), half_norms.data(), dsub, ksub, assign.data(), best_dist.data());
+    constexpr i64 kAssignChunk = 1024;  // points per task of the assignment step
+    const i64 chunks = threads > 1 ? (n + kAssignChunk - 1) / kAssignChunk : 1;
+    parallel_for(chunks, threads, [&](i64 c, int) {
+      const i64 begin = chunks == 1 ? 0 : c * kAssignChunk, end = chunks == 1 ? n : std::min(n, begin + kAssignChunk);
+      kern.nearest_dot(xs + begin * dsub, end - begin, dsub, ct.data(), half_norms.data(), dsub, ksub,
+                       assign.data() + begin, best_dist.data() + begin);
+    });
     std::fill(sums.begin(), sums.end(), 0.0);
     std::fill(count.begin(), count.end(), 0);
     for (i64 i = 0; i < n; ++i) {
@@ -149,8 +160,6 @@ void kmeans_subspace(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i6
   }
 }
 
-}  // namespace
-
 void pq_transpose_codebooks(const float* codebooks, i64 m, i64 ksub, i64 dsub, float* ct) {
   for (i64 s = 0; s < m; ++s)
     for (i64 j = 0; j < ksub; ++j)
@@ -166,7 +175,7 @@ void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::u
     std::vector<float> xs(static_cast<std::size_t>(n * dsub));
     for (i64 i = 0; i < n; ++i) std::memcpy(&xs[i * dsub], x + i * dim + s * dsub, dsub * sizeof(float));
     const std::uint64_t sub_seed = seed * 0x100000001b3ull + static_cast<std::uint64_t>(s) * 0x9e3779b97f4a7c15ull;
-    kmeans_subspace(kern, xs.data(), n, dsub, ksub, iters, sub_seed, init, codebooks + s * ksub * dsub);
+    kmeans(kern, xs.data(), n, dsub, ksub, iters, sub_seed, init, codebooks + s * ksub * dsub, 1);
   });
 }
 

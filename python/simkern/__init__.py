@@ -13,6 +13,7 @@ from . import _core, datasets
 from ._sketch import SKETCH_KINDS, SketchedLstsqResult, fwht, lstsq_sketched, sketch, sketch_rows_rule
 from .fde import FDE
 from .hnsw import HNSWIndex
+from .ivfpq_index import IVFPQIndex
 from .maxsim import maxsim, maxsim_pairs, maxsim_topk
 from .multivector import MultiVectorIndex
 from .opq import OPQ
@@ -38,6 +39,7 @@ __version__: str = _core.build_info()["version"]
 __all__ = [
     "FDE",
     "HNSWIndex",
+    "IVFPQIndex",
     "MultiVectorIndex",
     "OPQ",
     "PQIndex",

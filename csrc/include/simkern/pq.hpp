@@ -108,5 +108,10 @@ void pq_search_quantised(const float* tables, i64 n_queries, i64 ksub, const std
 // re-seeded with the point farthest from its centroid. Writes codebooks (m, ksub, dsub).
 void pq_train(const float* x, i64 n, i64 dim, i64 m, i64 ksub, int iters, std::uint64_t seed, int init,
               float* codebooks, int threads);
+// The k-means behind pq_train (one subspace) and the IVF coarse quantizer: xs (n, dsub) contiguous, centroids out
+// (ksub, dsub). threads > 1 splits the assignment step into fixed chunks of points; the result does not depend on
+// the thread count or the ISA.
+void kmeans(const PQKernels& kern, const float* xs, i64 n, i64 dsub, i64 ksub, int iters, std::uint64_t seed, int init,
+            float* centroids, int threads);
 
 }  // namespace simkern

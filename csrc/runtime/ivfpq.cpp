@@ -1,0 +1,604 @@
+// IVF-PQ driver: inverted lists in the quantised scan layout, coarse quantizer (k-means, assignment, GEMM probe
+// selection) and the search (per (query, cell) uint8 tables on one scale per query, the pq.hpp scan kernels with
+// one running threshold across the probed cells, exact float re-scoring). Contract and score formula:
+// simkern/ivfpq.hpp; the bound that makes the result exact: docs/ARCHITECTURE.md, "IVF-PQ".
+#include "simkern/ivfpq.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "simkern/dispatch.hpp"
+#include "simkern/pq.hpp"
+#include "simkern/thread_pool.hpp"
+#include "topk.hpp"
+
+namespace simkern {
+namespace {
+
+// Grow a cell's vector by at least a quarter when it is full (amortised O(1) copies per row, at most 25 % spare).
+template <class T>
+void reserve_for(std::vector<T>& v, std::size_t need) {
+  if (need > v.capacity()) v.reserve(std::max(need, v.capacity() + v.capacity() / 4));
+}
+
+bool sorted_has(const i64* sorted, i64 count, i64 id) { return std::binary_search(sorted, sorted + count, id); }
+
+}  // namespace
+
+// -- inverted lists ------------------------------------------------------------------------------------------------
+
+IVFLists::IVFLists(i64 nlist, i64 m, int nbits, i64 vector_dim)
+    : nlist_(nlist),
+      m_(m),
+      code_bytes_(nbits == 8 ? m : (m + 1) / 2),
+      group_(nbits == 8 ? 64 : 32),
+      vdim_(vector_dim),
+      nbits_(nbits),
+      cells_(static_cast<std::size_t>(nlist)) {}
+
+i64 IVFLists::memory_bytes() const {
+  i64 total = static_cast<i64>(sizeof(Cell)) * nlist_;
+  for (const Cell& c : cells_)
+    total += static_cast<i64>(c.blocks.capacity() + c.tail.capacity() + c.ids.capacity() * sizeof(i64) +
+                              c.vectors.capacity() * sizeof(float));
+  return total;
+}
+
+void IVFLists::own(Cell& cell) {
+  if (!cell.borrowed) return;
+  const i64 full = (cell.size / group_) * group_;
+  if (cell.size) {
+    cell.blocks.assign(cell.b_blocks, cell.b_blocks + full * code_bytes_);
+    cell.tail.assign(cell.b_tail, cell.b_tail + (cell.size - full) * code_bytes_);
+    cell.ids.assign(cell.b_ids, cell.b_ids + cell.size);
+    if (vdim_) cell.vectors.assign(cell.b_vectors, cell.b_vectors + cell.size * vdim_);
+  }
+  cell.borrowed = false;
+  cell.b_blocks = cell.b_tail = nullptr;
+  cell.b_ids = nullptr;
+  cell.b_vectors = nullptr;
+}
+
+void IVFLists::unblock(const Cell& cell, std::uint8_t* rows) const {
+  const i64 n_blocks = cell.size / group_;
+  const std::uint8_t* blocks = cell.blocks_ptr();
+  for (i64 b = 0; b < n_blocks; ++b) {
+    const std::uint8_t* blk = blocks + b * code_bytes_ * group_;
+    for (i64 i = 0; i < group_; ++i)
+      for (i64 p = 0; p < code_bytes_; ++p) rows[(b * group_ + i) * code_bytes_ + p] = blk[p * group_ + i];
+  }
+  const i64 full = n_blocks * group_;
+  if (cell.size > full) std::memcpy(rows + full * code_bytes_, cell.tail_ptr(), (cell.size - full) * code_bytes_);
+}
+
+void IVFLists::rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, const float* vectors, i64 size) {
+  const i64 n_blocks = size / group_, full = n_blocks * group_, block_bytes = code_bytes_ * group_;
+  reserve_for(cell.blocks, static_cast<std::size_t>(n_blocks * block_bytes));
+  cell.blocks.resize(static_cast<std::size_t>(n_blocks * block_bytes));
+  for (i64 b = 0; b < n_blocks; ++b) {
+    std::uint8_t* blk = cell.blocks.data() + b * block_bytes;
+    for (i64 i = 0; i < group_; ++i)
+      for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
+  }
+  // The tail is small and changes with every add: kept at its exact size (no spare capacity per cell).
+  std::vector<std::uint8_t>(rows + full * code_bytes_, rows + size * code_bytes_).swap(cell.tail);
+  if (ids != cell.ids.data()) {
+    reserve_for(cell.ids, static_cast<std::size_t>(size));
+    cell.ids.assign(ids, ids + size);
+  }
+  if (vdim_ && vectors != cell.vectors.data()) {
+    reserve_for(cell.vectors, static_cast<std::size_t>(size * vdim_));
+    cell.vectors.assign(vectors, vectors + size * vdim_);
+  }
+  cell.size = size;
+}
+
+void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i64* ids, const float* vectors, i64 n) {
+  // Counting sort of the rows by cell (stable: a cell's new rows keep their order).
+  std::vector<i64> start(static_cast<std::size_t>(nlist_ + 1), 0);
+  for (i64 i = 0; i < n; ++i) ++start[cells[i] + 1];
+  for (i64 c = 0; c < nlist_; ++c) start[c + 1] += start[c];
+  std::vector<i64> order(static_cast<std::size_t>(n));
+  {
+    std::vector<i64> fill(start.begin(), start.end() - 1);
+    for (i64 i = 0; i < n; ++i) order[fill[cells[i]]++] = i;
+  }
+  std::vector<std::uint8_t> rows;
+  for (i64 c = 0; c < nlist_; ++c) {
+    const i64 count = start[c + 1] - start[c];
+    if (!count) continue;
+    Cell& cell = cells_[c];
+    own(cell);
+    // The tail's rows and the new rows, in code-row form; their full groups become new blocks.
+    const i64 old_full = (cell.size / group_) * group_, tail_rows = cell.size - old_full;
+    rows.assign(static_cast<std::size_t>((tail_rows + count) * code_bytes_), 0);
+    std::memcpy(rows.data(), cell.tail.data(), tail_rows * code_bytes_);
+    for (i64 r = 0; r < count; ++r) {
+      const std::uint8_t* code = codes + order[start[c] + r] * m_;
+      std::uint8_t* row = rows.data() + (tail_rows + r) * code_bytes_;
+      if (nbits_ == 8) {
+        std::memcpy(row, code, m_);
+      } else {
+        for (i64 s = 0; s < m_; ++s) row[s >> 1] |= static_cast<std::uint8_t>((code[s] & 15) << ((s & 1) * 4));
+      }
+    }
+    const i64 new_size = cell.size + count, new_blocks = new_size / group_ - cell.size / group_;
+    const i64 block_bytes = code_bytes_ * group_;
+    reserve_for(cell.blocks, static_cast<std::size_t>((new_size / group_) * block_bytes));
+    for (i64 b = 0; b < new_blocks; ++b) {
+      const std::size_t at = cell.blocks.size();
+      cell.blocks.resize(at + static_cast<std::size_t>(block_bytes));
+      std::uint8_t* blk = cell.blocks.data() + at;
+      for (i64 i = 0; i < group_; ++i)
+        for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
+    }
+    const i64 rest = tail_rows + count - new_blocks * group_;
+    std::vector<std::uint8_t>(rows.begin() + new_blocks * block_bytes,
+                              rows.begin() + (new_blocks * group_ + rest) * code_bytes_)
+        .swap(cell.tail);
+    reserve_for(cell.ids, static_cast<std::size_t>(new_size));
+    for (i64 r = 0; r < count; ++r) cell.ids.push_back(ids[order[start[c] + r]]);
+    if (vdim_) {
+      reserve_for(cell.vectors, static_cast<std::size_t>(new_size * vdim_));
+      for (i64 r = 0; r < count; ++r) {
+        const float* v = vectors + order[start[c] + r] * vdim_;
+        cell.vectors.insert(cell.vectors.end(), v, v + vdim_);
+      }
+    }
+    cell.size = new_size;
+  }
+  total_ += n;
+}
+
+i64 IVFLists::remove(const i64* sorted_ids, i64 count) {
+  i64 removed = 0;
+  std::vector<std::uint8_t> rows, kept_rows;
+  std::vector<i64> kept_ids;
+  std::vector<float> kept_vectors;
+  for (Cell& cell : cells_) {
+    const i64* ids = cell.ids_ptr();
+    i64 hits = 0;
+    for (i64 i = 0; i < cell.size; ++i) hits += sorted_has(sorted_ids, count, ids[i]);
+    if (!hits) continue;
+    rows.resize(static_cast<std::size_t>(cell.size * code_bytes_));
+    unblock(cell, rows.data());
+    kept_rows.clear();
+    kept_ids.clear();
+    kept_vectors.clear();
+    const float* vectors = cell.vectors_ptr();
+    for (i64 i = 0; i < cell.size; ++i) {
+      if (sorted_has(sorted_ids, count, ids[i])) continue;
+      kept_rows.insert(kept_rows.end(), rows.begin() + i * code_bytes_, rows.begin() + (i + 1) * code_bytes_);
+      kept_ids.push_back(ids[i]);
+      if (vdim_) kept_vectors.insert(kept_vectors.end(), vectors + i * vdim_, vectors + (i + 1) * vdim_);
+    }
+    own(cell);
+    rebuild(cell, kept_rows.data(), kept_ids.data(), kept_vectors.data(), static_cast<i64>(kept_ids.size()));
+    removed += hits;
+  }
+  total_ -= removed;
+  return removed;
+}
+
+void IVFLists::contains(const i64* sorted_ids, i64 count, std::uint8_t* found) const {
+  std::fill(found, found + count, std::uint8_t{0});
+  for (const Cell& cell : cells_) {
+    const i64* ids = cell.ids_ptr();
+    for (i64 i = 0; i < cell.size; ++i) {
+      const i64* at = std::lower_bound(sorted_ids, sorted_ids + count, ids[i]);
+      if (at != sorted_ids + count && *at == ids[i]) found[at - sorted_ids] = 1;
+    }
+  }
+}
+
+void IVFLists::cell_sizes(i64* out) const {
+  for (i64 c = 0; c < nlist_; ++c) out[c] = cells_[c].size;
+}
+
+i64 IVFLists::n_full_blocks() const {
+  i64 total = 0;
+  for (const Cell& c : cells_) total += c.size / group_;
+  return total;
+}
+
+void IVFLists::export_arrays(std::uint8_t* blocks, std::uint8_t* tails, i64* ids, float* vectors) const {
+  const i64 block_bytes = code_bytes_ * group_;
+  for (const Cell& cell : cells_) {
+    const i64 n_blocks = cell.size / group_, tail_rows = cell.size - n_blocks * group_;
+    if (n_blocks) std::memcpy(blocks, cell.blocks_ptr(), n_blocks * block_bytes);
+    if (tail_rows) std::memcpy(tails, cell.tail_ptr(), tail_rows * code_bytes_);
+    if (cell.size) std::memcpy(ids, cell.ids_ptr(), cell.size * sizeof(i64));
+    if (vdim_ && cell.size) std::memcpy(vectors, cell.vectors_ptr(), cell.size * vdim_ * sizeof(float));
+    blocks += n_blocks * block_bytes;
+    tails += tail_rows * code_bytes_;
+    ids += cell.size;
+    if (vdim_) vectors += cell.size * vdim_;
+  }
+}
+
+void IVFLists::import_arrays(const i64* sizes, const std::uint8_t* blocks, const std::uint8_t* tails, const i64* ids,
+                             const float* vectors, bool own_copy) {
+  const i64 block_bytes = code_bytes_ * group_;
+  total_ = 0;
+  for (i64 c = 0; c < nlist_; ++c) {
+    Cell& cell = cells_[c];
+    cell = Cell{};
+    const i64 size = sizes[c], n_blocks = size / group_, tail_rows = size - n_blocks * group_;
+    cell.size = size;
+    if (own_copy) {
+      cell.blocks.assign(blocks, blocks + n_blocks * block_bytes);
+      cell.tail.assign(tails, tails + tail_rows * code_bytes_);
+      cell.ids.assign(ids, ids + size);
+      if (vdim_) cell.vectors.assign(vectors, vectors + size * vdim_);
+    } else {
+      cell.borrowed = true;
+      cell.b_blocks = blocks;
+      cell.b_tail = tails;
+      cell.b_ids = ids;
+      cell.b_vectors = vdim_ ? vectors : nullptr;
+    }
+    blocks += n_blocks * block_bytes;
+    tails += tail_rows * code_bytes_;
+    ids += size;
+    if (vdim_) vectors += size * vdim_;
+    total_ += size;
+  }
+}
+
+void IVFLists::cell_codes(i64 c, std::uint8_t* out) const {
+  const Cell& cell = cells_[c];
+  for (i64 pos = 0; pos < cell.size; ++pos)
+    for (i64 s = 0; s < m_; ++s) {
+      const std::uint8_t byte = code_byte(cell, pos, nbits_ == 8 ? s : s >> 1);
+      out[pos * m_ + s] = nbits_ == 8 ? byte : static_cast<std::uint8_t>((byte >> ((s & 1) * 4)) & 15);
+    }
+}
+
+const i64* IVFLists::cell_ids(i64 c) const { return cells_[c].ids_ptr(); }
+const float* IVFLists::cell_vectors(i64 c) const { return cells_[c].vectors_ptr(); }
+
+// -- coarse quantizer ----------------------------------------------------------------------------------------------
+
+void ivf_train_coarse(const float* x, i64 n, i64 dim, i64 nlist, int iters, std::uint64_t seed, int init,
+                      float* centroids, int threads) {
+  threads = resolve_threads(threads);
+  kmeans(pq_kernels(), x, n, dim, nlist, iters, seed, init, centroids, threads);
+}
+
+void ivf_assign(const float* x, i64 n, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+                std::int32_t* cells, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  constexpr i64 kChunk = 256;
+  parallel_for((n + kChunk - 1) / kChunk, threads, [&](i64 t, int) {
+    const i64 begin = t * kChunk, count = std::min(n, begin + kChunk) - begin;
+    kern.nearest_dot(x + begin * dim, count, dim, centroids_t, half_norms, dim, nlist, cells + begin, nullptr);
+  });
+}
+
+void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids, const float* centroids_t,
+                const float* half_norms, i64 nlist, bool l2, i64 nprobe, i64* probes, float* bases, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  constexpr i64 kQueryBlock = 16;  // queries per task: one GEMM block against all centroids
+  parallel_for((nq + kQueryBlock - 1) / kQueryBlock, threads, [&](i64 t, int) {
+    const i64 q0 = t * kQueryBlock, count = std::min(nq, q0 + kQueryBlock) - q0;
+    std::vector<float> dots(static_cast<std::size_t>(count * nlist));
+    kern.tables(queries + q0 * dim, count, dim, centroids_t, dim, nlist, false, dots.data(), nlist);
+    std::vector<std::pair<float, i64>> ranked(static_cast<std::size_t>(nlist));
+    for (i64 qi = 0; qi < count; ++qi) {
+      const float* d = dots.data() + qi * nlist;
+      for (i64 c = 0; c < nlist; ++c) ranked[c] = {l2 ? half_norms[c] - d[c] : -d[c], c};
+      std::partial_sort(ranked.begin(), ranked.begin() + nprobe, ranked.end());  // ties: the lower cell
+      const float* q = queries + (q0 + qi) * dim;
+      for (i64 p = 0; p < nprobe; ++p) {
+        const i64 c = ranked[p].second;
+        const float* cen = centroids + c * dim;
+        double acc = 0.0;
+        if (l2) {
+          for (i64 j = 0; j < dim; ++j) {
+            const double diff = static_cast<double>(q[j]) - cen[j];
+            acc += diff * diff;
+          }
+        } else {
+          for (i64 j = 0; j < dim; ++j) acc += static_cast<double>(q[j]) * cen[j];
+        }
+        probes[(q0 + qi) * nprobe + p] = c;
+        bases[(q0 + qi) * nprobe + p] = static_cast<float>(acc);
+      }
+    }
+  });
+}
+
+// -- search --------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// A candidate of the quantised scan: global quantised value g, probe index and position in that cell.
+struct IVFCand {
+  i64 g;
+  i64 pos;
+  std::int32_t probe;
+};
+
+// The candidates of one query in one task: a max-heap of the k smallest g seen and every (g, probe, pos) offered
+// while g <= threshold = heap top + slack (the same scheme as pq_scan.cpp's QuantCollector, on int64 values that
+// already include the cell's offset).
+struct IVFCollector {
+  i64 k = 0, slack = 0, compact_at = 0;
+  i64 threshold = std::numeric_limits<i64>::max();
+  std::vector<i64> heap;
+  std::vector<IVFCand> cand;
+
+  void offer(i64 g, std::int32_t probe, i64 pos) {
+    if (g > threshold) return;
+    if (static_cast<i64>(heap.size()) < k) {
+      heap.push_back(g);
+      std::push_heap(heap.begin(), heap.end());
+    } else if (g < heap.front()) {
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = g;
+      std::push_heap(heap.begin(), heap.end());
+    }
+    cand.push_back({g, pos, probe});
+    if (static_cast<i64>(heap.size()) == k) {
+      threshold = std::min(threshold, heap.front() + slack);
+      if (static_cast<i64>(cand.size()) >= compact_at) {
+        const i64 t = threshold;
+        cand.erase(std::remove_if(cand.begin(), cand.end(), [t](const IVFCand& c) { return c.g > t; }), cand.end());
+        compact_at = std::max<i64>(2 * k + 256, 2 * static_cast<i64>(cand.size()));
+      }
+    }
+  }
+};
+
+// What the scan callback needs for one (query, cell).
+struct IVFScanCell {
+  IVFCollector* col;
+  i64 offset;    // the cell's quantised offset (>= 0)
+  i64 pos_base;  // position of the first vector of the scanned blocks in the cell
+  i64 limit;     // cell size: positions past it are padding
+  const i64* ids;
+  std::int32_t probe;
+  std::uint16_t threshold;  // the kernel's threshold: col->threshold - offset, clamped to 0..65535
+  const IVFSearchArgs* args;
+};
+
+bool id_allowed(const IVFSearchArgs& a, i64 id) {
+  if (a.mask) return id < a.mask_len && a.mask[id];
+  if (a.n_allowed >= 0) return sorted_has(a.allowed, a.n_allowed, id);
+  return true;
+}
+
+std::uint16_t local_threshold(i64 global, i64 offset) {
+  if (global == std::numeric_limits<i64>::max()) return 65535;
+  return static_cast<std::uint16_t>(std::clamp<i64>(global - offset, 0, 65535));
+}
+
+void on_ivf_hit(void* ctx, int, i64 first_id, std::uint64_t bits, const std::uint16_t* sums) {
+  IVFScanCell& t = *static_cast<IVFScanCell*>(ctx);
+  const bool filtered = t.args->mask || t.args->n_allowed >= 0;
+  while (bits) {
+    const int i = __builtin_ctzll(bits);
+    bits &= bits - 1;
+    const i64 pos = t.pos_base + first_id + i;
+    if (pos >= t.limit) break;  // padding of the tail block
+    if (filtered && !id_allowed(*t.args, t.ids[pos])) continue;
+    t.col->offer(static_cast<i64>(sums[i]) + t.offset, t.probe, pos);
+  }
+  t.threshold = local_threshold(t.col->threshold, t.offset);
+}
+
+// Per query: one scale for all its probed cells, the cells' offsets and the slack of the bound.
+struct QueryPlan {
+  float scale = 1.0f;
+  i64 slack = 0;
+};
+
+}  // namespace
+
+void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scores, i64* out_ids, int threads) {
+  threads = resolve_threads(threads);
+  const PQKernels& kern = pq_kernels();
+  const i64 nq = a.nq, nprobe = a.nprobe, m = lists.m(), ksub = lists.nbits() == 8 ? 256 : 16;
+  const bool four_bit = ksub == 16, smaller = a.smaller_is_better;
+  const float sign = smaller ? 1.0f : -1.0f;  // quantised values: smaller is better
+  const double levels = four_bit ? kScan4Levels : 255.0;
+  const i64 group = lists.group(), code_bytes = lists.code_bytes();
+  const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;
+  const i64 width = a.width;
+  std::vector<QueryPlan> plans(static_cast<std::size_t>(nq));
+  std::vector<i64> offsets(static_cast<std::size_t>(nq * nprobe), 0);
+  // lows[(q * nprobe + p) * m + s]: the bias of subspace s in probe p's uint8 table (a lower bound of its entries)
+  std::vector<float> lows(static_cast<std::size_t>(nq * nprobe * m));
+
+  // 1. Plans. Entry v = sign * T[s][j] of probe p lies in [low, high], low = lo(cell part) + lo(query part)
+  //    (rounded: float addition is monotone, so no entry falls below it). scale = levels / the largest span
+  //    over (p, s), so every uint8 entry round((v - low) * scale) fits. The real-valued score (sign-adjusted) is
+  //    B_p + sum_s (v_s - low_s) with B_p = sign * base + sum_s low_s; offset_p = floor((B_p - min_p B_p) * scale)
+  //    puts every cell's uint16 sums on one scale: g = sum + offset_p is within m * 0.51 + 1 of (real score -
+  //    min B) * scale, and the float32 score within E (rounding of m + 1 additions) of the real one, so every
+  //    member of the exact top-k has g <= (k-th smallest g) + 2 (0.51 m + 1 + E): the slack.
+  parallel_for(nq, threads, [&](i64 q, int) {
+    std::vector<float> lo3(static_cast<std::size_t>(m)), hi3(static_cast<std::size_t>(m));
+    for (i64 s = 0; s < m; ++s) {
+      const float* t = a.q_tables + (q * m + s) * ksub;
+      float lo = sign * t[0], hi = lo;
+      for (i64 j = 1; j < ksub; ++j) {
+        const float v = sign * t[j];
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      lo3[s] = lo;
+      hi3[s] = hi;
+    }
+    double span = 0.0, magnitude = 0.0;
+    std::vector<double> bias(static_cast<std::size_t>(nprobe), 0.0);
+    for (i64 p = 0; p < nprobe; ++p) {
+      const i64 c = a.probes[q * nprobe + p];
+      if (c < 0) continue;
+      const double base = a.bases[q * nprobe + p];
+      double b = sign * base, mag = std::fabs(base);
+      for (i64 s = 0; s < m; ++s) {
+        float lo = lo3[s], hi = hi3[s];
+        if (a.cell_tables) {
+          lo = a.cell_lo[c * m + s] + lo3[s];
+          hi = a.cell_hi[c * m + s] + hi3[s];
+        }
+        lows[(q * nprobe + p) * m + s] = lo;
+        span = std::max(span, static_cast<double>(hi) - static_cast<double>(lo));
+        b += lo;
+        mag += std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
+      }
+      bias[p] = b;
+      magnitude = std::max(magnitude, mag);
+    }
+    const double scale = span > 0.0 ? levels / span : 1.0;
+    double ref = std::numeric_limits<double>::infinity();
+    for (i64 p = 0; p < nprobe; ++p)
+      if (a.probes[q * nprobe + p] >= 0) ref = std::min(ref, bias[p]);
+    for (i64 p = 0; p < nprobe; ++p)
+      if (a.probes[q * nprobe + p] >= 0)
+        offsets[q * nprobe + p] = static_cast<i64>(std::min(std::floor((bias[p] - ref) * scale), 0x1p40));
+    const double u = 0x1p-24 * static_cast<double>(m + 1);
+    const double float_error = magnitude * u / (1.0 - u) * scale;
+    plans[q].scale = static_cast<float>(scale);
+    plans[q].slack = static_cast<i64>(std::min(std::ceil(2.0 * (0.51 * m + 1.0 + float_error)) + 1.0, 0x1p40));
+  });
+
+  // 2. Scans: tasks = (query, range of its probes); few queries: the probes of one query split across threads.
+  const i64 chunks = nq >= threads ? 1 : std::min<i64>(nprobe, (2 * threads + nq - 1) / nq);
+  std::vector<IVFCollector> collectors(static_cast<std::size_t>(nq * chunks));
+  parallel_for(nq * chunks, threads, [&](i64 task, int) {
+    const i64 q = task / chunks, chunk = task % chunks;
+    const i64 p0 = chunk * nprobe / chunks, p1 = (chunk + 1) * nprobe / chunks;
+    IVFCollector& col = collectors[task];
+    col.k = width;
+    col.slack = plans[q].slack;
+    col.compact_at = 2 * width + 256;
+    std::vector<std::uint8_t> lut(static_cast<std::size_t>(lut_bytes), 0);
+    std::vector<std::uint8_t> tail_block(static_cast<std::size_t>(code_bytes * group));
+    const float scale = plans[q].scale, top = static_cast<float>(levels);
+    for (i64 p = p0; p < p1; ++p) {
+      const i64 c = a.probes[q * nprobe + p];
+      if (c < 0) continue;
+      const IVFLists::Cell& cell = lists.cell(c);
+      const i64 offset = offsets[q * nprobe + p];
+      if (!cell.size || (col.threshold != std::numeric_limits<i64>::max() && col.threshold < offset)) continue;
+      // uint8 tables of (q, c): entry = min(levels, trunc((v - low) * scale + 0.5)), within 0.5 + 2^-13 of
+      // the exact (v - low) * scale (float arithmetic on values <= levels).
+      for (i64 s = 0; s < m; ++s) {
+        const float* qt = a.q_tables + (q * m + s) * ksub;
+        const float low = lows[(q * nprobe + p) * m + s];
+        std::uint8_t* out = lut.data() + s * ksub;
+        if (a.cell_tables) {
+          const float* ct = a.cell_tables + (c * m + s) * ksub;
+          for (i64 j = 0; j < ksub; ++j)
+            out[j] = static_cast<std::uint8_t>(static_cast<int>(std::min(((ct[j] + qt[j]) - low) * scale + 0.5f, top)));
+        } else {
+          for (i64 j = 0; j < ksub; ++j)
+            out[j] = static_cast<std::uint8_t>(static_cast<int>(std::min((sign * qt[j] - low) * scale + 0.5f, top)));
+        }
+      }
+      IVFScanCell ctx{&col,
+                      offset,
+                      0,
+                      cell.size,
+                      cell.ids_ptr(),
+                      static_cast<std::int32_t>(p),
+                      local_threshold(col.threshold, offset),
+                      &a};
+      ScanQueries qs{lut.data(), lut_bytes, 1, &ctx.threshold, on_ivf_hit, &ctx};
+      const i64 n_blocks = cell.size / group;
+      if (n_blocks) {
+        if (four_bit) kern.scan4(cell.blocks_ptr(), 0, n_blocks, code_bytes, qs);
+        else kern.scan8(cell.blocks_ptr(), 0, n_blocks, m, qs);
+      }
+      const i64 tail_rows = cell.size - n_blocks * group;
+      if (tail_rows && !(col.threshold != std::numeric_limits<i64>::max() && col.threshold < offset)) {
+        // The tail (< group rows) in block form, padded with code 0, scanned like a block.
+        std::fill(tail_block.begin(), tail_block.end(), std::uint8_t{0});
+        const std::uint8_t* rows = cell.tail_ptr();
+        for (i64 i = 0; i < tail_rows; ++i)
+          for (i64 pb = 0; pb < code_bytes; ++pb) tail_block[pb * group + i] = rows[i * code_bytes + pb];
+        ctx.pos_base = n_blocks * group;
+        ctx.threshold = local_threshold(col.threshold, offset);
+        if (four_bit) kern.scan4(tail_block.data(), 0, 1, code_bytes, qs);
+        else kern.scan8(tail_block.data(), 0, 1, m, qs);
+      }
+    }
+  });
+
+  // 3. Per query: the final bound, exact float re-scoring of the candidates within it, top-width; then the exact
+  //    re-rank with stored vectors when asked.
+  parallel_for(nq, threads, [&](i64 q, int) {
+    std::vector<i64> smallest;
+    for (i64 ch = 0; ch < chunks; ++ch) {
+      const auto& h = collectors[q * chunks + ch].heap;
+      smallest.insert(smallest.end(), h.begin(), h.end());
+    }
+    i64 bound = std::numeric_limits<i64>::max();
+    if (static_cast<i64>(smallest.size()) >= width) {
+      std::nth_element(smallest.begin(), smallest.begin() + (width - 1), smallest.end());
+      bound = smallest[width - 1] + plans[q].slack;
+    }
+    struct Scored {
+      float score;  // best = largest (L2 distances negated)
+      i64 id;
+      std::int32_t probe;
+      i64 pos;
+    };
+    std::vector<Scored> cand;
+    for (i64 ch = 0; ch < chunks; ++ch)
+      for (const IVFCand& cd : collectors[q * chunks + ch].cand) {
+        if (cd.g > bound) continue;
+        const i64 c = a.probes[q * nprobe + cd.probe];
+        const IVFLists::Cell& cell = lists.cell(c);
+        float acc = a.bases[q * nprobe + cd.probe];
+        for (i64 s = 0; s < m; ++s) {
+          const std::uint8_t byte = lists.code_byte(cell, cd.pos, four_bit ? s >> 1 : s);
+          const int code = four_bit ? (byte >> ((s & 1) * 4)) & 15 : byte;
+          const float qv = a.q_tables[(q * m + s) * ksub + code];
+          acc += a.cell_tables ? a.cell_tables[(c * m + s) * ksub + code] + qv : qv;
+        }
+        cand.push_back({smaller ? -acc : acc, cell.ids_ptr()[cd.pos], cd.probe, cd.pos});
+      }
+    const auto before = [](const Scored& x, const Scored& y) {
+      return x.score > y.score || (x.score == y.score && x.id < y.id);
+    };
+    i64 keep = std::min<i64>(width, static_cast<i64>(cand.size()));
+    std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), before);
+    cand.resize(static_cast<std::size_t>(keep));
+    if (a.rerank_queries) {
+      const i64 dim = lists.vector_dim();
+      const float* qv = a.rerank_queries + q * dim;
+      for (Scored& sc : cand) {
+        const float* v = lists.cell(a.probes[q * nprobe + sc.probe]).vectors_ptr() + sc.pos * dim;
+        double acc = 0.0;
+        if (smaller) {
+          for (i64 j = 0; j < dim; ++j) {
+            const double d = static_cast<double>(v[j]) - qv[j];
+            acc += d * d;
+          }
+        } else {
+          for (i64 j = 0; j < dim; ++j) acc += static_cast<double>(v[j]) * qv[j];
+        }
+        const float exact = static_cast<float>(acc);
+        sc.score = smaller ? -exact : exact;
+      }
+      keep = std::min<i64>(a.k, keep);
+      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), before);
+    }
+    const float pad = smaller ? INFINITY : -INFINITY;
+    for (i64 j = 0; j < a.k; ++j) {
+      out_ids[q * a.k + j] = j < keep ? cand[j].id : -1;
+      out_scores[q * a.k + j] = j < keep ? (smaller ? -cand[j].score : cand[j].score) : pad;
+    }
+  });
+}
+
+}  // namespace simkern
