@@ -15,7 +15,12 @@ namespace {
 struct PyIVFLists {
   IVFLists lists;
   py::object keep;
-  PyIVFLists(i64 nlist, i64 m, int nbits, i64 vector_dim) : lists(nlist, m, nbits, vector_dim) {}
+  PyIVFLists(i64 nlist, i64 m, int nbits, i64 vector_dim) : lists(checked(nlist, m, nbits, vector_dim)) {}
+  static IVFLists checked(i64 nlist, i64 m, int nbits, i64 vector_dim) {
+    require(nlist >= 1 && m >= 1 && m <= 256 && (nbits == 4 || nbits == 8) && vector_dim >= 0,
+            "IVF lists need nlist >= 1, 1 <= m <= 256, nbits 4 or 8");
+    return IVFLists(nlist, m, nbits, vector_dim);
+  }
 };
 
 void check_rows(const py::array& a, i64 rows, i64 cols, const char* name) {
@@ -83,7 +88,7 @@ py::tuple export_py(const PyIVFLists& self) {
   py::array_t<i64> sizes(L.nlist());
   L.cell_sizes(sizes.mutable_data());
   py::array_t<std::uint8_t> blocks({nb, L.code_bytes(), L.group()});
-  py::array_t<std::uint8_t> tails({tail, L.code_bytes()});
+  py::array_t<std::uint8_t> tails(tail * L.code_bytes());  // per cell (code_bytes, t) by code byte
   py::array_t<i64> ids(n);
   py::object vectors = py::none();
   float* v = nullptr;
@@ -112,7 +117,8 @@ void import_py(PyIVFLists& self, const CArray<i64>& sizes, const CArray<std::uin
   require(
       blocks.ndim() == 3 && blocks.shape(0) == nb && blocks.shape(1) == L.code_bytes() && blocks.shape(2) == L.group(),
       "blocks do not match the cell sizes");
-  check_rows(tails, n - nb * L.group(), L.code_bytes(), "tails");
+  require_ndim(tails, 1, "tails");
+  require(tails.shape(0) == (n - nb * L.group()) * L.code_bytes(), "tails do not match the cell sizes");
   require_ndim(ids, 1, "ids");
   require(ids.shape(0) == n, "ids do not match the cell sizes");
   CArray<float> vectors;
@@ -126,15 +132,17 @@ void import_py(PyIVFLists& self, const CArray<i64>& sizes, const CArray<std::uin
   self.keep = own ? py::object(py::none()) : keep;
 }
 
-py::tuple search_py(const PyIVFLists& self, const CArray<float>& q_tables, const py::object& cell_tables_obj,
-                    const py::object& cell_lo_obj, const py::object& cell_hi_obj, const CArray<i64>& probes,
-                    const CArray<float>& bases, i64 k, i64 width, bool smaller, const py::object& mask_obj,
-                    const py::object& allowed_obj, const py::object& rerank_obj, int threads) {
+py::tuple search_py(const PyIVFLists& self, const CArray<float>& queries, const CArray<float>& ct, bool table_l2,
+                    float table_mult, const py::object& cell_tables_obj, const py::object& cell_lo_obj,
+                    const py::object& cell_hi_obj, const CArray<i64>& probes, const CArray<float>& bases, i64 k,
+                    i64 width, bool smaller, const py::object& mask_obj, const py::object& allowed_obj,
+                    const py::object& rerank_obj, int threads) {
   const IVFLists& L = self.lists;
   const i64 ksub = L.nbits() == 8 ? 256 : 16, m = L.m();
-  require_ndim(q_tables, 3, "q_tables");
-  const i64 nq = q_tables.shape(0);
-  require(q_tables.shape(1) == m && q_tables.shape(2) == ksub, "q_tables must be (nq, m, ksub)");
+  require_ndim(queries, 2, "queries");
+  const i64 nq = queries.shape(0), dim = queries.shape(1);
+  require(dim % m == 0 && ct.ndim() == 3 && ct.shape(0) == m && ct.shape(1) == dim / m && ct.shape(2) == ksub,
+          "ct must be (m, dim / m, ksub)");
   require_ndim(probes, 2, "probes");
   const i64 nprobe = probes.shape(1);
   require(probes.shape(0) == nq && nprobe >= 1, "probes must be (nq, nprobe)");
@@ -147,7 +155,10 @@ py::tuple search_py(const PyIVFLists& self, const CArray<float>& q_tables, const
   a.nprobe = nprobe;
   a.k = k;
   a.width = width;
-  a.q_tables = q_tables.data();
+  a.queries = queries.data();
+  a.ct = ct.data();
+  a.table_l2 = table_l2;
+  a.table_mult = table_mult;
   a.probes = probes.data();
   a.bases = bases.data();
   a.smaller_is_better = smaller;
@@ -188,7 +199,7 @@ py::tuple search_py(const PyIVFLists& self, const CArray<float>& q_tables, const
   i64* i = ids.mutable_data();
   run_without_gil([&] {
     std::shared_lock lock(L.mutex);
-    ivfpq_search(L, a, s, i, threads);
+    ivfpq_search(L, a, dim, s, i, threads);
   });
   return py::make_tuple(scores, ids);
 }
@@ -209,7 +220,8 @@ void bind_ivfpq(py::module_& m) {
       .def("remove", &remove_py, py::arg("sorted_ids").noconvert())
       .def("contains", &contains_py, py::arg("sorted_ids").noconvert())
       .def("cell_sizes", &sizes_py)
-      .def("export", &export_py, "(sizes, blocks (nb, code_bytes, group), tails (rows, code_bytes), ids, vectors)")
+      .def("export", &export_py,
+           "(sizes, blocks (nb, code_bytes, group), tails (tail codes * code_bytes,), ids, vectors)")
       .def("import_", &import_py, py::arg("sizes").noconvert(), py::arg("blocks").noconvert(),
            py::arg("tails").noconvert(), py::arg("ids").noconvert(), py::arg("vectors"), py::arg("own"),
            py::arg("keep"))
@@ -234,10 +246,11 @@ void bind_ivfpq(py::module_& m) {
             return out;
           },
           py::arg("cell"))
-      .def("search", &search_py, py::arg("q_tables").noconvert(), py::arg("cell_tables"), py::arg("cell_lo"),
-           py::arg("cell_hi"), py::arg("probes").noconvert(), py::arg("bases").noconvert(), py::arg("k"),
-           py::arg("width"), py::arg("smaller_is_better"), py::arg("mask"), py::arg("allowed"),
-           py::arg("rerank_queries"), py::arg("threads"));
+      .def("search", &search_py, py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("table_l2"),
+           py::arg("table_mult"), py::arg("cell_tables"), py::arg("cell_lo"), py::arg("cell_hi"),
+           py::arg("probes").noconvert(), py::arg("bases").noconvert(), py::arg("k"), py::arg("width"),
+           py::arg("smaller_is_better"), py::arg("mask"), py::arg("allowed"), py::arg("rerank_queries"),
+           py::arg("threads"));
 
   m.def(
       "_ivf_train",
@@ -272,28 +285,26 @@ void bind_ivfpq(py::module_& m) {
       R"(_ivf_assign(x f32 (n, dim), centroids_t f32 (dim, nlist), half_norms, threads) -> i32 (n,))");
   m.def(
       "_ivf_coarse",
-      [](const CArray<float>& queries, const CArray<float>& centroids, const CArray<float>& centroids_t,
-         const CArray<float>& half_norms, bool l2, i64 nprobe, int threads) {
+      [](const CArray<float>& queries, const CArray<float>& centroids_t, const CArray<float>& half_norms, bool l2,
+         i64 nprobe, int threads) {
         require_ndim(queries, 2, "queries");
-        require_ndim(centroids, 2, "centroids");
-        const i64 nq = queries.shape(0), dim = queries.shape(1), nlist = centroids.shape(0);
-        require(centroids.shape(1) == dim && centroids_t.ndim() == 2 && centroids_t.shape(0) == dim &&
-                    centroids_t.shape(1) == nlist && half_norms.ndim() == 1 && half_norms.shape(0) == nlist,
-                "centroid shapes do not match");
+        require_ndim(centroids_t, 2, "centroids_t");
+        const i64 nq = queries.shape(0), dim = queries.shape(1), nlist = centroids_t.shape(1);
+        require(centroids_t.shape(0) == dim && half_norms.ndim() == 1 && half_norms.shape(0) == nlist,
+                "centroids_t must be (dim, nlist), half_norms (nlist,)");
         require(nprobe >= 1 && nprobe <= nlist, "nprobe must be in 1..nlist");
         py::array_t<i64> probes({nq, nprobe});
         py::array_t<float> bases({nq, nprobe});
         i64* p = probes.mutable_data();
         float* b = bases.mutable_data();
         run_without_gil([&] {
-          ivf_coarse(queries.data(), nq, dim, centroids.data(), centroids_t.data(), half_norms.data(), nlist, l2,
-                     nprobe, p, b, threads);
+          ivf_coarse(queries.data(), nq, dim, centroids_t.data(), half_norms.data(), nlist, l2, nprobe, p, b, threads);
         });
         return py::make_tuple(probes, bases);
       },
-      py::arg("queries").noconvert(), py::arg("centroids").noconvert(), py::arg("centroids_t").noconvert(),
-      py::arg("half_norms").noconvert(), py::arg("l2"), py::arg("nprobe"), py::arg("threads"),
-      R"(_ivf_coarse(queries, centroids (nlist, dim), centroids_t (dim, nlist), half_norms, l2, nprobe, threads) -> (probes i64, bases f32))");
+      py::arg("queries").noconvert(), py::arg("centroids_t").noconvert(), py::arg("half_norms").noconvert(),
+      py::arg("l2"), py::arg("nprobe"), py::arg("threads"),
+      R"(_ivf_coarse(queries, centroids_t (dim, nlist), half_norms, l2, nprobe, threads) -> (probes i64, bases f32))");
 }
 
 }  // namespace simkern::bind

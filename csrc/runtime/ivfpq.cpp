@@ -31,6 +31,19 @@ bool sorted_has(const i64* sorted, i64 count, i64 id) { return std::binary_searc
 
 // -- inverted lists ------------------------------------------------------------------------------------------------
 
+void IVFLists::tail_rows(const std::uint8_t* tail, i64 count, std::uint8_t* rows) const {
+  for (i64 i = 0; i < count; ++i)
+    for (i64 p = 0; p < code_bytes_; ++p) rows[i * code_bytes_ + p] = tail[p * count + i];
+}
+
+void IVFLists::set_tail(Cell& cell, const std::uint8_t* rows, i64 count) const {
+  // Kept at its exact size (no spare capacity per cell): the tail is small and changes with every add.
+  std::vector<std::uint8_t> tail(static_cast<std::size_t>(count * code_bytes_));
+  for (i64 i = 0; i < count; ++i)
+    for (i64 p = 0; p < code_bytes_; ++p) tail[p * count + i] = rows[i * code_bytes_ + p];
+  tail.swap(cell.tail);
+}
+
 IVFLists::IVFLists(i64 nlist, i64 m, int nbits, i64 vector_dim)
     : nlist_(nlist),
       m_(m),
@@ -72,7 +85,7 @@ void IVFLists::unblock(const Cell& cell, std::uint8_t* rows) const {
       for (i64 p = 0; p < code_bytes_; ++p) rows[(b * group_ + i) * code_bytes_ + p] = blk[p * group_ + i];
   }
   const i64 full = n_blocks * group_;
-  if (cell.size > full) std::memcpy(rows + full * code_bytes_, cell.tail_ptr(), (cell.size - full) * code_bytes_);
+  tail_rows(cell.tail_ptr(), cell.size - full, rows + full * code_bytes_);
 }
 
 void IVFLists::rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, const float* vectors, i64 size) {
@@ -84,8 +97,7 @@ void IVFLists::rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, con
     for (i64 i = 0; i < group_; ++i)
       for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
   }
-  // The tail is small and changes with every add: kept at its exact size (no spare capacity per cell).
-  std::vector<std::uint8_t>(rows + full * code_bytes_, rows + size * code_bytes_).swap(cell.tail);
+  set_tail(cell, rows + full * code_bytes_, size - full);
   if (ids != cell.ids.data()) {
     reserve_for(cell.ids, static_cast<std::size_t>(size));
     cell.ids.assign(ids, ids + size);
@@ -116,7 +128,7 @@ void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i
     // The tail's rows and the new rows, in code-row form; their full groups become new blocks.
     const i64 old_full = (cell.size / group_) * group_, tail_rows = cell.size - old_full;
     rows.assign(static_cast<std::size_t>((tail_rows + count) * code_bytes_), 0);
-    std::memcpy(rows.data(), cell.tail.data(), tail_rows * code_bytes_);
+    this->tail_rows(cell.tail.data(), tail_rows, rows.data());
     for (i64 r = 0; r < count; ++r) {
       const std::uint8_t* code = codes + order[start[c] + r] * m_;
       std::uint8_t* row = rows.data() + (tail_rows + r) * code_bytes_;
@@ -137,9 +149,7 @@ void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i
         for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
     }
     const i64 rest = tail_rows + count - new_blocks * group_;
-    std::vector<std::uint8_t>(rows.begin() + new_blocks * block_bytes,
-                              rows.begin() + (new_blocks * group_ + rest) * code_bytes_)
-        .swap(cell.tail);
+    set_tail(cell, rows.data() + new_blocks * block_bytes, rest);
     reserve_for(cell.ids, static_cast<std::size_t>(new_size));
     for (i64 r = 0; r < count; ++r) cell.ids.push_back(ids[order[start[c] + r]]);
     if (vdim_) {
@@ -280,8 +290,8 @@ void ivf_assign(const float* x, i64 n, i64 dim, const float* centroids_t, const 
   });
 }
 
-void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids, const float* centroids_t,
-                const float* half_norms, i64 nlist, bool l2, i64 nprobe, i64* probes, float* bases, int threads) {
+void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+                bool l2, i64 nprobe, i64* probes, float* bases, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
   constexpr i64 kQueryBlock = 16;  // queries per task: one GEMM block against all centroids
@@ -295,20 +305,17 @@ void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids, c
       for (i64 c = 0; c < nlist; ++c) ranked[c] = {l2 ? half_norms[c] - d[c] : -d[c], c};
       std::partial_sort(ranked.begin(), ranked.begin() + nprobe, ranked.end());  // ties: the lower cell
       const float* q = queries + (q0 + qi) * dim;
+      double q_norm = 0.0;
+      if (l2)
+        for (i64 j = 0; j < dim; ++j) q_norm += static_cast<double>(q[j]) * q[j];
       for (i64 p = 0; p < nprobe; ++p) {
         const i64 c = ranked[p].second;
-        const float* cen = centroids + c * dim;
-        double acc = 0.0;
-        if (l2) {
-          for (i64 j = 0; j < dim; ++j) {
-            const double diff = static_cast<double>(q[j]) - cen[j];
-            acc += diff * diff;
-          }
-        } else {
-          for (i64 j = 0; j < dim; ++j) acc += static_cast<double>(q[j]) * cen[j];
-        }
+        // |q - c|^2 = |q|^2 + |c|^2 - 2 <q, c> from the GEMM's dot product (|c|^2 = 2 half_norms[c]), in double,
+        // rounded once; IP: the dot product itself.
         probes[(q0 + qi) * nprobe + p] = c;
-        bases[(q0 + qi) * nprobe + p] = static_cast<float>(acc);
+        bases[(q0 + qi) * nprobe + p] =
+            l2 ? static_cast<float>(std::max(0.0, q_norm + 2.0 * half_norms[c] - 2.0 * static_cast<double>(d[c])))
+               : d[c];
       }
     }
   });
@@ -393,51 +400,70 @@ void on_ivf_hit(void* ctx, int, i64 first_id, std::uint64_t bits, const std::uin
   t.threshold = local_threshold(t.col->threshold, t.offset);
 }
 
-// Per query: one scale for all its probed cells, the cells' offsets and the slack of the bound.
-struct QueryPlan {
-  float scale = 1.0f;
-  i64 slack = 0;
-};
+// The search of one call: shared constants and the per-query steps, run by either threading plan (below).
+class IVFSearch {
+ public:
+  IVFSearch(const IVFLists& lists, const IVFSearchArgs& a)
+      : L(lists),
+        a(a),
+        kern(pq_kernels()),
+        m(lists.m()),
+        ksub(lists.nbits() == 8 ? 256 : 16),
+        four_bit(lists.nbits() == 4),
+        smaller(a.smaller_is_better),
+        sign(a.smaller_is_better ? 1.0f : -1.0f),
+        levels(lists.nbits() == 4 ? kScan4Levels : 255.0),
+        group(lists.group()),
+        code_bytes(lists.code_bytes()),
+        lut_bytes(lists.nbits() == 4 ? ((lists.m() + 1) / 2) * 32 : lists.m() * 256) {}
 
-}  // namespace
+  // Per query: its tables, one scale for all its probed cells, the cells' offsets and the slack of the bound.
+  struct Query {
+    const float* tables = nullptr;  // (m, ksub), the query part
+    float scale = 1.0f;
+    i64 slack = 0;
+    std::vector<i64> offsets;  // (nprobe)
+    std::vector<float> lows;   // (nprobe, m): bias of subspace s in probe p's uint8 table
+  };
 
-void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scores, i64* out_ids, int threads) {
-  threads = resolve_threads(threads);
-  const PQKernels& kern = pq_kernels();
-  const i64 nq = a.nq, nprobe = a.nprobe, m = lists.m(), ksub = lists.nbits() == 8 ? 256 : 16;
-  const bool four_bit = ksub == 16, smaller = a.smaller_is_better;
-  const float sign = smaller ? 1.0f : -1.0f;  // quantised values: smaller is better
-  const double levels = four_bit ? kScan4Levels : 255.0;
-  const i64 group = lists.group(), code_bytes = lists.code_bytes();
-  const i64 lut_bytes = four_bit ? ((m + 1) / 2) * 32 : m * 256;
-  const i64 width = a.width;
-  std::vector<QueryPlan> plans(static_cast<std::size_t>(nq));
-  std::vector<i64> offsets(static_cast<std::size_t>(nq * nprobe), 0);
-  // lows[(q * nprobe + p) * m + s]: the bias of subspace s in probe p's uint8 table (a lower bound of its entries)
-  std::vector<float> lows(static_cast<std::size_t>(nq * nprobe * m));
+  // Query tables of queries [q0, q0 + count) into out (count, m, ksub): the kernels of pq_tables, same bits.
+  void tables(i64 q0, i64 count, i64 dim_, float* out) const {
+    const i64 dsub = dim_ / m;
+    for (i64 s = 0; s < m; ++s)
+      kern.tables(a.queries + q0 * dim_ + s * dsub, count, dim_, a.ct + s * dsub * ksub, dsub, ksub, a.table_l2,
+                  out + s * ksub, m * ksub);
+    if (a.table_mult != 1.0f)
+      for (i64 i = 0; i < count * m * ksub; ++i) out[i] *= a.table_mult;
+  }
 
-  // 1. Plans. Entry v = sign * T[s][j] of probe p lies in [low, high], low = lo(cell part) + lo(query part)
-  //    (rounded: float addition is monotone, so no entry falls below it). scale = levels / the largest span
-  //    over (p, s), so every uint8 entry round((v - low) * scale) fits. The real-valued score (sign-adjusted) is
-  //    B_p + sum_s (v_s - low_s) with B_p = sign * base + sum_s low_s; offset_p = floor((B_p - min_p B_p) * scale)
-  //    puts every cell's uint16 sums on one scale: g = sum + offset_p is within m * 0.51 + 1 of (real score -
-  //    min B) * scale, and the float32 score within E (rounding of m + 1 additions) of the real one, so every
-  //    member of the exact top-k has g <= (k-th smallest g) + 2 (0.51 m + 1 + E): the slack.
-  parallel_for(nq, threads, [&](i64 q, int) {
-    std::vector<float> lo3(static_cast<std::size_t>(m)), hi3(static_cast<std::size_t>(m));
-    for (i64 s = 0; s < m; ++s) {
-      const float* t = a.q_tables + (q * m + s) * ksub;
-      float lo = sign * t[0], hi = lo;
-      for (i64 j = 1; j < ksub; ++j) {
-        const float v = sign * t[j];
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
+  // The plan of query q. Entry v = sign * T[s][j] of probe p lies in [low, high], low = lo(cell part) + lo(query
+  // part) (rounded: float addition is monotone, so no entry falls below it). scale = levels / the largest span
+  // over (p, s), so every uint8 entry round((v - low) * scale) fits. The real-valued score (sign-adjusted) is
+  // B_p + sum_s (v_s - low_s) with B_p = sign * base + sum_s low_s; offset_p = floor((B_p - min_p B_p) * scale)
+  // puts every cell's uint16 sums on one scale: g = sum + offset_p is within 0.51 m + 1 of (real score - min B)
+  // * scale, and the float32 score within E (rounding of m + 1 additions) of the real one, so every member of the
+  // exact top-k has g <= (k-th smallest g) + 2 (0.51 m + 1 + E): the slack.
+  void plan(i64 q, const float* q_tables, Query& st) const {
+    const i64 nprobe = a.nprobe;
+    st.tables = q_tables;
+    st.offsets.assign(static_cast<std::size_t>(nprobe), 0);
+    st.lows.resize(static_cast<std::size_t>(nprobe * m));
+    float lo3[256], hi3[256];
+    kern.table_ranges(q_tables, m, ksub, lo3, hi3);
+    if (!smaller)
+      for (i64 s = 0; s < m; ++s) {
+        const float lo = -hi3[s];
+        hi3[s] = -lo3[s];
+        lo3[s] = lo;
       }
-      lo3[s] = lo;
-      hi3[s] = hi;
+    double span = 0.0, magnitude = 0.0, ref = std::numeric_limits<double>::infinity();
+    double bias[4096];
+    std::vector<double> bias_big;
+    double* b_of = bias;
+    if (nprobe > 4096) {
+      bias_big.resize(static_cast<std::size_t>(nprobe));
+      b_of = bias_big.data();
     }
-    double span = 0.0, magnitude = 0.0;
-    std::vector<double> bias(static_cast<std::size_t>(nprobe), 0.0);
     for (i64 p = 0; p < nprobe; ++p) {
       const i64 c = a.probes[q * nprobe + p];
       if (c < 0) continue;
@@ -449,61 +475,52 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scor
           lo = a.cell_lo[c * m + s] + lo3[s];
           hi = a.cell_hi[c * m + s] + hi3[s];
         }
-        lows[(q * nprobe + p) * m + s] = lo;
+        st.lows[p * m + s] = lo;
         span = std::max(span, static_cast<double>(hi) - static_cast<double>(lo));
         b += lo;
         mag += std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
       }
-      bias[p] = b;
+      b_of[p] = b;
+      ref = std::min(ref, b);
       magnitude = std::max(magnitude, mag);
     }
     const double scale = span > 0.0 ? levels / span : 1.0;
-    double ref = std::numeric_limits<double>::infinity();
-    for (i64 p = 0; p < nprobe; ++p)
-      if (a.probes[q * nprobe + p] >= 0) ref = std::min(ref, bias[p]);
     for (i64 p = 0; p < nprobe; ++p)
       if (a.probes[q * nprobe + p] >= 0)
-        offsets[q * nprobe + p] = static_cast<i64>(std::min(std::floor((bias[p] - ref) * scale), 0x1p40));
+        st.offsets[p] = static_cast<i64>(std::min(std::floor((b_of[p] - ref) * scale), 0x1p40));
     const double u = 0x1p-24 * static_cast<double>(m + 1);
     const double float_error = magnitude * u / (1.0 - u) * scale;
-    plans[q].scale = static_cast<float>(scale);
-    plans[q].slack = static_cast<i64>(std::min(std::ceil(2.0 * (0.51 * m + 1.0 + float_error)) + 1.0, 0x1p40));
-  });
+    st.scale = static_cast<float>(scale);
+    st.slack = static_cast<i64>(std::min(std::ceil(2.0 * (0.51 * m + 1.0 + float_error)) + 1.0, 0x1p40));
+  }
 
-  // 2. Scans: tasks = (query, range of its probes); few queries: the probes of one query split across threads.
-  const i64 chunks = nq >= threads ? 1 : std::min<i64>(nprobe, (2 * threads + nq - 1) / nq);
-  std::vector<IVFCollector> collectors(static_cast<std::size_t>(nq * chunks));
-  parallel_for(nq * chunks, threads, [&](i64 task, int) {
-    const i64 q = task / chunks, chunk = task % chunks;
-    const i64 p0 = chunk * nprobe / chunks, p1 = (chunk + 1) * nprobe / chunks;
-    IVFCollector& col = collectors[task];
-    col.k = width;
-    col.slack = plans[q].slack;
-    col.compact_at = 2 * width + 256;
-    std::vector<std::uint8_t> lut(static_cast<std::size_t>(lut_bytes), 0);
-    std::vector<std::uint8_t> tail_block(static_cast<std::size_t>(code_bytes * group));
-    const float scale = plans[q].scale, top = static_cast<float>(levels);
+  // Per-task scratch of the scans.
+  struct Scratch {
+    std::vector<std::uint8_t> lut, tail_block;
+  };
+  Scratch scratch() const {
+    return {std::vector<std::uint8_t>(static_cast<std::size_t>(lut_bytes), 0),
+            std::vector<std::uint8_t>(static_cast<std::size_t>(code_bytes * group))};
+  }
+
+  // Scan probes [p0, p1) of query q (nearest cell first) into col.
+  void scan(i64 q, const Query& st, i64 p0, i64 p1, IVFCollector& col, Scratch& sc) const {
+    const i64 nprobe = a.nprobe;
+    col.k = a.width;
+    col.slack = st.slack;
+    col.compact_at = 2 * a.width + 256;
+    const float top = static_cast<float>(levels);
+    constexpr i64 kNone = std::numeric_limits<i64>::max();
     for (i64 p = p0; p < p1; ++p) {
       const i64 c = a.probes[q * nprobe + p];
       if (c < 0) continue;
-      const IVFLists::Cell& cell = lists.cell(c);
-      const i64 offset = offsets[q * nprobe + p];
-      if (!cell.size || (col.threshold != std::numeric_limits<i64>::max() && col.threshold < offset)) continue;
-      // uint8 tables of (q, c): entry = min(levels, trunc((v - low) * scale + 0.5)), within 0.5 + 2^-13 of
-      // the exact (v - low) * scale (float arithmetic on values <= levels).
-      for (i64 s = 0; s < m; ++s) {
-        const float* qt = a.q_tables + (q * m + s) * ksub;
-        const float low = lows[(q * nprobe + p) * m + s];
-        std::uint8_t* out = lut.data() + s * ksub;
-        if (a.cell_tables) {
-          const float* ct = a.cell_tables + (c * m + s) * ksub;
-          for (i64 j = 0; j < ksub; ++j)
-            out[j] = static_cast<std::uint8_t>(static_cast<int>(std::min(((ct[j] + qt[j]) - low) * scale + 0.5f, top)));
-        } else {
-          for (i64 j = 0; j < ksub; ++j)
-            out[j] = static_cast<std::uint8_t>(static_cast<int>(std::min((sign * qt[j] - low) * scale + 0.5f, top)));
-        }
-      }
+      const IVFLists::Cell& cell = L.cell(c);
+      const i64 offset = st.offsets[p];
+      if (!cell.size || (col.threshold != kNone && col.threshold < offset)) continue;  // every g > threshold
+      // uint8 tables of (q, c): entry = min(levels, trunc((v - low) * scale + 0.5)), within 0.5 + 2^-13 of the
+      // exact (v - low) * scale (float arithmetic on values <= levels).
+      kern.quantize_lut(st.tables, a.cell_tables ? a.cell_tables + c * m * ksub : nullptr, st.lows.data() + p * m, m,
+                        ksub, sign, st.scale, top, sc.lut.data());
       IVFScanCell ctx{&col,
                       offset,
                       0,
@@ -512,39 +529,66 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scor
                       static_cast<std::int32_t>(p),
                       local_threshold(col.threshold, offset),
                       &a};
-      ScanQueries qs{lut.data(), lut_bytes, 1, &ctx.threshold, on_ivf_hit, &ctx};
+      ScanQueries qs{sc.lut.data(), lut_bytes, 1, &ctx.threshold, on_ivf_hit, &ctx};
       const i64 n_blocks = cell.size / group;
       if (n_blocks) {
         if (four_bit) kern.scan4(cell.blocks_ptr(), 0, n_blocks, code_bytes, qs);
         else kern.scan8(cell.blocks_ptr(), 0, n_blocks, m, qs);
       }
       const i64 tail_rows = cell.size - n_blocks * group;
-      if (tail_rows && !(col.threshold != std::numeric_limits<i64>::max() && col.threshold < offset)) {
-        // The tail (< group rows) in block form, padded with code 0, scanned like a block.
-        std::fill(tail_block.begin(), tail_block.end(), std::uint8_t{0});
-        const std::uint8_t* rows = cell.tail_ptr();
-        for (i64 i = 0; i < tail_rows; ++i)
-          for (i64 pb = 0; pb < code_bytes; ++pb) tail_block[pb * group + i] = rows[i * code_bytes + pb];
+      if (tail_rows && !(col.threshold != kNone && col.threshold < offset)) {
+        // The tail (< group codes, stored by code byte) as a block padded with code 0, scanned like a block.
+        std::uint8_t* blk = sc.tail_block.data();
+        std::memset(blk, 0, static_cast<std::size_t>(code_bytes * group));
+        const std::uint8_t* tail = cell.tail_ptr();
+        for (i64 pb = 0; pb < code_bytes; ++pb) std::memcpy(blk + pb * group, tail + pb * tail_rows, tail_rows);
         ctx.pos_base = n_blocks * group;
         ctx.threshold = local_threshold(col.threshold, offset);
-        if (four_bit) kern.scan4(tail_block.data(), 0, 1, code_bytes, qs);
-        else kern.scan8(tail_block.data(), 0, 1, m, qs);
+        if (four_bit) kern.scan4(blk, 0, 1, code_bytes, qs);
+        else kern.scan8(blk, 0, 1, m, qs);
       }
     }
-  });
+  }
 
-  // 3. Per query: the final bound, exact float re-scoring of the candidates within it, top-width; then the exact
-  //    re-rank with stored vectors when asked.
-  parallel_for(nq, threads, [&](i64 q, int) {
-    std::vector<i64> smallest;
-    for (i64 ch = 0; ch < chunks; ++ch) {
-      const auto& h = collectors[q * chunks + ch].heap;
-      smallest.insert(smallest.end(), h.begin(), h.end());
+  // The exact float score of a candidate (ivfpq.hpp's formula; subspace order).
+  float rescore(i64 q, const Query& st, const IVFCand& cd) const {
+    const i64 c = a.probes[q * a.nprobe + cd.probe];
+    const IVFLists::Cell& cell = L.cell(c);
+    // The code's bytes: a column of a block (stride group) or of the tail (stride: its length).
+    const i64 full = (cell.size / group) * group;
+    const bool in_tail = cd.pos >= full;
+    const std::uint8_t* code = in_tail ? cell.tail_ptr() + (cd.pos - full)
+                                       : cell.blocks_ptr() + (cd.pos / group) * code_bytes * group + cd.pos % group;
+    const i64 stride = in_tail ? cell.size - full : group;
+    const float* qt = st.tables;
+    const float* ct = a.cell_tables ? a.cell_tables + c * m * ksub : nullptr;
+    float acc = a.bases[q * a.nprobe + cd.probe];
+    if (four_bit) {
+      for (i64 s = 0; s < m; ++s) {
+        const int j = (code[(s >> 1) * stride] >> ((s & 1) * 4)) & 15;
+        acc += ct ? ct[s * 16 + j] + qt[s * 16 + j] : qt[s * 16 + j];
+      }
+    } else if (ct) {
+      for (i64 s = 0; s < m; ++s) {
+        const int j = code[s * stride];
+        acc += ct[s * 256 + j] + qt[s * 256 + j];
+      }
+    } else {
+      for (i64 s = 0; s < m; ++s) acc += qt[s * 256 + code[s * stride]];
     }
+    return acc;
+  }
+
+  // The final bound over the query's collectors, exact re-scoring of the candidates within it, top-width; then the
+  // exact re-rank with stored vectors when asked; writes the query's k results.
+  void finish(i64 q, const Query& st, const IVFCollector* cols, i64 n_cols, float* out_scores, i64* out_ids) const {
+    const i64 width = a.width;
+    std::vector<i64> smallest;
+    for (i64 ch = 0; ch < n_cols; ++ch) smallest.insert(smallest.end(), cols[ch].heap.begin(), cols[ch].heap.end());
     i64 bound = std::numeric_limits<i64>::max();
     if (static_cast<i64>(smallest.size()) >= width) {
       std::nth_element(smallest.begin(), smallest.begin() + (width - 1), smallest.end());
-      bound = smallest[width - 1] + plans[q].slack;
+      bound = smallest[width - 1] + st.slack;
     }
     struct Scored {
       float score;  // best = largest (L2 distances negated)
@@ -553,19 +597,12 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scor
       i64 pos;
     };
     std::vector<Scored> cand;
-    for (i64 ch = 0; ch < chunks; ++ch)
-      for (const IVFCand& cd : collectors[q * chunks + ch].cand) {
+    for (i64 ch = 0; ch < n_cols; ++ch)
+      for (const IVFCand& cd : cols[ch].cand) {
         if (cd.g > bound) continue;
-        const i64 c = a.probes[q * nprobe + cd.probe];
-        const IVFLists::Cell& cell = lists.cell(c);
-        float acc = a.bases[q * nprobe + cd.probe];
-        for (i64 s = 0; s < m; ++s) {
-          const std::uint8_t byte = lists.code_byte(cell, cd.pos, four_bit ? s >> 1 : s);
-          const int code = four_bit ? (byte >> ((s & 1) * 4)) & 15 : byte;
-          const float qv = a.q_tables[(q * m + s) * ksub + code];
-          acc += a.cell_tables ? a.cell_tables[(c * m + s) * ksub + code] + qv : qv;
-        }
-        cand.push_back({smaller ? -acc : acc, cell.ids_ptr()[cd.pos], cd.probe, cd.pos});
+        const float acc = rescore(q, st, cd);
+        const i64 id = L.cell(a.probes[q * a.nprobe + cd.probe]).ids_ptr()[cd.pos];
+        cand.push_back({smaller ? -acc : acc, id, cd.probe, cd.pos});
       }
     const auto before = [](const Scored& x, const Scored& y) {
       return x.score > y.score || (x.score == y.score && x.id < y.id);
@@ -574,18 +611,18 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scor
     std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), before);
     cand.resize(static_cast<std::size_t>(keep));
     if (a.rerank_queries) {
-      const i64 dim = lists.vector_dim();
-      const float* qv = a.rerank_queries + q * dim;
+      const i64 vdim = L.vector_dim();
+      const float* qv = a.rerank_queries + q * vdim;
       for (Scored& sc : cand) {
-        const float* v = lists.cell(a.probes[q * nprobe + sc.probe]).vectors_ptr() + sc.pos * dim;
+        const float* v = L.cell(a.probes[q * a.nprobe + sc.probe]).vectors_ptr() + sc.pos * vdim;
         double acc = 0.0;
         if (smaller) {
-          for (i64 j = 0; j < dim; ++j) {
+          for (i64 j = 0; j < vdim; ++j) {
             const double d = static_cast<double>(v[j]) - qv[j];
             acc += d * d;
           }
         } else {
-          for (i64 j = 0; j < dim; ++j) acc += static_cast<double>(v[j]) * qv[j];
+          for (i64 j = 0; j < vdim; ++j) acc += static_cast<double>(v[j]) * qv[j];
         }
         const float exact = static_cast<float>(acc);
         sc.score = smaller ? -exact : exact;
@@ -598,7 +635,57 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, float* out_scor
       out_ids[q * a.k + j] = j < keep ? cand[j].id : -1;
       out_scores[q * a.k + j] = j < keep ? (smaller ? -cand[j].score : cand[j].score) : pad;
     }
+  }
+
+  const IVFLists& L;
+  const IVFSearchArgs& a;
+  const PQKernels& kern;
+  const i64 m, ksub;
+  const bool four_bit, smaller;
+  const float sign;
+  const double levels;
+  const i64 group, code_bytes, lut_bytes;
+};
+
+}  // namespace
+
+void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, i64 dim, float* out_scores, i64* out_ids,
+                  int threads) {
+  threads = resolve_threads(threads);
+  const IVFSearch S(lists, a);
+  const i64 nq = a.nq, nprobe = a.nprobe, table_floats = S.m * S.ksub;
+  if (nq >= threads) {
+    // Tasks of up to kBlock queries, each done start to end by one thread: the block's tables (computed
+    // together, so the codebooks are read once per block) stay in its cache through the scans and re-scoring.
+    constexpr i64 kBlock = 8;
+    parallel_for((nq + kBlock - 1) / kBlock, threads, [&](i64 t, int) {
+      const i64 q0 = t * kBlock, count = std::min(nq, q0 + kBlock) - q0;
+      std::vector<float> tables(static_cast<std::size_t>(count * table_floats));
+      S.tables(q0, count, dim, tables.data());
+      IVFSearch::Scratch sc = S.scratch();
+      IVFSearch::Query st;
+      for (i64 i = 0; i < count; ++i) {
+        IVFCollector col;
+        S.plan(q0 + i, tables.data() + i * table_floats, st);
+        S.scan(q0 + i, st, 0, nprobe, col, sc);
+        S.finish(q0 + i, st, &col, 1, out_scores, out_ids);
+      }
+    });
+    return;
+  }
+  // Fewer queries than threads: the probes of each query split across tasks, one collector each.
+  std::vector<float> tables(static_cast<std::size_t>(nq * table_floats));
+  S.tables(0, nq, dim, tables.data());
+  std::vector<IVFSearch::Query> states(static_cast<std::size_t>(nq));
+  for (i64 q = 0; q < nq; ++q) S.plan(q, tables.data() + q * table_floats, states[q]);
+  const i64 chunks = std::min<i64>(nprobe, (2 * threads + nq - 1) / nq);
+  std::vector<IVFCollector> collectors(static_cast<std::size_t>(nq * chunks));
+  parallel_for(nq * chunks, threads, [&](i64 task, int) {
+    const i64 q = task / chunks, chunk = task % chunks;
+    IVFSearch::Scratch sc = S.scratch();
+    S.scan(q, states[q], chunk * nprobe / chunks, (chunk + 1) * nprobe / chunks, collectors[task], sc);
   });
+  for (i64 q = 0; q < nq; ++q) S.finish(q, states[q], collectors.data() + q * chunks, chunks, out_scores, out_ids);
 }
 
 }  // namespace simkern

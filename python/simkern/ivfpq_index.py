@@ -24,8 +24,9 @@ entirely or not at all. ``train``, ``load`` and unpickling must not run concurre
 File format (``save`` / ``load``): the shared container (``_container.py``), kind ``IVFPQIndex`` version 1: meta
 (dim, nlist, m, nbits, metric, by_residual, keep_vectors, opq, n, id_bound, nprobe) and sections ``centroids``
 float32 (nlist, dim), ``codebooks`` float32 (m, ksub, dsub), ``rotation`` float32 (dim, dim) with OPQ, ``sizes``
-int64 (nlist,), ``blocks`` uint8 (full blocks, code_bytes, group) and ``tails`` uint8 (rows, code_bytes) - the
-lists in their scan layout, cell after cell (csrc/include/simkern/ivfpq.hpp) -, ``ids`` int64 (n,) in the same
+int64 (nlist,), ``blocks`` uint8 (full blocks, code_bytes, group) and ``tails`` uint8 (each cell's last
+``size % group`` codes by code byte) - the lists in their scan layout, cell after cell
+(csrc/include/simkern/ivfpq.hpp) -, ``ids`` int64 (n,) in the same
 order, ``vectors`` float32 (n, dim) with ``keep_vectors``. ``load(path, mmap=True)`` leaves the lists in the file
 (a cell is copied into memory when an add or remove changes it); a search on a file changed meanwhile raises
 ValueError.
@@ -43,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _container, _core, _pickling
-from ._enums import METRICS, PQ_INITS, PQ_METRICS, choice
+from ._enums import PQ_INITS, PQ_METRICS, choice
 from ._progress import progress_reporter
 from ._validate import (
     atomic_write,
@@ -375,20 +376,18 @@ class IVFPQIndex:
             allowed = np.unique(allowed)
         rotated = queries if self.opq is None else self.opq._rotate_checked(queries)
         l2 = self.metric == "l2"
-        centroids = self._require_trained()
-        assert self._centroids_t is not None and self._half_norms is not None  # trained
-        probes, bases = _core._ivf_coarse(rotated, centroids, self._centroids_t, self._half_norms, l2, nprobe,
-                                          core_threads)
-        if self.by_residual:
-            tables = _core._pq_tables(rotated, self._ct(), METRICS["ip"], core_threads)
-            if l2:
-                tables *= np.float32(-2.0)  # exact: -2 <q_s, r_sj>
-        else:
+        assert self._centroids_t is not None and self._half_norms is not None  # trained (checked above)
+        probes, bases = _core._ivf_coarse(rotated, self._centroids_t, self._half_norms, l2, nprobe, core_threads)
+        if not self.by_residual:
             bases[:] = 0.0
-            tables = _core._pq_tables(rotated, self._ct(), METRICS[self.metric], core_threads)
+        # The query tables (computed in the search, per block of queries): inner products with residuals (times -2
+        # for L2: the -2 <q_s, r_sj> term), the metric's tables without.
+        table_l2 = l2 and not self.by_residual
+        table_mult = -2.0 if l2 and self.by_residual else 1.0
         width = k * rerank if rerank else k
         width = min(width, max(k, len(self)))
-        return self._lists.search(tables, self._cell_tables, self._cell_lo, self._cell_hi, probes, bases, k,
+        return self._lists.search(rotated, self._ct(), table_l2, table_mult, self._cell_tables, self._cell_lo,
+                                  self._cell_hi, probes, bases, k,
                                   width, l2, mask, allowed, queries if rerank else None, core_threads)
 
     # -- persistence -------------------------------------------------------------------------------------------
@@ -472,7 +471,8 @@ class IVFPQIndex:
         if (sizes < 0).any() or int(sizes.sum()) != n:
             raise ValueError(f"{where}: corrupted file (cell sizes do not add up to n = {n})")
         n_blocks = int((sizes // group).sum())
-        for name, shape in (("blocks", (n_blocks, code_bytes, group)), ("tails", (n - n_blocks * group, code_bytes))):
+        tail_bytes = (n - n_blocks * group) * code_bytes
+        for name, shape in (("blocks", (n_blocks, code_bytes, group)), ("tails", (tail_bytes,))):
             if layout[name][1] != shape or layout[name][0] != np.dtype(np.uint8):
                 raise ValueError(f"{where}: corrupted file ({name} do not match the cell sizes)")
         arrays: dict[str, npt.NDArray[Any]] = {}

@@ -60,6 +60,9 @@ void nearest(const float* x, i64 n, i64 x_stride, const float* ct, i64 dsub, i64
 void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, const float* half_norms, i64 dsub, i64 ksub,
                  std::int32_t* ids, float* dists);
 float sum_squares(const float* x, i64 dsub);
+void quantize_lut(const float* q_tables, const float* cell_tables, const float* lows, i64 m, i64 ksub, float sign,
+                  float scale, float top, std::uint8_t* out);
+void table_ranges(const float* t, i64 m, i64 ksub, float* lo, float* hi);
 void simhash_from(const float* x, i64 n, i64 dim, const float* g, i64 hyperplanes, i64 h_begin, float* out);
 void fde_stream_copy(float* dst, const float* src, i64 count);  // memcpy (FDEKernels::stream_copy)
 void fde_stream_fence();                                        // nothing to order

@@ -3,8 +3,8 @@
 // Shapes and layout
 //   nlist cells; each cell holds `size` vectors: int64 ids, PQ codes, and optionally float32 vectors (dim each).
 //   Codes of a cell are kept in the scan layout of the quantised kernels (pq.hpp): the first floor(size / group)
-//   * group vectors in full blocks (group = 64 for 8-bit codes, 32 for 4-bit), the rest (< group) as a tail of
-//   rows. A "code row" has code_bytes = m bytes (8-bit) or ceil(m / 2) bytes (4-bit, subspace 2p in the low
+//   * group vectors in full blocks (group = 64 for 8-bit codes, 32 for 4-bit), the rest (< group) as a tail stored by
+//   code byte (tail[p * t + i] = byte p of tail code i, t = size % group). A "code row" has code_bytes = m bytes (8-bit) or ceil(m / 2) bytes (4-bit, subspace 2p in the low
 //   nibble of byte p, ProductQuantizer's packed format). Block b of a cell is code_bytes rows of `group` bytes:
 //   block[p * group + i] = row(b * group + i)[p] - exactly pq.hpp's 8-bit and 4-bit block layouts. A cell's
 //   storage is its own (std::vector, grown by a quarter when full) or borrowed (pointers into a mapped file, until
@@ -48,7 +48,7 @@ class IVFLists {
   // found[i] = 1 when sorted_ids[i] is stored (ascending ids).
   void contains(const i64* sorted_ids, i64 count, std::uint8_t* found) const;
 
-  // Serialisation: per cell its size; concatenated over cells: full blocks, tails (rows), ids, vectors.
+  // Serialisation: per cell its size; concatenated over cells: full blocks, tails (by code byte), ids, vectors.
   void cell_sizes(i64* out) const;
   i64 n_full_blocks() const;
   void export_arrays(std::uint8_t* blocks, std::uint8_t* tails, i64* ids, float* vectors) const;
@@ -84,7 +84,7 @@ class IVFLists {
   std::uint8_t code_byte(const Cell& cell, i64 pos, i64 p) const {
     const i64 full = (cell.size / group_) * group_;
     if (pos < full) return cell.blocks_ptr()[(pos / group_) * code_bytes_ * group_ + p * group_ + pos % group_];
-    return cell.tail_ptr()[(pos - full) * code_bytes_ + p];
+    return cell.tail_ptr()[p * (cell.size - full) + (pos - full)];
   }
 
  private:
@@ -92,6 +92,10 @@ class IVFLists {
   // Rewrite a cell from rows (size, code_bytes), ids and vectors.
   void rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, const float* vectors, i64 size);
   void unblock(const Cell& cell, std::uint8_t* rows) const;  // (size, code_bytes)
+  // The tail is stored by code byte: byte p of tail code i at tail[p * count + i] (a block's layout without the
+  // padding), so a scan pads it into a block with code_bytes copies.
+  void tail_rows(const std::uint8_t* tail, i64 count, std::uint8_t* rows) const;
+  void set_tail(Cell& cell, const std::uint8_t* rows, i64 count) const;
 
   i64 nlist_, m_, code_bytes_, group_, vdim_, total_ = 0;
   int nbits_;
@@ -100,9 +104,10 @@ class IVFLists {
 
 // Coarse search: per query the nprobe best cells, by a GEMM of the queries against the centroids (transposed,
 // (dim, nlist)): L2 ranks |c|^2/2 - <q, c> (half_norms), IP ranks -<q, c>; ties to the lower cell. bases (nq,
-// nprobe): |q - c|^2 (L2) or <q, c> (IP), summed in double and rounded once, for the probed cells.
-void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids, const float* centroids_t,
-                const float* half_norms, i64 nlist, bool l2, i64 nprobe, i64* probes, float* bases, int threads);
+// nprobe): |q - c|^2 = |q|^2 + |c|^2 - 2 <q, c> (L2, in double from the GEMM's float dot product, rounded once)
+// or <q, c> (IP), for the probed cells.
+void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+                bool l2, i64 nprobe, i64* probes, float* bases, int threads);
 
 // Nearest cell of each vector (k-means assignment arithmetic, pq.hpp nearest_dot; IP: largest <x, c>).
 void ivf_assign(const float* x, i64 n, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
@@ -115,9 +120,14 @@ void ivf_train_coarse(const float* x, i64 n, i64 dim, i64 nlist, int iters, std:
 
 struct IVFSearchArgs {
   i64 nq = 0, nprobe = 0, k = 0, width = 0;  // width: candidates kept by ADC (k, or k * rerank)
-  const float* q_tables = nullptr;           // (nq, m, ksub)
-  const float* cell_tables = nullptr;        // (nlist, m, ksub) or null
-  const float* cell_lo = nullptr;            // (nlist, m): min / max of cell_tables per subspace (with them)
+  // The query part of the tables, computed here per block of queries (so they stay in cache): q_tables =
+  // table_mult * pq_tables(queries, ct, table_l2) with the PQ kernels' `tables` (bit-identical to pq_tables).
+  const float* queries = nullptr;      // (nq, dim), in the quantizer's space
+  const float* ct = nullptr;           // (m, dsub, ksub): the PQ codebooks transposed
+  bool table_l2 = false;               // squared L2 tables (no residuals, L2) or inner products
+  float table_mult = 1.0f;             // -2 for L2 by residual (exact)
+  const float* cell_tables = nullptr;  // (nlist, m, ksub) or null
+  const float* cell_lo = nullptr;      // (nlist, m): min / max of cell_tables per subspace (with them)
   const float* cell_hi = nullptr;
   const i64* probes = nullptr;   // (nq, nprobe), -1 = no cell
   const float* bases = nullptr;  // (nq, nprobe)
@@ -130,6 +140,8 @@ struct IVFSearchArgs {
 };
 
 // The k best (scores, ids) per query, padded with (+inf or -inf, -1).
-void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& args, float* out_scores, i64* out_ids, int threads);
+// dim: the queries' dimension (m * dsub).
+void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& args, i64 dim, float* out_scores, i64* out_ids,
+                  int threads);
 
 }  // namespace simkern

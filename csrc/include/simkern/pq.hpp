@@ -71,6 +71,14 @@ struct PQKernels {
   void (*scan4)(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 n_pairs,
                 const ScanQueries& qs) = nullptr;
   void (*scan8)(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, const ScanQueries& qs) = nullptr;
+  // uint8 tables of one (query, cell) of an IVF-PQ search: for s < m, j < ksub,
+  //   v = cell_tables ? cell_tables[s * ksub + j] + q_tables[s * ksub + j] : sign * q_tables[s * ksub + j]
+  //   out[s * ksub + j] = (uint8) trunc(min((v - lows[s]) * scale + 0.5f, top))
+  // in float32, each operation rounded (no FMA): the bytes are identical on every ISA. ksub is 16 or 256.
+  void (*quantize_lut)(const float* q_tables, const float* cell_tables, const float* lows, i64 m, i64 ksub, float sign,
+                       float scale, float top, std::uint8_t* out) = nullptr;
+  // Per subspace s < m the minimum and maximum of t[s * ksub + j] over j (ksub 16 or 256; exact).
+  void (*table_ranges)(const float* t, i64 m, i64 ksub, float* lo, float* hi) = nullptr;
   const char* scan8_name = nullptr;  // "scan8_scalar" or "scan8_vbmi" (a sub-feature variant of the avx512 level)
   const char* scan4_name = nullptr;  // "scan4_scalar", "scan4_x86" (vpshufb, 256-bit) or "scan4_neon"
 };

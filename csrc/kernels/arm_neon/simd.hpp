@@ -21,6 +21,14 @@ struct V {
   static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
   static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
   static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+  static inline reg min(reg a, reg b) { return vminq_f32(a, b); }
+  // Truncate each lane to an integer and store it as a byte (lanes hold 0..255): 4 bytes.
+  static inline void store_trunc_u8(reg v, std::uint8_t* p) {
+    const uint16x4_t h = vmovn_u32(vcvtq_u32_f32(v));  // FCVTZU: toward zero
+    std::uint8_t bytes[8];
+    vst1_u8(bytes, vmovn_u16(vcombine_u16(h, h)));
+    __builtin_memcpy(p, bytes, 4);
+  }
   static constexpr bool has_transpose = false;  // tile transposes: AVX2 only so far
   static inline void transpose(const float*, i64, float*, i64) {}
   static inline reg lane_index() {

@@ -201,12 +201,63 @@ static void nearest_dot(const float* x, i64 n, i64 x_stride, const float* ct, co
   nearest_any<true>(x, n, x_stride, ct, half_norms, dsub, ksub, ids, dists);
 }
 
+// IVF-PQ uint8 tables (PQKernels::quantize_lut): the scalar sequence per lane (add or multiply by sign, subtract,
+// multiply, add 0.5, min, truncate), so the bytes equal scalar::quantize_lut's. ksub (16 or 256) is a multiple
+// of the lanes.
+static void quantize_lut(const float* q_tables, const float* cell_tables, const float* lows, i64 m, i64 ksub,
+                         float sign, float scale, float top, std::uint8_t* out) {
+  constexpr int L = V::lanes;
+  const typename V::reg vs = V::set1(scale), vh = V::set1(0.5f), vt = V::set1(top), vsign = V::set1(sign);
+  for (i64 s = 0; s < m; ++s) {
+    const float* qt = q_tables + s * ksub;
+    const typename V::reg low = V::set1(lows[s]);
+    if (cell_tables) {
+      const float* ct = cell_tables + s * ksub;
+      for (i64 j = 0; j < ksub; j += L) {
+        const typename V::reg v = V::add(V::load(ct + j), V::load(qt + j));
+        V::store_trunc_u8(V::min(V::add(V::mul(V::sub(v, low), vs), vh), vt), out + s * ksub + j);
+      }
+    } else {
+      for (i64 j = 0; j < ksub; j += L) {
+        const typename V::reg v = V::mul(vsign, V::load(qt + j));
+        V::store_trunc_u8(V::min(V::add(V::mul(V::sub(v, low), vs), vh), vt), out + s * ksub + j);
+      }
+    }
+  }
+}
+
+// Per-subspace minimum and maximum of a table (PQKernels::table_ranges): lane-wise min / max, then the lanes.
+static void table_ranges(const float* t, i64 m, i64 ksub, float* lo, float* hi) {
+  constexpr int L = V::lanes;
+  for (i64 s = 0; s < m; ++s) {
+    const float* ts = t + s * ksub;
+    typename V::reg a = V::load(ts), b = a;
+    for (i64 j = L; j < ksub; j += L) {
+      const typename V::reg v = V::load(ts + j);
+      a = V::min(a, v);
+      b = V::max(b, v);
+    }
+    float la[L], lb[L];
+    V::store(la, a);
+    V::store(lb, b);
+    float x = la[0], y = lb[0];
+    for (int i = 1; i < L; ++i) {
+      x = la[i] < x ? la[i] : x;
+      y = lb[i] > y ? lb[i] : y;
+    }
+    lo[s] = x;
+    hi[s] = y;
+  }
+}
+
 // The float kernels every SIMD level takes from this file (the scans differ per level and are set by each file).
 static void fill_float_kernels(PQKernels* out) {
   out->sq_dists = sq_dists;
   out->tables = tables;
   out->nearest = nearest;
   out->nearest_dot = nearest_dot;
+  out->quantize_lut = quantize_lut;
+  out->table_ranges = table_ranges;
 }
 
 }  // namespace pq_detail

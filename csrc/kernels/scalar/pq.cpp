@@ -144,8 +144,36 @@ void scan8(const std::uint8_t* blocks, i64 block_begin, i64 block_end, i64 m, co
   }
 }
 
+void quantize_lut(const float* q_tables, const float* cell_tables, const float* lows, i64 m, i64 ksub, float sign,
+                  float scale, float top, std::uint8_t* out) {
+  for (i64 s = 0; s < m; ++s) {
+    const float* qt = q_tables + s * ksub;
+    const float* ct = cell_tables ? cell_tables + s * ksub : nullptr;
+    const float low = lows[s];
+    for (i64 j = 0; j < ksub; ++j) {
+      const float v = ct ? ct[j] + qt[j] : sign * qt[j];
+      const float u = std::min((v - low) * scale + 0.5f, top);
+      out[s * ksub + j] = static_cast<std::uint8_t>(static_cast<int>(u));
+    }
+  }
+}
+
+void table_ranges(const float* t, i64 m, i64 ksub, float* lo, float* hi) {
+  for (i64 s = 0; s < m; ++s) {
+    float a = t[s * ksub], b = a;
+    for (i64 j = 1; j < ksub; ++j) {
+      a = std::min(a, t[s * ksub + j]);
+      b = std::max(b, t[s * ksub + j]);
+    }
+    lo[s] = a;
+    hi[s] = b;
+  }
+}
+
 void fill_pq(PQKernels* out) {
   out->name = "pq_scalar";
+  out->table_ranges = table_ranges;
+  out->quantize_lut = quantize_lut;
   out->scan8 = scan8;
   out->scan8_name = "scan8_scalar";
   out->scan4 = scan4;

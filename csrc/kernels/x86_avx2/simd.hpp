@@ -24,6 +24,13 @@ struct V {
   static inline reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static inline reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+  // Truncate each lane to int32 and store it as a byte (lanes hold 0..255): 8 bytes.
+  static inline void store_trunc_u8(reg v, std::uint8_t* p) {
+    const __m256i i32 = _mm256_cvttps_epi32(v);
+    const __m128i i16 = _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(i16, i16));
+  }
   static inline reg lane_index() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
   // 8 x 8 tile transpose: dst row c (dst + c * dst_stride) = column c of the src rows (src + r * src_stride).
   static constexpr bool has_transpose = true;

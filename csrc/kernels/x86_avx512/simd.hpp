@@ -28,6 +28,11 @@ struct V {
   static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static inline reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+  // Truncate each lane to int32 and store its low byte (lanes hold 0..255): 16 bytes.
+  static inline void store_trunc_u8(reg v, std::uint8_t* p) {
+    _mm512_mask_cvtepi32_storeu_epi8(p, 0xFFFF, _mm512_cvttps_epi32(v));
+  }
   static constexpr bool has_transpose = false;  // tile transposes: AVX2 only so far
   static inline void transpose(const float*, i64, float*, i64) {}
   static inline reg lane_index() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }

@@ -111,6 +111,15 @@ static inline __m512 _mm512_min_ps(__m512 a, __m512 b) {  // MINPS: the second o
   __m512 r; for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i]; return r;
 }
 
+// Float to int32 with truncation (values in range) and the truncating int32 -> byte store (generic/pq-inl.hpp's
+// quantize_lut).
+static inline __m512i _mm512_cvttps_epi32(__m512 a) {
+  __m512i r; for (int i = 0; i < 16; ++i) { const std::int32_t v = static_cast<std::int32_t>(a.v[i]); std::memcpy(r.b + 4 * i, &v, 4); } return r;
+}
+static inline void _mm512_mask_cvtepi32_storeu_epi8(void* p, __mmask16 k, __m512i a) {
+  for (int i = 0; i < 16; ++i) if ((k >> i) & 1) static_cast<std::uint8_t*>(p)[i] = a.b[4 * i];
+}
+
 // AVX512BW / VBMI integer operations of csrc/kernels/x86_avx512_vbmi/pq_scan8.cpp (bytes and uint16 lanes,
 // little-endian as on x86).
 static inline std::uint16_t emu_u16(const __m512i& a, int i) { std::uint16_t v; std::memcpy(&v, a.b + 2 * i, 2); return v; }
