@@ -51,6 +51,10 @@ def kernel_for(names: dict, call_name: str) -> str:
         return names["pq"]["scan8"]
     if fam == "pq-scan4":
         return names["pq"]["scan4"]
+    if fam == "ivfpq8":  # tables and uint8 tables on the float kernels, the scan on scan8
+        return f'{names["pq"]["float32"]} + {names["pq"]["scan8"]}'
+    if fam == "ivfpq4":
+        return f'{names["pq"]["float32"]} + {names["pq"]["scan4"]}'
     if fam == "pq":
         return names["pq"]["float32"]
     if fam == "fde":
@@ -85,6 +89,10 @@ def build_calls(np, simkern, quick: bool):
     idx4 = simkern.PQIndex(128, 32, nbits=4).train(x_fit, iters=5, threads=1)
     idx4.add(x_enc, threads=1)
     pq_q = rng.standard_normal((100, 128)).astype(np.float32)
+    ivf8 = simkern.IVFPQIndex(128, 64, 16, 8).train(x_fit, iters=3, threads=1)
+    ivf8.add(x_enc, threads=1)
+    ivf4 = simkern.IVFPQIndex(128, 64, 32, 4).train(x_fit, iters=3, threads=1)
+    ivf4.add(x_enc, threads=1)
     hnsw = simkern.HNSWIndex(128, M=16, ef_construction=100, seed=1)
     hnsw.add(x_enc[: 20_000 // scale], threads=1)
     h_q = rng.standard_normal((500 // scale, 128)).astype(np.float32)
@@ -111,6 +119,8 @@ def build_calls(np, simkern, quick: bool):
         ("pq train m16", lambda: simkern.ProductQuantizer(128, 16).train(x_fit, iters=5, **t1)),
         ("pq-scan8 PQIndex.search m16", lambda: idx8.search(pq_q, 10, **t1)),
         ("pq-scan4 PQIndex.search m32", lambda: idx4.search(pq_q, 10, **t1)),
+        ("ivfpq8 IVFPQIndex.search m16 nprobe 8", lambda: ivf8.search(pq_q, 10, nprobe=8, **t1)),
+        ("ivfpq4 IVFPQIndex.search m32 nprobe 8", lambda: ivf4.search(pq_q, 10, nprobe=8, **t1)),
         ("hnsw search ef=64", lambda: hnsw.search(h_q, 10, ef=64, **t1)),
         ("fwht 4096 x 256 f32", lambda: simkern.fwht(w, **t1)),
         ("sketch srht to 512 rows", lambda: simkern.sketch(a, 512, **t1)),

@@ -9,9 +9,13 @@ simkern / faiss beside the target (>= 1.5x at one thread). A recall-vs-QPS plot 
 
     python bench/bench_ivfpq.py [--quick] [--datasets dev,synthetic] [--json FILE] [--plot FILE]
 
+Configurations: by_residual=True on both sides (IndexIVFPQ's default and the RepCONC / JPQ structure) and, for
+4 bits, also by_residual=False on both ("-raw": IndexIVFPQFastScan's default, which skips the residual tables).
+
 Datasets: "dev" = ../shared/data/dev sentence vectors (60k x 384, L2-normalised; ground truth: the stored exact
-inner-product top-10, = L2 order), nlist 256, m 48 x 8 bit and 96 x 4 bit; "synthetic" = 1M x 128 Gaussian mixture
-(1000 clusters; --quick: 200k), nlist 1024, m 16 x 8 bit and 32 x 4 bit; exact L2 ground truth by faiss IndexFlatL2.
+inner-product top-10, = L2 order), nlist 256, m 48 x 8 bit and 96 x 4 bit (and 96 x 4 raw); "synthetic" = 1M x 128
+Gaussian mixture (1000 clusters; --quick: 200k), nlist 1024, m 16 x 8 bit and 32 x 4 bit (and 32 x 4 raw); exact L2
+ground truth by faiss IndexFlatL2.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def qps_at(curve: list[tuple[int, float, float]], target: float) -> float | None
     return None
 
 
-def run_config(name, x, q, gt, nlist, m, nbits, iters, nprobes, thread_counts, rounds, train_n):
+def run_config(name, x, q, gt, nlist, m, nbits, by_residual, iters, nprobes, thread_counts, rounds, train_n):
     import faiss
     import simkern
 
@@ -94,8 +98,8 @@ def run_config(name, x, q, gt, nlist, m, nbits, iters, nprobes, thread_counts, r
     rng = np.random.default_rng(0)
     sample = x if train_n >= len(x) else np.ascontiguousarray(x[np.sort(rng.choice(len(x), train_n, replace=False))])
     all_threads = max(thread_counts)
-    out = {"config": name, "n": len(x), "dim": dim, "nlist": nlist, "m": m, "nbits": nbits, "iters": iters,
-           "train_rows": len(sample)}
+    out = {"config": name, "n": len(x), "dim": dim, "nlist": nlist, "m": m, "nbits": nbits,
+           "by_residual": by_residual, "iters": iters, "train_rows": len(sample)}
 
     # -- build, at every thread (training and adding are reported at the largest thread count)
     faiss.omp_set_num_threads(all_threads)
@@ -104,6 +108,7 @@ def run_config(name, x, q, gt, nlist, m, nbits, iters, nprobes, thread_counts, r
         fidx = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8)
     else:
         fidx = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4)
+    fidx.by_residual = by_residual  # IndexIVFPQFastScan's default is False, IndexIVFPQ's True: set on both
     fidx.cp.niter = iters
     fidx.pq.cp.niter = iters
     t = time.perf_counter()
@@ -113,7 +118,7 @@ def run_config(name, x, q, gt, nlist, m, nbits, iters, nprobes, thread_counts, r
     fidx.add(x)
     out["faiss_add_s"] = time.perf_counter() - t
 
-    sidx = simkern.IVFPQIndex(dim, nlist, m, nbits, "l2")
+    sidx = simkern.IVFPQIndex(dim, nlist, m, nbits, "l2", by_residual=by_residual)
     t = time.perf_counter()
     sidx.train(sample, iters=iters, threads=all_threads)
     out["simkern_train_s"] = time.perf_counter() - t
@@ -125,8 +130,11 @@ def run_config(name, x, q, gt, nlist, m, nbits, iters, nprobes, thread_counts, r
     # -- quantisation error on 10k database rows
     probe = x[:10000]
     cells = simkern._core._ivf_assign(probe, sidx._centroids_t, sidx._half_norms, all_threads)
-    resid = np.ascontiguousarray(probe - sidx.centroids[cells])
-    recon = sidx.centroids[cells] + sidx.pq.decode(sidx.pq.encode(resid))
+    if by_residual:
+        resid = np.ascontiguousarray(probe - sidx.centroids[cells])
+        recon = sidx.centroids[cells] + sidx.pq.decode(sidx.pq.encode(resid))
+    else:
+        recon = sidx.pq.decode(sidx.pq.encode(probe))
     out["simkern_mse"] = float(((recon - probe) ** 2).sum(1).mean())
     try:
         frecon = fidx.sa_decode(fidx.sa_encode(probe))
@@ -179,6 +187,7 @@ def print_report(results: list[dict], meta: dict) -> None:
           "ratio = simkern QPS / faiss QPS at equal recall (interpolated); target >= 1.5x at 1 thread")
     for r in results:
         print(f"\n-- {r['config']}: n={r['n']} dim={r['dim']} nlist={r['nlist']} m={r['m']} x {r['nbits']} bit, "
+              f"by_residual={r['by_residual']}, "
               f"{r['iters']} k-means iterations, {r['train_rows']} training rows")
         print(f"   train  simkern {r['simkern_train_s']:.2f} s  faiss {r['faiss_train_s']:.2f} s  "
               f"(faiss/simkern {r['faiss_train_s'] / r['simkern_train_s']:.2f}x, target >= 1)")
@@ -249,17 +258,19 @@ def main() -> None:
         else:
             x, q, gt = load_dev()
             nprobes = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-            for m, nbits in ((48, 8), (96, 4)):
-                results.append(run_config(f"dev-{m}x{nbits}", x, q, gt, 256, m, nbits, iters, nprobes, thread_counts,
-                                          rounds, 256 * 256))
+            for m, nbits, res in ((48, 8, True), (96, 4, True), (96, 4, False)):
+                name = f"dev-{m}x{nbits}" + ("" if res else "-raw")
+                results.append(run_config(name, x, q, gt, 256, m, nbits, res, iters, nprobes, thread_counts, rounds,
+                                          256 * 256))
     if "synthetic" in wanted:
         n = 200_000 if args.quick else 1_000_000
         log(f"synthetic: {n} x 128, exact ground truth ...")
         x, q, gt = make_synthetic(n)
         nprobes = [1, 2, 4, 8, 16, 32, 64, 128]
-        for m, nbits in ((16, 8), (32, 4)):
-            results.append(run_config(f"synthetic{n // 1000}k-{m}x{nbits}", x, q, gt, 1024, m, nbits, iters, nprobes,
-                                      thread_counts, rounds, 256 * 1024))
+        for m, nbits, res in ((16, 8, True), (32, 4, True), (32, 4, False)):
+            name = f"synthetic{n // 1000}k-{m}x{nbits}" + ("" if res else "-raw")
+            results.append(run_config(name, x, q, gt, 1024, m, nbits, res, iters, nprobes, thread_counts, rounds,
+                                      256 * 1024))
     names = simkern.kernel_names()["pq"]
     meta = {"faiss": faiss.__version__, "simkern": simkern.__version__, "isa": simkern.active_isa(),
             "scan8": names["scan8"], "scan4": names["scan4"], "cpus": cpus, "cpu": platform.processor() or "?",

@@ -28,6 +28,7 @@ SEEDED = {
     "OPQ.train": (lambda s: simkern.OPQ(8, 2, 4, iters=2, pq_iters=1).train(X, pq_final_iters=1, seed=s), 2**64),
     "PQIndex.train": (lambda s: simkern.PQIndex(8, 2, 4).train(X, iters=1, seed=s), 2**64),
     "PQIndex(opq).train": (lambda s: simkern.PQIndex(8, 2, 4, opq=True).train(X, iters=1, seed=s), 2**64),
+    "IVFPQIndex.train": (lambda s: simkern.IVFPQIndex(8, 4, 2, 4).train(X, iters=1, seed=s), 2**64),
     "sketch": (lambda s: simkern.sketch(A, 8, seed=s), 2**64),
     "lstsq_sketched": (lambda s: simkern.lstsq_sketched(A, A[:, 0].copy(), m=16, seed=s), 2**64),
     "FDE": (lambda s: simkern.FDE(8, seed=s), 2**32),  # the reference's 32-bit seed
@@ -88,6 +89,7 @@ def _searches():
     return {
         "HNSWIndex.search": simkern.HNSWIndex.search,
         "PQIndex.search": simkern.PQIndex.search,
+        "IVFPQIndex.search": simkern.IVFPQIndex.search,
         "MultiVectorIndex.search": simkern.MultiVectorIndex.search,
         "maxsim_topk": simkern.maxsim_topk,
     }
@@ -112,6 +114,7 @@ def test_every_search_runs_with_the_default_k():
 @pytest.mark.parametrize("build", [
     lambda: simkern.HNSWIndex(8).add(X, progress=True),
     lambda: simkern.PQIndex(8, 2, 4).train(X, iters=1).add(X, progress=True),
+    lambda: simkern.IVFPQIndex(8, 4, 2, 4).train(X, iters=1).add(X, progress=True),
     lambda: simkern.MultiVectorIndex(8, ann="flat").add(DOCS, progress=True),
 ])
 def test_every_long_build_takes_progress(build, capsys, monkeypatch):
@@ -136,10 +139,13 @@ def _indexes():
     h.add(X[:300])
     p = simkern.PQIndex(8, 2, 8).train(X, iters=2)
     p.add(X[:300])
-    return {"hnsw": h, "pq": p}
+    ivf = simkern.IVFPQIndex(8, 4, 2, 8).train(X, iters=2)
+    ivf.add(X[:300])
+    ivf.nprobe = 4
+    return {"hnsw": h, "pq": p, "ivfpq": ivf}
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "pq"])
+@pytest.mark.parametrize("kind", ["hnsw", "pq", "ivfpq"])
 def test_one_filter_rule_for_every_index(kind):
     index = _indexes()[kind]
     assert index.id_bound == 300
@@ -226,6 +232,8 @@ def _out_cases():
     h.add(X[:200])
     p = simkern.PQIndex(8, 2, 8).train(X, iters=2)
     p.add(X[:200])
+    ivf = simkern.IVFPQIndex(8, 4, 2, 8).train(X, iters=2)
+    ivf.add(X[:200])
     mv = simkern.MultiVectorIndex(8, ann="flat")
     mv.add(DOCS * 4)
     docs = simkern.Ragged.from_list(DOCS * 4)
@@ -244,6 +252,7 @@ def _out_cases():
         "OPQ.distance_tables": (lambda **o: opq.distance_tables(X[:3], **o), (np.float32, (3, 2, 256))),
         "HNSWIndex.search": (lambda **o: h.search(X[:4], 6, **o), "pair"),
         "PQIndex.search": (lambda **o: p.search(X[:4], 6, **o), "pair"),
+        "IVFPQIndex.search": (lambda **o: ivf.search(X[:4], 6, nprobe=2, **o), "pair"),
         "MultiVectorIndex.search": (lambda **o: mv.search(DOCS[:4], 6, **o), "pair"),
         "maxsim_topk": (lambda **o: simkern.maxsim_topk(DOCS[:4], docs, 6, **o), "pair"),
         "HNSWIndex.get_vectors": (lambda **o: h.get_vectors([3, 1, 4], **o), (np.float32, (3, 8))),

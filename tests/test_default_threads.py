@@ -50,6 +50,8 @@ def _calls():
     index.add(x)
     hnsw = simkern.HNSWIndex(16)
     hnsw.add(x)
+    ivf = simkern.IVFPQIndex(16, 8, 4).train(x, iters=2)
+    ivf.add(x)
     fde = simkern.FDE(16, num_repetitions=4, num_simhash_projections=3, seed=0)
     mvi = simkern.MultiVectorIndex(16, fde=simkern.FDE(16, num_repetitions=2, num_simhash_projections=2, seed=0))
     mvi.add(ds)
@@ -64,6 +66,9 @@ def _calls():
         "pq.distance_tables": lambda: pq.distance_tables(q),
         "pq.adc": lambda: pq.adc(q, codes),
         "pq_index.search": lambda: index.search(q, 5),
+        "ivfpq.train": lambda: simkern.IVFPQIndex(16, 8, 4).train(x, iters=2),
+        "ivfpq.add": lambda: ivf.add(x[:50]),
+        "ivfpq.search": lambda: ivf.search(q, 5, nprobe=3),
         "hnsw.add": lambda: simkern.HNSWIndex(16).add(x),
         "hnsw.search": lambda: hnsw.search(q, 5),
         "fde.encode_documents": lambda: fde.encode_documents(ds),

@@ -497,10 +497,11 @@ class IVFSearch {
   // Per-task scratch of the scans.
   struct Scratch {
     std::vector<std::uint8_t> lut, tail_block;
+    i64 lut_query = -1;  // the query whose probe-independent tables `lut` holds (no cell tables)
   };
   Scratch scratch() const {
     return {std::vector<std::uint8_t>(static_cast<std::size_t>(lut_bytes), 0),
-            std::vector<std::uint8_t>(static_cast<std::size_t>(code_bytes * group))};
+            std::vector<std::uint8_t>(static_cast<std::size_t>(code_bytes * group)), -1};
   }
 
   // Scan probes [p0, p1) of query q (nearest cell first) into col.
@@ -519,8 +520,12 @@ class IVFSearch {
       if (!cell.size || (col.threshold != kNone && col.threshold < offset)) continue;  // every g > threshold
       // uint8 tables of (q, c): entry = min(levels, trunc((v - low) * scale + 0.5)), within 0.5 + 2^-13 of the
       // exact (v - low) * scale (float arithmetic on values <= levels).
-      kern.quantize_lut(st.tables, a.cell_tables ? a.cell_tables + c * m * ksub : nullptr, st.lows.data() + p * m, m,
-                        ksub, sign, st.scale, top, sc.lut.data());
+      // Without cell tables every probe of the query has the same uint8 tables (same lows): built once.
+      if (a.cell_tables || sc.lut_query != q) {
+        kern.quantize_lut(st.tables, a.cell_tables ? a.cell_tables + c * m * ksub : nullptr, st.lows.data() + p * m, m,
+                          ksub, sign, st.scale, top, sc.lut.data());
+        sc.lut_query = q;
+      }
       IVFScanCell ctx{&col,
                       offset,
                       0,
@@ -550,33 +555,35 @@ class IVFSearch {
     }
   }
 
-  // The exact float score of a candidate (ivfpq.hpp's formula; subspace order).
-  float rescore(i64 q, const Query& st, const IVFCand& cd) const {
-    const i64 c = a.probes[q * a.nprobe + cd.probe];
-    const IVFLists::Cell& cell = L.cell(c);
-    // The code's bytes: a column of a block (stride group) or of the tail (stride: its length).
-    const i64 full = (cell.size / group) * group;
-    const bool in_tail = cd.pos >= full;
-    const std::uint8_t* code = in_tail ? cell.tail_ptr() + (cd.pos - full)
-                                       : cell.blocks_ptr() + (cd.pos / group) * code_bytes * group + cd.pos % group;
-    const i64 stride = in_tail ? cell.size - full : group;
-    const float* qt = st.tables;
-    const float* ct = a.cell_tables ? a.cell_tables + c * m * ksub : nullptr;
-    float acc = a.bases[q * a.nprobe + cd.probe];
-    if (four_bit) {
-      for (i64 s = 0; s < m; ++s) {
-        const int j = (code[(s >> 1) * stride] >> ((s & 1) * 4)) & 15;
-        acc += ct ? ct[s * 16 + j] + qt[s * 16 + j] : qt[s * 16 + j];
-      }
-    } else if (ct) {
-      for (i64 s = 0; s < m; ++s) {
-        const int j = code[s * stride];
-        acc += ct[s * 256 + j] + qt[s * 256 + j];
-      }
-    } else {
-      for (i64 s = 0; s < m; ++s) acc += qt[s * 256 + code[s * stride]];
+  // The exact float scores of up to kRescoreBatch candidates (ivfpq.hpp's formula, subspace order per candidate):
+  // their sums are independent chains interleaved subspace by subspace, so the additions' latency overlaps.
+  static constexpr int kRescoreBatch = 8;
+  void rescore(i64 q, const Query& st, const IVFCand* cds, int count, float* out) const {
+    const std::uint8_t* code[kRescoreBatch];
+    i64 stride[kRescoreBatch];
+    const float* ct[kRescoreBatch];
+    float acc[kRescoreBatch];
+    for (int i = 0; i < count; ++i) {
+      const i64 c = a.probes[q * a.nprobe + cds[i].probe];
+      const IVFLists::Cell& cell = L.cell(c);
+      // The code's bytes: a column of a block (stride group) or of the tail (stride: its length).
+      const i64 full = (cell.size / group) * group, pos = cds[i].pos;
+      const bool in_tail = pos >= full;
+      code[i] = in_tail ? cell.tail_ptr() + (pos - full)
+                        : cell.blocks_ptr() + (pos / group) * code_bytes * group + pos % group;
+      stride[i] = in_tail ? cell.size - full : group;
+      ct[i] = a.cell_tables ? a.cell_tables + c * m * ksub : nullptr;
+      acc[i] = a.bases[q * a.nprobe + cds[i].probe];
     }
-    return acc;
+    const float* qt = st.tables;
+    for (i64 s = 0; s < m; ++s) {
+      const float* qs = qt + s * ksub;
+      for (int i = 0; i < count; ++i) {
+        const int j = four_bit ? (code[i][(s >> 1) * stride[i]] >> ((s & 1) * 4)) & 15 : code[i][s * stride[i]];
+        acc[i] += ct[i] ? ct[i][s * ksub + j] + qs[j] : qs[j];
+      }
+    }
+    for (int i = 0; i < count; ++i) out[i] = acc[i];
   }
 
   // The final bound over the query's collectors, exact re-scoring of the candidates within it, top-width; then the
@@ -597,13 +604,20 @@ class IVFSearch {
       i64 pos;
     };
     std::vector<Scored> cand;
+    std::vector<IVFCand> kept;
     for (i64 ch = 0; ch < n_cols; ++ch)
-      for (const IVFCand& cd : cols[ch].cand) {
-        if (cd.g > bound) continue;
-        const float acc = rescore(q, st, cd);
+      for (const IVFCand& cd : cols[ch].cand)
+        if (cd.g <= bound) kept.push_back(cd);
+    for (std::size_t i0 = 0; i0 < kept.size(); i0 += kRescoreBatch) {
+      const int count = static_cast<int>(std::min<std::size_t>(kRescoreBatch, kept.size() - i0));
+      float acc[kRescoreBatch];
+      rescore(q, st, kept.data() + i0, count, acc);
+      for (int i = 0; i < count; ++i) {
+        const IVFCand& cd = kept[i0 + i];
         const i64 id = L.cell(a.probes[q * a.nprobe + cd.probe]).ids_ptr()[cd.pos];
-        cand.push_back({smaller ? -acc : acc, id, cd.probe, cd.pos});
+        cand.push_back({smaller ? -acc[i] : acc[i], id, cd.probe, cd.pos});
       }
+    }
     const auto before = [](const Scored& x, const Scored& y) {
       return x.score > y.score || (x.score == y.score && x.id < y.id);
     };
@@ -655,11 +669,12 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, i64 dim, float*
   const IVFSearch S(lists, a);
   const i64 nq = a.nq, nprobe = a.nprobe, table_floats = S.m * S.ksub;
   if (nq >= threads) {
-    // Tasks of up to kBlock queries, each done start to end by one thread: the block's tables (computed
+    // Tasks of a block of queries, each done start to end by one thread: the block's tables (computed
     // together, so the codebooks are read once per block) stay in its cache through the scans and re-scoring.
-    constexpr i64 kBlock = 8;
-    parallel_for((nq + kBlock - 1) / kBlock, threads, [&](i64 t, int) {
-      const i64 q0 = t * kBlock, count = std::min(nq, q0 + kBlock) - q0;
+    // Blocks of at most 8 queries, and at least two tasks per thread where there are enough queries.
+    const i64 block = std::max<i64>(1, std::min<i64>(8, nq / (2 * threads)));
+    parallel_for((nq + block - 1) / block, threads, [&](i64 t, int) {
+      const i64 q0 = t * block, count = std::min(nq, q0 + block) - q0;
       std::vector<float> tables(static_cast<std::size_t>(count * table_floats));
       S.tables(q0, count, dim, tables.data());
       IVFSearch::Scratch sc = S.scratch();

@@ -86,7 +86,8 @@ class IVFPQIndex:
         self.by_residual, self.keep_vectors = bool(by_residual), bool(keep_vectors)
         self.opq = OPQ(dim, m, nbits, self.metric) if opq else None
         self._nprobe = 1
-        self._centroids: npt.NDArray[np.float32] | None = None
+        # coarse centroids transposed, (dim, nlist): the one copy kept
+        self._centroids_t: npt.NDArray[np.float32] | None = None
         self._write_lock = threading.Lock()
         self._mapped: _core._MappedFile | None = None
         self._next_id = 0
@@ -167,14 +168,13 @@ class IVFPQIndex:
         """Bytes of the lists (codes, ids, kept vectors; capacity included, or the mapped / loaded arrays they
         borrow), the centroids, codebooks, the L2 residual tables and the rotation."""
         total = int(self._lists.memory_bytes) + sum(int(a.nbytes) for a in self._borrowed)
-        for arr in (self._centroids, self._centroids_t, self._cell_tables, self.pq._codebooks):
+        for arr in (self._centroids_t, self._half_norms, self._cell_tables, self.pq._codebooks):
             total += 0 if arr is None else int(arr.nbytes)
         if self.opq is not None:
             total += int(self.opq.rotation.nbytes)
         return total
 
     _borrowed: tuple[npt.NDArray[Any], ...] = ()
-    _centroids_t: npt.NDArray[np.float32] | None = None
     _half_norms: npt.NDArray[np.float32] | None = None
     _cell_tables: npt.NDArray[np.float32] | None = None
     _cell_lo: npt.NDArray[np.float32] | None = None
@@ -242,12 +242,16 @@ class IVFPQIndex:
         rows = np.random.default_rng(seed).choice(x.shape[0], count, replace=False)
         return np.ascontiguousarray(x[np.sort(rows)])
 
+    @property
+    def _centroids(self) -> npt.NDArray[np.float32] | None:
+        """The coarse centroids (nlist, dim): a view of the transposed copy the GEMM reads (only that one is kept)."""
+        return None if self._centroids_t is None else self._centroids_t.T
+
     def _set_centroids(self, centroids: npt.NDArray[np.float32]) -> None:
         """Adopt coarse centroids (nlist, dim) and their derived forms."""
-        self._centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        self._centroids_t = np.ascontiguousarray(self._centroids.T)
+        self._centroids_t = np.ascontiguousarray(np.asarray(centroids, dtype=np.float32).T)
         if self.metric == "l2":
-            self._half_norms = (0.5 * (self._centroids.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
+            self._half_norms = (0.5 * (centroids.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
         else:  # the largest inner product: argmin of 0 - <x, c>
             self._half_norms = np.zeros(self.nlist, np.float32)
 
@@ -401,7 +405,7 @@ class IVFPQIndex:
         """Meta and sections of the index now (a copy of the lists, taken under their lock). Must be trained."""
         centroids = self._require_trained()
         sizes, blocks, tails, ids, vectors = self._lists.export()
-        sections = [_container.SectionSpec.of("centroids", centroids),
+        sections = [_container.SectionSpec.of("centroids", np.ascontiguousarray(centroids)),
                     _container.SectionSpec.of("codebooks", self.pq._require_trained())]
         if self.opq is not None:
             sections.append(_container.SectionSpec.of("rotation", self.opq.rotation))
