@@ -34,7 +34,7 @@ def _reference(idx, queries, k, nprobe, allowed=None):
     rotated = queries if idx.opq is None else queries @ idx.opq.rotation
     rotated = np.ascontiguousarray(rotated, dtype=np.float32)
     l2 = idx.metric == "l2"
-    probes, bases = _core._ivf_coarse(rotated, idx._centroids_t, idx._half_norms, l2, nprobe, 1)
+    probes, bases = _core._ivf_coarse(rotated, idx._centroids_blk, idx._half_norms, l2, nprobe, 1)
     # the query tables of the PQ kernels (checked against float64 in test_pq.py)
     if idx.by_residual or not l2:
         tables = _core._pq_tables(rotated, idx.pq._ct, 1, 1)
@@ -108,7 +108,7 @@ def test_coarse_equals_numpy(data):
         cen = idx.centroids.astype(np.float64)
         q64 = q.astype(np.float64)
         d = ((q64[:, None] - cen[None]) ** 2).sum(-1) if metric == "l2" else -(q64 @ cen.T)
-        probes, bases = _core._ivf_coarse(q, idx._centroids_t, idx._half_norms, metric == "l2", 5, 1)
+        probes, bases = _core._ivf_coarse(q, idx._centroids_blk, idx._half_norms, metric == "l2", 5, 1)
         want = np.argsort(d, axis=1, kind="stable")[:, :5]
         np.testing.assert_array_equal(probes, want)
         true_base = np.take_along_axis(d if metric == "l2" else -d, want, 1)
@@ -116,7 +116,7 @@ def test_coarse_equals_numpy(data):
         scale = ((q64**2).sum(1)[:, None] + (cen[want] ** 2).sum(-1)) if metric == "l2" else 1.0
         assert (np.abs(bases - true_base) <= 1e-5 * scale + 1e-6).all()
         # assignment: the nearest cell of every vector
-        cells = _core._ivf_assign(x, idx._centroids_t, idx._half_norms, 1)
+        cells = _core._ivf_assign(x, idx._centroids_blk, idx._half_norms, metric == "l2", 1)
         x64 = x.astype(np.float64)
         dx = ((x64[:, None] - cen[None]) ** 2).sum(-1) if metric == "l2" else -(x64 @ cen.T)
         best = dx[np.arange(len(x)), cells]

@@ -267,44 +267,59 @@ void bind_ivfpq(py::module_& m) {
       py::arg("x").noconvert(), py::arg("nlist"), py::arg("iters"), py::arg("seed"), py::arg("init"),
       py::arg("threads"), R"(_ivf_train(x f32 (n, dim), nlist, iters, seed, init 0|1, threads) -> f32 (nlist, dim))");
   m.def(
+      "_ivf_pack",
+      [](const CArray<float>& centroids) {
+        require_ndim(centroids, 2, "centroids");
+        const i64 nlist = centroids.shape(0), dim = centroids.shape(1);
+        require(nlist >= 1 && dim >= 1, "centroids must be non-empty");
+        py::array_t<float> blocked({(nlist + kCoarseBlock - 1) / kCoarseBlock, dim, kCoarseBlock});
+        ivf_pack_centroids(centroids.data(), nlist, dim, blocked.mutable_data());
+        return blocked;
+      },
+      py::arg("centroids").noconvert(), R"(_ivf_pack(centroids f32 (nlist, dim)) -> f32 (ceil(nlist/16), dim, 16))");
+  // The blocked centroids and their nlist, checked against the queries' dim.
+  const auto check_blocked = [](const CArray<float>& blocked, const CArray<float>& half_norms, i64 dim) {
+    require(blocked.ndim() == 3 && blocked.shape(1) == dim && blocked.shape(2) == kCoarseBlock,
+            "blocked centroids must be (nb, dim, 16)");
+    require_ndim(half_norms, 1, "half_norms");
+    const i64 nlist = half_norms.shape(0);
+    require(nlist >= 1 && (nlist + kCoarseBlock - 1) / kCoarseBlock == blocked.shape(0),
+            "half_norms must have nlist entries");
+    return nlist;
+  };
+  m.def(
       "_ivf_assign",
-      [](const CArray<float>& x, const CArray<float>& centroids_t, const CArray<float>& half_norms, int threads) {
+      [check_blocked](const CArray<float>& x, const CArray<float>& blocked, const CArray<float>& half_norms, bool l2,
+                      int threads) {
         require_ndim(x, 2, "x");
-        require_ndim(centroids_t, 2, "centroids_t");
-        const i64 n = x.shape(0), dim = x.shape(1), nlist = centroids_t.shape(1);
-        require(centroids_t.shape(0) == dim && half_norms.ndim() == 1 && half_norms.shape(0) == nlist,
-                "centroids_t must be (dim, nlist), half_norms (nlist,)");
+        const i64 n = x.shape(0), dim = x.shape(1), nlist = check_blocked(blocked, half_norms, dim);
         py::array_t<std::int32_t> cells(n);
         std::int32_t* out = cells.mutable_data();
         run_without_gil(
-            [&] { ivf_assign(x.data(), n, dim, centroids_t.data(), half_norms.data(), nlist, out, threads); });
+            [&] { ivf_assign(x.data(), n, dim, blocked.data(), half_norms.data(), nlist, l2, out, threads); });
         return cells;
       },
-      py::arg("x").noconvert(), py::arg("centroids_t").noconvert(), py::arg("half_norms").noconvert(),
-      py::arg("threads"),
-      R"(_ivf_assign(x f32 (n, dim), centroids_t f32 (dim, nlist), half_norms, threads) -> i32 (n,))");
+      py::arg("x").noconvert(), py::arg("blocked").noconvert(), py::arg("half_norms").noconvert(), py::arg("l2"),
+      py::arg("threads"), R"(_ivf_assign(x f32 (n, dim), blocked, half_norms, l2, threads) -> i32 (n,))");
   m.def(
       "_ivf_coarse",
-      [](const CArray<float>& queries, const CArray<float>& centroids_t, const CArray<float>& half_norms, bool l2,
-         i64 nprobe, int threads) {
+      [check_blocked](const CArray<float>& queries, const CArray<float>& blocked, const CArray<float>& half_norms,
+                      bool l2, i64 nprobe, int threads) {
         require_ndim(queries, 2, "queries");
-        require_ndim(centroids_t, 2, "centroids_t");
-        const i64 nq = queries.shape(0), dim = queries.shape(1), nlist = centroids_t.shape(1);
-        require(centroids_t.shape(0) == dim && half_norms.ndim() == 1 && half_norms.shape(0) == nlist,
-                "centroids_t must be (dim, nlist), half_norms (nlist,)");
+        const i64 nq = queries.shape(0), dim = queries.shape(1), nlist = check_blocked(blocked, half_norms, dim);
         require(nprobe >= 1 && nprobe <= nlist, "nprobe must be in 1..nlist");
         py::array_t<i64> probes({nq, nprobe});
         py::array_t<float> bases({nq, nprobe});
         i64* p = probes.mutable_data();
         float* b = bases.mutable_data();
         run_without_gil([&] {
-          ivf_coarse(queries.data(), nq, dim, centroids_t.data(), half_norms.data(), nlist, l2, nprobe, p, b, threads);
+          ivf_coarse(queries.data(), nq, dim, blocked.data(), half_norms.data(), nlist, l2, nprobe, p, b, threads);
         });
         return py::make_tuple(probes, bases);
       },
-      py::arg("queries").noconvert(), py::arg("centroids_t").noconvert(), py::arg("half_norms").noconvert(),
-      py::arg("l2"), py::arg("nprobe"), py::arg("threads"),
-      R"(_ivf_coarse(queries, centroids_t (dim, nlist), half_norms, l2, nprobe, threads) -> (probes i64, bases f32))");
+      py::arg("queries").noconvert(), py::arg("blocked").noconvert(), py::arg("half_norms").noconvert(), py::arg("l2"),
+      py::arg("nprobe"), py::arg("threads"),
+      R"(_ivf_coarse(queries, blocked, half_norms, l2, nprobe, threads) -> (probes i64 (nq, nprobe), bases f32))");
 }
 
 }  // namespace simkern::bind

@@ -279,31 +279,74 @@ void ivf_train_coarse(const float* x, i64 n, i64 dim, i64 nlist, int iters, std:
   kmeans(pq_kernels(), x, n, dim, nlist, iters, seed, init, centroids, threads);
 }
 
-void ivf_assign(const float* x, i64 n, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+void ivf_pack_centroids(const float* centroids, i64 nlist, i64 dim, float* blocked) {
+  const i64 nb = (nlist + kCoarseBlock - 1) / kCoarseBlock;
+  for (i64 b = 0; b < nb; ++b)
+    for (i64 k = 0; k < dim; ++k)
+      for (i64 jj = 0; jj < kCoarseBlock; ++jj) {
+        const i64 c = b * kCoarseBlock + jj;
+        blocked[(b * dim + k) * kCoarseBlock + jj] = c < nlist ? centroids[c * dim + k] : 0.0f;
+      }
+}
+
+namespace {
+
+// Inner products of `count` queries with every centroid: out (count, nb * kCoarseBlock), one `tables` call per
+// column block (dim x 16 floats, kept in L1 while the block of queries runs over it). Each product is the PQ
+// tables kernel's k-ordered sequence: the same bits on every ISA and for any blocking.
+void coarse_dots(const PQKernels& kern, const float* q, i64 count, i64 dim, const float* blocked, i64 nlist,
+                 float* out) {
+  const i64 nb = (nlist + kCoarseBlock - 1) / kCoarseBlock;
+  for (i64 b = 0; b < nb; ++b)
+    kern.tables(q, count, dim, blocked + b * dim * kCoarseBlock, dim, kCoarseBlock, false, out + b * kCoarseBlock,
+                nb * kCoarseBlock);
+}
+
+// The coarse score a cell is ranked by: |c|^2 / 2 - <q, c> (L2) or -<q, c> (IP); smaller is nearer.
+inline float coarse_score(bool l2, float half_norm, float dot) { return l2 ? half_norm - dot : -dot; }
+
+}  // namespace
+
+void ivf_assign(const float* x, i64 n, i64 dim, const float* blocked, const float* half_norms, i64 nlist, bool l2,
                 std::int32_t* cells, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
-  constexpr i64 kChunk = 256;
+  constexpr i64 kChunk = 16;
+  const i64 width = ((nlist + kCoarseBlock - 1) / kCoarseBlock) * kCoarseBlock;
   parallel_for((n + kChunk - 1) / kChunk, threads, [&](i64 t, int) {
     const i64 begin = t * kChunk, count = std::min(n, begin + kChunk) - begin;
-    kern.nearest_dot(x + begin * dim, count, dim, centroids_t, half_norms, dim, nlist, cells + begin, nullptr);
+    std::vector<float> dots(static_cast<std::size_t>(count * width));
+    coarse_dots(kern, x + begin * dim, count, dim, blocked, nlist, dots.data());
+    for (i64 i = 0; i < count; ++i) {
+      const float* d = dots.data() + i * width;
+      float best = coarse_score(l2, half_norms[0], d[0]);
+      i64 arg = 0;
+      for (i64 c = 1; c < nlist; ++c) {
+        const float v = coarse_score(l2, half_norms[c], d[c]);
+        if (v < best) best = v, arg = c;  // strict: the lower cell on ties
+      }
+      cells[begin + i] = static_cast<std::int32_t>(arg);
+    }
   });
 }
 
-void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* blocked, const float* half_norms, i64 nlist,
                 bool l2, i64 nprobe, i64* probes, float* bases, int threads) {
   threads = resolve_threads(threads);
   const PQKernels& kern = pq_kernels();
   constexpr i64 kQueryBlock = 16;  // queries per task: one GEMM block against all centroids
+  const i64 width = ((nlist + kCoarseBlock - 1) / kCoarseBlock) * kCoarseBlock;
   parallel_for((nq + kQueryBlock - 1) / kQueryBlock, threads, [&](i64 t, int) {
     const i64 q0 = t * kQueryBlock, count = std::min(nq, q0 + kQueryBlock) - q0;
-    std::vector<float> dots(static_cast<std::size_t>(count * nlist));
-    kern.tables(queries + q0 * dim, count, dim, centroids_t, dim, nlist, false, dots.data(), nlist);
+    std::vector<float> dots(static_cast<std::size_t>(count * width));
+    coarse_dots(kern, queries + q0 * dim, count, dim, blocked, nlist, dots.data());
     std::vector<std::pair<float, i64>> ranked(static_cast<std::size_t>(nlist));
     for (i64 qi = 0; qi < count; ++qi) {
-      const float* d = dots.data() + qi * nlist;
-      for (i64 c = 0; c < nlist; ++c) ranked[c] = {l2 ? half_norms[c] - d[c] : -d[c], c};
-      std::partial_sort(ranked.begin(), ranked.begin() + nprobe, ranked.end());  // ties: the lower cell
+      const float* d = dots.data() + qi * width;
+      for (i64 c = 0; c < nlist; ++c) ranked[c] = {coarse_score(l2, half_norms[c], d[c]), c};
+      // The nprobe best by (score, cell): ties to the lower cell.
+      if (nprobe < nlist) std::nth_element(ranked.begin(), ranked.begin() + nprobe, ranked.end());
+      std::sort(ranked.begin(), ranked.begin() + nprobe);
       const float* q = queries + (q0 + qi) * dim;
       double q_norm = 0.0;
       if (l2)
@@ -494,14 +537,27 @@ class IVFSearch {
     st.slack = static_cast<i64>(std::min(std::ceil(2.0 * (0.51 * m + 1.0 + float_error)) + 1.0, 0x1p40));
   }
 
-  // Per-task scratch of the scans.
+  struct Scored {
+    float score;  // best = largest (L2 distances negated)
+    i64 id;
+    std::int32_t probe;
+    i64 pos;
+  };
+  // Per-task scratch of the scans and of finish(), reused query after query.
   struct Scratch {
     std::vector<std::uint8_t> lut, tail_block;
     i64 lut_query = -1;  // the query whose probe-independent tables `lut` holds (no cell tables)
+    std::vector<i64> smallest;
+    std::vector<IVFCand> kept;
+    std::vector<Scored> cand;
   };
   Scratch scratch() const {
     return {std::vector<std::uint8_t>(static_cast<std::size_t>(lut_bytes), 0),
-            std::vector<std::uint8_t>(static_cast<std::size_t>(code_bytes * group)), -1};
+            std::vector<std::uint8_t>(static_cast<std::size_t>(code_bytes * group)),
+            -1,
+            {},
+            {},
+            {}};
   }
 
   // Scan probes [p0, p1) of query q (nearest cell first) into col.
@@ -510,6 +566,9 @@ class IVFSearch {
     col.k = a.width;
     col.slack = st.slack;
     col.compact_at = 2 * a.width + 256;
+    col.threshold = std::numeric_limits<i64>::max();
+    col.heap.clear();  // a task's collector is reused query after query: the buffers keep their capacity
+    col.cand.clear();
     const float top = static_cast<float>(levels);
     constexpr i64 kNone = std::numeric_limits<i64>::max();
     for (i64 p = p0; p < p1; ++p) {
@@ -588,23 +647,21 @@ class IVFSearch {
 
   // The final bound over the query's collectors, exact re-scoring of the candidates within it, top-width; then the
   // exact re-rank with stored vectors when asked; writes the query's k results.
-  void finish(i64 q, const Query& st, const IVFCollector* cols, i64 n_cols, float* out_scores, i64* out_ids) const {
+  void finish(i64 q, const Query& st, const IVFCollector* cols, i64 n_cols, Scratch& sc, float* out_scores,
+              i64* out_ids) const {
     const i64 width = a.width;
-    std::vector<i64> smallest;
+    std::vector<i64>& smallest = sc.smallest;
+    smallest.clear();
     for (i64 ch = 0; ch < n_cols; ++ch) smallest.insert(smallest.end(), cols[ch].heap.begin(), cols[ch].heap.end());
     i64 bound = std::numeric_limits<i64>::max();
     if (static_cast<i64>(smallest.size()) >= width) {
       std::nth_element(smallest.begin(), smallest.begin() + (width - 1), smallest.end());
       bound = smallest[width - 1] + st.slack;
     }
-    struct Scored {
-      float score;  // best = largest (L2 distances negated)
-      i64 id;
-      std::int32_t probe;
-      i64 pos;
-    };
-    std::vector<Scored> cand;
-    std::vector<IVFCand> kept;
+    std::vector<Scored>& cand = sc.cand;
+    std::vector<IVFCand>& kept = sc.kept;
+    cand.clear();
+    kept.clear();
     for (i64 ch = 0; ch < n_cols; ++ch)
       for (const IVFCand& cd : cols[ch].cand)
         if (cd.g <= bound) kept.push_back(cd);
@@ -679,11 +736,11 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, i64 dim, float*
       S.tables(q0, count, dim, tables.data());
       IVFSearch::Scratch sc = S.scratch();
       IVFSearch::Query st;
+      IVFCollector col;
       for (i64 i = 0; i < count; ++i) {
-        IVFCollector col;
         S.plan(q0 + i, tables.data() + i * table_floats, st);
         S.scan(q0 + i, st, 0, nprobe, col, sc);
-        S.finish(q0 + i, st, &col, 1, out_scores, out_ids);
+        S.finish(q0 + i, st, &col, 1, sc, out_scores, out_ids);
       }
     });
     return;
@@ -700,7 +757,8 @@ void ivfpq_search(const IVFLists& lists, const IVFSearchArgs& a, i64 dim, float*
     IVFSearch::Scratch sc = S.scratch();
     S.scan(q, states[q], chunk * nprobe / chunks, (chunk + 1) * nprobe / chunks, collectors[task], sc);
   });
-  for (i64 q = 0; q < nq; ++q) S.finish(q, states[q], collectors.data() + q * chunks, chunks, out_scores, out_ids);
+  IVFSearch::Scratch sc = S.scratch();
+  for (i64 q = 0; q < nq; ++q) S.finish(q, states[q], collectors.data() + q * chunks, chunks, sc, out_scores, out_ids);
 }
 
 }  // namespace simkern

@@ -86,8 +86,8 @@ class IVFPQIndex:
         self.by_residual, self.keep_vectors = bool(by_residual), bool(keep_vectors)
         self.opq = OPQ(dim, m, nbits, self.metric) if opq else None
         self._nprobe = 1
-        # coarse centroids transposed, (dim, nlist): the one copy kept
-        self._centroids_t: npt.NDArray[np.float32] | None = None
+        # coarse centroids in the GEMM's column blocks, (ceil(nlist / 16), dim, 16): the one copy kept
+        self._centroids_blk: npt.NDArray[np.float32] | None = None
         self._write_lock = threading.Lock()
         self._mapped: _core._MappedFile | None = None
         self._next_id = 0
@@ -107,7 +107,7 @@ class IVFPQIndex:
 
     @property
     def is_trained(self) -> bool:
-        return self._centroids is not None and self.pq.is_trained
+        return self._centroids_blk is not None and self.pq.is_trained
 
     @property
     def nprobe(self) -> int:
@@ -126,10 +126,8 @@ class IVFPQIndex:
 
     @property
     def centroids(self) -> npt.NDArray[np.float32]:
-        """float32 ``(nlist, dim)`` coarse centroids (read-only view; in the rotated space with OPQ)."""
-        view: npt.NDArray[np.float32] = self._require_trained().view()
-        view.flags.writeable = False
-        return view
+        """float32 ``(nlist, dim)`` coarse centroids (a copy; in the rotated space with OPQ)."""
+        return self._require_trained()
 
     @property
     def mmapped(self) -> bool:
@@ -168,7 +166,7 @@ class IVFPQIndex:
         """Bytes of the lists (codes, ids, kept vectors; capacity included, or the mapped / loaded arrays they
         borrow), the centroids, codebooks, the L2 residual tables and the rotation."""
         total = int(self._lists.memory_bytes) + sum(int(a.nbytes) for a in self._borrowed)
-        for arr in (self._centroids_t, self._half_norms, self._cell_tables, self.pq._codebooks):
+        for arr in (self._centroids_blk, self._half_norms, self._cell_tables, self.pq._codebooks):
             total += 0 if arr is None else int(arr.nbytes)
         if self.opq is not None:
             total += int(self.opq.rotation.nbytes)
@@ -186,9 +184,14 @@ class IVFPQIndex:
                 f"keep_vectors={self.keep_vectors}, n={len(self)}, {'trained' if self.is_trained else 'untrained'})")
 
     def _require_trained(self) -> npt.NDArray[np.float32]:
-        if self._centroids is None or not self.pq.is_trained:
+        self._check_trained()
+        centroids = self._centroids
+        assert centroids is not None
+        return centroids
+
+    def _check_trained(self) -> None:
+        if not self.is_trained:
             raise ValueError("the index is not trained: call train() first")
-        return self._centroids
 
     # -- training ----------------------------------------------------------------------------------------------
     def train(self, x: npt.NDArray[np.float32], *, iters: int = 25, seed: int = 0,
@@ -228,7 +231,7 @@ class IVFPQIndex:
                 report(2)
             sample = self._sample(x, max_train_points or _MAX_POINTS_PER_CENTROID * self.pq.ksub, seed + 1)
             if self.by_residual:
-                sample = self._residuals(sample, self._assign(sample, core_threads))
+                sample = self._residuals(sample, self._assign(sample, core_threads), centroids)
             self.pq.train(sample, iters=iters, seed=seed, init=init, threads=threads)
             self._set_tables()
             if report:
@@ -244,12 +247,15 @@ class IVFPQIndex:
 
     @property
     def _centroids(self) -> npt.NDArray[np.float32] | None:
-        """The coarse centroids (nlist, dim): a view of the transposed copy the GEMM reads (only that one is kept)."""
-        return None if self._centroids_t is None else self._centroids_t.T
+        """The coarse centroids (nlist, dim), unpacked from the GEMM's blocked copy (the only one kept)."""
+        blk = self._centroids_blk
+        if blk is None:
+            return None
+        return np.ascontiguousarray(blk.transpose(0, 2, 1).reshape(-1, self.dim)[: self.nlist])
 
     def _set_centroids(self, centroids: npt.NDArray[np.float32]) -> None:
         """Adopt coarse centroids (nlist, dim) and their derived forms."""
-        self._centroids_t = np.ascontiguousarray(np.asarray(centroids, dtype=np.float32).T)
+        self._centroids_blk = _core._ivf_pack(np.ascontiguousarray(centroids, dtype=np.float32))
         if self.metric == "l2":
             self._half_norms = (0.5 * (centroids.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
         else:  # the largest inner product: argmin of 0 - <x, c>
@@ -262,7 +268,7 @@ class IVFPQIndex:
         if self.metric != "l2" or not self.by_residual:
             return
         cb = self.pq._require_trained().astype(np.float64)          # (m, ksub, dsub)
-        cen = self._centroids.astype(np.float64).reshape(self.nlist, self.m, self.pq.dsub)  # type: ignore[union-attr]
+        cen = self._require_trained().astype(np.float64).reshape(self.nlist, self.m, self.pq.dsub)
         norms = (cb**2).sum(axis=2)                                   # (m, ksub)
         tables = norms[None] + 2.0 * np.einsum("csd,sjd->csj", cen, cb)
         self._cell_tables = np.ascontiguousarray(tables.astype(np.float32))
@@ -271,16 +277,18 @@ class IVFPQIndex:
 
     def _assign(self, x: npt.NDArray[np.float32], core_threads: int) -> npt.NDArray[np.int32]:
         """Nearest cell of each row (rotated space): smallest L2 / largest inner product, lowest cell on ties."""
-        assert self._centroids_t is not None and self._half_norms is not None  # trained
-        return _core._ivf_assign(x, self._centroids_t, self._half_norms, core_threads)
+        assert self._centroids_blk is not None and self._half_norms is not None  # trained
+        return _core._ivf_assign(x, self._centroids_blk, self._half_norms, self.metric == "l2", core_threads)
 
     def _ct(self) -> npt.NDArray[np.float32]:
         """The trained PQ's codebooks in the kernels' layout (m, dsub, ksub)."""
         assert self.pq._ct is not None  # trained
         return self.pq._ct
 
-    def _residuals(self, x: npt.NDArray[np.float32], cells: npt.NDArray[np.int32]) -> npt.NDArray[np.float32]:
-        return np.ascontiguousarray(x - self._centroids[cells])  # type: ignore[index]
+    @staticmethod
+    def _residuals(x: npt.NDArray[np.float32], cells: npt.NDArray[np.int32],
+                   centroids: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.ascontiguousarray(x - centroids[cells])
 
     # -- adding and removing -----------------------------------------------------------------------------------
     def add(self, x: npt.NDArray[np.float32], ids: npt.ArrayLike | None = None, *, threads: int | None = None,
@@ -289,7 +297,7 @@ class IVFPQIndex:
         to that cell's list under ``ids`` (int64, unique, none already in the index; default: continuing from
         ``id_bound``). Returns the ids. All of ``x`` is encoded before the lists change: an interrupted or
         failing add leaves the index as it was."""
-        self._require_trained()
+        centroids = self._require_trained()
         x = float32_rows(x, self.dim, "x")
         check_norms(x, "x")
         n = x.shape[0]
@@ -319,7 +327,7 @@ class IVFPQIndex:
                     part = self.opq._rotate_checked(part)
                 cells[start:start + len(part)] = self._assign(part, core_threads)
                 if self.by_residual:
-                    part = self._residuals(part, cells[start:start + len(part)])
+                    part = self._residuals(part, cells[start:start + len(part)], centroids)
                 codes[start:start + len(part)] = _core._pq_encode(part, self._ct(), core_threads)
                 if report:
                     report(start + len(part))
@@ -365,7 +373,7 @@ class IVFPQIndex:
 
     def _search(self, queries: npt.NDArray[np.float32], k: int, nprobe: int | None, filter: npt.ArrayLike | None,
                 rerank: int | None, threads: int | None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        self._require_trained()
+        self._check_trained()
         k = positive_int(k, "k")
         nprobe = self._nprobe if nprobe is None else self._nprobe_arg(nprobe)
         core_threads = threads_arg(threads)
@@ -380,8 +388,8 @@ class IVFPQIndex:
             allowed = np.unique(allowed)
         rotated = queries if self.opq is None else self.opq._rotate_checked(queries)
         l2 = self.metric == "l2"
-        assert self._centroids_t is not None and self._half_norms is not None  # trained (checked above)
-        probes, bases = _core._ivf_coarse(rotated, self._centroids_t, self._half_norms, l2, nprobe, core_threads)
+        assert self._centroids_blk is not None and self._half_norms is not None  # trained (checked above)
+        probes, bases = _core._ivf_coarse(rotated, self._centroids_blk, self._half_norms, l2, nprobe, core_threads)
         if not self.by_residual:
             bases[:] = 0.0
         # The query tables (computed in the search, per block of queries): inner products with residuals (times -2

@@ -202,6 +202,55 @@ int pq_check(std::mt19937_64& rng) {
   return runs;
 }
 
+// IVF-PQ table kernels: every level's quantize_lut bytes (with and without cell tables, both signs) and
+// table_ranges equal the scalar kernel's, for ksub 16 and 256 and m at odd sizes.
+int lut_check(std::mt19937_64& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const simkern::PQKernels& ref = simkern::kernels_for(simkern::Isa::scalar).pq;
+  int runs = 0;
+  for (int ksub : {16, 256}) {
+    for (int m : {1, 2, 3, 7, 16}) {
+      std::vector<float> qt(static_cast<std::size_t>(m * ksub)), ct(qt.size()), lows(m), want_lo(m), want_hi(m),
+          got_lo(m), got_hi(m);
+      for (float& v : qt) v = normal(rng);
+      for (float& v : ct) v = normal(rng);
+      ref.table_ranges(qt.data(), m, ksub, want_lo.data(), want_hi.data());
+      for (int level = 1; level < simkern::kNumIsas; ++level) {
+        const simkern::Isa isa = static_cast<simkern::Isa>(level);
+        if (!simkern::isa_compiled(isa) || !simkern::isa_supported(isa)) continue;
+        const simkern::PQKernels& k = simkern::kernels_for(isa).pq;
+        k.table_ranges(qt.data(), m, ksub, got_lo.data(), got_hi.data());
+        ++runs;
+        if (want_lo != got_lo || want_hi != got_hi)
+          fail("pq table_ranges differ from scalar", simkern::isa_name(isa), m, ksub);
+        for (int with_cells = 0; with_cells < 2; ++with_cells)
+          for (float sign : {1.0f, -1.0f}) {
+            // lows: a lower bound of each subspace's entries, scale: levels / a span (entries land in 0..top)
+            float span = 0.0f;
+            for (int s = 0; s < m; ++s) {
+              float lo = 1e30f, hi = -1e30f;
+              for (int j = 0; j < ksub; ++j) {
+                const float v = with_cells ? ct[s * ksub + j] + qt[s * ksub + j] : sign * qt[s * ksub + j];
+                lo = std::min(lo, v);
+                hi = std::max(hi, v);
+              }
+              lows[s] = lo;
+              span = std::max(span, hi - lo);
+            }
+            const float top = ksub == 16 ? 127.0f : 255.0f, scale = top / span;
+            std::vector<std::uint8_t> want(qt.size()), got(qt.size());
+            const float* cells = with_cells ? ct.data() : nullptr;
+            ref.quantize_lut(qt.data(), cells, lows.data(), m, ksub, sign, scale, top, want.data());
+            k.quantize_lut(qt.data(), cells, lows.data(), m, ksub, sign, scale, top, got.data());
+            ++runs;
+            if (want != got) fail("pq quantize_lut differs from scalar", simkern::isa_name(isa), m, ksub);
+          }
+      }
+    }
+  }
+  return runs;
+}
+
 // Quantised scans: every level's scan4 / scan8 reports exactly the scalar kernel's (id, sum) pairs for 1-4 queries
 // and several thresholds (4-bit tables <= 127 as the contract says, 8-bit tables 0-255).
 struct ScanOut {
@@ -585,7 +634,7 @@ int main() {
       }
     }
   }
-  const int pq_runs = pq_check(rng) + scan_check(rng);
+  const int pq_runs = pq_check(rng) + scan_check(rng) + lut_check(rng);
   const int fde_runs = fde_check(rng);
   const int hnsw_runs = hnsw_check(rng);
   const int fwht_runs = fwht_check(rng);

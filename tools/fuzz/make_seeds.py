@@ -81,6 +81,24 @@ def pq_objects(rng) -> dict[str, object]:
     return out
 
 
+def ivfpq_indexes(rng) -> dict[str, simkern.IVFPQIndex]:
+    """Small trained IVF-PQ indexes: cells with full blocks and tails, removals, vectors, OPQ, raw IP codes."""
+    x = _vectors(rng, 400, 8)
+    out = {}
+    i8 = simkern.IVFPQIndex(8, 3, 2, keep_vectors=True, opq=True).train(x, iters=2)
+    i8.add(x[:150])
+    out["ivf8-vec-opq"] = i8
+    i4 = simkern.IVFPQIndex(6, 4, 3, nbits=4).train(x[:, :6].copy(), iters=2)
+    i4.add(x[:90, :6].copy(), ids=np.arange(1000, 1090))
+    i4.remove(np.arange(1000, 1090, 7))
+    out["ivf4-odd-removed"] = i4
+    ip = simkern.IVFPQIndex(4, 2, 2, nbits=4, metric="ip", by_residual=False).train(x[:, :4].copy(), iters=1)
+    ip.add(x[:40, :4].copy())
+    out["ivf4-ip-raw"] = ip
+    out["ivf-empty"] = simkern.IVFPQIndex(4, 2, 1, nbits=4).train(x[:, :4].copy(), iters=1)
+    return out
+
+
 def multivector_indexes(rng) -> dict[str, simkern.MultiVectorIndex]:
     small_fde = dict(num_repetitions=2, num_simhash_projections=1, projection_dimension=2)
     docs = [_vectors(rng, int(n), 4) for n in rng.integers(1, 4, 20)]
@@ -131,6 +149,11 @@ def main(out_dir: str) -> None:
             for control in (0, FIX):
                 _write(os.path.join(out_dir, "pq_index_file", "corpus"), f"seed-{name}-{control}",
                        bytes([control]) + _saved_bytes(obj))
+    # ivfpq_file: control byte + file bytes (8-bit with vectors and OPQ, 4-bit odd m with removals, IP raw, empty)
+    for name, obj in ivfpq_indexes(rng).items():
+        for control in (0, FIX, MMAP | FIX):
+            _write(os.path.join(out_dir, "ivfpq_file", "corpus"), f"seed-{name}-{control}",
+                   bytes([control]) + _saved_bytes(obj))
     # pq_pickle: base states (pickled by us, trusted) + corpus of FuzzedDataProvider inputs
     base = os.path.join(out_dir, "pq_pickle", "base")
     os.makedirs(base, exist_ok=True)

@@ -36,7 +36,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 STAGED = os.path.join(ROOT, "tools", "sanitize", "staged.py")
-TARGETS = ["hnsw_file", "hnsw_pickle", "pq_index_file", "pq_pickle", "multivector_dir", "ragged", "hnswlib_file"]
+TARGETS = ["hnsw_file", "hnsw_pickle", "pq_index_file", "ivfpq_file", "pq_pickle", "multivector_dir", "ragged",
+           "hnswlib_file"]
 
 
 def _tail(path: str, lines: int = 60) -> str:

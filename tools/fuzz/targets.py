@@ -8,6 +8,7 @@ input as crash-*); so is a process crash (a signal; an ASan / UBSan report when 
     hnsw_file        HNSWIndex.load of a mutated saved file; control bit MMAP: load(..., mmap=True)
     hnsw_pickle      pickle.loads of an HNSWIndex whose state {"data": ...} carries the mutated payload
     pq_index_file    PQIndex.load of a mutated saved file
+    ivfpq_file       IVFPQIndex.load of a mutated saved file; control bit MMAP: load(..., mmap=True)
     pq_pickle        pickle.loads of a ProductQuantizer / OPQ / PQIndex whose state was mutated field by field
     multivector_dir  MultiVectorIndex.load of a saved folder with one file replaced by the mutated bytes
     ragged           Ragged(tokens, offsets) / as_ragged / Ragged pickle state with fuzzed offsets and shapes, then
@@ -421,6 +422,26 @@ def use_pq_index(index: simkern.PQIndex, seed: int) -> None:
     index.search(q, 3, threads=1)
 
 
+def use_ivfpq(index: simkern.IVFPQIndex, seed: int) -> None:
+    repr(index)
+    n = len(index)
+    ids = index.ids()
+    assert ids.shape == (n,), (ids.shape, n)
+    assert int(index.list_sizes().sum()) == n
+    if not index.is_trained or index.dim > MAX_DIM:
+        return
+    q = _rows(seed, 2, index.dim)
+    _, got = index.search(q, 3, nprobe=index.nlist, threads=1)
+    assert np.isin(got[got >= 0], ids).all(), "search returned an id that is not stored"
+    if n:
+        index.search(q, 2, nprobe=1, filter=ids[::2], threads=1)
+        index.remove(ids[:1])
+    if index.keep_vectors:
+        index.search(q, 2, rerank=2, threads=1)
+    index.add(q, threads=1)
+    index.search(q, 3, nprobe=index.nlist, threads=1)
+
+
 def use_multivector(index: simkern.MultiVectorIndex, seed: int) -> None:
     repr(index)
     ids = index.ids()
@@ -482,6 +503,17 @@ def pq_index_file(data: bytes) -> None:
     path = os.path.join(_work_dir(), "index.pqi")
     _atomic_write(path, bytes(payload))
     _load_then_use(lambda: simkern.PQIndex.load(path), use_pq_index, len(data))
+
+
+def ivfpq_file(data: bytes) -> None:
+    if not data:
+        return
+    control, payload = data[0], bytearray(data[1:])
+    if control & FIX:
+        fix_container(payload)
+    path = os.path.join(_work_dir(), "index.ivf")
+    _atomic_write(path, bytes(payload))
+    _load_then_use(lambda: simkern.IVFPQIndex.load(path, mmap=bool(control & MMAP)), use_ivfpq, len(data))
 
 
 _PQ_CLASSES = {"ProductQuantizer": simkern.ProductQuantizer, "OPQ": simkern.OPQ, "PQIndex": simkern.PQIndex}
@@ -811,6 +843,7 @@ TARGETS = {
     "hnsw_file": hnsw_file,
     "hnsw_pickle": hnsw_pickle,
     "pq_index_file": pq_index_file,
+    "ivfpq_file": ivfpq_file,
     "pq_pickle": pq_pickle,
     "multivector_dir": multivector_dir,
     "ragged": ragged,

@@ -102,15 +102,22 @@ class IVFLists {
   std::vector<Cell> cells_;
 };
 
-// Coarse search: per query the nprobe best cells, by a GEMM of the queries against the centroids (transposed,
-// (dim, nlist)): L2 ranks |c|^2/2 - <q, c> (half_norms), IP ranks -<q, c>; ties to the lower cell. bases (nq,
-// nprobe): |q - c|^2 = |q|^2 + |c|^2 - 2 <q, c> (L2, in double from the GEMM's float dot product, rounded once)
-// or <q, c> (IP), for the probed cells.
-void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+// Coarse centroids for the GEMM, in column blocks of kCoarseBlock: blocked[(b * dim + k) * 16 + jj] = centroid
+// 16 b + jj, coordinate k (zero past nlist), shape (ceil(nlist / 16), dim, 16). One block stays in L1 while a block
+// of queries is scored against it.
+constexpr i64 kCoarseBlock = 16;
+void ivf_pack_centroids(const float* centroids, i64 nlist, i64 dim, float* blocked);
+
+// Coarse search: per query the nprobe best cells by one GEMM against the blocked centroids (the PQ tables kernel's
+// inner products, bit-identical on every ISA): L2 ranks |c|^2/2 - <q, c> (half_norms), IP ranks -<q, c>; ties to
+// the lower cell. bases (nq, nprobe): |q - c|^2 = |q|^2 + |c|^2 - 2 <q, c> (L2, in double from the float dot
+// product, rounded once) or <q, c> (IP), for the probed cells.
+void ivf_coarse(const float* queries, i64 nq, i64 dim, const float* blocked, const float* half_norms, i64 nlist,
                 bool l2, i64 nprobe, i64* probes, float* bases, int threads);
 
-// Nearest cell of each vector (k-means assignment arithmetic, pq.hpp nearest_dot; IP: largest <x, c>).
-void ivf_assign(const float* x, i64 n, i64 dim, const float* centroids_t, const float* half_norms, i64 nlist,
+// Nearest cell of each vector: the best cell of ivf_coarse's ranking (nprobe = 1), so a vector added and then
+// searched for probes its own cell first.
+void ivf_assign(const float* x, i64 n, i64 dim, const float* blocked, const float* half_norms, i64 nlist, bool l2,
                 std::int32_t* cells, int threads);
 
 // Coarse k-means (Lloyd, assignment on the thread pool; bit-identical across ISAs and thread counts).
