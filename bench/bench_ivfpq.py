@@ -14,8 +14,8 @@ Configurations: by_residual=True on both sides (IndexIVFPQ's default and the Rep
 
 Datasets: "dev" = ../shared/data/dev sentence vectors (60k x 384, L2-normalised; ground truth: the stored exact
 inner-product top-10, = L2 order), nlist 256, m 48 x 8 bit and 96 x 4 bit (and 96 x 4 raw); "synthetic" = 1M x 128
-Gaussian mixture (20000 overlapping components; --quick: 200k), nlist 1024, m 16 x 8 bit and 32 x 4 bit (and 32 x 4 raw); exact L2
-ground truth by faiss IndexFlatL2.
+Gaussian mixture (20000 overlapping components; --quick: 200k), nlist 1024, m 16 x 8 bit and 32 x 4 bit (and 32 x 4
+raw); exact L2 ground truth by faiss IndexFlatL2.
 """
 
 from __future__ import annotations

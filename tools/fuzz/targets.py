@@ -494,26 +494,26 @@ def hnsw_pickle(data: bytes) -> None:
     _load_then_use(lambda: _round_trip(simkern.HNSWIndex, {"data": bytes(payload)}), use_hnsw, len(data))
 
 
-def pq_index_file(data: bytes) -> None:
+def _file_target(data: bytes, fix, filename: str, load, use) -> None:
+    """A file target: control byte (FIX: repair the checksums with ``fix``), then the bytes, written to ``filename``
+    and loaded by ``load(path, control)``."""
     if not data:
         return
     control, payload = data[0], bytearray(data[1:])
     if control & FIX:
-        fix_pq_index(payload)
-    path = os.path.join(_work_dir(), "index.pqi")
+        fix(payload)
+    path = os.path.join(_work_dir(), filename)
     _atomic_write(path, bytes(payload))
-    _load_then_use(lambda: simkern.PQIndex.load(path), use_pq_index, len(data))
+    _load_then_use(lambda: load(path, control), use, len(data))
+
+
+def pq_index_file(data: bytes) -> None:
+    _file_target(data, fix_pq_index, "index.pqi", lambda path, control: simkern.PQIndex.load(path), use_pq_index)
 
 
 def ivfpq_file(data: bytes) -> None:
-    if not data:
-        return
-    control, payload = data[0], bytearray(data[1:])
-    if control & FIX:
-        fix_container(payload)
-    path = os.path.join(_work_dir(), "index.ivf")
-    _atomic_write(path, bytes(payload))
-    _load_then_use(lambda: simkern.IVFPQIndex.load(path, mmap=bool(control & MMAP)), use_ivfpq, len(data))
+    _file_target(data, fix_container, "index.ivf",
+                 lambda path, control: simkern.IVFPQIndex.load(path, mmap=bool(control & MMAP)), use_ivfpq)
 
 
 _PQ_CLASSES = {"ProductQuantizer": simkern.ProductQuantizer, "OPQ": simkern.OPQ, "PQIndex": simkern.PQIndex}
