@@ -220,8 +220,12 @@ def plot(results: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4), squeeze=False)
-    for ax, r in zip(axes[0], results):
+    cols = min(3, len(results))
+    rows = (len(results) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, results):
         for T, sw in r["sweeps"].items():
             for who, style in (("simkern", "-o"), ("faiss", "--s")):
                 c = sw["curves"][who]
@@ -229,7 +233,7 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries / s")
-        ax.set_title(f"{r['config']}", fontsize=9)
+        ax.set_title(f"{r['config']} (by_residual={r['by_residual']})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -243,7 +247,12 @@ def main() -> None:
     ap.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 and all)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--replot", default=None, metavar="JSON", help="only redraw --plot from a --json file")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f)["results"], args.plot or "ivfpq.png")
+        return
 
     import faiss
     import simkern

@@ -1,12 +1,13 @@
 """``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source
 checkout and write one Markdown report (machine, every table, PNG plots).
 
-Families: maxsim, pq, fde, hnsw, sketch, multivector, isa (default: all; isa: every family at every ISA level). The
+Families: maxsim, pq, ivfpq, fde, hnsw, sketch, multivector, isa (default: all; isa: every family at every ISA
+level). The
 scripts live in the repository's bench/
 folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for
 bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
 The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), sketch.png
-(eps_inf vs m), multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the
+(eps_inf vs m), ivfpq.png (QPS vs recall@10 per configuration), multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the
 sgemm peak). ``--update`` re-runs only the named families and replaces their sections of an existing report, keeping
 the others (each section says when it ran).
 """
@@ -28,6 +29,7 @@ from ._validate import atomic_write
 FAMILIES = {
     "maxsim": ("bench_maxsim.py", []),
     "pq": ("bench_pq.py", []),
+    "ivfpq": ("bench_ivfpq.py", []),
     "fde": ("bench_fde.py", []),
     "hnsw": ("bench_hnsw.py", ["--threads", "1,2"]),
     "sketch": ("bench_sketch.py", []),
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--plot", os.path.join(out, "hnsw.png")]
         if fam == "sketch":
             cmd += ["--png", os.path.join(out, "sketch.png")]
+        if fam == "ivfpq":
+            cmd += ["--plot", os.path.join(out, "ivfpq.png")]
         print(f"--- {fam}: {' '.join(cmd)}", file=sys.stderr, flush=True)
         t0, section_start = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         elif fam == "multivector" and proc.returncode == 0 and _plot_multivector(json_path,
                                                                                   os.path.join(out, "multivector.png")):
             plot = "multivector.png"
-        elif fam in ("hnsw", "sketch") and os.path.exists(os.path.join(out, f"{fam}.png")):
+        elif fam in ("hnsw", "sketch", "ivfpq") and os.path.exists(os.path.join(out, f"{fam}.png")):
             plot = f"{fam}.png"
         if plot:
             lines += [f"![{fam}]({plot})", ""]
