@@ -2,14 +2,13 @@
 checkout and write one Markdown report (machine, every table, PNG plots).
 
 Families: maxsim, pq, ivfpq, fde, hnsw, sketch, multivector, isa (default: all; isa: every family at every ISA
-level). The
-scripts live in the repository's bench/
-folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks for
-bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
-The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), sketch.png
-(eps_inf vs m), ivfpq.png (QPS vs recall@10 per configuration), multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the
-sgemm peak). ``--update`` re-runs only the named families and replaces their sections of an existing report, keeping
-the others (each section says when it ran).
+level). The scripts live in the repository's bench/ folder (they import the peers of the ``bench`` extra), so this
+command runs from a source checkout: it looks for bench/ in the current directory, then next to the installed
+package's source tree (``--bench-dir`` to set it). The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots
+beside it: hnsw.png (QPS vs recall), sketch.png (eps_inf vs m), ivfpq.png (QPS vs recall@10 per configuration),
+multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the sgemm peak).
+``--update`` re-runs only the named families and replaces their sections of an existing report, keeping the others
+(each section says when it ran).
 """
 
 from __future__ import annotations
