@@ -69,10 +69,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``simkern.cuda`` (the optional CUDA kernels) is imported on first use, so that ``import simkern`` stays fast
-    and never loads the CUDA module."""
-    if name == "cuda":
+    """``simkern.cuda`` (the optional CUDA kernels) and ``simkern.distributed`` (Ray) are imported on first use, so
+    that ``import simkern`` stays fast and never loads the CUDA module or Ray."""
+    if name in ("cuda", "distributed"):
         import importlib
 
-        return importlib.import_module(".cuda", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'simkern' has no attribute {name!r}")
