@@ -17,23 +17,38 @@ once (its constructor) and encodes every batch it is given with it. Batches are 
   Columns whose rows all have the same shape arrive as one 3-D array and are used as they are.
 - Results are bit-identical to the one-process encoders (the encoders are deterministic and every row is encoded
   by the same kernels whatever the batch or the worker).
+
+Sharded indexes: ``build_shards(dataset, template, num_shards, path)`` splits a dataset of (id, vector) rows into
+``num_shards`` parts, and a Ray task per part adds its rows to a copy of ``template`` - an empty ``HNSWIndex``, or a
+trained, empty ``PQIndex`` / ``IVFPQIndex`` (one quantizer shared by every shard, so scores are comparable across
+shards) - and saves it in the project's container format, with ``manifest.json`` (shard files, row counts, id
+ranges, SHA-256 of every file). ``ShardedIndex.open(path)`` starts one Ray actor per shard (and replica), each
+checking its file's checksum and loading it (mmap by default); ``search`` sends the queries to every shard that can
+hold an allowed id and merges the per-shard top-k exactly: by score, then id, so the merge does not depend on the
+order replies arrive in. Actors restart on a lost worker (``max_restarts``) and calls are retried
+(``max_task_retries``): a restarted actor reloads its shard from ``path``. PQIndex shards keep their global ids in a
+sidecar ``.npy`` (PQIndex ids are positions); HNSW and IVF-PQ shards store them. MultiVectorIndex shards are not
+supported yet.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
+import os
+import pickle
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._validate import int_arg
+from ._validate import atomic_write, file_sha256, filter_arg, int_arg, positive_int
 from .fde import FDE
 from .pq import ProductQuantizer
 from .ragged import Ragged
 
-__all__ = ["encode_fde", "encode_pq"]
+__all__ = ["ShardedIndex", "build_shards", "encode_fde", "encode_pq"]
 
 
 def _ray_data() -> Any:
@@ -144,3 +159,237 @@ def encode_pq(dataset: Any, pq: ProductQuantizer, *, column: str = "vector", out
         _PQBatchEncoder, fn_constructor_kwargs={"pq": pq, "column": column, "output_column": output_column,
                                                 "threads": _worker_threads(num_cpus, threads)},
         **kwargs)
+
+
+# -- sharded indexes ----------------------------------------------------------------------------------------------
+_MANIFEST = "manifest.json"
+_SHARD_KINDS = ("HNSWIndex", "PQIndex", "IVFPQIndex")
+
+
+def _template_kind(template: object) -> str:
+    from .hnsw import HNSWIndex
+    from .ivfpq_index import IVFPQIndex
+    from .pq_index import PQIndex
+
+    if isinstance(template, HNSWIndex):
+        kind = "HNSWIndex"
+    elif isinstance(template, (PQIndex, IVFPQIndex)):
+        kind = type(template).__name__
+        if not template.is_trained:
+            raise ValueError(f"a {kind} template must be trained (the shards share its quantizer)")
+    else:
+        raise TypeError("template must be an empty HNSWIndex, or a trained empty PQIndex / IVFPQIndex, got "
+                        f"{type(template).__name__}")
+    if len(template):
+        raise ValueError("the template must be empty: each shard adds its own rows")
+    return kind
+
+
+def _metric_of(template: Any) -> str:
+    return str(template.metric)
+
+
+def _build_shard(part: Any, template_bytes: bytes, kind: str, path: str, shard: int, vector_column: str,
+                 id_column: str, threads: int) -> dict[str, Any]:
+    """One shard: the rows of ``part`` added to a copy of the template, saved under ``path``."""
+    vectors, ids = [], []
+    for batch in part.iter_batches(batch_format="numpy", batch_size=4096):
+        vectors.append(np.asarray(batch[vector_column], dtype=np.float32))
+        ids.append(np.asarray(batch[id_column], dtype=np.int64))
+    index = pickle.loads(template_bytes)
+    dim = int(index.dim) if hasattr(index, "dim") else int(index._dim)
+    x = np.ascontiguousarray(np.concatenate(vectors)) if vectors else np.zeros((0, dim), np.float32)
+    gids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    info: dict[str, Any] = {"shard": shard, "file": f"shard-{shard:05d}.simk", "count": int(len(gids))}
+    if kind == "PQIndex":
+        index.add(x, threads=threads)
+        info["ids_file"] = f"shard-{shard:05d}.ids.npy"
+        ids_path = os.path.join(path, info["ids_file"])
+        atomic_write(ids_path, lambda f: np.save(f, gids))
+        info["ids_sha256"] = file_sha256(ids_path)
+    elif len(gids):
+        index.add(x, gids, threads=threads)
+    file_path = os.path.join(path, info["file"])
+    index.save(file_path)
+    info["sha256"] = file_sha256(file_path)
+    info["id_min"] = int(gids.min()) if len(gids) else None
+    info["id_max"] = int(gids.max()) if len(gids) else None
+    return info
+
+
+def build_shards(dataset: Any, template: Any, num_shards: int, path: str | os.PathLike[str], *,
+                 vector_column: str = "vector", id_column: str = "id", num_cpus: float = 1) -> dict[str, Any]:
+    """Split ``dataset`` (rows with an int64 ``id_column`` and a float32 vector ``vector_column``) into
+    ``num_shards`` parts, build one index per part on a Ray task (``num_cpus`` CPUs, as many simkern threads) from a
+    copy of ``template`` and save it in the folder ``path``, with ``manifest.json``. Returns the manifest."""
+    _ray_data()  # ImportError naming the extra when Ray is missing
+    ray: Any = importlib.import_module("ray")
+    kind = _template_kind(template)
+    num_shards = positive_int(num_shards, "num_shards")
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    template_bytes = pickle.dumps(template, protocol=5)
+    threads = _worker_threads(num_cpus, None)
+    parts = dataset.split(num_shards)
+    task = ray.remote(num_cpus=num_cpus)(_build_shard)
+    infos = ray.get([task.remote(part, template_bytes, kind, path, i, vector_column, id_column, threads)
+                     for i, part in enumerate(parts)])
+    manifest = {"format": "simkern-shards", "version": 1, "kind": kind, "metric": _metric_of(template),
+                "shards": sorted(infos, key=lambda info: int(info["shard"]))}
+    text = json.dumps(manifest, indent=1).encode()
+    atomic_write(os.path.join(path, _MANIFEST), lambda f: f.write(text))
+    return manifest
+
+
+class _ShardServer:
+    """A shard in a Ray actor: checks the file's checksum, loads the index (mmap where asked), answers searches in
+    global ids."""
+
+    def __init__(self, path: str, info: dict[str, Any], kind: str, mmap: bool, threads: int) -> None:
+        from .hnsw import HNSWIndex
+        from .ivfpq_index import IVFPQIndex
+        from .pq_index import PQIndex
+
+        file_path = os.path.join(path, info["file"])
+        if file_sha256(file_path) != info["sha256"]:
+            raise ValueError(f"{file_path}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+        self.threads = threads
+        cls: Any = {"HNSWIndex": HNSWIndex, "PQIndex": PQIndex, "IVFPQIndex": IVFPQIndex}[kind]
+        self.index: Any = cls.load(file_path, mmap=mmap)
+        self.gids: npt.NDArray[np.int64] | None = None
+        if "ids_file" in info:
+            ids_path = os.path.join(path, info["ids_file"])
+            if file_sha256(ids_path) != info["ids_sha256"]:
+                raise ValueError(f"{ids_path}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+            self.gids = np.load(ids_path)
+            if self.gids.shape != (len(self.index),):
+                raise ValueError(f"{ids_path}: {self.gids.shape[0]} ids for {len(self.index)} vectors")
+            self.order = np.argsort(self.gids, kind="stable")
+
+    def ready(self) -> bool:
+        return True
+
+    def search(self, queries: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64] | None,
+               kwargs: dict[str, Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        filt: Any = None
+        if allowed is not None:
+            if self.gids is None:
+                filt = allowed
+            else:  # global ids -> positions
+                pos = np.searchsorted(self.gids[self.order], allowed)
+                pos = np.minimum(pos, len(self.order) - 1) if len(self.order) else pos
+                hit = (self.gids[self.order][pos] == allowed) if len(self.order) else np.zeros(len(allowed), bool)
+                filt = self.order[pos[hit]]
+        kwargs = {"threads": self.threads, **kwargs}
+        scores, ids = self.index.search(queries, k, filter=filt, **kwargs)
+        if self.gids is not None:
+            ids = np.where(ids >= 0, self.gids[np.maximum(ids, 0)], -1)
+        return scores, ids
+
+
+class ShardedIndex:
+    """Search over the shards of ``build_shards``, one Ray actor per shard and replica (see the module docstring).
+    Results equal one index over all the rows wherever each shard's search is exact (PQIndex's exact ADC, HNSW with
+    ef >= its shard's size, IVF-PQ with nprobe = nlist)."""
+
+    def __init__(self, path: str, manifest: dict[str, Any], actors: list[list[Any]]) -> None:
+        self.path, self.manifest, self._actors = path, manifest, actors
+        self._turn = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, num_replicas: int = 1, mmap: bool = True, num_cpus: float = 0,
+             threads: int | None = None, max_restarts: int = 3, max_task_retries: int = 3,
+             timeout: float = 300.0) -> ShardedIndex:
+        """Start the shard actors (``num_replicas`` per shard) and wait until every one has checked and loaded its
+        file: a missing, corrupted or foreign shard raises ValueError here. ``num_cpus``: CPUs each actor reserves
+        (default 0: Ray places shards wherever there is memory, as its actors' default); each actor's searches run
+        ``threads`` simkern threads (default: its reserved CPUs, at least 1). Actors that cannot be placed within
+        ``timeout`` seconds raise RuntimeError."""
+        _ray_data()  # ImportError naming the extra when Ray is missing
+        ray: Any = importlib.import_module("ray")
+        path = os.fspath(path)
+        try:
+            with open(os.path.join(path, _MANIFEST), "rb") as f:
+                manifest = json.loads(f.read())
+            kind, shards = manifest["kind"], manifest["shards"]
+            if manifest.get("format") != "simkern-shards" or kind not in _SHARD_KINDS or not shards:
+                raise ValueError("not a simkern shard manifest")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: cannot read {_MANIFEST} ({e})") from None
+        num_replicas = positive_int(num_replicas, "num_replicas")
+        server = ray.remote(_ShardServer)
+        if not isinstance(num_cpus, (int, float)) or isinstance(num_cpus, bool) or num_cpus < 0:
+            raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
+        per_actor = int_arg(threads, "threads", 1) if threads is not None else max(1, int(math.floor(num_cpus)))
+        actors = [[server.options(num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=max_task_retries)
+                   .remote(path, info, kind, mmap, per_actor) for _ in range(num_replicas)] for info in shards]
+        try:
+            ray.get([a.ready.remote() for group in actors for a in group], timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            for group in actors:
+                for a in group:
+                    ray.kill(a)
+            raise RuntimeError(f"{path}: the shard actors did not start within {timeout} s (not enough cluster "
+                               f"resources for {len(shards) * num_replicas} actors of {num_cpus} CPUs?)") from None
+        except Exception as e:  # noqa: BLE001 - a shard that failed to load: the cause, as ValueError
+            for group in actors:
+                for a in group:
+                    ray.kill(a)
+            cause = getattr(e, "cause", None) or e
+            raise ValueError(f"{path}: a shard failed to load: {cause}") from None
+        return cls(path, manifest, actors)
+
+    def close(self) -> None:
+        """Stop the shard actors."""
+        ray = importlib.import_module("ray")
+        for group in self._actors:
+            for a in group:
+                ray.kill(a)
+        self._actors = []
+
+    def __len__(self) -> int:
+        return sum(int(info["count"]) for info in self.manifest["shards"])
+
+    def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, filter: npt.ArrayLike | None = None,
+               **search_kwargs: Any) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The ``k`` best ``(scores, ids)`` over every shard, merged by score then id. ``filter``: an array of
+        allowed ids (sent only to the shards whose id range holds some); ``search_kwargs`` go to each shard's
+        ``search`` (``ef=``, ``nprobe=``, ``rerank=``, ``threads=``)."""
+        ray = importlib.import_module("ray")
+        k = positive_int(k, "k")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2:
+            raise ValueError(f"queries must be 2-D (n, dim), got shape {queries.shape}")
+        allowed: npt.NDArray[np.int64] | None = None
+        if filter is not None:
+            mask, ids = filter_arg(filter, 0 if not len(self) else 1 + max(
+                int(info["id_max"]) for info in self.manifest["shards"] if info["id_max"] is not None))
+            if ids is not None:
+                allowed = np.unique(ids)
+            else:
+                assert mask is not None  # filter_arg: a mask or ids for any filter that is not None
+                allowed = np.flatnonzero(mask).astype(np.int64)
+        self._turn += 1
+        refs = []
+        for info, group in zip(self.manifest["shards"], self._actors):
+            shard_allowed = None
+            if allowed is not None:
+                if info["id_min"] is None:
+                    continue
+                shard_allowed = allowed[(allowed >= info["id_min"]) & (allowed <= info["id_max"])]
+                if not len(shard_allowed):
+                    continue  # no allowed id in this shard's range: not asked
+            actor = group[self._turn % len(group)]
+            refs.append(actor.search.remote(queries, k, shard_allowed, search_kwargs))
+        smaller = self.manifest["metric"] == "l2"
+        pad = np.inf if smaller else -np.inf
+        if not refs:
+            return np.full((len(queries), k), pad, np.float32), np.full((len(queries), k), -1, np.int64)
+        parts = ray.get(refs)
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        # Exact merge: padding last, then by score (ascending for l2), then id; independent of reply order.
+        key = np.where(ids < 0, np.inf, scores if smaller else -scores.astype(np.float64))
+        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), key), axis=1)[:, :k]
+        return (np.take_along_axis(scores, order, 1).astype(np.float32, copy=False),
+                np.take_along_axis(ids, order, 1))

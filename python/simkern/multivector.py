@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ from ._validate import (
     NORM_LIMIT,
     bfloat16_dtype,
     check_norms,
+    file_sha256,
     fsync_dir,
     id_vector,
     is_bfloat16,
@@ -556,7 +556,7 @@ class MultiVectorIndex:
             raise ValueError(f"{path!r}: manifest.json has no file list")
         for name, digest in files.items():
             full = os.path.join(path, os.path.basename(str(name)))
-            if not os.path.isfile(full) or _sha256(full) != digest:
+            if not os.path.isfile(full) or file_sha256(full) != digest:
                 raise ValueError(f"{path!r}: {name} is missing or corrupt (SHA-256 mismatch)")
         index = cls._configured(manifest, f"{path!r}: manifest.json")
         arrays = {}
@@ -778,14 +778,6 @@ def _load_npy(path: str, where: str) -> npt.NDArray[Any]:
         return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]  # np.load is typed Any
     except (OSError, ValueError, EOFError, SyntaxError, MemoryError, TypeError, tokenize.TokenError) as e:
         raise ValueError(f"{where} is unreadable ({type(e).__name__}: {e})") from None
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _pickling.register(_KIND, MultiVectorIndex._restore_steps, (_CONTAINER_VERSION,))
