@@ -69,15 +69,6 @@ def recall_at_10(ids: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean([len(set(ids[i, :10].tolist()) & set(gt[i, :10].tolist())) / 10 for i in range(len(gt))]))
 
 
-def best_time(fn, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def qps_at(curve: list[tuple[int, float, float]], target: float) -> float | None:
     """QPS where the recall curve (nprobe, recall, qps) first reaches `target` (log-QPS interpolated in recall)."""
     prev = None
@@ -95,6 +86,7 @@ def qps_at(curve: list[tuple[int, float, float]], target: float) -> float | None
 def run_config(name, x, q, gt, nlist, m, nbits, by_residual, iters, nprobes, thread_counts, rounds, train_n):
     import faiss
     import simkern
+    from simkern.demo import _best_time  # best of `rounds` timed calls (the recall call above warms up)
 
     dim = x.shape[1]
     rng = np.random.default_rng(0)
@@ -163,8 +155,8 @@ def run_config(name, x, q, gt, nlist, m, nbits, by_residual, iters, nprobes, thr
             fidx.nprobe = nprobe
             _, si = sidx.search(q, 10, threads=T)
             _, fi = fidx.search(q, 10)
-            st = best_time(lambda: sidx.search(q, 10, threads=T), rounds)
-            ft = best_time(lambda: fidx.search(q, 10), rounds)
+            st = _best_time(lambda: sidx.search(q, 10, threads=T), rounds, warmup=False)
+            ft = _best_time(lambda: fidx.search(q, 10), rounds, warmup=False)
             curves["simkern"].append((nprobe, recall_at_10(si, gt), len(q) / st))
             curves["faiss"].append((nprobe, recall_at_10(fi, gt), len(q) / ft))
             log(f"  {name} T={T} nprobe={nprobe:4d}: simkern R={curves['simkern'][-1][1]:.3f} "

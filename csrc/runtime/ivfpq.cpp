@@ -31,16 +31,29 @@ bool sorted_has(const i64* sorted, i64 count, i64 id) { return std::binary_searc
 
 // -- inverted lists ------------------------------------------------------------------------------------------------
 
-void IVFLists::tail_rows(const std::uint8_t* tail, i64 count, std::uint8_t* rows) const {
+void IVFLists::by_byte(const std::uint8_t* rows, i64 count, i64 stride, std::uint8_t* out) const {
   for (i64 i = 0; i < count; ++i)
-    for (i64 p = 0; p < code_bytes_; ++p) rows[i * code_bytes_ + p] = tail[p * count + i];
+    for (i64 p = 0; p < code_bytes_; ++p) out[p * stride + i] = rows[i * code_bytes_ + p];
+}
+
+void IVFLists::by_row(const std::uint8_t* in, i64 count, i64 stride, std::uint8_t* rows) const {
+  for (i64 i = 0; i < count; ++i)
+    for (i64 p = 0; p < code_bytes_; ++p) rows[i * code_bytes_ + p] = in[p * stride + i];
+}
+
+void IVFLists::append_blocks(Cell& cell, const std::uint8_t* rows, i64 n_blocks) const {
+  const i64 block_bytes = code_bytes_ * group_;
+  const std::size_t at = cell.blocks.size();
+  reserve_for(cell.blocks, at + static_cast<std::size_t>(n_blocks * block_bytes));
+  cell.blocks.resize(at + static_cast<std::size_t>(n_blocks * block_bytes));
+  for (i64 b = 0; b < n_blocks; ++b)
+    by_byte(rows + b * block_bytes, group_, group_, cell.blocks.data() + at + b * block_bytes);
 }
 
 void IVFLists::set_tail(Cell& cell, const std::uint8_t* rows, i64 count) const {
   // Kept at its exact size (no spare capacity per cell): the tail is small and changes with every add.
   std::vector<std::uint8_t> tail(static_cast<std::size_t>(count * code_bytes_));
-  for (i64 i = 0; i < count; ++i)
-    for (i64 p = 0; p < code_bytes_; ++p) tail[p * count + i] = rows[i * code_bytes_ + p];
+  by_byte(rows, count, count, tail.data());
   tail.swap(cell.tail);
 }
 
@@ -79,24 +92,16 @@ void IVFLists::own(Cell& cell) {
 void IVFLists::unblock(const Cell& cell, std::uint8_t* rows) const {
   const i64 n_blocks = cell.size / group_;
   const std::uint8_t* blocks = cell.blocks_ptr();
-  for (i64 b = 0; b < n_blocks; ++b) {
-    const std::uint8_t* blk = blocks + b * code_bytes_ * group_;
-    for (i64 i = 0; i < group_; ++i)
-      for (i64 p = 0; p < code_bytes_; ++p) rows[(b * group_ + i) * code_bytes_ + p] = blk[p * group_ + i];
-  }
+  for (i64 b = 0; b < n_blocks; ++b)
+    by_row(blocks + b * code_bytes_ * group_, group_, group_, rows + b * group_ * code_bytes_);
   const i64 full = n_blocks * group_;
-  tail_rows(cell.tail_ptr(), cell.size - full, rows + full * code_bytes_);
+  by_row(cell.tail_ptr(), cell.size - full, cell.size - full, rows + full * code_bytes_);
 }
 
 void IVFLists::rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, const float* vectors, i64 size) {
-  const i64 n_blocks = size / group_, full = n_blocks * group_, block_bytes = code_bytes_ * group_;
-  reserve_for(cell.blocks, static_cast<std::size_t>(n_blocks * block_bytes));
-  cell.blocks.resize(static_cast<std::size_t>(n_blocks * block_bytes));
-  for (i64 b = 0; b < n_blocks; ++b) {
-    std::uint8_t* blk = cell.blocks.data() + b * block_bytes;
-    for (i64 i = 0; i < group_; ++i)
-      for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
-  }
+  const i64 n_blocks = size / group_, full = n_blocks * group_;
+  cell.blocks.clear();
+  append_blocks(cell, rows, n_blocks);
   set_tail(cell, rows + full * code_bytes_, size - full);
   if (ids != cell.ids.data()) {
     reserve_for(cell.ids, static_cast<std::size_t>(size));
@@ -128,7 +133,7 @@ void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i
     // The tail's rows and the new rows, in code-row form; their full groups become new blocks.
     const i64 old_full = (cell.size / group_) * group_, tail_rows = cell.size - old_full;
     rows.assign(static_cast<std::size_t>((tail_rows + count) * code_bytes_), 0);
-    this->tail_rows(cell.tail.data(), tail_rows, rows.data());
+    by_row(cell.tail.data(), tail_rows, tail_rows, rows.data());
     for (i64 r = 0; r < count; ++r) {
       const std::uint8_t* code = codes + order[start[c] + r] * m_;
       std::uint8_t* row = rows.data() + (tail_rows + r) * code_bytes_;
@@ -139,17 +144,8 @@ void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i
       }
     }
     const i64 new_size = cell.size + count, new_blocks = new_size / group_ - cell.size / group_;
-    const i64 block_bytes = code_bytes_ * group_;
-    reserve_for(cell.blocks, static_cast<std::size_t>((new_size / group_) * block_bytes));
-    for (i64 b = 0; b < new_blocks; ++b) {
-      const std::size_t at = cell.blocks.size();
-      cell.blocks.resize(at + static_cast<std::size_t>(block_bytes));
-      std::uint8_t* blk = cell.blocks.data() + at;
-      for (i64 i = 0; i < group_; ++i)
-        for (i64 p = 0; p < code_bytes_; ++p) blk[p * group_ + i] = rows[(b * group_ + i) * code_bytes_ + p];
-    }
-    const i64 rest = tail_rows + count - new_blocks * group_;
-    set_tail(cell, rows.data() + new_blocks * block_bytes, rest);
+    append_blocks(cell, rows.data(), new_blocks);
+    set_tail(cell, rows.data() + new_blocks * group_ * code_bytes_, tail_rows + count - new_blocks * group_);
     reserve_for(cell.ids, static_cast<std::size_t>(new_size));
     for (i64 r = 0; r < count; ++r) cell.ids.push_back(ids[order[start[c] + r]]);
     if (vdim_) {
@@ -166,13 +162,14 @@ void IVFLists::add(const std::int32_t* cells, const std::uint8_t* codes, const i
 
 i64 IVFLists::remove(const i64* sorted_ids, i64 count) {
   i64 removed = 0;
-  std::vector<std::uint8_t> rows, kept_rows;
+  std::vector<std::uint8_t> rows, kept_rows, gone;
   std::vector<i64> kept_ids;
   std::vector<float> kept_vectors;
   for (Cell& cell : cells_) {
     const i64* ids = cell.ids_ptr();
+    gone.resize(static_cast<std::size_t>(cell.size));
     i64 hits = 0;
-    for (i64 i = 0; i < cell.size; ++i) hits += sorted_has(sorted_ids, count, ids[i]);
+    for (i64 i = 0; i < cell.size; ++i) hits += gone[i] = sorted_has(sorted_ids, count, ids[i]);
     if (!hits) continue;
     rows.resize(static_cast<std::size_t>(cell.size * code_bytes_));
     unblock(cell, rows.data());
@@ -181,7 +178,7 @@ i64 IVFLists::remove(const i64* sorted_ids, i64 count) {
     kept_vectors.clear();
     const float* vectors = cell.vectors_ptr();
     for (i64 i = 0; i < cell.size; ++i) {
-      if (sorted_has(sorted_ids, count, ids[i])) continue;
+      if (gone[i]) continue;
       kept_rows.insert(kept_rows.end(), rows.begin() + i * code_bytes_, rows.begin() + (i + 1) * code_bytes_);
       kept_ids.push_back(ids[i]);
       if (vdim_) kept_vectors.insert(kept_vectors.end(), vectors + i * vdim_, vectors + (i + 1) * vdim_);
@@ -261,11 +258,13 @@ void IVFLists::import_arrays(const i64* sizes, const std::uint8_t* blocks, const
 
 void IVFLists::cell_codes(i64 c, std::uint8_t* out) const {
   const Cell& cell = cells_[c];
-  for (i64 pos = 0; pos < cell.size; ++pos)
+  for (i64 pos = 0; pos < cell.size; ++pos) {
+    const CodeRef ref = code_of(cell, pos);
     for (i64 s = 0; s < m_; ++s) {
-      const std::uint8_t byte = code_byte(cell, pos, nbits_ == 8 ? s : s >> 1);
+      const std::uint8_t byte = ref.code[(nbits_ == 8 ? s : s >> 1) * ref.stride];
       out[pos * m_ + s] = nbits_ == 8 ? byte : static_cast<std::uint8_t>((byte >> ((s & 1) * 4)) & 15);
     }
+  }
 }
 
 const i64* IVFLists::cell_ids(i64 c) const { return cells_[c].ids_ptr(); }
@@ -467,6 +466,7 @@ class IVFSearch {
     i64 slack = 0;
     std::vector<i64> offsets;  // (nprobe)
     std::vector<float> lows;   // (nprobe, m): bias of subspace s in probe p's uint8 table
+    std::vector<double> bias;  // (nprobe): B_p of plan()
   };
 
   // Query tables of queries [q0, q0 + count) into out (count, m, ksub): the kernels of pq_tables, same bits.
@@ -500,13 +500,8 @@ class IVFSearch {
         lo3[s] = lo;
       }
     double span = 0.0, magnitude = 0.0, ref = std::numeric_limits<double>::infinity();
-    double bias[4096];
-    std::vector<double> bias_big;
-    double* b_of = bias;
-    if (nprobe > 4096) {
-      bias_big.resize(static_cast<std::size_t>(nprobe));
-      b_of = bias_big.data();
-    }
+    st.bias.resize(static_cast<std::size_t>(nprobe));
+    double* b_of = st.bias.data();
     for (i64 p = 0; p < nprobe; ++p) {
       const i64 c = a.probes[q * nprobe + p];
       if (c < 0) continue;
@@ -624,13 +619,9 @@ class IVFSearch {
     float acc[kRescoreBatch];
     for (int i = 0; i < count; ++i) {
       const i64 c = a.probes[q * a.nprobe + cds[i].probe];
-      const IVFLists::Cell& cell = L.cell(c);
-      // The code's bytes: a column of a block (stride group) or of the tail (stride: its length).
-      const i64 full = (cell.size / group) * group, pos = cds[i].pos;
-      const bool in_tail = pos >= full;
-      code[i] = in_tail ? cell.tail_ptr() + (pos - full)
-                        : cell.blocks_ptr() + (pos / group) * code_bytes * group + pos % group;
-      stride[i] = in_tail ? cell.size - full : group;
+      const IVFLists::CodeRef ref = L.code_of(L.cell(c), cds[i].pos);
+      code[i] = ref.code;
+      stride[i] = ref.stride;
       ct[i] = a.cell_tables ? a.cell_tables + c * m * ksub : nullptr;
       acc[i] = a.bases[q * a.nprobe + cds[i].probe];
     }

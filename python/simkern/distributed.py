@@ -59,6 +59,14 @@ def _ray_data() -> Any:
         raise ImportError("simkern.distributed needs Ray Data: pip install 'simkern[ray]'") from e
 
 
+def _cpus_arg(num_cpus: object, zero_ok: bool) -> float:
+    """``num_cpus`` of a Ray task or actor: a number > 0 (>= 0 where ``zero_ok``), else ValueError."""
+    if (not isinstance(num_cpus, (int, float)) or isinstance(num_cpus, bool) or num_cpus != num_cpus
+            or num_cpus < 0 or (num_cpus == 0 and not zero_ok)):
+        raise ValueError(f"num_cpus must be a number {'>=' if zero_ok else '>'} 0, got {num_cpus!r}")
+    return float(num_cpus)
+
+
 def _worker_threads(num_cpus: float, threads: int | None) -> int:
     """simkern threads per worker: ``threads`` if given, else the CPUs the worker reserved from Ray (at least 1)."""
     if threads is not None:
@@ -70,8 +78,7 @@ def _map_kwargs(num_cpus: float, concurrency: int | tuple[int, int] | None, batc
     """The map_batches arguments shared by the encoders: numpy batches, an actor pool of ``concurrency`` workers
     (an int, or (min, max) to autoscale; default: as many as the cluster's CPUs allow at ``num_cpus`` each)."""
     rd = _ray_data()
-    if not isinstance(num_cpus, (int, float)) or isinstance(num_cpus, bool) or not num_cpus > 0:
-        raise ValueError(f"num_cpus must be a number > 0, got {num_cpus!r}")
+    num_cpus = _cpus_arg(num_cpus, zero_ok=False)
     batch_size = int_arg(batch_size, "batch_size", 1)
     if concurrency is None:
         ray = importlib.import_module("ray")
@@ -197,8 +204,7 @@ def _build_shard(part: Any, template_bytes: bytes, kind: str, path: str, shard: 
         vectors.append(np.asarray(batch[vector_column], dtype=np.float32))
         ids.append(np.asarray(batch[id_column], dtype=np.int64))
     index = pickle.loads(template_bytes)
-    dim = int(index.dim) if hasattr(index, "dim") else int(index._dim)
-    x = np.ascontiguousarray(np.concatenate(vectors)) if vectors else np.zeros((0, dim), np.float32)
+    x = np.ascontiguousarray(np.concatenate(vectors)) if vectors else np.zeros((0, index.dim), np.float32)
     gids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     info: dict[str, Any] = {"shard": shard, "file": f"shard-{shard:05d}.simk", "count": int(len(gids))}
     if kind == "PQIndex":
@@ -265,6 +271,7 @@ class _ShardServer:
             if self.gids.shape != (len(self.index),):
                 raise ValueError(f"{ids_path}: {self.gids.shape[0]} ids for {len(self.index)} vectors")
             self.order = np.argsort(self.gids, kind="stable")
+            self.sorted_gids = self.gids[self.order]
 
     def ready(self) -> bool:
         return True
@@ -275,11 +282,11 @@ class _ShardServer:
         if allowed is not None:
             if self.gids is None:
                 filt = allowed
+            elif not len(self.order):
+                filt = np.zeros(0, np.int64)
             else:  # global ids -> positions
-                pos = np.searchsorted(self.gids[self.order], allowed)
-                pos = np.minimum(pos, len(self.order) - 1) if len(self.order) else pos
-                hit = (self.gids[self.order][pos] == allowed) if len(self.order) else np.zeros(len(allowed), bool)
-                filt = self.order[pos[hit]]
+                pos = np.minimum(np.searchsorted(self.sorted_gids, allowed), len(self.order) - 1)
+                filt = self.order[pos[self.sorted_gids[pos] == allowed]]
         kwargs = {"threads": self.threads, **kwargs}
         scores, ids = self.index.search(queries, k, filter=filt, **kwargs)
         if self.gids is not None:
@@ -318,9 +325,7 @@ class ShardedIndex:
             raise ValueError(f"{path}: cannot read {_MANIFEST} ({e})") from None
         num_replicas = positive_int(num_replicas, "num_replicas")
         server = ray.remote(_ShardServer)
-        if not isinstance(num_cpus, (int, float)) or isinstance(num_cpus, bool) or num_cpus < 0:
-            raise ValueError(f"num_cpus must be a number >= 0, got {num_cpus!r}")
-        per_actor = int_arg(threads, "threads", 1) if threads is not None else max(1, int(math.floor(num_cpus)))
+        per_actor = _worker_threads(_cpus_arg(num_cpus, zero_ok=True), threads)
         actors = [[server.options(num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=max_task_retries)
                    .remote(path, info, kind, mmap, per_actor) for _ in range(num_replicas)] for info in shards]
         try:

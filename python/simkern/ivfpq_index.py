@@ -53,6 +53,7 @@ from ._validate import (
     float32_rows,
     id_vector,
     int_arg,
+    is_valid_id,
     out_pair,
     pair_into_out,
     positive_int,
@@ -143,8 +144,6 @@ class IVFPQIndex:
         return self._next_id
 
     def __contains__(self, id: object) -> bool:
-        from ._validate import is_valid_id
-
         if not is_valid_id(id):
             return False
         return bool(self._lists.contains(np.array([id], np.int64))[0])

@@ -80,11 +80,16 @@ class IVFLists {
     const float* vectors_ptr() const { return borrowed ? b_vectors : vectors.data(); }
   };
   const Cell& cell(i64 c) const { return cells_[c]; }
-  // Code byte p of the vector at position pos of a cell.
-  std::uint8_t code_byte(const Cell& cell, i64 pos, i64 p) const {
+  // Where the code of the vector at position pos of a cell lies: its byte p is code[p * stride] (a column of a
+  // block, stride group, or of the tail, stride the tail's length).
+  struct CodeRef {
+    const std::uint8_t* code;
+    i64 stride;
+  };
+  CodeRef code_of(const Cell& cell, i64 pos) const {
     const i64 full = (cell.size / group_) * group_;
-    if (pos < full) return cell.blocks_ptr()[(pos / group_) * code_bytes_ * group_ + p * group_ + pos % group_];
-    return cell.tail_ptr()[p * (cell.size - full) + (pos - full)];
+    if (pos < full) return {cell.blocks_ptr() + (pos / group_) * code_bytes_ * group_ + pos % group_, group_};
+    return {cell.tail_ptr() + (pos - full), cell.size - full};
   }
 
  private:
@@ -92,9 +97,12 @@ class IVFLists {
   // Rewrite a cell from rows (size, code_bytes), ids and vectors.
   void rebuild(Cell& cell, const std::uint8_t* rows, const i64* ids, const float* vectors, i64 size);
   void unblock(const Cell& cell, std::uint8_t* rows) const;  // (size, code_bytes)
-  // The tail is stored by code byte: byte p of tail code i at tail[p * count + i] (a block's layout without the
-  // padding), so a scan pads it into a block with code_bytes copies.
-  void tail_rows(const std::uint8_t* tail, i64 count, std::uint8_t* rows) const;
+  // Code rows (count, code_bytes) to by-code-byte form, out[p * stride + i] = row i's byte p (a block: stride =
+  // group; the tail: stride = count, a block's layout without the padding, so a scan pads it into a block with
+  // code_bytes copies), and back.
+  void by_byte(const std::uint8_t* rows, i64 count, i64 stride, std::uint8_t* out) const;
+  void by_row(const std::uint8_t* in, i64 count, i64 stride, std::uint8_t* rows) const;
+  void append_blocks(Cell& cell, const std::uint8_t* rows, i64 n_blocks) const;  // rows: n_blocks * group rows
   void set_tail(Cell& cell, const std::uint8_t* rows, i64 count) const;
 
   i64 nlist_, m_, code_bytes_, group_, vdim_, total_ = 0;
