@@ -152,3 +152,73 @@ def test_corrupted_shard_is_refused(cluster, tmp_path):
         simkern.distributed.ShardedIndex.open(tmp_path / "missing")
     with pytest.raises(TypeError, match="template"):
         simkern.distributed.build_shards(_dataset(x, np.arange(300)), object(), 2, tmp_path / "t")
+
+
+def _token_docs(seed, n, dim):
+    return _docs(seed, n, dim, 2, 20)
+
+
+def test_sharded_multivector_equals_one_index(cluster, tmp_path):
+    docs, queries = _token_docs(4, 240, 16), _token_docs(5, 6, 16)
+    ids = np.random.default_rng(6).permutation(10_000)[:240].astype(np.int64)
+    fde = simkern.FDE(16, num_repetitions=2, num_simhash_projections=2, seed=7)
+    template = simkern.MultiVectorIndex(16, fde=fde, ann="flat", candidates=240)
+    ds = ray_data.from_items([{"id": int(i), "tokens": d} for i, d in zip(ids, docs)])
+    manifest = simkern.distributed.build_shards(ds, template, 3, tmp_path / "mv")
+    assert manifest["kind"] == "MultiVectorIndex" and manifest["metric"] == "maxsim"
+    assert all(s["file"].endswith("/index.skc") for s in manifest["shards"])
+    single = simkern.MultiVectorIndex(16, fde=fde, ann="flat", candidates=240)
+    single.add(docs, ids)
+    want = single.search(queries, 8)
+    with simkern.distributed.ShardedIndex.open(tmp_path / "mv") as index:
+        got = index.search(queries, 8)  # every shard reranks all its docs: exact MaxSim top-k
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+        with pytest.raises(TypeError, match="filter"):
+            index.search(queries, 8, filter=ids[:3])
+
+
+def test_untrained_template_through_a_url(cluster, tmp_path):
+    """An untrained template: each shard trains its own quantizer; an fsspec URL (file://): staged uploads, and
+    actors read verified copies from their cache."""
+    x, q = _rows(7, 900, 16), _rows(8, 5, 16)
+    ids = np.arange(1000, 1900, dtype=np.int64)
+    url = (tmp_path / "remote").as_uri()
+    manifest = simkern.distributed.build_shards(_dataset(x, ids), simkern.PQIndex(16, 4, 4), 2, url)
+    assert all(s["trained"] == "on the shard's rows" for s in manifest["shards"])
+    with simkern.distributed.ShardedIndex.open(url, cache_dir=tmp_path / "cache") as index:
+        got = index.search(q, 7)
+    assert len(list((tmp_path / "cache").rglob("*.simk"))) == 2  # the verified downloads
+    # the merge of each shard's own answer (loaded here from the files), by (score, id)
+    scores, gids = [], []
+    for s in manifest["shards"]:
+        shard = simkern.PQIndex.load(tmp_path / "remote" / s["file"])
+        shard_ids = np.load(tmp_path / "remote" / s["ids_file"])
+        sc, pos = shard.search(q, 7)
+        scores.append(sc)
+        gids.append(np.where(pos >= 0, shard_ids[np.maximum(pos, 0)], -1))
+    sc, gi = np.concatenate(scores, 1), np.concatenate(gids, 1)
+    for row in range(len(q)):
+        order = np.lexsort((gi[row], sc[row]))[:7]
+        np.testing.assert_array_equal(got[1][row], gi[row][order])
+        np.testing.assert_array_equal(got[0][row], sc[row][order])
+
+
+def test_a_failed_rebuild_leaves_the_previous_shards(cluster, tmp_path):
+    x, q = _rows(9, 400, 16), _rows(10, 4, 16)
+    template = simkern.PQIndex(16, 4, 8).train(x, iters=2)
+    first = simkern.distributed.build_shards(_dataset(x, np.arange(400)), template, 2, tmp_path / "s")
+    with simkern.distributed.ShardedIndex.open(tmp_path / "s") as index:
+        before = index.search(q, 5)
+    bad = _dataset(_rows(11, 50, 8), np.arange(50))  # 8-d rows for a 16-d template: every task fails
+    with pytest.raises(ValueError, match="dim"):
+        simkern.distributed.build_shards(bad, template, 2, tmp_path / "s")
+    with simkern.distributed.ShardedIndex.open(tmp_path / "s") as index:
+        after = index.search(q, 5)
+    np.testing.assert_array_equal(after[1], before[1])
+    # a successful rebuild replaces the manifest, then deletes the previous build's files
+    second = simkern.distributed.build_shards(_dataset(x[:300], np.arange(300)), template, 3, tmp_path / "s")
+    names = {p.name for p in (tmp_path / "s").iterdir() if not p.name.startswith(".")}
+    want = {"manifest.json"} | {s[key] for s in second["shards"] for key in ("file", "ids_file")}
+    assert names == want
+    assert not names & {s["file"] for s in first["shards"]}

@@ -18,26 +18,31 @@ once (its constructor) and encodes every batch it is given with it. Batches are 
 - Results are bit-identical to the one-process encoders (the encoders are deterministic and every row is encoded
   by the same kernels whatever the batch or the worker).
 
-Sharded indexes: ``build_shards(dataset, template, num_shards, path)`` splits a dataset of (id, vector) rows into
-``num_shards`` parts, and a Ray task per part adds its rows to a copy of ``template`` - an empty ``HNSWIndex``, or a
-trained, empty ``PQIndex`` / ``IVFPQIndex`` (one quantizer shared by every shard, so scores are comparable across
-shards) - and saves it in the project's container format, with ``manifest.json`` (shard files, row counts, id
-ranges, SHA-256 of every file). ``ShardedIndex.open(path)`` starts one Ray actor per shard (and replica), each
-checking its file's checksum and loading it (mmap by default); ``search`` sends the queries to every shard that can
-hold an allowed id and merges the per-shard top-k exactly: by score, then id, so the merge does not depend on the
-order replies arrive in. Actors restart on a lost worker (``max_restarts``) and calls are retried
-(``max_task_retries``): a restarted actor reloads its shard from ``path``. PQIndex shards keep their global ids in a
-sidecar ``.npy`` (PQIndex ids are positions); HNSW and IVF-PQ shards store them. MultiVectorIndex shards are not
-supported yet.
+Sharded indexes: ``build_shards(dataset, template, num_shards, path)`` splits a dataset of (id, vector) rows - or
+(id, token set) rows for a MultiVectorIndex - into ``num_shards`` parts, and a Ray task per part adds its rows to a
+copy of ``template`` and saves it in the project's container format, with ``manifest.json`` (shard files, row
+counts, id ranges, SHA-256 of every file). The template is an empty ``HNSWIndex`` or ``MultiVectorIndex`` (its
+configuration), or an empty ``PQIndex`` / ``IVFPQIndex``: trained (one quantizer shared by every shard, so scores are
+comparable across shards) or untrained (each shard trains its own on its rows). ``path`` is a local or shared folder,
+or an fsspec URL (files staged locally and uploaded; actors read verified downloads from a local cache).
+``ShardedIndex.open(path)`` starts one Ray actor per shard (and replica), each checking its files' checksums and
+loading its shard (mmap by default); ``search`` sends the queries to every shard that can hold an allowed id and
+merges the per-shard top-k exactly: by score, then id, so the merge does not depend on the order replies arrive in.
+Actors restart on a lost worker (``max_restarts``) and calls are retried (``max_task_retries``): a restarted actor
+reloads its shard from ``path``. PQIndex shards keep their global ids in a sidecar ``.npy`` (PQIndex ids are
+positions); the other kinds store them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import os
 import pickle
+import secrets
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -46,7 +51,7 @@ import numpy.typing as npt
 from ._validate import atomic_write, file_sha256, filter_arg, int_arg, positive_int
 from .fde import FDE
 from .pq import ProductQuantizer
-from .ragged import Ragged
+from .ragged import Ragged, as_ragged
 
 __all__ = ["ShardedIndex", "build_shards", "encode_fde", "encode_pq"]
 
@@ -170,205 +175,395 @@ def encode_pq(dataset: Any, pq: ProductQuantizer, *, column: str = "vector", out
 
 # -- sharded indexes ----------------------------------------------------------------------------------------------
 _MANIFEST = "manifest.json"
-_SHARD_KINDS = ("HNSWIndex", "PQIndex", "IVFPQIndex")
+_SHARD_KINDS = ("HNSWIndex", "PQIndex", "IVFPQIndex", "MultiVectorIndex")
+
+
+def _shard_classes() -> dict[str, Any]:
+    from .hnsw import HNSWIndex
+    from .ivfpq_index import IVFPQIndex
+    from .multivector import MultiVectorIndex
+    from .pq_index import PQIndex
+
+    return {"HNSWIndex": HNSWIndex, "PQIndex": PQIndex, "IVFPQIndex": IVFPQIndex, "MultiVectorIndex": MultiVectorIndex}
+
+
+def _relative(name: object, where: str) -> str:
+    """A file name from a manifest: relative, inside the folder (no '..', no absolute path), else ValueError."""
+    if (not isinstance(name, str) or not name or name.startswith(("/", "\\")) or "://" in name
+            or any(part in ("", ".", "..") for part in name.split("/"))):
+        raise ValueError(f"{where}: {_MANIFEST} names a file outside the folder: {name!r}")
+    return name
+
+
+class _Folder:
+    """Where the shards live: a local (or shared, mounted) folder, or an fsspec URL (``s3://``, ``gs://``,
+    ``file://``...; needs ``fsspec`` and the store's package). For a URL, shard files are written in a local staging
+    folder and uploaded, and read through a local cache of verified downloads (named by their SHA-256, so replicas on
+    one node share them and a restarted actor reuses them). Picklable: Ray sends it to the tasks and actors."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.url = os.fspath(path)
+        self.remote = "://" in self.url
+
+    def _fs(self) -> tuple[Any, str]:
+        try:
+            fsspec = importlib.import_module("fsspec")
+        except ImportError as e:
+            raise ImportError(f"{self.url}: a URL needs fsspec (pip install fsspec and the store's package)") from e
+        fs, root = fsspec.core.url_to_fs(self.url)
+        return fs, str(root).rstrip("/")
+
+    def local(self, rel: str) -> str:
+        """The local path of ``rel`` (a local folder only)."""
+        return os.path.join(self.url, *rel.split("/"))
+
+    def makedirs(self) -> None:
+        if self.remote:
+            fs, root = self._fs()
+            fs.makedirs(root, exist_ok=True)
+        else:
+            os.makedirs(self.url, exist_ok=True)
+
+    def read_manifest(self) -> bytes:
+        if self.remote:
+            fs, root = self._fs()
+            return bytes(fs.cat_file(f"{root}/{_MANIFEST}"))
+        with open(self.local(_MANIFEST), "rb") as f:
+            return f.read()
+
+    def write_manifest(self, data: bytes) -> None:
+        """Atomic for a local folder (readers see the old manifest or the new one); a store's own semantics for a
+        URL (object stores replace an object whole)."""
+        if self.remote:
+            fs, root = self._fs()
+            fs.pipe_file(f"{root}/{_MANIFEST}", data)
+        else:
+            atomic_write(self.local(_MANIFEST), lambda f: f.write(data))
+
+    def publish(self, staged: str, rel: str) -> None:
+        """Upload the staged file ``staged`` as ``rel`` (a URL; a local folder was written in place)."""
+        if self.remote:
+            fs, root = self._fs()
+            target = f"{root}/{rel}"
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(staged, target)
+
+    def remove(self, rels: list[str]) -> None:
+        """Delete files of a previous build (best effort: a file already gone is not an error)."""
+        for rel in rels:
+            with contextlib.suppress(OSError, FileNotFoundError):
+                if self.remote:
+                    fs, root = self._fs()
+                    fs.rm_file(f"{root}/{rel}")
+                else:
+                    os.unlink(self.local(rel))
+                    if "/" in rel:  # a MultiVectorIndex shard's folder
+                        os.rmdir(os.path.dirname(self.local(rel)))
+
+    def fetch(self, rel: str, sha256: str, cache_dir: str) -> str:
+        """A local path to ``rel`` whose content has the SHA-256 ``sha256`` (checked), else ValueError."""
+        if not self.remote:
+            path = self.local(rel)
+            if file_sha256(path) != sha256:
+                raise ValueError(f"{path}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+            return path
+        target = os.path.join(cache_dir, sha256, os.path.basename(rel))
+        if os.path.exists(target) and file_sha256(target) == sha256:
+            return target
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fs, root = self._fs()
+        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(target))
+        os.close(fd)
+        try:
+            fs.get_file(f"{root}/{rel}", tmp)
+            if file_sha256(tmp) != sha256:
+                raise ValueError(f"{self.url}/{rel}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return target
 
 
 def _template_kind(template: object) -> str:
-    from .hnsw import HNSWIndex
-    from .ivfpq_index import IVFPQIndex
-    from .pq_index import PQIndex
-
-    if isinstance(template, HNSWIndex):
-        kind = "HNSWIndex"
-    elif isinstance(template, (PQIndex, IVFPQIndex)):
-        kind = type(template).__name__
-        if not template.is_trained:
-            raise ValueError(f"a {kind} template must be trained (the shards share its quantizer)")
-    else:
-        raise TypeError("template must be an empty HNSWIndex, or a trained empty PQIndex / IVFPQIndex, got "
+    classes = _shard_classes()
+    kind = type(template).__name__
+    if kind not in classes or not isinstance(template, classes[kind]):
+        raise TypeError("template must be an empty HNSWIndex, PQIndex, IVFPQIndex or MultiVectorIndex, got "
                         f"{type(template).__name__}")
     if len(template):
         raise ValueError("the template must be empty: each shard adds its own rows")
     return kind
 
 
-def _metric_of(template: Any) -> str:
-    return str(template.metric)
-
-
-def _build_shard(part: Any, template_bytes: bytes, kind: str, path: str, shard: int, vector_column: str,
-                 id_column: str, threads: int) -> dict[str, Any]:
-    """One shard: the rows of ``part`` added to a copy of the template, saved under ``path``."""
-    vectors, ids = [], []
+def _read_part(part: Any, column: str, id_column: str, tokens: bool) -> tuple[Any, npt.NDArray[np.int64]]:
+    """The rows of one dataset part: (float32 (n, dim) vectors, or a Ragged of token sets; int64 ids)."""
+    values: list[Any] = []
+    ids = []
     for batch in part.iter_batches(batch_format="numpy", batch_size=4096):
-        vectors.append(np.asarray(batch[vector_column], dtype=np.float32))
+        if tokens:
+            r = _as_ragged(batch[column], column)
+            values.extend(r[i] for i in range(len(r)))
+        else:
+            values.append(np.asarray(batch[column], dtype=np.float32))
         ids.append(np.asarray(batch[id_column], dtype=np.int64))
-    index = pickle.loads(template_bytes)
-    x = np.ascontiguousarray(np.concatenate(vectors)) if vectors else np.zeros((0, index.dim), np.float32)
     gids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    info: dict[str, Any] = {"shard": shard, "file": f"shard-{shard:05d}.simk", "count": int(len(gids))}
-    if kind == "PQIndex":
-        index.add(x, threads=threads)
-        info["ids_file"] = f"shard-{shard:05d}.ids.npy"
-        ids_path = os.path.join(path, info["ids_file"])
-        atomic_write(ids_path, lambda f: np.save(f, gids))
-        info["ids_sha256"] = file_sha256(ids_path)
-    elif len(gids):
-        index.add(x, gids, threads=threads)
-    file_path = os.path.join(path, info["file"])
-    index.save(file_path)
-    info["sha256"] = file_sha256(file_path)
-    info["id_min"] = int(gids.min()) if len(gids) else None
-    info["id_max"] = int(gids.max()) if len(gids) else None
+    if tokens:
+        return values, gids
+    return (np.ascontiguousarray(np.concatenate(values)) if values else None), gids
+
+
+def _build_shard(part: Any, template_bytes: bytes, kind: str, folder: _Folder, shard: int, tag: str, column: str,
+                 id_column: str, threads: int) -> dict[str, Any]:
+    """One shard: the rows of ``part`` added to a copy of the template (trained first on those rows when the template
+    is an untrained PQIndex / IVFPQIndex), saved as ``shard-NNNNN-<tag>`` in ``folder``."""
+    index = pickle.loads(template_bytes)
+    x, gids = _read_part(part, column, id_column, kind == "MultiVectorIndex")
+    if x is None:
+        x = np.zeros((0, index.dim), np.float32)
+    info: dict[str, Any] = {"shard": shard, "count": int(len(gids)),
+                            "id_min": int(gids.min()) if len(gids) else None,
+                            "id_max": int(gids.max()) if len(gids) else None}
+    with tempfile.TemporaryDirectory(prefix="simkern-shard-") as staging:
+        def place(rel: str) -> str:  # where to write ``rel``: in place (local folder) or staged (URL)
+            target = os.path.join(staging, *rel.split("/")) if folder.remote else folder.local(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            return target
+
+        if kind in ("PQIndex", "IVFPQIndex") and not index.is_trained:
+            index.train(x, threads=threads)
+            info["trained"] = "on the shard's rows"
+        if kind == "PQIndex":  # PQIndex ids are positions: the global ids go to a sidecar
+            index.add(x, threads=threads)
+            info["ids_file"] = f"shard-{shard:05d}-{tag}.ids.npy"
+            ids_path = place(info["ids_file"])
+            atomic_write(ids_path, lambda f: np.save(f, gids))
+            info["ids_sha256"] = file_sha256(ids_path)
+            folder.publish(ids_path, info["ids_file"])
+        elif len(gids):
+            index.add(x, gids, threads=threads)
+        if kind == "MultiVectorIndex":  # saved as a folder holding one container file
+            info["file"] = f"shard-{shard:05d}-{tag}/index.skc"
+            file_path = place(info["file"])
+            index.save(os.path.dirname(file_path))
+        else:
+            info["file"] = f"shard-{shard:05d}-{tag}.simk"
+            file_path = place(info["file"])
+            index.save(file_path)
+        info["sha256"] = file_sha256(file_path)
+        folder.publish(file_path, info["file"])
     return info
 
 
+def _manifest_files(manifest: dict[str, Any]) -> list[str]:
+    return [info[key] for info in manifest.get("shards", []) for key in ("file", "ids_file") if key in info]
+
+
 def build_shards(dataset: Any, template: Any, num_shards: int, path: str | os.PathLike[str], *,
-                 vector_column: str = "vector", id_column: str = "id", num_cpus: float = 1) -> dict[str, Any]:
-    """Split ``dataset`` (rows with an int64 ``id_column`` and a float32 vector ``vector_column``) into
-    ``num_shards`` parts, build one index per part on a Ray task (``num_cpus`` CPUs, as many simkern threads) from a
-    copy of ``template`` and save it in the folder ``path``, with ``manifest.json``. Returns the manifest."""
+                 column: str | None = None, id_column: str = "id", num_cpus: float = 1) -> dict[str, Any]:
+    """Split ``dataset`` into ``num_shards`` parts and build one index per part on a Ray task (``num_cpus`` CPUs, as
+    many simkern threads) from a copy of ``template``, saved in the folder (or fsspec URL) ``path`` with
+    ``manifest.json``. Returns the manifest.
+
+    Rows: an int64 ``id_column`` and ``column``: a float32 vector (default ``"vector"``), or for a MultiVectorIndex
+    a token set (default ``"tokens"``, one ``(n_tokens, dim)`` array per row). ``template``: an empty HNSWIndex or
+    MultiVectorIndex (its configuration), or an empty PQIndex / IVFPQIndex - trained (one quantizer for every shard:
+    scores comparable across shards, the sharded search exact where each shard's is) or untrained (each shard trains
+    its own on its rows). Rebuilding into the same ``path`` writes new file names and replaces the manifest last, then
+    deletes the previous build's files: a build that fails leaves the previous one intact and usable."""
     _ray_data()  # ImportError naming the extra when Ray is missing
     ray: Any = importlib.import_module("ray")
     kind = _template_kind(template)
     num_shards = positive_int(num_shards, "num_shards")
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
+    if column is None:
+        column = "tokens" if kind == "MultiVectorIndex" else "vector"
+    folder = _Folder(path)
+    folder.makedirs()
+    try:
+        previous = _manifest_files(_parse_manifest(folder.read_manifest(), folder.url))
+    except (OSError, ValueError):
+        previous = []  # nothing (valid) built here before
     template_bytes = pickle.dumps(template, protocol=5)
-    threads = _worker_threads(num_cpus, None)
-    parts = dataset.split(num_shards)
+    threads = _worker_threads(_cpus_arg(num_cpus, zero_ok=False), None)
+    tag = secrets.token_hex(4)  # this build's file names: never those of the build being replaced
     task = ray.remote(num_cpus=num_cpus)(_build_shard)
-    infos = ray.get([task.remote(part, template_bytes, kind, path, i, vector_column, id_column, threads)
-                     for i, part in enumerate(parts)])
-    manifest = {"format": "simkern-shards", "version": 1, "kind": kind, "metric": _metric_of(template),
+    infos = ray.get([task.remote(part, template_bytes, kind, folder, i, tag, column, id_column, threads)
+                     for i, part in enumerate(dataset.split(num_shards))])
+    manifest = {"format": "simkern-shards", "version": 1, "kind": kind,
+                "metric": "maxsim" if kind == "MultiVectorIndex" else str(template.metric),
                 "shards": sorted(infos, key=lambda info: int(info["shard"]))}
-    text = json.dumps(manifest, indent=1).encode()
-    atomic_write(os.path.join(path, _MANIFEST), lambda f: f.write(text))
+    folder.write_manifest(json.dumps(manifest, indent=1).encode())
+    current = set(_manifest_files(manifest))
+    folder.remove([rel for rel in previous if rel not in current])
     return manifest
 
 
+def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A shard manifest, checked (kind, metric, file names inside the folder, counts and id ranges), else ValueError."""
+    try:
+        manifest = json.loads(data)
+        kind, shards = manifest["kind"], manifest["shards"]
+        if manifest.get("format") != "simkern-shards" or manifest.get("version") != 1:
+            raise ValueError("not a simkern shard manifest (version 1)")
+        if kind not in _SHARD_KINDS or manifest["metric"] not in ("l2", "ip", "cosine", "maxsim") or not shards:
+            raise ValueError(f"unknown kind {kind!r} or metric, or no shards")
+        for info in shards:
+            _relative(info["file"], where)
+            if "ids_file" in info:
+                _relative(info["ids_file"], where)
+            if not isinstance(info["count"], int) or not isinstance(info["sha256"], str):
+                raise ValueError("a shard without a count or a checksum")
+            if (info["id_min"] is None) != (info["id_max"] is None):
+                raise ValueError("a shard with half an id range")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{where}: cannot read {_MANIFEST} ({e})") from None
+    return manifest  # type: ignore[no-any-return]
+
+
 class _ShardServer:
-    """A shard in a Ray actor: checks the file's checksum, loads the index (mmap where asked), answers searches in
-    global ids."""
+    """A shard in a Ray actor: fetches its files (local, or a verified download for a URL), checks their checksums,
+    loads the index (mmap where asked) and answers searches in global ids."""
 
-    def __init__(self, path: str, info: dict[str, Any], kind: str, mmap: bool, threads: int) -> None:
-        from .hnsw import HNSWIndex
-        from .ivfpq_index import IVFPQIndex
-        from .pq_index import PQIndex
-
-        file_path = os.path.join(path, info["file"])
-        if file_sha256(file_path) != info["sha256"]:
-            raise ValueError(f"{file_path}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+    def __init__(self, folder: _Folder, info: dict[str, Any], kind: str, mmap: bool, threads: int,
+                 cache_dir: str) -> None:
+        file_path = folder.fetch(info["file"], info["sha256"], cache_dir)
         self.threads = threads
-        cls: Any = {"HNSWIndex": HNSWIndex, "PQIndex": PQIndex, "IVFPQIndex": IVFPQIndex}[kind]
-        self.index: Any = cls.load(file_path, mmap=mmap)
+        cls = _shard_classes()[kind]
+        self.index: Any = cls.load(os.path.dirname(file_path) if kind == "MultiVectorIndex" else file_path,
+                                   mmap=mmap)
+        if len(self.index) != info["count"]:
+            raise ValueError(f"{file_path}: {len(self.index)} rows where {_MANIFEST} says {info['count']}")
         self.gids: npt.NDArray[np.int64] | None = None
         if "ids_file" in info:
-            ids_path = os.path.join(path, info["ids_file"])
-            if file_sha256(ids_path) != info["ids_sha256"]:
-                raise ValueError(f"{ids_path}: checksum mismatch with {_MANIFEST} (the shard file is corrupted)")
+            ids_path = folder.fetch(info["ids_file"], info["ids_sha256"], cache_dir)
             self.gids = np.load(ids_path)
-            if self.gids.shape != (len(self.index),):
-                raise ValueError(f"{ids_path}: {self.gids.shape[0]} ids for {len(self.index)} vectors")
+            if self.gids.shape != (len(self.index),) or self.gids.dtype != np.int64:
+                raise ValueError(f"{ids_path}: {self.gids.shape} {self.gids.dtype} ids for {len(self.index)} rows")
             self.order = np.argsort(self.gids, kind="stable")
             self.sorted_gids = self.gids[self.order]
 
     def ready(self) -> bool:
         return True
 
-    def search(self, queries: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64] | None,
+    def search(self, queries: Any, k: int, allowed: npt.NDArray[np.int64] | None,
                kwargs: dict[str, Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        filt: Any = None
+        kwargs = {"threads": self.threads, **kwargs}
         if allowed is not None:
             if self.gids is None:
-                filt = allowed
+                kwargs["filter"] = allowed
             elif not len(self.order):
-                filt = np.zeros(0, np.int64)
+                kwargs["filter"] = np.zeros(0, np.int64)
             else:  # global ids -> positions
                 pos = np.minimum(np.searchsorted(self.sorted_gids, allowed), len(self.order) - 1)
-                filt = self.order[pos[self.sorted_gids[pos] == allowed]]
-        kwargs = {"threads": self.threads, **kwargs}
-        scores, ids = self.index.search(queries, k, filter=filt, **kwargs)
+                kwargs["filter"] = self.order[pos[self.sorted_gids[pos] == allowed]]
+        scores, ids = self.index.search(queries, k, **kwargs)
         if self.gids is not None:
             ids = np.where(ids >= 0, self.gids[np.maximum(ids, 0)], -1)
         return scores, ids
 
 
+def _kill_all(ray: Any, actors: list[list[Any]]) -> None:
+    for group in actors:
+        for a in group:
+            ray.kill(a)
+
+
 class ShardedIndex:
     """Search over the shards of ``build_shards``, one Ray actor per shard and replica (see the module docstring).
-    Results equal one index over all the rows wherever each shard's search is exact (PQIndex's exact ADC, HNSW with
-    ef >= its shard's size, IVF-PQ with nprobe = nlist)."""
+    Results equal one index over all the rows wherever each shard's search is exact (PQIndex's exact ADC with a
+    shared quantizer, HNSW with ef >= its shard's size, IVF-PQ with nprobe = nlist, MultiVectorIndex with candidates
+    >= its shard's size)."""
 
     def __init__(self, path: str, manifest: dict[str, Any], actors: list[list[Any]]) -> None:
         self.path, self.manifest, self._actors = path, manifest, actors
         self._turn = 0
+        self._id_bound = 1 + max((int(info["id_max"]) for info in manifest["shards"] if info["id_max"] is not None),
+                                 default=-1)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, num_replicas: int = 1, mmap: bool = True, num_cpus: float = 0,
-             threads: int | None = None, max_restarts: int = 3, max_task_retries: int = 3,
-             timeout: float = 300.0) -> ShardedIndex:
+             threads: int | None = None, max_restarts: int = 3, max_task_retries: int = 3, timeout: float = 300.0,
+             cache_dir: str | os.PathLike[str] | None = None) -> ShardedIndex:
         """Start the shard actors (``num_replicas`` per shard) and wait until every one has checked and loaded its
         file: a missing, corrupted or foreign shard raises ValueError here. ``num_cpus``: CPUs each actor reserves
         (default 0: Ray places shards wherever there is memory, as its actors' default); each actor's searches run
         ``threads`` simkern threads (default: its reserved CPUs, at least 1). Actors that cannot be placed within
-        ``timeout`` seconds raise RuntimeError."""
+        ``timeout`` seconds raise RuntimeError. ``cache_dir``: where actors keep the shards they download when
+        ``path`` is a URL (default: ``simkern-shards`` in the temporary folder of their node)."""
         _ray_data()  # ImportError naming the extra when Ray is missing
         ray: Any = importlib.import_module("ray")
-        path = os.fspath(path)
+        folder = _Folder(path)
         try:
-            with open(os.path.join(path, _MANIFEST), "rb") as f:
-                manifest = json.loads(f.read())
-            kind, shards = manifest["kind"], manifest["shards"]
-            if manifest.get("format") != "simkern-shards" or kind not in _SHARD_KINDS or not shards:
-                raise ValueError("not a simkern shard manifest")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: cannot read {_MANIFEST} ({e})") from None
+            data = folder.read_manifest()
+        except OSError as e:
+            raise ValueError(f"{folder.url}: cannot read {_MANIFEST} ({e})") from None
+        manifest = _parse_manifest(data, folder.url)
+        kind, shards = manifest["kind"], manifest["shards"]
         num_replicas = positive_int(num_replicas, "num_replicas")
+        cache = os.fspath(cache_dir) if cache_dir is not None else os.path.join(tempfile.gettempdir(),
+                                                                                "simkern-shards")
         server = ray.remote(_ShardServer)
         per_actor = _worker_threads(_cpus_arg(num_cpus, zero_ok=True), threads)
         actors = [[server.options(num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=max_task_retries)
-                   .remote(path, info, kind, mmap, per_actor) for _ in range(num_replicas)] for info in shards]
+                   .remote(folder, info, kind, mmap, per_actor, cache) for _ in range(num_replicas)]
+                  for info in shards]
         try:
             ray.get([a.ready.remote() for group in actors for a in group], timeout=timeout)
         except ray.exceptions.GetTimeoutError:
-            for group in actors:
-                for a in group:
-                    ray.kill(a)
-            raise RuntimeError(f"{path}: the shard actors did not start within {timeout} s (not enough cluster "
+            _kill_all(ray, actors)
+            raise RuntimeError(f"{folder.url}: the shard actors did not start within {timeout} s (not enough cluster "
                                f"resources for {len(shards) * num_replicas} actors of {num_cpus} CPUs?)") from None
         except Exception as e:  # noqa: BLE001 - a shard that failed to load: the cause, as ValueError
-            for group in actors:
-                for a in group:
-                    ray.kill(a)
+            _kill_all(ray, actors)
             cause = getattr(e, "cause", None) or e
-            raise ValueError(f"{path}: a shard failed to load: {cause}") from None
-        return cls(path, manifest, actors)
+            raise ValueError(f"{folder.url}: a shard failed to load: {cause}") from None
+        return cls(folder.url, manifest, actors)
 
     def close(self) -> None:
         """Stop the shard actors."""
-        ray = importlib.import_module("ray")
-        for group in self._actors:
-            for a in group:
-                ray.kill(a)
+        _kill_all(importlib.import_module("ray"), self._actors)
         self._actors = []
+
+    def __enter__(self) -> ShardedIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return sum(int(info["count"]) for info in self.manifest["shards"])
 
-    def search(self, queries: npt.NDArray[np.float32], k: int = 10, *, filter: npt.ArrayLike | None = None,
+    @property
+    def kind(self) -> str:
+        """The shards' index class name."""
+        return str(self.manifest["kind"])
+
+    def search(self, queries: Any, k: int = 10, *, filter: npt.ArrayLike | None = None,
                **search_kwargs: Any) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """The ``k`` best ``(scores, ids)`` over every shard, merged by score then id. ``filter``: an array of
-        allowed ids (sent only to the shards whose id range holds some); ``search_kwargs`` go to each shard's
-        ``search`` (``ef=``, ``nprobe=``, ``rerank=``, ``threads=``)."""
+        """The ``k`` best ``(scores, ids)`` over every shard, merged by score then id; fewer than ``k``: ids -1.
+        ``queries``: float32 ``(n, dim)`` rows, or token sets (a Ragged, a list of 2-D arrays) for MultiVectorIndex
+        shards. ``filter``: allowed ids (an array of ids or a mask over ids; sent only to the shards whose id range
+        holds one; not for MultiVectorIndex, whose search takes no filter). ``search_kwargs`` go to each shard's
+        ``search`` (``ef=``, ``nprobe=``, ``rerank=``, ``candidates=``, ``threads=``)."""
         ray = importlib.import_module("ray")
+        if not self._actors:
+            raise ValueError("this ShardedIndex is closed")
         k = positive_int(k, "k")
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.ndim != 2:
-            raise ValueError(f"queries must be 2-D (n, dim), got shape {queries.shape}")
+        q: Any
+        if self.kind == "MultiVectorIndex":
+            q = as_ragged(queries, "queries")
+            nq = len(q)
+        else:
+            q = np.ascontiguousarray(queries, dtype=np.float32)
+            if q.ndim != 2:
+                raise ValueError(f"queries must be 2-D (n, dim), got shape {q.shape}")
+            nq = q.shape[0]
         allowed: npt.NDArray[np.int64] | None = None
         if filter is not None:
-            mask, ids = filter_arg(filter, 0 if not len(self) else 1 + max(
-                int(info["id_max"]) for info in self.manifest["shards"] if info["id_max"] is not None))
+            if self.kind == "MultiVectorIndex":
+                raise TypeError("filter is not supported by MultiVectorIndex shards (MultiVectorIndex.search takes "
+                                "no filter)")
+            mask, ids = filter_arg(filter, self._id_bound)
             if ids is not None:
                 allowed = np.unique(ids)
             else:
@@ -385,16 +580,27 @@ class ShardedIndex:
                 if not len(shard_allowed):
                     continue  # no allowed id in this shard's range: not asked
             actor = group[self._turn % len(group)]
-            refs.append(actor.search.remote(queries, k, shard_allowed, search_kwargs))
+            refs.append(actor.search.remote(q, k, shard_allowed, search_kwargs))
         smaller = self.manifest["metric"] == "l2"
-        pad = np.inf if smaller else -np.inf
         if not refs:
-            return np.full((len(queries), k), pad, np.float32), np.full((len(queries), k), -1, np.int64)
+            pad = np.inf if smaller else -np.inf
+            return np.full((nq, k), pad, np.float32), np.full((nq, k), -1, np.int64)
         parts = ray.get(refs)
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        ids = np.concatenate([p[1] for p in parts], axis=1)
-        # Exact merge: padding last, then by score (ascending for l2), then id; independent of reply order.
-        key = np.where(ids < 0, np.inf, scores if smaller else -scores.astype(np.float64))
-        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), key), axis=1)[:, :k]
-        return (np.take_along_axis(scores, order, 1).astype(np.float32, copy=False),
-                np.take_along_axis(ids, order, 1))
+        return _merge_top_k([p[0] for p in parts], [p[1] for p in parts], k, smaller)
+
+
+def _merge_top_k(scores_parts: list[npt.NDArray[np.float32]], ids_parts: list[npt.NDArray[np.int64]], k: int,
+                 smaller: bool) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """The ``k`` best of the shards' ``(nq, k_i)`` results: padding (id -1) last, then by score (ascending where
+    ``smaller``), then id. Independent of the order of the parts; padded with -1 to ``k`` columns."""
+    scores = np.concatenate(scores_parts, axis=1)
+    ids = np.concatenate(ids_parts, axis=1)
+    pad = np.inf if smaller else -np.inf
+    if scores.shape[1] < k:
+        extra = k - scores.shape[1]
+        scores = np.concatenate([scores, np.full((scores.shape[0], extra), pad, np.float32)], axis=1)
+        ids = np.concatenate([ids, np.full((ids.shape[0], extra), -1, np.int64)], axis=1)
+    key = np.where(ids < 0, np.inf, scores if smaller else -scores.astype(np.float64))
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), key), axis=1)[:, :k]
+    return (np.take_along_axis(scores, order, 1).astype(np.float32, copy=False),
+            np.take_along_axis(ids, order, 1))
