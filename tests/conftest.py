@@ -15,6 +15,9 @@ settings.register_profile(
 # The sanitizer pass of .ci/run (step 5): the same tests with fewer examples each, as they also run at "ci" in steps
 # 1 and 2; ASan makes every example ~3x slower, and the CI budget is 20 minutes.
 settings.register_profile("ci-sanitizer", parent=settings.get_profile("ci"), max_examples=30)
+# the release check of .ci/run (step 2): the zig-built wheel on 30 examples per property; step 1 runs the same
+# derandomized properties on 100
+settings.register_profile("ci-release", parent=settings.get_profile("ci"), max_examples=30)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 from levels import KERNEL_LEVELS, kernel_level  # noqa: E402

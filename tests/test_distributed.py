@@ -54,6 +54,10 @@ def test_encode_fde_same_length_rows(cluster):
     ds = ray_data.from_items([{"id": i, "tokens": d} for i, d in enumerate(docs)])
     got = _by_id(simkern.distributed.encode_fde(ds, fde, batch_size=16, concurrency=1).take_all(), "fde")
     np.testing.assert_array_equal(got, fde.encode_documents(docs))
+    # the default batch (about 32 MiB of encodings), and the input column dropped
+    rows = simkern.distributed.encode_fde(ds, fde, concurrency=1, keep_input=False).take_all()
+    assert set(rows[0]) == {"id", "fde"}
+    np.testing.assert_array_equal(_by_id(rows, "fde"), fde.encode_documents(docs))
 
 
 @pytest.mark.parametrize("nbits", [8, 4])
@@ -62,8 +66,9 @@ def test_encode_pq_is_bit_identical_to_one_process(cluster, nbits):
     x = rng.standard_normal((2000, 32)).astype(np.float32)
     pq = simkern.ProductQuantizer(32, 8, nbits).train(x, iters=3)
     ds = ray_data.from_items([{"id": i, "vector": v} for i, v in enumerate(x)])
-    got = _by_id(simkern.distributed.encode_pq(ds, pq, batch_size=300, concurrency=(1, 2)).take_all(), "pq_codes")
-    np.testing.assert_array_equal(got, pq.encode(x))
+    rows = simkern.distributed.encode_pq(ds, pq, batch_size=300, concurrency=(1, 2), keep_input=False).take_all()
+    assert set(rows[0]) == {"id", "pq_codes"}
+    np.testing.assert_array_equal(_by_id(rows, "pq_codes"), pq.encode(x))
 
 
 def test_bad_arguments(cluster):
@@ -222,3 +227,20 @@ def test_a_failed_rebuild_leaves_the_previous_shards(cluster, tmp_path):
     want = {"manifest.json"} | {s[key] for s in second["shards"] for key in ("file", "ids_file")}
     assert names == want
     assert not names & {s["file"] for s in first["shards"]}
+
+
+def test_the_readme_example_runs(cluster, tmp_path, monkeypatch):
+    readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+    if not os.path.exists(readme):
+        pytest.skip("README.md is not beside the tests")
+    with open(readme, encoding="utf-8") as f:
+        section = f.read().split('## Ray (optional, `pip install "simkern[ray]"`)', 1)[1]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("```\n", start)]
+    monkeypatch.chdir(tmp_path)  # its shard folders are relative paths
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)  # the cluster fixture's is running
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    # the MultiVectorIndex shards, queried with the first three documents' own tokens, find each of them first
+    assert ns["ids"].shape == (3, 10) and ns["ids"][:, 0].tolist() == [0, 1, 2]
+    assert (tmp_path / "fde-shards" / "manifest.json").exists()

@@ -1,14 +1,14 @@
 """``python -m simkern bench [family ...] [--quick] [--update] [--out DIR]``: run the bench/ scripts of a source
 checkout and write one Markdown report (machine, every table, PNG plots).
 
-Families: maxsim, pq, ivfpq, fde, hnsw, sketch, multivector, isa (default: all; isa: every family at every ISA
-level). The scripts live in the repository's bench/ folder (they import the peers of the ``bench`` extra), so this
-command runs from a source checkout: it looks for bench/ in the current directory, then next to the installed
-package's source tree (``--bench-dir`` to set it). The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots
-beside it: hnsw.png (QPS vs recall), sketch.png (eps_inf vs m), ivfpq.png (QPS vs recall@10 per configuration),
-multivector.png (recall@10 vs latency, recall@100 vs candidates), maxsim.png (GFLOP/s and % of the sgemm peak).
-``--update`` re-runs only the named families and replaces their sections of an existing report, keeping the others
-(each section says when it ran).
+Families: maxsim, pq, ivfpq, fde, hnsw, sketch, multivector, isa, distributed, and the compat-* shims (default: all;
+isa: every family at every ISA level; distributed needs the ``ray`` extra). The scripts live in the repository's
+bench/ folder (they import the peers of the ``bench`` extra), so this command runs from a source checkout: it looks
+for bench/ in the current directory, then next to the installed package's source tree (``--bench-dir`` to set it).
+The report is ``DIR/RESULTS.md`` (default DIR: bench/), plots beside it: hnsw.png (QPS vs recall), sketch.png
+(eps_inf vs m), ivfpq.png (QPS vs recall@10 per configuration), multivector.png (recall@10 vs latency, recall@100 vs
+candidates), maxsim.png (GFLOP/s and % of the sgemm peak). ``--update`` re-runs only the named families and replaces
+their sections of an existing report, keeping the others (each section says when it ran).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ FAMILIES = {
     "sketch": ("bench_sketch.py", []),
     "multivector": ("bench_multivector.py", []),
     "isa": ("bench_isa.py", []),
+    # simkern.distributed on a local Ray cluster: Ray Data encoding against one process, shards against one index
+    "distributed": ("bench_distributed.py", []),
     # the simkern.compat shims against the packages they replace, call for call, one thread
     "compat-hnswlib": ("bench_compat_hnswlib.py", []),
     "compat-pylate": ("bench_compat_pylate.py", []),
@@ -41,7 +43,7 @@ FAMILIES = {
     "compat-muvera": ("bench_fde.py", ["--compat"]),
 }
 PEERS = ["numpy", "scipy", "faiss-cpu", "hnswlib", "usearch", "nanopq", "maxsim-cpu", "muvera-python", "fastembed",
-         "torch", "matplotlib"]
+         "ray", "torch", "matplotlib"]
 
 
 def _find_bench_dir(explicit: str | None) -> str:
