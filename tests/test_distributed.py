@@ -169,13 +169,14 @@ def test_sharded_multivector_equals_one_index(cluster, tmp_path):
     fde = simkern.FDE(16, num_repetitions=2, num_simhash_projections=2, seed=7)
     template = simkern.MultiVectorIndex(16, fde=fde, ann="flat", candidates=240)
     ds = ray_data.from_items([{"id": int(i), "tokens": d} for i, d in zip(ids, docs)])
-    manifest = simkern.distributed.build_shards(ds, template, 3, tmp_path / "mv")
+    url = (tmp_path / "mv").as_uri()  # through fsspec: a shard that is a folder, staged, uploaded, cached
+    manifest = simkern.distributed.build_shards(ds, template, 3, url)
     assert manifest["kind"] == "MultiVectorIndex" and manifest["metric"] == "maxsim"
     assert all(s["file"].endswith("/index.skc") for s in manifest["shards"])
     single = simkern.MultiVectorIndex(16, fde=fde, ann="flat", candidates=240)
     single.add(docs, ids)
     want = single.search(queries, 8)
-    with simkern.distributed.ShardedIndex.open(tmp_path / "mv") as index:
+    with simkern.distributed.ShardedIndex.open(url, cache_dir=tmp_path / "cache") as index:
         got = index.search(queries, 8)  # every shard reranks all its docs: exact MaxSim top-k
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_array_equal(got[0], want[0])
