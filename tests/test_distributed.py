@@ -216,6 +216,10 @@ def test_a_failed_rebuild_leaves_the_previous_shards(cluster, tmp_path):
     first = simkern.distributed.build_shards(_dataset(x, np.arange(400)), template, 2, tmp_path / "s")
     with simkern.distributed.ShardedIndex.open(tmp_path / "s") as index:
         before = index.search(q, 5)
+        with pytest.raises(ValueError, match="dim 16"):
+            index.search(q[:, :8], 5)
+    with pytest.raises(ValueError, match="closed"):
+        index.search(q, 5)
     bad = _dataset(_rows(11, 50, 8), np.arange(50))  # 8-d rows for a 16-d template: every task fails
     with pytest.raises(ValueError, match="dim"):
         simkern.distributed.build_shards(bad, template, 2, tmp_path / "s")

@@ -40,7 +40,7 @@ def test_merge_equals_the_global_top_k(nq, n, shards, k, smaller, ties, seed):
 
 
 def _manifest(**changes):
-    m = {"format": "simkern-shards", "version": 1, "kind": "PQIndex", "metric": "l2",
+    m = {"format": "simkern-shards", "version": 1, "kind": "PQIndex", "metric": "l2", "dim": 16,
          "shards": [{"shard": 0, "file": "shard-00000-ab.simk", "sha256": "0" * 64, "count": 3, "id_min": 0,
                      "id_max": 2, "ids_file": "shard-00000-ab.ids.npy", "ids_sha256": "0" * 64}]}
     shard = dict(m["shards"][0], **changes.pop("shard", {}))
@@ -51,7 +51,8 @@ def _manifest(**changes):
 def test_manifest_checks():
     assert distributed._parse_manifest(_manifest(), "here")["kind"] == "PQIndex"
     bad = [b"{", b"[]", _manifest(format="other"), _manifest(version=2), _manifest(kind="Flat"),
-           _manifest(metric="hamming"), _manifest(shard={"count": "3"}), _manifest(shard={"id_max": None}),
+           _manifest(metric="hamming"), _manifest(dim=0), _manifest(dim="16"), _manifest(shard={"count": "3"}),
+           _manifest(shard={"id_max": None}),
            _manifest(shard={"file": "../outside.simk"}), _manifest(shard={"file": "/etc/passwd"}),
            _manifest(shard={"ids_file": "a/../../b"}), _manifest(shard={"file": "s3://bucket/x"})]
     for data in bad:

@@ -408,7 +408,7 @@ def build_shards(dataset: Any, template: Any, num_shards: int, path: str | os.Pa
     task = ray.remote(num_cpus=num_cpus)(_build_shard)
     infos = ray.get([task.remote(part, template_bytes, kind, folder, i, tag, column, id_column, threads)
                      for i, part in enumerate(dataset.split(num_shards))])
-    manifest = {"format": "simkern-shards", "version": 1, "kind": kind,
+    manifest = {"format": "simkern-shards", "version": 1, "kind": kind, "dim": int(template.dim),
                 "metric": "maxsim" if kind == "MultiVectorIndex" else str(template.metric),
                 "shards": sorted(infos, key=lambda info: int(info["shard"]))}
     folder.write_manifest(json.dumps(manifest, indent=1).encode())
@@ -426,6 +426,8 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
             raise ValueError("not a simkern shard manifest (version 1)")
         if kind not in _SHARD_KINDS or manifest["metric"] not in ("l2", "ip", "cosine", "maxsim") or not shards:
             raise ValueError(f"unknown kind {kind!r} or metric, or no shards")
+        if not isinstance(manifest["dim"], int) or manifest["dim"] < 1:
+            raise ValueError(f"bad dim {manifest['dim']!r}")
         for info in shards:
             _relative(info["file"], where)
             if "ids_file" in info:
@@ -569,14 +571,17 @@ class ShardedIndex:
             raise ValueError("this ShardedIndex is closed")
         k = positive_int(k, "k")
         q: Any
+        dim = int(self.manifest["dim"])
         if self.kind == "MultiVectorIndex":
             q = as_ragged(queries, "queries")
-            nq = len(q)
+            nq, q_dim = len(q), q.dim
         else:
             q = np.ascontiguousarray(queries, dtype=np.float32)
             if q.ndim != 2:
                 raise ValueError(f"queries must be 2-D (n, dim), got shape {q.shape}")
-            nq = q.shape[0]
+            nq, q_dim = q.shape
+        if q_dim != dim:  # here, rather than in every shard (whose error would come wrapped in Ray's)
+            raise ValueError(f"queries must have dim {dim}, got dim {q_dim}")
         allowed: npt.NDArray[np.int64] | None = None
         if filter is not None:
             if self.kind == "MultiVectorIndex":
