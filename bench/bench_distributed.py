@@ -31,6 +31,8 @@ Needs the `ray` extra (pip install "simkern[ray]"). Ray runs a local cluster of 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import os
 import sys
@@ -40,19 +42,13 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import cpu_model, fmt_ms, fmt_rate, log, n_cpus, print_table  # noqa: E402
+from simkern.demo import _best_time  # noqa: E402
+
+_best = functools.partial(_best_time, warmup=False)  # best of n timed calls (warm-ups are done where needed)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "dev"))
 TARGET_SCALE, TARGET_VS_LOCAL = 1.7, 0.85
-
-
-def _best(fn, rounds):
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def token_sets(args, np):
@@ -98,7 +94,8 @@ def bench_encode(args, np, ray, simkern, report):
     fixed = _best(lambda: run(8, 1), args.rounds)
     ray_t = {(n, w): _best(lambda n=n, w=w: run(n, w), args.rounds) for n in (n1, n2) for w in (1, 2)}
     # marginal throughput: the docs added over the time they added (the per-call fixed cost cancels)
-    marginal = {w: (n2 - n1) / max(ray_t[(n2, w)] - ray_t[(n1, w)], 1e-9) for w in (1, 2)}
+    # (nan when the larger run was not slower: timing noise beats the work, as in --quick)
+    marginal = {w: (n2 - n1) / d if (d := ray_t[(n2, w)] - ray_t[(n1, w)]) > 0 else float("nan") for w in (1, 2)}
     rate = {w: n2 / ray_t[(n2, w)] for w in (1, 2)}
     loc = {t: n2 / local[t] for t in (1, 2)}
     rows = [["one process, threads=1", fmt_rate(loc[1]), "", f"{local[1]:.2f} s", ""],
@@ -148,17 +145,17 @@ def bench_search(args, np, ray, simkern, report):
     log(f"search: {n} x {x.shape[1]} ({where}), {len(q)} queries")
     rng = np.random.default_rng(args.seed)
     pq = simkern.PQIndex(x.shape[1], 48, 8, metric="ip").train(x[rng.permutation(n)[:20000]], iters=10)
-    templates = {"PQIndex 48x8 (exact ADC)": (pq, {}),
+    # name: (template, search kwargs, exact: the shards must return exactly the one index's results)
+    templates = {"PQIndex 48x8 (exact ADC)": (pq, {}, True),
                  "HNSWIndex M=16 ef=64": (simkern.HNSWIndex(x.shape[1], metric="ip", M=16, ef_construction=100,
-                                                            seed=1), {"ef": 64})}
+                                                            seed=1), {"ef": 64}, False)}
     ds = ray.data.from_items([{"id": int(i), "vector": v} for i, v in zip(ids, x)]).materialize()
     calls = args.latency_calls
     results = {}
-    for name, (template, kwargs) in templates.items():
-        import copy
+    for name, (template, kwargs, exact) in templates.items():
         single = copy.deepcopy(template)
         t0 = time.perf_counter()
-        if name.startswith("PQ"):
+        if exact:  # PQIndex: ids are positions, here equal to the global ids
             single.add(x)
         else:
             single.add(x, ids)
@@ -180,7 +177,7 @@ def bench_search(args, np, ray, simkern, report):
                 index = simkern.distributed.ShardedIndex.open(folder, threads=max(1, cores // shards))
                 try:
                     got = index.search(q, 10, **kwargs)
-                    if name.startswith("PQ"):
+                    if exact:
                         same = np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
                         identical = "yes" if same else "NO"
                     else:

@@ -43,6 +43,7 @@ import os
 import pickle
 import secrets
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,11 @@ import numpy.typing as npt
 
 from ._validate import atomic_write, file_sha256, filter_arg, int_arg, positive_int
 from .fde import FDE
+from .hnsw import HNSWIndex
+from .ivfpq_index import IVFPQIndex
+from .multivector import MultiVectorIndex
 from .pq import ProductQuantizer
+from .pq_index import PQIndex
 from .ragged import Ragged, as_ragged
 
 __all__ = ["ShardedIndex", "build_shards", "encode_fde", "encode_pq"]
@@ -102,48 +107,48 @@ def _map_kwargs(num_cpus: float, concurrency: int | tuple[int, int] | None, batc
     return {"batch_format": "numpy", "batch_size": batch_size, "num_cpus": num_cpus, "compute": compute}
 
 
-def _as_ragged(column: npt.NDArray[Any], name: str) -> Ragged:
-    """One batch of a token-set column as a Ragged: an object array of (n_i, dim) arrays (variable-shaped tensor
-    column) or one (batch, n, dim) array (every row the same shape)."""
+def _token_rows(column: npt.NDArray[Any], name: str) -> list[npt.NDArray[np.float32]]:
+    """One batch of a token-set column as float32 ``(n_i, dim)`` arrays: an object array of 2-D arrays (a
+    variable-shaped tensor column) or one (batch, n, dim) array (every row the same shape)."""
     if column.dtype == object:
-        return Ragged.from_list([np.asarray(row, dtype=np.float32) for row in column])
+        return [np.asarray(row, dtype=np.float32) for row in column]
     if column.ndim == 3:
-        return Ragged.from_list(list(np.asarray(column, dtype=np.float32)))
+        return list(np.asarray(column, dtype=np.float32))
     raise ValueError(f"column {name!r} must hold one (n_tokens, dim) array per row, got a batch of shape "
                      f"{column.shape}")
 
 
-class _FDEBatchEncoder:
-    """Ray Data callable class: the FDE is unpickled once per worker; each batch is encoded with it."""
+class _BatchEncoder:
+    """Ray Data callable class: the encoder is unpickled once per worker (its constructor); each batch's ``column``
+    (token sets concatenated into one Ragged, or float32 rows) goes through ``encoder.<method>`` into
+    ``output_column``."""
 
-    def __init__(self, fde: FDE, column: str, output_column: str, kind: str, threads: int, keep_input: bool) -> None:
-        self.fde, self.column, self.output_column, self.kind, self.threads = fde, column, output_column, kind, threads
-        self.keep_input = keep_input
+    def __init__(self, encoder: FDE | ProductQuantizer, method: str, tokens: bool, column: str, output_column: str,
+                 threads: int, keep_input: bool) -> None:
+        self.encode = getattr(encoder, method)
+        self.tokens, self.column, self.output_column = tokens, column, output_column
+        self.threads, self.keep_input = threads, keep_input
 
     def __call__(self, batch: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-        sets = _as_ragged(batch[self.column], self.column)
-        if self.kind == "documents":
-            batch[self.output_column] = self.fde.encode_documents(sets, threads=self.threads)
-        else:
-            batch[self.output_column] = self.fde.encode_queries(sets, threads=self.threads)
+        values = batch[self.column]
+        x = (Ragged.from_list(_token_rows(values, self.column)) if self.tokens
+             else np.ascontiguousarray(values, dtype=np.float32))
+        batch[self.output_column] = self.encode(x, threads=self.threads)
         if not self.keep_input and self.column != self.output_column:
             del batch[self.column]
         return batch
 
 
-class _PQBatchEncoder:
-    """Ray Data callable class: the quantizer is unpickled once per worker; each batch is encoded with it."""
-
-    def __init__(self, pq: ProductQuantizer, column: str, output_column: str, threads: int, keep_input: bool) -> None:
-        self.pq, self.column, self.output_column, self.threads = pq, column, output_column, threads
-        self.keep_input = keep_input
-
-    def __call__(self, batch: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-        x = np.ascontiguousarray(batch[self.column], dtype=np.float32)
-        batch[self.output_column] = self.pq.encode(x, threads=self.threads)
-        if not self.keep_input and self.column != self.output_column:
-            del batch[self.column]
-        return batch
+def _encode(dataset: Any, encoder: FDE | ProductQuantizer, method: str, tokens: bool, column: str,
+            output_column: str, batch_size: int, num_cpus: float, concurrency: int | tuple[int, int] | None,
+            threads: int | None, keep_input: bool) -> Any:
+    """``dataset.map_batches`` with a ``_BatchEncoder`` pool (the arguments of ``_map_kwargs``)."""
+    kwargs = _map_kwargs(num_cpus, concurrency, batch_size)
+    return dataset.map_batches(
+        _BatchEncoder, fn_constructor_kwargs={
+            "encoder": encoder, "method": method, "tokens": tokens, "column": column, "output_column": output_column,
+            "threads": _worker_threads(kwargs["num_cpus"], threads), "keep_input": bool(keep_input)},
+        **kwargs)
 
 
 def encode_fde(dataset: Any, fde: FDE, *, column: str = "tokens", output_column: str = "fde",
@@ -165,12 +170,8 @@ def encode_fde(dataset: Any, fde: FDE, *, column: str = "tokens", output_column:
         raise ValueError(f"kind must be 'documents' or 'queries', got {kind!r}")
     if batch_size is None:
         batch_size = max(1, _BATCH_BYTES // (4 * fde.output_dim))
-    kwargs = _map_kwargs(num_cpus, concurrency, batch_size)
-    return dataset.map_batches(
-        _FDEBatchEncoder, fn_constructor_kwargs={"fde": fde, "column": column, "output_column": output_column,
-                                                 "kind": kind, "threads": _worker_threads(num_cpus, threads),
-                                                 "keep_input": bool(keep_input)},
-        **kwargs)
+    return _encode(dataset, fde, f"encode_{kind}", True, column, output_column, batch_size, num_cpus, concurrency,
+                   threads, keep_input)
 
 
 def encode_pq(dataset: Any, pq: ProductQuantizer, *, column: str = "vector", output_column: str = "pq_codes",
@@ -182,26 +183,13 @@ def encode_pq(dataset: Any, pq: ProductQuantizer, *, column: str = "vector", out
     if not isinstance(pq, ProductQuantizer):
         raise TypeError(f"pq must be a simkern.ProductQuantizer, got {type(pq).__name__}")
     pq._require_trained()
-    kwargs = _map_kwargs(num_cpus, concurrency, batch_size)
-    return dataset.map_batches(
-        _PQBatchEncoder, fn_constructor_kwargs={"pq": pq, "column": column, "output_column": output_column,
-                                                "threads": _worker_threads(num_cpus, threads),
-                                                "keep_input": bool(keep_input)},
-        **kwargs)
+    return _encode(dataset, pq, "encode", False, column, output_column, batch_size, num_cpus, concurrency, threads,
+                   keep_input)
 
 
 # -- sharded indexes ----------------------------------------------------------------------------------------------
 _MANIFEST = "manifest.json"
-_SHARD_KINDS = ("HNSWIndex", "PQIndex", "IVFPQIndex", "MultiVectorIndex")
-
-
-def _shard_classes() -> dict[str, Any]:
-    from .hnsw import HNSWIndex
-    from .ivfpq_index import IVFPQIndex
-    from .multivector import MultiVectorIndex
-    from .pq_index import PQIndex
-
-    return {"HNSWIndex": HNSWIndex, "PQIndex": PQIndex, "IVFPQIndex": IVFPQIndex, "MultiVectorIndex": MultiVectorIndex}
+_SHARD_CLASSES: dict[str, Any] = {cls.__name__: cls for cls in (HNSWIndex, PQIndex, IVFPQIndex, MultiVectorIndex)}
 
 
 def _relative(name: object, where: str) -> str:
@@ -269,10 +257,10 @@ class _Folder:
 
     def remove(self, rels: list[str]) -> None:
         """Delete files of a previous build (best effort: a file already gone is not an error)."""
+        fs, root = self._fs() if self.remote and rels else (None, "")
         for rel in rels:
-            with contextlib.suppress(OSError, FileNotFoundError):
-                if self.remote:
-                    fs, root = self._fs()
+            with contextlib.suppress(OSError):
+                if fs is not None:
                     fs.rm_file(f"{root}/{rel}")
                 else:
                     os.unlink(self.local(rel))
@@ -304,10 +292,9 @@ class _Folder:
         return target
 
 
-def _template_kind(template: object) -> str:
-    classes = _shard_classes()
+def _template_kind(template: Any) -> str:
     kind = type(template).__name__
-    if kind not in classes or not isinstance(template, classes[kind]):
+    if _SHARD_CLASSES.get(kind) is not type(template):
         raise TypeError("template must be an empty HNSWIndex, PQIndex, IVFPQIndex or MultiVectorIndex, got "
                         f"{type(template).__name__}")
     if len(template):
@@ -315,21 +302,21 @@ def _template_kind(template: object) -> str:
     return kind
 
 
-def _read_part(part: Any, column: str, id_column: str, tokens: bool) -> tuple[Any, npt.NDArray[np.int64]]:
-    """The rows of one dataset part: (float32 (n, dim) vectors, or a Ragged of token sets; int64 ids)."""
+def _read_part(part: Any, column: str, id_column: str, tokens: bool, dim: int) -> tuple[Any, npt.NDArray[np.int64]]:
+    """The rows of one dataset part: (float32 ``(n, dim)`` vectors, or a list of ``(n_tokens, dim)`` token sets;
+    int64 ids)."""
     values: list[Any] = []
     ids = []
     for batch in part.iter_batches(batch_format="numpy", batch_size=4096):
         if tokens:
-            r = _as_ragged(batch[column], column)
-            values.extend(r[i] for i in range(len(r)))
+            values.extend(_token_rows(batch[column], column))
         else:
             values.append(np.asarray(batch[column], dtype=np.float32))
         ids.append(np.asarray(batch[id_column], dtype=np.int64))
     gids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     if tokens:
         return values, gids
-    return (np.ascontiguousarray(np.concatenate(values)) if values else None), gids
+    return (np.ascontiguousarray(np.concatenate(values)) if values else np.zeros((0, dim), np.float32)), gids
 
 
 def _build_shard(part: Any, template_bytes: bytes, kind: str, folder: _Folder, shard: int, tag: str, column: str,
@@ -337,17 +324,20 @@ def _build_shard(part: Any, template_bytes: bytes, kind: str, folder: _Folder, s
     """One shard: the rows of ``part`` added to a copy of the template (trained first on those rows when the template
     is an untrained PQIndex / IVFPQIndex), saved as ``shard-NNNNN-<tag>`` in ``folder``."""
     index = pickle.loads(template_bytes)
-    x, gids = _read_part(part, column, id_column, kind == "MultiVectorIndex")
-    if x is None:
-        x = np.zeros((0, index.dim), np.float32)
+    x, gids = _read_part(part, column, id_column, kind == "MultiVectorIndex", index.dim)
     info: dict[str, Any] = {"shard": shard, "count": int(len(gids)),
                             "id_min": int(gids.min()) if len(gids) else None,
                             "id_max": int(gids.max()) if len(gids) else None}
     with tempfile.TemporaryDirectory(prefix="simkern-shard-") as staging:
-        def place(rel: str) -> str:  # where to write ``rel``: in place (local folder) or staged (URL)
+        def put(rel: str, write: Callable[[str], object]) -> str:
+            """Write ``rel`` through ``write(local path)`` (in place for a local folder, staged for a URL), upload it
+            where needed; its SHA-256."""
             target = os.path.join(staging, *rel.split("/")) if folder.remote else folder.local(rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            return target
+            write(target)
+            digest = file_sha256(target)
+            folder.publish(target, rel)
+            return digest
 
         if kind in ("PQIndex", "IVFPQIndex") and not index.is_trained:
             index.train(x, threads=threads)
@@ -355,22 +345,15 @@ def _build_shard(part: Any, template_bytes: bytes, kind: str, folder: _Folder, s
         if kind == "PQIndex":  # PQIndex ids are positions: the global ids go to a sidecar
             index.add(x, threads=threads)
             info["ids_file"] = f"shard-{shard:05d}-{tag}.ids.npy"
-            ids_path = place(info["ids_file"])
-            atomic_write(ids_path, lambda f: np.save(f, gids))
-            info["ids_sha256"] = file_sha256(ids_path)
-            folder.publish(ids_path, info["ids_file"])
+            info["ids_sha256"] = put(info["ids_file"], lambda p: atomic_write(p, lambda f: np.save(f, gids)))
         elif len(gids):
             index.add(x, gids, threads=threads)
         if kind == "MultiVectorIndex":  # saved as a folder holding one container file
             info["file"] = f"shard-{shard:05d}-{tag}/index.skc"
-            file_path = place(info["file"])
-            index.save(os.path.dirname(file_path))
+            info["sha256"] = put(info["file"], lambda p: index.save(os.path.dirname(p)))
         else:
             info["file"] = f"shard-{shard:05d}-{tag}.simk"
-            file_path = place(info["file"])
-            index.save(file_path)
-        info["sha256"] = file_sha256(file_path)
-        folder.publish(file_path, info["file"])
+            info["sha256"] = put(info["file"], index.save)
     return info
 
 
@@ -424,7 +407,7 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         kind, shards = manifest["kind"], manifest["shards"]
         if manifest.get("format") != "simkern-shards" or manifest.get("version") != 1:
             raise ValueError("not a simkern shard manifest (version 1)")
-        if kind not in _SHARD_KINDS or manifest["metric"] not in ("l2", "ip", "cosine", "maxsim") or not shards:
+        if kind not in _SHARD_CLASSES or manifest["metric"] not in ("l2", "ip", "cosine", "maxsim") or not shards:
             raise ValueError(f"unknown kind {kind!r} or metric, or no shards")
         if not isinstance(manifest["dim"], int) or manifest["dim"] < 1:
             raise ValueError(f"bad dim {manifest['dim']!r}")
@@ -449,7 +432,7 @@ class _ShardServer:
                  cache_dir: str) -> None:
         file_path = folder.fetch(info["file"], info["sha256"], cache_dir)
         self.threads = threads
-        cls = _shard_classes()[kind]
+        cls = _SHARD_CLASSES[kind]
         self.index: Any = cls.load(os.path.dirname(file_path) if kind == "MultiVectorIndex" else file_path,
                                    mmap=mmap)
         if len(self.index) != info["count"]:
@@ -615,15 +598,10 @@ class ShardedIndex:
 
 def _merge_top_k(scores_parts: list[npt.NDArray[np.float32]], ids_parts: list[npt.NDArray[np.int64]], k: int,
                  smaller: bool) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """The ``k`` best of the shards' ``(nq, k_i)`` results: padding (id -1) last, then by score (ascending where
-    ``smaller``), then id. Independent of the order of the parts; padded with -1 to ``k`` columns."""
+    """The ``k`` best of the shards' ``(nq, k)`` results (each padded with id -1 to k, as every index pads):
+    padding last, then by score (ascending where ``smaller``), then id. Independent of the order of the parts."""
     scores = np.concatenate(scores_parts, axis=1)
     ids = np.concatenate(ids_parts, axis=1)
-    pad = np.inf if smaller else -np.inf
-    if scores.shape[1] < k:
-        extra = k - scores.shape[1]
-        scores = np.concatenate([scores, np.full((scores.shape[0], extra), pad, np.float32)], axis=1)
-        ids = np.concatenate([ids, np.full((ids.shape[0], extra), -1, np.int64)], axis=1)
     key = np.where(ids < 0, np.inf, scores if smaller else -scores.astype(np.float64))
     order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), key), axis=1)[:, :k]
     return (np.take_along_axis(scores, order, 1).astype(np.float32, copy=False),
