@@ -42,9 +42,10 @@ def test_bench_update_replaces_only_the_named_sections(tmp_path):
     old = tmp_path / "RESULTS.md"
     old.write_text("# simkern benchmark report\n\nGenerated earlier.\n\n## Machine\n\n- old cpu\n\n"
                    "## maxsim (`bench/bench_maxsim.py`, 1 s)\n\nold maxsim\n\n"
-                   "## multivector (`bench/bench_multivector.py`, 2 s)\n\nold mv\n")
+                   "## multivector (`bench/bench_multivector.py`, 2 s)\n\n```\n## old mv table\nold mv\n```\n")
     new = ["# simkern benchmark report", "", "Generated now.", "", "## Machine", "", "- new cpu", "",
-           "## multivector (`bench/bench_multivector.py`, 3 s, run now)", "", "new mv", "",
+           "## multivector (`bench/bench_multivector.py`, 3 s, run now)", "", "```", "## new mv table", "new mv", "```",
+           "",
            "## sketch (`bench/bench_sketch.py`, 4 s, run now)", "", "new sketch", ""]
     when = datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc)
     text = "\n".join(_merge_report(str(old), new, ["multivector", "sketch"], when))
@@ -52,6 +53,7 @@ def test_bench_update_replaces_only_the_named_sections(tmp_path):
     assert "--update multivector sketch` on 2026-01-02 03:04 UTC" in text
     assert "new cpu" in text and "old cpu" not in text
     assert "old maxsim" in text and "old mv" not in text and "new mv" in text and "new sketch" in text
+    assert text.count("## new mv table") == 1  # a "## " line inside a script's fenced output is not a section
     assert text.index("## maxsim") < text.index("## multivector") < text.index("## sketch")
 
 

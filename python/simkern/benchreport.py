@@ -149,11 +149,15 @@ def _plot_multivector(json_path: str, png: str) -> bool:
 
 
 def _sections(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Split a report into its preamble and (name, lines) sections: name = the first word of each "## " heading."""
+    """Split a report into its preamble and (name, lines) sections: name = the first word of each "## " heading
+    outside a ``` block (a script's own output, fenced in its section, may print "## " lines)."""
     pre: list[str] = []
     sections: list[tuple[str, list[str]]] = []
+    fenced = False
     for line in lines:
-        if line.startswith("## "):
+        if line.startswith("```"):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
             sections.append((line[3:].split(" ")[0], [line]))
         elif sections:
             sections[-1][1].append(line)
